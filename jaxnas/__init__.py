@@ -1,0 +1,41 @@
+"""jaxnas: neural architecture search and hyperparameter optimisation as pure JAX functions."""
+
+from jaxnas.space import Bool
+from jaxnas.space import ByName
+from jaxnas.space import Categorical
+from jaxnas.space import Config
+from jaxnas.space import Dynamic
+from jaxnas.space import Fidelity
+from jaxnas.space import FidelityInfo
+from jaxnas.space import Float
+from jaxnas.space import FloatFidelity
+from jaxnas.space import Integer
+from jaxnas.space import IntegerFidelity
+from jaxnas.space import Operation
+from jaxnas.space import Resampled
+from jaxnas.space import SearchSpace
+from jaxnas.space import Space
+from jaxnas.space import SpaceError
+from jaxnas.space import compile  # noqa: A004 - the public name shadows the builtin on purpose
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bool",
+    "ByName",
+    "Categorical",
+    "Config",
+    "Dynamic",
+    "Fidelity",
+    "FidelityInfo",
+    "Float",
+    "FloatFidelity",
+    "Integer",
+    "IntegerFidelity",
+    "Operation",
+    "Resampled",
+    "SearchSpace",
+    "Space",
+    "SpaceError",
+    "compile",
+]

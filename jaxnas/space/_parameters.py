@@ -1,0 +1,450 @@
+"""The search-space language: parameters, operations, references and the `Space` sugar.
+
+These objects only *describe* a space; `jaxnas.compile` turns a pytree of them into a
+fixed-shape `SearchSpace`. Semantics follow NePS Spaces:
+
+* reusing the same parameter object in several places shares one sampled value;
+* `param.resample()` (or `Resampled(param)`) is an independently sampled copy. The copy is
+  shallow, as in NePS: objects nested in the source are still shared unless they are
+  themselves resampled, and a nested `.resample()` is drawn anew in every copy;
+* `ByName("name")` refers to another top-level entry of the space (itself included), which
+  with `.resample()` gives grammar-like recursion.
+
+Every rule that can be checked on a parameter alone is checked here, when it is defined, so
+the error points at the user's line. Rules that need the whole space (references, recursion,
+fidelity placement, size) are checked by `jaxnas.compile`, which names the path.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+PRIOR_CONFIDENCES = ("low", "medium", "high")
+
+
+class Parameter:
+    """Base class of every object that `jaxnas.compile` resolves (not a public name)."""
+
+    __slots__ = ()
+
+    def resample(self) -> Resampled:
+        """Returns an independently sampled copy of this parameter."""
+        return Resampled(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; build a new one instead.")
+
+    def _set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_confidence(owner: str, prior_confidence: Any) -> None:
+    if prior_confidence not in PRIOR_CONFIDENCES:
+        raise ValueError(
+            f"{owner}: prior_confidence={prior_confidence!r} is not one of "
+            f"{PRIOR_CONFIDENCES}."
+        )
+
+
+class _Numeric(Parameter):
+    """Shared validation and fields of `Float` and `Integer`."""
+
+    __slots__ = ("lower", "upper", "log", "prior", "prior_confidence", "static")
+    _integer = False
+
+    def __init__(self, lower, upper, *, log=False, prior=None, prior_confidence="medium",
+                 static=False):
+        kind = type(self).__name__
+        owner = f"{kind}(lower={lower!r}, upper={upper!r})"
+        for name, value in (("lower", lower), ("upper", upper)):
+            if not _is_real(value):
+                raise TypeError(f"{owner}: {name}={value!r} must be a real number.")
+            if not math.isfinite(value):
+                raise ValueError(f"{owner}: {name}={value!r} must be finite.")
+            if self._integer and float(value) != int(value):
+                raise ValueError(f"{owner}: {name}={value!r} must be a whole number.")
+        if not lower < upper:
+            raise ValueError(f"{owner}: lower must be less than upper.")
+        if log and lower <= 0:
+            raise ValueError(f"{owner}: log=True needs lower > 0, got lower={lower!r}.")
+        if prior is not None:
+            if not _is_real(prior) or not math.isfinite(prior):
+                raise TypeError(f"{owner}: prior={prior!r} must be a finite real number.")
+            if not lower <= prior <= upper:
+                raise ValueError(
+                    f"{owner}: prior={prior!r} lies outside the bounds [{lower!r}, {upper!r}]."
+                )
+            if self._integer and float(prior) != int(prior):
+                raise ValueError(f"{owner}: prior={prior!r} must be a whole number.")
+        _check_confidence(owner, prior_confidence)
+        cast = int if self._integer else float
+        self._set(
+            lower=cast(lower), upper=cast(upper), log=bool(log),
+            prior=None if prior is None else cast(prior),
+            prior_confidence=prior_confidence, static=bool(static),
+        )
+
+    def __repr__(self) -> str:
+        extras = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, default in (("log", False), ("prior", None), ("static", False))
+            if getattr(self, name) != default
+        )
+        if self.prior is not None:
+            extras += f", prior_confidence={self.prior_confidence!r}"
+        return f"{type(self).__name__}({self.lower!r}, {self.upper!r}{extras})"
+
+
+class Float(_Numeric):
+    """A real-valued parameter in the closed interval `[lower, upper]`.
+
+    Args:
+        lower: Inclusive lower bound, finite.
+        upper: Inclusive upper bound, finite and greater than `lower`.
+        log: Sample uniformly in log space (needs `lower > 0`).
+        prior: A value in `[lower, upper]` believed to be good.
+        prior_confidence: "low", "medium" or "high": the prior is a normal truncated to
+            the (log-)unit interval with sigma 0.5, 0.25 or 0.125 (PriorBand, Sec. 5).
+        static: Mark the value as structure-changing (it then picks the bucket). Values
+            inside an `Operation` are always static.
+
+    Raises:
+        ValueError: non-finite bounds, `lower >= upper`, `log` with `lower <= 0`, a prior
+            outside the bounds, or an unknown `prior_confidence`.
+
+    Example:
+        >>> lr = Float(1e-5, 1e-1, log=True, prior=1e-3, prior_confidence="high")
+    """
+
+    __slots__ = ()
+
+
+class Integer(_Numeric):
+    """An integer parameter in the closed interval `[lower, upper]`; both ends reachable.
+
+    Arguments are as for `Float`; bounds and prior must be whole numbers.
+    """
+
+    __slots__ = ()
+    _integer = True
+
+
+def Bool(*, prior: bool | None = None, prior_confidence: str = "medium") -> Categorical:  # noqa: N802
+    """A boolean parameter (Hypernets' `Bool`): a `Categorical` over `(False, True)`.
+
+    Args:
+        prior: The value believed to be good, or None.
+        prior_confidence: As for `Categorical`.
+    """
+    if prior is not None and not isinstance(prior, bool):
+        raise TypeError(f"Bool(prior={prior!r}): prior must be True, False or None.")
+    return Categorical(
+        (False, True), prior=None if prior is None else int(prior),
+        prior_confidence=prior_confidence,
+    )
+
+
+class Categorical(Parameter):
+    """A choice among constants, parameters, operations, or tuples of them.
+
+    Args:
+        choices: A non-empty sequence. If one choice is a tuple, all must be (a choice of
+            argument lists, as NePS requires).
+        prior: The index of the choice believed to be good, or None.
+        prior_confidence: "low", "medium" or "high": the prior choice weighs 2, 4 or 6
+            against 1 for every other choice (PriorBand, Sec. 5).
+        static: Whether the choice changes program structure. By default a choice among
+            plain numbers is a traced value and any other choice is static; anything
+            inside an `Operation` is static.
+
+    Raises:
+        ValueError: empty choices, tuple and non-tuple choices mixed, a prior index out of
+            range, or an unknown `prior_confidence`.
+    """
+
+    __slots__ = ("choices", "prior", "prior_confidence", "static")
+
+    def __init__(self, choices, *, prior=None, prior_confidence="medium", static=None):
+        if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Sequence):
+            raise TypeError(
+                f"Categorical(choices={choices!r}): choices must be a list or tuple."
+            )
+        choices = tuple(choices)
+        owner = f"Categorical(choices={_short(choices)})"
+        if not choices:
+            raise ValueError(f"{owner}: choices must not be empty.")
+        tuples = [isinstance(c, tuple) for c in choices]
+        if any(tuples) and not all(tuples):
+            raise ValueError(
+                f"{owner}: if one choice is a tuple, all choices must be tuples "
+                f"(choice {tuples.index(not tuples[0])} differs from choice 0)."
+            )
+        if prior is not None:
+            if isinstance(prior, bool) or not isinstance(prior, numbers.Integral):
+                raise TypeError(f"{owner}: prior={prior!r} must be an index (int).")
+            if not 0 <= prior < len(choices):
+                raise ValueError(
+                    f"{owner}: prior={prior!r} is out of range for {len(choices)} choices "
+                    f"(valid indices 0..{len(choices) - 1})."
+                )
+        _check_confidence(owner, prior_confidence)
+        if static is not None and not isinstance(static, bool):
+            raise TypeError(f"{owner}: static={static!r} must be True, False or None.")
+        self._set(choices=choices, prior=None if prior is None else int(prior),
+                  prior_confidence=prior_confidence, static=static)
+
+    def __repr__(self) -> str:
+        extras = "" if self.prior is None else (
+            f", prior={self.prior}, prior_confidence={self.prior_confidence!r}")
+        return f"Categorical({_short(self.choices)}{extras})"
+
+
+class Fidelity(Parameter):
+    """The fidelity (budget) of an evaluation: epochs, steps, data fraction...
+
+    It is not sampled: the optimiser sets it. Integer when both bounds are ints.
+    A space has at most one, as a direct entry (not inside an operation or a choice).
+
+    Args:
+        lower: Smallest fidelity, > 0.
+        upper: Largest fidelity, > lower.
+    """
+
+    __slots__ = ("lower", "upper", "is_integer")
+
+    def __init__(self, lower, upper, *, integer: bool | None = None):
+        owner = f"{type(self).__name__}(lower={lower!r}, upper={upper!r})"
+        for name, value in (("lower", lower), ("upper", upper)):
+            if not _is_real(value):
+                raise TypeError(f"{owner}: {name}={value!r} must be a real number.")
+            if not math.isfinite(value):
+                raise ValueError(f"{owner}: {name}={value!r} must be finite.")
+        if integer is None:
+            integer = isinstance(lower, numbers.Integral) and isinstance(upper, numbers.Integral)
+        if integer and (float(lower) != int(lower) or float(upper) != int(upper)):
+            raise ValueError(f"{owner}: an integer fidelity needs whole-number bounds.")
+        if not 0 < lower < upper:
+            raise ValueError(f"{owner}: bounds must satisfy 0 < lower < upper.")
+        cast = int if integer else float
+        self._set(lower=cast(lower), upper=cast(upper), is_integer=bool(integer))
+
+    def resample(self) -> Resampled:
+        raise TypeError(f"{self!r}: a fidelity cannot be resampled; the optimiser sets it.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.lower!r}, {self.upper!r})"
+
+
+class IntegerFidelity(Fidelity):
+    """An integer fidelity in `[lower, upper]` (e.g. epochs)."""
+
+    __slots__ = ()
+
+    def __init__(self, lower, upper):
+        super().__init__(lower, upper, integer=True)
+
+
+class FloatFidelity(Fidelity):
+    """A real fidelity in `[lower, upper]` (e.g. a data fraction)."""
+
+    __slots__ = ()
+
+    def __init__(self, lower, upper):
+        super().__init__(lower, upper, integer=False)
+
+
+class Operation(Parameter):
+    """An operator applied to (possibly searched) arguments: a layer, a block, a function.
+
+    Args:
+        operator: A callable: a Flax module class, a function or a class.
+        args: Positional arguments: a tuple, or a parameter (e.g. a `Categorical` of
+            tuples) that resolves to one.
+        kwargs: Keyword arguments; values may be parameters and operations.
+
+    Every decision inside an operation is static: it changes the program's structure.
+    """
+
+    __slots__ = ("operator", "args", "kwargs")
+
+    def __init__(self, operator: Callable, args: Any = (), kwargs: Mapping | None = None):
+        if isinstance(operator, Parameter) or not callable(operator):
+            raise TypeError(
+                f"Operation(operator={operator!r}): operator must be a callable (a Flax "
+                f"module class, a function or a class)."
+            )
+        if isinstance(args, list):
+            args = tuple(args)
+        if not isinstance(args, (tuple, Parameter)):
+            args = (args,)
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise TypeError(
+                f"Operation({_name(operator)}): kwargs must be a mapping with string keys, "
+                f"got {kwargs!r}."
+            )
+        self._set(operator=operator, args=args, kwargs=dict(kwargs))
+
+    def __repr__(self) -> str:
+        return f"Operation({_name(self.operator)}, args={self.args!r}, kwargs={self.kwargs!r})"
+
+
+class Resampled(Parameter):
+    """An independently sampled copy of `source` (NePS' `Resampled`, HANNAH's `.new()`).
+
+    Args:
+        source: A parameter, an operation, or a `ByName` reference.
+    """
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Any):
+        if isinstance(source, str):
+            source = ByName(source)
+        if isinstance(source, Resampled):
+            source = source.source
+        if isinstance(source, Fidelity) or not isinstance(source, Parameter):
+            raise TypeError(
+                f"Resampled({source!r}): only parameters, operations and ByName references "
+                f"can be resampled."
+            )
+        self._set(source=source)
+
+    def __repr__(self) -> str:
+        return f"{self.source!r}.resample()"
+
+
+class ByName(Parameter):
+    """A reference to the top-level entry `name` of the space, for self and forward references.
+
+    `ByName("x")` shares the entry's value; `ByName("x").resample()` is a fresh copy, which
+    is how a rule refers to itself recursively.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"ByName({name!r}): name must be a non-empty string.")
+        self._set(name=name)
+
+    def __repr__(self) -> str:
+        return f"ByName({self.name!r})"
+
+
+class Dynamic(Parameter):
+    """A value computed from other parameters (Hypernets' `Dynamic`).
+
+    Args:
+        fn: Called with the resolved values as keyword arguments.
+        **params: Parameters, operations or constants passed to `fn`.
+
+    Example:
+        >>> units = Dynamic(lambda units, factor: int(units * factor),
+        ...                 units=Categorical((64, 128)), factor=Float(0.5, 1.0))
+    """
+
+    __slots__ = ("fn", "params")
+
+    def __init__(self, fn: Callable[..., Any], **params: Any):
+        if not callable(fn):
+            raise TypeError(f"Dynamic(fn={fn!r}): fn must be callable.")
+        self._set(fn=fn, params=params)
+
+    def __repr__(self) -> str:
+        return f"Dynamic({_name(self.fn)}, {self.params!r})"
+
+
+class Space(Mapping):
+    """Class-based sugar for a dict space, as NePS' `PipelineSpace`.
+
+    Class attributes that are parameters, operations, references, constants or nested
+    containers become entries, in definition order (base classes first). Names starting
+    with `_` are intermediates: sampled, never passed to the user.
+
+    Example:
+        >>> class MySpace(Space):
+        ...     lr = Float(1e-4, 1e-1, log=True)
+        ...     _width = Integer(16, 128)
+        >>> space = MySpace().add(momentum=Float(0.0, 0.99)).remove("lr")
+    """
+
+    def __init__(self, entries: Mapping[str, Any] | None = None):
+        if entries is None:
+            entries = {}
+            for klass in reversed(type(self).__mro__):
+                if klass is Space or not issubclass(klass, Space):
+                    continue
+                for name, value in vars(klass).items():
+                    if not (name.startswith("__") and name.endswith("__")) and not callable_member(value):
+                        entries[name] = value
+        object.__setattr__(self, "_entries", dict(entries))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_entries"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Space is immutable; use space.add(...) or space.remove(...).")
+
+    def add(self, **entries: Any) -> Space:
+        """Returns a new space with `entries` added.
+
+        Raises:
+            ValueError: if a name already exists.
+        """
+        clash = sorted(set(entries) & set(self._entries))
+        if clash:
+            raise ValueError(f"Space.add: entries {clash} already exist; remove them first.")
+        return type(self)({**self._entries, **entries})
+
+    def remove(self, name: str) -> Space:
+        """Returns a new space without the entry `name`.
+
+        Raises:
+            KeyError: if there is no such entry.
+        """
+        if name not in self._entries:
+            raise KeyError(f"Space.remove: no entry {name!r}; entries are {list(self._entries)}.")
+        return type(self)({k: v for k, v in self._entries.items() if k != name})
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self._entries.items())
+        return f"{type(self).__name__}({body})"
+
+
+def callable_member(value: Any) -> bool:
+    """True for methods, properties and the like defined on a `Space` subclass."""
+    if isinstance(value, (Parameter, type)):
+        return False
+    return isinstance(value, (staticmethod, classmethod, property)) or (
+        callable(value) and hasattr(value, "__get__")
+    )
+
+
+def _name(operator: Any) -> str:
+    return getattr(operator, "__qualname__", None) or repr(operator)
+
+
+def _short(choices: tuple, limit: int = 60) -> str:
+    text = repr(choices)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,663 @@
+"""`SearchSpace`: a compiled space with pure, jittable, vmappable sampling and encodings.
+
+A config is a flat dict `path -> scalar array`: float32 for `Float`, int32 for `Integer`
+and for a `Categorical` (the chosen index). Every slot is always present (fixed shapes);
+`active(config)` says which ones the chosen branches use. Under `vmap` each leaf gets a
+leading axis.
+
+Unit encoding. Each slot maps to [0, 1]: floats linearly in (log-)space; integers to the
+centre of one of `upper - lower + 1` equal bins (bins of equal log-width with `log=True`);
+categoricals to the centre of one of `n` bins over their *feasible* choices (choices a
+recursive grammar cannot finish within `max_depth` are skipped). `from_unit` inverts it.
+
+Priors (PriorBand, Mallik et al. 2023, Sec. 5 and App. E): a numeric prior is a normal
+truncated to the unit interval, centred on the prior's encoding, with sigma 0.5 / 0.25 /
+0.125 for low / medium / high confidence; a categorical prior weighs its choice 2 / 4 / 6
+against 1 for every other choice. `log_prior` is the log density of that distribution with
+respect to the unit encoding (Lebesgue measure for floats, counting measure for integers
+and categoricals); parameters without a prior contribute their uniform density.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtr
+
+from jaxnas.space import _compile as C
+from jaxnas.space._parameters import Fidelity, Operation, Parameter
+
+Config = dict  # path -> scalar jax.Array (leading axis under vmap)
+
+PRIOR_SIGMA = {"low": 0.5, "medium": 0.25, "high": 0.125}
+PRIOR_WEIGHT = {"low": 2.0, "medium": 4.0, "high": 6.0}
+
+
+class FidelityInfo:
+    """Where the space's fidelity sits and its range."""
+
+    __slots__ = ("path", "lower", "upper", "is_integer")
+
+    def __init__(self, path: str, fidelity: Fidelity):
+        self.path, self.lower, self.upper = path, fidelity.lower, fidelity.upper
+        self.is_integer = fidelity.is_integer
+
+    def __repr__(self) -> str:
+        kind = "int" if self.is_integer else "float"
+        return f"FidelityInfo({self.path!r}, {self.lower!r}..{self.upper!r}, {kind})"
+
+
+class SearchSpace:
+    """A compiled, immutable, hashable search space (see `jaxnas.compile`).
+
+    `sample`, `sample_prior`, `log_prior`, `to_unit`, `from_unit`, `mutate` and `active`
+    are pure functions of their arguments: jit and vmap them freely. `resolve`,
+    `parameters`, `bucket` and `buckets` are host-side helpers.
+
+    Attributes:
+        paths: slot paths, in the order of `to_unit`'s columns.
+        static_paths: paths of static (structure-changing) slots.
+        fidelity: a `FidelityInfo`, or None when the space has no fidelity.
+        max_depth: the recursion depth the space was unrolled to.
+    """
+
+    def __init__(self, compiled: C.Compiled, *, max_depth: int, max_slots: int):
+        object.__setattr__(self, "_c", compiled)
+        object.__setattr__(self, "max_depth", max_depth)
+        object.__setattr__(self, "max_slots", max_slots)
+        object.__setattr__(self, "_t", _Tables(compiled))
+        object.__setattr__(self, "_fingerprint", _fingerprint(compiled, max_depth))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("SearchSpace is immutable.")
+
+    def __hash__(self) -> int:
+        return hash(self._fingerprint)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, SearchSpace) and self._fingerprint == other._fingerprint
+
+    def __repr__(self) -> str:
+        t = self._t
+        return (
+            f"SearchSpace({len(t.paths)} slots: {t.n_float} float, {t.n_int} int, "
+            f"{t.n_cat} categorical; {len(self.static_paths)} static; "
+            f"fidelity={self.fidelity}; max_depth={self.max_depth})"
+        )
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self._t.paths
+
+    @property
+    def static_paths(self) -> tuple[str, ...]:
+        return tuple(p for p, s in zip(self._t.paths, self._t.static) if s)
+
+    @property
+    def fidelity(self) -> FidelityInfo | None:
+        fid = self._c.fidelity
+        return None if fid is None else FidelityInfo(fid.path, fid.fidelity)
+
+    def parameters(self) -> dict[str, Parameter]:
+        """Returns `{path: parameter}` for every slot (HANNAH's `parametrization(flatten=True)`).
+
+        A resampled copy maps to its source parameter.
+        """
+        return {slot.path: slot.param for slot in self._c.slots}
+
+    # ---------------------------------------------------------------- pure methods
+
+    def sample(self, key: jax.Array) -> Config:
+        """Samples a config uniformly (log-uniformly where `log=True`), ignoring priors."""
+        t = self._t
+        key_num, key_cat = jax.random.split(key)
+        u = jax.random.uniform(key_num, (t.n_num,), jnp.float32)
+        idx = _categorical(key_cat, t.logits_uniform)
+        return self._assemble(t.num_from_unit(u), idx)
+
+    def sample_prior(self, key: jax.Array) -> Config:
+        """Samples a config from the prior (uniform for parameters without one)."""
+        t = self._t
+        key_u, key_z, key_cat = jax.random.split(key, 3)
+        u = jax.random.uniform(key_u, (t.n_num,), jnp.float32)
+        u_prior = _truncated_normal_unit(key_z, t.prior_mu, t.prior_sigma)
+        u = jnp.where(t.has_prior, u_prior, u)
+        idx = _categorical(key_cat, t.logits_prior)
+        return self._assemble(t.num_from_unit(u), idx)
+
+    def log_prior(self, config: Config) -> jax.Array:
+        """Log density of `config` under the prior, summed over active slots (float32)."""
+        t = self._t
+        num, idx = self._split(config)
+        active_num, active_cat = t.active_split(t.evaluate_gates(idx))
+        log_num = t.num_log_prior(num)
+        log_cat = jnp.take_along_axis(
+            jax.nn.log_softmax(t.logits_prior, axis=-1), idx[:, None], axis=-1
+        )[:, 0] if t.n_cat else jnp.zeros((0,), jnp.float32)
+        return jnp.sum(jnp.where(active_num, log_num, 0.0)) + jnp.sum(
+            jnp.where(active_cat, log_cat, 0.0)
+        )
+
+    def to_unit(self, config: Config) -> jax.Array:
+        """Encodes `config` as a `(len(paths),)` float32 vector in [0, 1]."""
+        t = self._t
+        num, idx = self._split(config)
+        return t.join(t.num_to_unit(num), t.cat_to_unit(idx))
+
+    def from_unit(self, u: jax.Array) -> Config:
+        """Decodes a `(len(paths),)` vector in [0, 1] into a config (values are clipped)."""
+        t = self._t
+        u = jnp.clip(jnp.asarray(u, jnp.float32), 0.0, 1.0)
+        return self._assemble(t.num_from_unit(u[t.num_cols]), t.cat_from_unit(u[t.cat_cols]))
+
+    def mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
+               std: float | jax.Array) -> Config:
+        """Perturbs each slot with probability `rate` (PriorBand's incumbent sampling).
+
+        A mutated numeric slot moves by a normal with sigma `std` in the unit encoding,
+        truncated to [0, 1]; a mutated categorical takes a different feasible choice,
+        uniformly. `rate` and `std` may be traced.
+        """
+        t = self._t
+        num, idx = self._split(config)
+        key_mask, key_z, key_cat = jax.random.split(key, 3)
+        flip = jax.random.uniform(key_mask, (t.n_num + t.n_cat,)) < rate
+        u = t.num_to_unit(num)
+        moved = t.num_from_unit(_truncated_normal_unit(key_z, u, jnp.broadcast_to(std, u.shape)))
+        new_num = jnp.where(flip[: t.n_num], moved, num)
+        others = jnp.where(
+            jax.nn.one_hot(idx, t.max_choices, dtype=bool), -jnp.inf, t.logits_uniform
+        )
+        has_other = jnp.any(jnp.isfinite(others), axis=-1)
+        new_idx = _categorical(key_cat, jnp.where(has_other[:, None], others, t.logits_uniform))
+        new_idx = jnp.where(flip[t.n_num:] & has_other, new_idx, idx)
+        return self._assemble(new_num, new_idx)
+
+    def active(self, config: Config) -> dict[str, jax.Array]:
+        """Returns `{path: bool}`: whether each slot is used by the chosen branches."""
+        t = self._t
+        _, idx = self._split(config)
+        slot_active = t.evaluate_gates(idx)
+        return {p: slot_active[i] for i, p in enumerate(t.paths)}
+
+    # ----------------------------------------------------------------- host helpers
+
+    def resolve(self, config: Mapping[str, Any], fidelity: float | None = None, *,
+                build: bool = True) -> Any:
+        """Turns one concrete config into the user's pytree with values in place.
+
+        Args:
+            config: One config (not a batch), e.g. from `sample`.
+            fidelity: Value for the space's fidelity entry; defaults to its upper bound.
+            build: Build operations: a class operator is instantiated with its arguments,
+                a function operator becomes `functools.partial(fn, *args, **kwargs)` (the
+                function itself without arguments). With `build=False` operations are
+                returned as `Operation`s holding concrete arguments.
+
+        Returns:
+            The space's pytree; `_name` entries dropped; shared objects resolve to the same
+            Python object, so a shared operation is one module instance.
+
+        Raises:
+            ValueError: a batched config, a missing path, or a fidelity out of range.
+            TypeError: an operator that rejects its resolved arguments (names the path).
+        """
+        values = self._host_values(config)
+        fid_value = self._fidelity_value(fidelity)
+        return _Resolver(self._c.slots, values, fid_value, build).resolve(self._c.root)
+
+    def bucket(self, config: Mapping[str, Any]) -> tuple:
+        """Returns the hashable static signature of one config.
+
+        Configs with equal signatures share program structure and array shapes and can
+        be trained in one compiled, vmapped call. The signature lists
+        `(path, value)` for every active static slot (the index for a categorical).
+        """
+        values = self._host_values(config)
+        return self.buckets({p: v[None] for p, v in values.items()})[0]
+
+    def buckets(self, configs: Mapping[str, Any]) -> list[tuple]:
+        """`bucket` for a batch of configs (leading axis), as a list of signatures."""
+        t = self._t
+        arrays = {p: np.asarray(configs[p]) for p in t.paths}
+        n = len(next(iter(arrays.values()))) if arrays else 1
+        idx = np.stack([arrays[t.paths[i]] for i in t.cat_slots], -1).astype(np.int64) \
+            if t.n_cat else np.zeros((n, 0), np.int64)
+        active = np.asarray(jax.vmap(t.evaluate_gates)(jnp.asarray(idx, jnp.int32)))
+        static = [i for i, s in enumerate(t.static) if s]
+        signatures = []
+        for row in range(n):
+            signatures.append(tuple(
+                (t.paths[i], arrays[t.paths[i]][row].item())
+                for i in static if active[row, i]
+            ))
+        return signatures
+
+    # ------------------------------------------------------------------- internals
+
+    def _assemble(self, num: jax.Array, idx: jax.Array) -> Config:
+        t = self._t
+        ints = num.astype(jnp.int32)
+        out = {}
+        for i, path in enumerate(t.paths):
+            col = t.col[i]
+            kind = t.kinds[i]
+            out[path] = num[col] if kind == "float" else ints[col] if kind == "int" else idx[col]
+        return out
+
+    def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+        t = self._t
+        missing = [p for p in t.paths if p not in config]
+        if missing:
+            raise KeyError(f"config lacks paths {missing[:5]} of this space.")
+        num = jnp.stack([jnp.asarray(config[t.paths[i]], jnp.float32) for i in t.num_slots]) \
+            if t.n_num else jnp.zeros((0,), jnp.float32)
+        idx = jnp.stack([jnp.asarray(config[t.paths[i]], jnp.int32) for i in t.cat_slots]) \
+            if t.n_cat else jnp.zeros((0,), jnp.int32)
+        if num.ndim != 1 or idx.ndim != 1:
+            raise ValueError(
+                "SearchSpace methods take one config of scalars; use jax.vmap for a batch."
+            )
+        return num, idx
+
+    def _host_values(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        missing = [p for p in self._t.paths if p not in config]
+        if missing:
+            raise ValueError(f"config lacks paths {missing[:5]} of this space.")
+        values = {p: np.asarray(config[p]) for p in self._t.paths}
+        batched = [p for p, v in values.items() if v.ndim]
+        if batched:
+            raise ValueError(
+                f"expected one config of scalars, but {batched[0]!r} has shape "
+                f"{values[batched[0]].shape}; pick one first, e.g. "
+                f"jax.tree.map(lambda x: x[i], configs)."
+            )
+        return values
+
+    def _fidelity_value(self, fidelity: float | None) -> Any:
+        info = self.fidelity
+        if info is None:
+            if fidelity is not None:
+                raise ValueError(f"fidelity={fidelity!r} given, but the space has no fidelity.")
+            return None
+        if fidelity is None:
+            return info.upper
+        if not info.lower <= fidelity <= info.upper:
+            raise ValueError(
+                f"fidelity={fidelity!r} for {info.path!r} is outside "
+                f"[{info.lower!r}, {info.upper!r}]."
+            )
+        return int(fidelity) if info.is_integer else float(fidelity)
+
+
+# --------------------------------------------------------------------- numerics
+
+
+def _categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
+    if logits.shape[0] == 0:
+        return jnp.zeros((0,), jnp.int32)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _truncated_normal_unit(key: jax.Array, mu: jax.Array, sigma: jax.Array) -> jax.Array:
+    """Samples N(mu, sigma) truncated to [0, 1], elementwise."""
+    if mu.shape[0] == 0:
+        return mu
+    z = jax.random.truncated_normal(key, -mu / sigma, (1.0 - mu) / sigma, mu.shape)
+    return jnp.clip(mu + sigma * z, 0.0, 1.0)
+
+
+class _Tables:
+    """Numpy tables derived from the compiled slots and gates; closed over by the methods."""
+
+    def __init__(self, compiled: C.Compiled):
+        slots = compiled.slots
+        self.paths = tuple(s.path for s in slots)
+        self.kinds = tuple(s.kind for s in slots)
+        self.static = tuple(s.static for s in slots)
+        self.num_slots = [i for i, s in enumerate(slots) if s.kind != "cat"]
+        self.cat_slots = [i for i, s in enumerate(slots) if s.kind == "cat"]
+        self.n_num, self.n_cat = len(self.num_slots), len(self.cat_slots)
+        self.n_float = sum(k == "float" for k in self.kinds)
+        self.n_int = sum(k == "int" for k in self.kinds)
+        self.col = [0] * len(slots)
+        for j, i in enumerate(self.num_slots):
+            self.col[i] = j
+        for j, i in enumerate(self.cat_slots):
+            self.col[i] = j
+        self.num_cols = np.asarray(self.num_slots, np.int32)
+        self.cat_cols = np.asarray(self.cat_slots, np.int32)
+        self._build_numeric([slots[i] for i in self.num_slots])
+        self._build_categorical([slots[i] for i in self.cat_slots])
+        self._build_gates(compiled)
+
+    # -- numeric slots
+
+    def _build_numeric(self, slots: list) -> None:
+        n = len(slots)
+        self.is_int = np.array([s.kind == "int" for s in slots], bool)
+        self.is_log = np.array([s.param.log for s in slots], bool)
+        self.lower = np.array([s.param.lower for s in slots], np.float64)
+        self.upper = np.array([s.param.upper for s in slots], np.float64)
+        half = np.where(self.is_int, 0.5, 0.0)
+        edge_lo, edge_hi = self.lower - half, self.upper + half
+        self.t_lo = np.where(self.is_log, np.log(np.where(self.is_log, edge_lo, 1.0)), edge_lo)
+        self.t_hi = np.where(self.is_log, np.log(np.where(self.is_log, edge_hi, 1.0)), edge_hi)
+        mu = np.full(n, 0.5)
+        sigma = np.ones(n)
+        has_prior = np.zeros(n, bool)
+        for j, s in enumerate(slots):
+            if s.param.prior is not None:
+                has_prior[j] = True
+                mu[j] = self._unit64(j, s.param.prior)
+                sigma[j] = PRIOR_SIGMA[s.param.prior_confidence]
+        self.has_prior = has_prior
+        self.prior_mu = mu.astype(np.float32)
+        self.prior_sigma = sigma.astype(np.float32)
+
+    def _unit64(self, j: int, value: float) -> float:
+        t = math.log(value) if self.is_log[j] else value
+        return (t - self.t_lo[j]) / (self.t_hi[j] - self.t_lo[j])
+
+    def num_from_unit(self, u: jax.Array) -> jax.Array:
+        t_lo = jnp.asarray(self.t_lo, jnp.float32)
+        t = t_lo + u * jnp.asarray(self.t_hi - self.t_lo, jnp.float32)
+        x = jnp.where(self.is_log, jnp.exp(t), t)
+        x = jnp.where(self.is_int, jnp.round(x), x)
+        return jnp.clip(x, jnp.asarray(self.lower, jnp.float32), jnp.asarray(self.upper, jnp.float32))
+
+    def num_to_unit(self, x: jax.Array) -> jax.Array:
+        return self._transform_to_unit(x)
+
+    def _transform_to_unit(self, x: jax.Array) -> jax.Array:
+        t = jnp.where(self.is_log, jnp.log(jnp.where(self.is_log, jnp.maximum(x, 1e-30), 1.0)), x)
+        u = (t - jnp.asarray(self.t_lo, jnp.float32)) / jnp.asarray(self.t_hi - self.t_lo, jnp.float32)
+        return jnp.clip(u, 0.0, 1.0)
+
+    def num_log_prior(self, x: jax.Array) -> jax.Array:
+        """Per-slot log density (floats) or log bin mass (integers) under the prior."""
+        mu, sigma = self.prior_mu, self.prior_sigma
+        z = ndtr((1.0 - mu) / sigma) - ndtr(-mu / sigma)  # truncation mass
+        # Floats: truncated-normal density in the unit encoding; uniform density is 1.
+        u = self._transform_to_unit(x)
+        log_pdf = (-0.5 * jnp.square((u - mu) / sigma) - 0.5 * math.log(2 * math.pi)
+                   - jnp.log(sigma) - jnp.log(z))
+        log_pdf = jnp.where(self.has_prior, log_pdf, 0.0)
+        # Integers: probability of the value's bin [a, b] in the unit encoding.
+        a = self._transform_to_unit(x - 0.5)
+        b = self._transform_to_unit(x + 0.5)
+        mass_prior = (ndtr((b - mu) / sigma) - ndtr((a - mu) / sigma)) / z
+        log_mass = jnp.log(jnp.where(self.has_prior, mass_prior, b - a))
+        return jnp.where(self.is_int, log_mass, log_pdf)
+
+    # -- categorical slots
+
+    def _build_categorical(self, slots: list) -> None:
+        self.max_choices = max([len(s.feasible) for s in slots], default=1)
+        n = len(slots)
+        feasible = np.zeros((n, self.max_choices), bool)
+        log_w_prior = np.full((n, self.max_choices), -np.inf)
+        for c, s in enumerate(slots):
+            feasible[c, : len(s.feasible)] = s.feasible
+            weight = np.ones(len(s.feasible))
+            if s.param.prior is not None:
+                weight[s.param.prior] = PRIOR_WEIGHT[s.param.prior_confidence]
+            log_w_prior[c, : len(s.feasible)] = np.log(weight)
+        self.feasible = feasible
+        self.logits_uniform = np.where(feasible, 0.0, -np.inf).astype(np.float32)
+        self.logits_prior = np.where(feasible, log_w_prior, -np.inf).astype(np.float32)
+        self.n_feasible = feasible.sum(-1).astype(np.int32)
+        self.rank = (np.cumsum(feasible, -1) - 1).astype(np.int32)  # rank among feasible
+        order = np.argsort(~feasible, axis=-1, kind="stable")  # feasible choices first
+        self.by_rank = order.astype(np.int32)
+
+    def cat_to_unit(self, idx: jax.Array) -> jax.Array:
+        if self.n_cat == 0:
+            return jnp.zeros((0,), jnp.float32)
+        rank = jnp.take_along_axis(jnp.asarray(self.rank), idx[:, None], axis=-1)[:, 0]
+        return (rank.astype(jnp.float32) + 0.5) / jnp.asarray(self.n_feasible, jnp.float32)
+
+    def cat_from_unit(self, u: jax.Array) -> jax.Array:
+        if self.n_cat == 0:
+            return jnp.zeros((0,), jnp.int32)
+        n = jnp.asarray(self.n_feasible)
+        rank = jnp.clip(jnp.floor(u * n).astype(jnp.int32), 0, n - 1)
+        return jnp.take_along_axis(jnp.asarray(self.by_rank), rank[:, None], axis=-1)[:, 0]
+
+    def join(self, u_num: jax.Array, u_cat: jax.Array) -> jax.Array:
+        return jnp.concatenate([u_num, u_cat])[self.inverse_perm]
+
+    # -- gates
+
+    def _build_gates(self, compiled: C.Compiled) -> None:
+        gates, slots = compiled.gates, compiled.slots
+        canonical: dict[int, Any] = {}
+
+        def canon(g: int) -> Any:
+            """Collapses alias chains: a gate becomes 'root', ('choice', slot, i) or a set."""
+            if g in canonical:
+                return canonical[g]
+            gate = gates[g]
+            if gate.kind == "root":
+                out: Any = "root"
+            elif gate.kind == "choice":
+                out = ("choice", gate.slot, gate.choice)
+            else:
+                refs: set = set()
+                for r in gate.refs:
+                    c = canon(r)
+                    if c == "root":
+                        refs = {"root"}
+                        break
+                    refs |= c if isinstance(c, frozenset) else {c}
+                out = "root" if "root" in refs else (
+                    next(iter(refs)) if len(refs) == 1 else frozenset(refs))
+            canonical[g] = out
+            return out
+
+        # Compact gate table: 0 = root, then choice gates, then alias (any-of) gates.
+        table: dict[Any, int] = {"root": 0}
+        kinds: list = ["root"]
+        choice_slot, choice_value, alias_refs = [], [], []
+
+        def index(c: Any) -> int:
+            if c in table:
+                return table[c]
+            if isinstance(c, frozenset):
+                members = [index(m) for m in sorted(c, key=repr)]
+                table[c] = len(kinds)
+                kinds.append("alias")
+                alias_refs.append((table[c], members))
+            else:
+                table[c] = len(kinds)
+                kinds.append("choice")
+                choice_slot.append((table[c], c[1], c[2]))
+            return table[c]
+
+        self.slot_gate = np.array([index(canon(s.gate)) for s in slots], np.int32)
+        n_gates = len(kinds)
+        # Longest dependency chain = number of propagation rounds needed.
+        level = [0] * n_gates
+        deps: dict[int, list[int]] = {}
+        for g, slot, _ in choice_slot:
+            deps[g] = [int(self.slot_gate[slot])]
+        for g, members in alias_refs:
+            deps[g] = members
+
+        @functools.lru_cache(maxsize=None)
+        def depth(g: int) -> int:
+            return 0 if g == 0 else 1 + max(depth(d) for d in deps[g])
+
+        import sys
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 10 * n_gates + 1000))
+        try:
+            level = [depth(g) for g in range(n_gates)]
+        finally:
+            sys.setrecursionlimit(limit)
+        self.rounds = max(level, default=0)
+        self.n_gates = n_gates
+        cat_col = {slot: j for j, slot in enumerate(self.cat_slots)}
+        self.choice_gate = np.array([g for g, _, _ in choice_slot], np.int32)
+        self.choice_slot = np.array([s for _, s, _ in choice_slot], np.int32)
+        self.choice_col = np.array([cat_col[s] for _, s, _ in choice_slot], np.int32)
+        self.choice_value = np.array([v for _, _, v in choice_slot], np.int32)
+        owners = [g for g, members in alias_refs for _ in members]
+        refs = [m for _, members in alias_refs for m in members]
+        self.alias_owner = np.array(owners, np.int32)
+        self.alias_ref = np.array(refs, np.int32)
+        perm = np.concatenate([self.num_cols, self.cat_cols]).astype(np.int64)
+        self.inverse_perm = np.argsort(perm).astype(np.int32)
+
+    def evaluate_gates(self, idx: jax.Array) -> jax.Array:
+        """Slot activity `(n_slots,)` bool from the categorical indices `(n_cat,)`."""
+        n_slots = len(self.paths)
+        if self.rounds == 0:
+            return jnp.ones((n_slots,), bool)
+        picked = idx[self.choice_col] == self.choice_value if len(self.choice_gate) else None
+        g = jnp.zeros((self.n_gates,), jnp.int32).at[0].set(1)
+        for _ in range(self.rounds):
+            new = jnp.zeros((self.n_gates,), jnp.int32).at[0].set(1)
+            if picked is not None:
+                slot_on = g[self.slot_gate[self.choice_slot]]
+                new = new.at[self.choice_gate].set(slot_on * picked.astype(jnp.int32))
+            if len(self.alias_owner):
+                new = new.at[self.alias_owner].max(g[self.alias_ref])
+            g = new
+        return g[self.slot_gate].astype(bool)
+
+    def active_split(self, slot_active: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return slot_active[self.num_cols], slot_active[self.cat_cols]
+
+
+# ---------------------------------------------------------------------- resolve
+
+
+class _Resolver:
+    def __init__(self, slots, values, fidelity, build):
+        self.slots, self.values, self.fidelity, self.build = slots, values, fidelity, build
+        self.memo: dict[int, Any] = {}
+
+    def resolve(self, node: Any) -> Any:
+        key = id(node)
+        if key not in self.memo:
+            self.memo[key] = self._resolve(node)
+        return self.memo[key]
+
+    def _value(self, slot: int) -> Any:
+        s = self.slots[slot]
+        v = self.values[s.path]
+        return float(v) if s.kind == "float" else int(v)
+
+    def _resolve(self, node: Any) -> Any:
+        if isinstance(node, C.Const):
+            return node.value
+        if isinstance(node, C.Leaf):
+            return self._value(node.slot)
+        if isinstance(node, C.Choice):
+            index = self._value(node.slot)
+            branch = node.branches[index]
+            if branch is C.INFEASIBLE:
+                raise ValueError(
+                    f"{self.slots[node.slot].path}: choice {index} cannot terminate within "
+                    f"max_depth and has probability zero; the config is not from this space."
+                )
+            return self.resolve(branch)
+        if isinstance(node, C.Seq):
+            items = [self.resolve(item) for item in node.items]
+            return node.kind(*items) if _is_namedtuple(node.kind) else node.kind(items)
+        if isinstance(node, C.Dict):
+            return {k: self.resolve(v) for k, v in zip(node.keys, node.items)
+                    if not k.startswith("_")}
+        if isinstance(node, C.Fid):
+            return self.fidelity
+        if isinstance(node, C.Dyn):
+            kwargs = {k: self.resolve(v) for k, v in node.kwargs.items()}
+            try:
+                return node.fn(**kwargs)
+            except Exception as error:
+                raise type(error)(f"{node.path}: Dynamic function failed on {kwargs}: "
+                                  f"{error}") from error
+        if isinstance(node, C.Op):
+            return self._operation(node)
+        raise TypeError(f"cannot resolve {node!r}")  # pragma: no cover
+
+    def _operation(self, node: C.Op) -> Any:
+        args = self.resolve(node.args)
+        args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+        kwargs = {k: self.resolve(v) for k, v in node.kwargs.items()}
+        if not self.build:
+            return Operation(node.operator, args, kwargs)
+        return build_operation(node.path, node.operator, args, kwargs)
+
+
+def build_operation(path: str, operator: Callable, args: tuple, kwargs: dict) -> Any:
+    """Instantiates a class operator; wraps a function operator in `functools.partial`."""
+    if not isinstance(operator, type):
+        return functools.partial(operator, *args, **kwargs) if args or kwargs else operator
+    try:
+        return operator(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(
+            f"{path}: {operator.__qualname__} rejected its arguments args={args!r}, "
+            f"kwargs={kwargs!r}: {error}"
+        ) from error
+
+
+def _is_namedtuple(kind: type) -> bool:
+    return issubclass(kind, tuple) and hasattr(kind, "_fields")
+
+
+def _fingerprint(compiled: C.Compiled, max_depth: int) -> tuple:
+    """A structural key: equal for spaces that sample, encode and resolve identically."""
+    slots = tuple(
+        (s.path, s.kind, s.gate, s.static, s.feasible, repr(s.param),
+         id(s.param) if not isinstance(s.param, Parameter) else 0)
+        for s in compiled.slots
+    )
+    gates = tuple((g.kind, g.slot, g.choice, tuple(g.refs)) for g in compiled.gates)
+    numbering: dict[int, int] = {}
+    parts: list = []
+    stack = [compiled.root]
+    while stack:  # IR structure, with sharing and callables by identity
+        node = stack.pop()
+        if id(node) in numbering:
+            parts.append(("ref", numbering[id(node)]))
+            continue
+        numbering[id(node)] = len(numbering)
+        if isinstance(node, C.Const):
+            parts.append(("const", _const_key(node.value)))
+        elif isinstance(node, (C.Leaf, C.Choice)):
+            parts.append((type(node).__name__, node.slot))
+            if isinstance(node, C.Choice):
+                stack.extend(b for b in node.branches if b is not C.INFEASIBLE)
+        elif isinstance(node, C.Op):
+            parts.append(("op", id(node.operator), tuple(node.kwargs)))
+            stack.append(node.args)
+            stack.extend(node.kwargs.values())
+        elif isinstance(node, C.Dyn):
+            parts.append(("dyn", id(node.fn), tuple(node.kwargs)))
+            stack.extend(node.kwargs.values())
+        elif isinstance(node, (C.Seq, C.Dict)):
+            parts.append((type(node).__name__, getattr(node, "keys", None) and tuple(node.keys),
+                          getattr(node, "kind", None)))
+            stack.extend(node.items)
+        elif isinstance(node, C.Fid):
+            parts.append(("fid", node.path, repr(node.fidelity)))
+    return (max_depth, slots, gates, tuple(parts))
+
+
+def _const_key(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))
+    return (type(value), value)
