@@ -384,7 +384,7 @@ class Space(Mapping):
                 if klass is Space or not issubclass(klass, Space):
                     continue
                 for name, value in vars(klass).items():
-                    if not (name.startswith("__") and name.endswith("__")) and not callable_member(value):
+                    if not _is_machinery(name) and not callable_member(value):
                         entries[name] = value
         object.__setattr__(self, "_entries", dict(entries))
 
@@ -430,6 +430,11 @@ class Space(Mapping):
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self._entries.items())
         return f"{type(self).__name__}({body})"
+
+
+def _is_machinery(name: str) -> bool:
+    """Class attributes that Python or `abc` add, never space entries."""
+    return (name.startswith("__") and name.endswith("__")) or name.startswith("_abc_")
 
 
 def callable_member(value: Any) -> bool:

@@ -1,0 +1,17 @@
+"""Shared test settings: jaxnas warnings are errors (see pyproject), hypothesis profile for CI."""
+
+import os
+
+# XLA's CPU fusion emitters spend ~1 s compiling a program with dozens of scalar outputs
+# (a config is a dict of scalars). The legacy emitters compile 5-6x faster and give the
+# same numbers; the suite uses them so it stays within CI's time. Set before jax loads.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
+    ).strip()
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
