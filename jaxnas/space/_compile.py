@@ -41,6 +41,7 @@ DEFAULT_MAX_DEPTH = 5
 DEFAULT_MAX_SLOTS = 10_000
 
 ROOT_GATE = 0
+NEVER_GATE = 1  # intermediates (`_name`) are active only where something refers to them
 
 
 class SpaceError(ValueError):
@@ -169,7 +170,7 @@ class _Expander:
         self.max_slots = max_slots
         self.entries = dict(root) if isinstance(root, Mapping) else {}
         self.slots: list[Slot] = []
-        self.gates: list[Gate] = [Gate("root")]
+        self.gates: list[Gate] = [Gate("root"), Gate("alias")]  # root, never
         self.cache: dict[int, tuple[Any, Any, int, str]] = {}  # id -> (obj, ir, alias, path)
         self.in_progress: dict[int, str] = {}
         self.rule_stack: list[int] = []
@@ -235,7 +236,10 @@ class _Expander:
             if not isinstance(key, str):
                 raise SpaceError(f"{path or 'space'}: keys must be strings, got {key!r}.")
             child = f"{path}.{key}" if path else key
-            ir = self.expand(value, child, ctx if ctx.direct else ctx.under())
+            child_ctx = ctx if ctx.direct else ctx.under()
+            if key.startswith("_"):
+                child_ctx = _Context(NEVER_GATE, ctx.in_op, ctx.direct, ctx.where)
+            ir = self.expand(value, child, child_ctx)
             if ir is INFEASIBLE:
                 return INFEASIBLE
             keys.append(key)

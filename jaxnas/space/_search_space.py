@@ -471,15 +471,16 @@ class _Tables:
                     if c == "root":
                         refs = {"root"}
                         break
-                    refs |= c if isinstance(c, frozenset) else {c}
-                out = "root" if "root" in refs else (
-                    next(iter(refs)) if len(refs) == 1 else frozenset(refs))
+                    if c != "never":
+                        refs |= c if isinstance(c, frozenset) else {c}
+                out = ("root" if "root" in refs else "never" if not refs else
+                       next(iter(refs)) if len(refs) == 1 else frozenset(refs))
             canonical[g] = out
             return out
 
-        # Compact gate table: 0 = root, then choice gates, then alias (any-of) gates.
-        table: dict[Any, int] = {"root": 0}
-        kinds: list = ["root"]
+        # Compact gate table: 0 = root, 1 = never, then choice and alias (any-of) gates.
+        table: dict[Any, int] = {"root": 0, "never": 1}  # "never" stays 0 in every round
+        kinds: list = ["root", "never"]
         choice_slot, choice_value, alias_refs = [], [], []
 
         def index(c: Any) -> int:
@@ -508,7 +509,7 @@ class _Tables:
 
         @functools.lru_cache(maxsize=None)
         def depth(g: int) -> int:
-            return 0 if g == 0 else 1 + max(depth(d) for d in deps[g])
+            return 0 if g in (0, 1) else 1 + max(depth(d) for d in deps[g])
 
         import sys
         limit = sys.getrecursionlimit()
@@ -535,7 +536,7 @@ class _Tables:
         """Slot activity `(n_slots,)` bool from the categorical indices `(n_cat,)`."""
         n_slots = len(self.paths)
         if self.rounds == 0:
-            return jnp.ones((n_slots,), bool)
+            return jnp.asarray(self.slot_gate == 0)
         picked = idx[self.choice_col] == self.choice_value if len(self.choice_gate) else None
         g = jnp.zeros((self.n_gates,), jnp.int32).at[0].set(1)
         for _ in range(self.rounds):

@@ -248,3 +248,19 @@ def test_recursive_grammar_paths_and_resolution():
     assert resolved["term"] == 7
     # depth 2 below the top: ((term,), term), term
     assert resolved["expr"] == (((0,), 0), 0)
+
+
+def test_intermediates_are_active_only_where_something_uses_them():
+    template = jn.Operation(Layer, kwargs={"k": jn.Integer(1, 9)})
+    space = {"_unused": jn.Float(0, 1), "_template": template,
+             "pick": jn.Categorical(((template.resample(),), ("none",)))}
+    spec = jn.compile(space)
+    assert spec.paths == ("_unused", "_template.kwargs.k", "pick")
+    for pick, k_active in ((0, True), (1, False)):
+        config = _config(spec, pick=pick, _unused=0.5, **{"_template.kwargs.k": 4})
+        active = {p: bool(v) for p, v in spec.active(config).items()}
+        assert active == {"_unused": False, "_template.kwargs.k": k_active, "pick": True}
+        other = dict(config, _unused=np.float32(0.9))
+        assert float(spec.log_prior(config)) == float(spec.log_prior(other))
+        assert spec.bucket(config) == ((("_template.kwargs.k", 4),) if k_active else ()) + (
+            ("pick", pick),)
