@@ -312,7 +312,8 @@ def _categorical(u: jax.Array, logits: jax.Array) -> jax.Array:
         return jnp.zeros((0,), jnp.int32)
     cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
     last = logits.shape[-1] - 1 - jnp.argmax(jnp.isfinite(logits)[:, ::-1], axis=-1)
-    idx = jnp.sum(cdf < u[:, None] * cdf[:, -1:], axis=-1)
+    # `<=` skips zero-probability choices even for u == 0.
+    idx = jnp.sum(cdf <= u[:, None] * cdf[:, -1:], axis=-1)
     return jnp.minimum(idx, last).astype(jnp.int32)  # guards rounding at the top end
 
 
@@ -324,9 +325,14 @@ def _truncated_normal_unit(u: jax.Array, mu: jax.Array, sigma: jax.Array) -> jax
     """
     if mu.shape[0] == 0:
         return mu
-    lower, upper = ndtr(-mu / sigma), ndtr((1.0 - mu) / sigma)
-    p = jnp.clip(lower + u * (upper - lower), 1e-7, 1.0 - 1e-7)
-    return jnp.clip(mu + sigma * ndtri(p), 0.0, 1.0)
+    # Reflect so that the mode sits in the upper half: the long tail then maps to p near
+    # 0, where float32 resolves probabilities finely (it does not near p = 1).
+    flip = mu < 0.5
+    m = jnp.where(flip, 1.0 - mu, mu)
+    lower, upper = ndtr(-m / sigma), ndtr((1.0 - m) / sigma)
+    p = jnp.clip(lower + u * (upper - lower), 1e-30, 1.0 - 1e-7)
+    x = jnp.clip(m + sigma * ndtri(p), 0.0, 1.0)
+    return jnp.where(flip, 1.0 - x, x)
 
 
 class _Tables:
