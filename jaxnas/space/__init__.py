@@ -18,7 +18,8 @@ from jaxnas.space._parameters import (
     Resampled,
     Space,
 )
-from jaxnas.space._search_space import Config, FidelityInfo, SearchSpace
+from jaxnas.space._config import Config
+from jaxnas.space._search_space import FidelityInfo, SearchSpace
 
 
 def compile(space, *, max_depth: int = DEFAULT_MAX_DEPTH,  # noqa: A001 - public name

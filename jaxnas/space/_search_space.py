@@ -31,9 +31,8 @@ import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
 from jaxnas.space import _compile as C
+from jaxnas.space._config import Config, Layout, PathValues
 from jaxnas.space._parameters import Fidelity, Operation, Parameter
-
-Config = dict  # path -> scalar jax.Array (leading axis under vmap)
 
 PRIOR_SIGMA = {"low": 0.5, "medium": 0.25, "high": 0.125}
 PRIOR_WEIGHT = {"low": 2.0, "medium": 4.0, "high": 6.0}
@@ -182,12 +181,10 @@ class SearchSpace:
         new_idx = jnp.where(flip[t.n_num:] & has_other, new_idx, idx)
         return self._assemble(new_num, new_idx)
 
-    def active(self, config: Config) -> dict[str, jax.Array]:
-        """Returns `{path: bool}`: whether each slot is used by the chosen branches."""
-        t = self._t
+    def active(self, config: Config) -> PathValues:
+        """Returns a mapping `path -> bool`: whether the chosen branches use each slot."""
         _, idx = self._split(config)
-        slot_active = t.evaluate_gates(idx)
-        return {p: slot_active[i] for i, p in enumerate(t.paths)}
+        return PathValues(self._t.evaluate_gates(idx), self._t.paths)
 
     # ----------------------------------------------------------------- host helpers
 
@@ -229,45 +226,44 @@ class SearchSpace:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
         t = self._t
         arrays = {p: np.asarray(configs[p]) for p in t.paths}
-        n = len(next(iter(arrays.values()))) if arrays else 1
-        idx = np.stack([arrays[t.paths[i]] for i in t.cat_slots], -1).astype(np.int64) \
-            if t.n_cat else np.zeros((n, 0), np.int64)
-        active = np.asarray(jax.vmap(t.evaluate_gates)(jnp.asarray(idx, jnp.int32)))
+        if any(a.ndim != 1 for a in arrays.values()):
+            raise ValueError("buckets takes a batch of configs with one leading axis.")
+        active = np.asarray(jax.vmap(self.active)(configs).array)
         static = [i for i, s in enumerate(t.static) if s]
-        signatures = []
-        for row in range(n):
-            signatures.append(tuple(
-                (t.paths[i], arrays[t.paths[i]][row].item())
-                for i in static if active[row, i]
-            ))
-        return signatures
+        columns = [(t.paths[i], arrays[t.paths[i]].tolist()) for i in static]
+        return [
+            tuple((path, column[row]) for (path, column), i in zip(columns, static)
+                  if active[row, i])
+            for row in range(len(active))
+        ]
 
     # ------------------------------------------------------------------- internals
 
     def _assemble(self, num: jax.Array, idx: jax.Array) -> Config:
+        """Packs the internal numeric / categorical vectors into a `Config`."""
         t = self._t
-        ints = num.astype(jnp.int32)
-        out = {}
-        for i, path in enumerate(t.paths):
-            col = t.col[i]
-            kind = t.kinds[i]
-            out[path] = num[col] if kind == "float" else ints[col] if kind == "int" else idx[col]
-        return out
+        ints = jnp.concatenate([num.astype(jnp.int32), idx])[t.int_gather]
+        return Config(num[t.float_from_num], ints, t.layout)
 
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+        """Unpacks a config (a `Config` or any mapping by path) into numeric and indices."""
         t = self._t
-        missing = [p for p in t.paths if p not in config]
-        if missing:
-            raise KeyError(f"config lacks paths {missing[:5]} of this space.")
-        num = jnp.stack([jnp.asarray(config[t.paths[i]], jnp.float32) for i in t.num_slots]) \
-            if t.n_num else jnp.zeros((0,), jnp.float32)
-        idx = jnp.stack([jnp.asarray(config[t.paths[i]], jnp.int32) for i in t.cat_slots]) \
-            if t.n_cat else jnp.zeros((0,), jnp.int32)
-        if num.ndim != 1 or idx.ndim != 1:
+        if isinstance(config, Config) and config.layout == t.layout:
+            floats, ints = jnp.asarray(config.floats), jnp.asarray(config.ints)
+        else:
+            missing = [p for p in t.paths if p not in config]
+            if missing:
+                raise KeyError(f"config lacks paths {missing[:5]} of this space.")
+            floats = _stack([config[p] for p, f in zip(t.paths, t.layout.is_float) if f],
+                            jnp.float32)
+            ints = _stack([config[p] for p, f in zip(t.paths, t.layout.is_float) if not f],
+                          jnp.int32)
+        if floats.ndim != 1 or ints.ndim != 1:
             raise ValueError(
                 "SearchSpace methods take one config of scalars; use jax.vmap for a batch."
             )
-        return num, idx
+        num = jnp.concatenate([floats.astype(jnp.float32), ints.astype(jnp.float32)])
+        return num[t.num_gather], ints.astype(jnp.int32)[t.cat_gather]
 
     def _host_values(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
         missing = [p for p in self._t.paths if p not in config]
@@ -300,6 +296,12 @@ class SearchSpace:
 
 
 # --------------------------------------------------------------------- numerics
+
+
+def _stack(values: list, dtype: Any) -> jax.Array:
+    if not values:
+        return jnp.zeros((0,), dtype)
+    return jnp.stack([jnp.asarray(v, dtype) for v in values])
 
 
 def _categorical(u: jax.Array, logits: jax.Array) -> jax.Array:
@@ -355,9 +357,30 @@ class _Tables:
             self.col[i] = j
         self.num_cols = np.asarray(self.num_slots, np.int32)
         self.cat_cols = np.asarray(self.cat_slots, np.int32)
+        self._build_packing()
         self._build_numeric([slots[i] for i in self.num_slots])
         self._build_categorical([slots[i] for i in self.cat_slots])
         self._build_gates(compiled)
+
+    # -- packing: Config holds floats and ints; the math works on numeric and categorical
+
+    def _build_packing(self) -> None:
+        kinds = self.kinds
+        self.layout = Layout(self.paths, tuple(k == "float" for k in kinds))
+        float_slots = [i for i, k in enumerate(kinds) if k == "float"]
+        int_slots = [i for i, k in enumerate(kinds) if k != "float"]
+        num_pos = {slot: j for j, slot in enumerate(self.num_slots)}
+        cat_pos = {slot: j for j, slot in enumerate(self.cat_slots)}
+        float_pos = {slot: j for j, slot in enumerate(float_slots)}
+        int_pos = {slot: j for j, slot in enumerate(int_slots)}
+        self.float_from_num = np.array([num_pos[i] for i in float_slots], np.int32)
+        self.int_gather = np.array(
+            [num_pos[i] if kinds[i] == "int" else self.n_num + cat_pos[i] for i in int_slots],
+            np.int32)
+        self.num_gather = np.array(
+            [float_pos[i] if kinds[i] == "float" else len(float_slots) + int_pos[i]
+             for i in self.num_slots], np.int32)
+        self.cat_gather = np.array([int_pos[i] for i in self.cat_slots], np.int32)
 
     # -- numeric slots
 

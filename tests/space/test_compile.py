@@ -239,9 +239,8 @@ def test_recursive_grammar_paths_and_resolution():
     spec = jn.compile(grammar, max_depth=2)
     assert spec.paths[:3] == ("expr", "expr.choices[0][0]", "expr.choices[0][0].choices[0][0]")
     # Unit 0 picks the first feasible choice: recurse wherever the depth allows.
-    config = spec.from_unit(jnp.zeros(len(spec.paths)))
-    config["term"] = np.asarray(7, np.int32)
-    infeasible = dict(config, **{"expr.choices[0][0].choices[0][0]": np.asarray(0, np.int32)})
+    config = spec.from_unit(jnp.zeros(len(spec.paths))).replace({"term": 7})
+    infeasible = config.replace({"expr.choices[0][0].choices[0][0]": 0})
     with pytest.raises(ValueError, match="cannot terminate within max_depth"):
         spec.resolve(infeasible)
     resolved = spec.resolve(config)

@@ -1,0 +1,58 @@
+"""`Config`: a read-only mapping by path, packed into two arrays, usable as a pytree."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return jn.compile({"lr": jn.Float(1e-4, 1e-1, log=True), "depth": jn.Integer(1, 4),
+                       "act": jn.Categorical(("relu", "tanh")), "wd": jn.Float(0.0, 0.1)})
+
+
+def test_config_is_a_mapping_by_path(spec):
+    config = spec.sample(jax.random.key(0))
+    assert isinstance(config, jn.Config)
+    assert list(config) == ["lr", "depth", "act", "wd"] and len(config) == 4
+    assert "lr" in config and "nope" not in config
+    assert config["lr"].dtype == jnp.float32 and config["depth"].dtype == jnp.int32
+    assert config.floats.shape == (2,) and config.ints.shape == (2,)  # two packed leaves
+    assert len(jax.tree.leaves(config)) == 2
+    with pytest.raises(KeyError, match="no path 'nope'"):
+        config["nope"]
+    assert "'depth':" in repr(config)
+
+
+def test_batches_index_like_dicts(spec):
+    batch = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 5))
+    assert batch["lr"].shape == (5,)
+    third = jax.tree.map(lambda x: x[2], batch)
+    assert isinstance(third, jn.Config) and float(third["lr"]) == float(batch["lr"][2])
+
+
+def test_replace_returns_a_new_config(spec):
+    config = spec.sample(jax.random.key(0))
+    other = config.replace({"depth": 3, "lr": 0.01})
+    assert int(other["depth"]) == 3 and float(other["lr"]) == pytest.approx(0.01)
+    assert int(config["depth"]) != 3 or config is not other
+    with pytest.raises(KeyError, match="no path 'x'"):
+        config.replace({"x": 1})
+
+
+def test_plain_dicts_are_accepted_everywhere(spec):
+    config = spec.sample(jax.random.key(1))
+    as_dict = {p: np.asarray(v) for p, v in config.items()}
+    assert float(spec.log_prior(as_dict)) == float(spec.log_prior(config))
+    np.testing.assert_array_equal(spec.to_unit(as_dict), spec.to_unit(config))
+    assert spec.resolve(as_dict) == spec.resolve(config)
+    assert spec.bucket(as_dict) == spec.bucket(config)
+
+
+def test_active_is_a_mapping_of_booleans(spec):
+    active = spec.active(spec.sample(jax.random.key(0)))
+    assert dict(active.items()).keys() == set(spec.paths)
+    assert all(bool(v) for v in active.values())
