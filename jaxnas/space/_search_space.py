@@ -298,6 +298,25 @@ class SearchSpace:
 # --------------------------------------------------------------------- numerics
 
 
+def _longest_chains(n_gates: int, deps: dict[int, list[int]]) -> list[int]:
+    """Length of the longest dependency chain below each gate (root and never: 0)."""
+    level: dict[int, int] = {0: 0, 1: 0}
+    for start in range(n_gates):
+        stack = [start]
+        while stack:  # iterative DFS: grammars can nest deeper than Python's recursion limit
+            g = stack[-1]
+            if g in level:
+                stack.pop()
+                continue
+            pending = [d for d in deps[g] if d not in level]
+            if pending:
+                stack.extend(pending)
+            else:
+                level[g] = 1 + max(level[d] for d in deps[g])
+                stack.pop()
+    return [level[g] for g in range(n_gates)]
+
+
 def _stack(values: list, dtype: Any) -> jax.Array:
     if not values:
         return jnp.zeros((0,), dtype)
@@ -418,9 +437,6 @@ class _Tables:
         return jnp.clip(x, jnp.asarray(self.lower, jnp.float32), jnp.asarray(self.upper, jnp.float32))
 
     def num_to_unit(self, x: jax.Array) -> jax.Array:
-        return self._transform_to_unit(x)
-
-    def _transform_to_unit(self, x: jax.Array) -> jax.Array:
         t = jnp.where(self.is_log, jnp.log(jnp.where(self.is_log, jnp.maximum(x, 1e-30), 1.0)), x)
         u = (t - jnp.asarray(self.t_lo, jnp.float32)) / jnp.asarray(self.t_hi - self.t_lo, jnp.float32)
         return jnp.clip(u, 0.0, 1.0)
@@ -430,13 +446,13 @@ class _Tables:
         mu, sigma = self.prior_mu, self.prior_sigma
         z = ndtr((1.0 - mu) / sigma) - ndtr(-mu / sigma)  # truncation mass
         # Floats: truncated-normal density in the unit encoding; uniform density is 1.
-        u = self._transform_to_unit(x)
+        u = self.num_to_unit(x)
         log_pdf = (-0.5 * jnp.square((u - mu) / sigma) - 0.5 * math.log(2 * math.pi)
                    - jnp.log(sigma) - jnp.log(z))
         log_pdf = jnp.where(self.has_prior, log_pdf, 0.0)
         # Integers: probability of the value's bin [a, b] in the unit encoding.
-        a = self._transform_to_unit(x - 0.5)
-        b = self._transform_to_unit(x + 0.5)
+        a = self.num_to_unit(x - 0.5)
+        b = self.num_to_unit(x + 0.5)
         mass_prior = (ndtr((b - mu) / sigma) - ndtr((a - mu) / sigma)) / z
         log_mass = jnp.log(jnp.where(self.has_prior, mass_prior, b - a))
         return jnp.where(self.is_int, log_mass, log_pdf)
@@ -528,25 +544,9 @@ class _Tables:
 
         self.slot_gate = np.array([index(canon(s.gate)) for s in slots], np.int32)
         n_gates = len(kinds)
-        # Longest dependency chain = number of propagation rounds needed.
-        level = [0] * n_gates
-        deps: dict[int, list[int]] = {}
-        for g, slot, _ in choice_slot:
-            deps[g] = [int(self.slot_gate[slot])]
-        for g, members in alias_refs:
-            deps[g] = members
-
-        @functools.lru_cache(maxsize=None)
-        def depth(g: int) -> int:
-            return 0 if g in (0, 1) else 1 + max(depth(d) for d in deps[g])
-
-        import sys
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 10 * n_gates + 1000))
-        try:
-            level = [depth(g) for g in range(n_gates)]
-        finally:
-            sys.setrecursionlimit(limit)
+        deps: dict[int, list[int]] = {g: [int(self.slot_gate[slot])] for g, slot, _ in choice_slot}
+        deps.update({g: members for g, members in alias_refs})
+        level = _longest_chains(n_gates, deps)  # propagation rounds needed per gate
         self.rounds = max(level, default=0)
         self.n_gates = n_gates
         cat_col = {slot: j for j, slot in enumerate(self.cat_slots)}
