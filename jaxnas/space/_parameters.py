@@ -46,6 +46,23 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+# Integers are encoded through float32 in the unit cube: keep them exactly representable.
+MAX_INTEGER = 2**24
+
+
+def _check_bounds(owner: str, lower: Any, upper: Any, *, integer: bool) -> None:
+    for name, value in (("lower", lower), ("upper", upper)):
+        if not _is_real(value):
+            raise TypeError(f"{owner}: {name}={value!r} must be a real number.")
+        if not math.isfinite(value):
+            raise ValueError(f"{owner}: {name}={value!r} must be finite.")
+        if integer and float(value) != int(value):
+            raise ValueError(f"{owner}: {name}={value!r} must be a whole number.")
+        if integer and abs(value) > MAX_INTEGER:
+            raise ValueError(f"{owner}: {name}={value!r} exceeds the integer range "
+                             f"+-2**24 (values pass through float32).")
+
+
 def _check_confidence(owner: str, prior_confidence: Any) -> None:
     if prior_confidence not in PRIOR_CONFIDENCES:
         raise ValueError(
@@ -62,15 +79,8 @@ class _Numeric(Parameter):
 
     def __init__(self, lower, upper, *, log=False, prior=None, prior_confidence="medium",
                  static=False):
-        kind = type(self).__name__
-        owner = f"{kind}(lower={lower!r}, upper={upper!r})"
-        for name, value in (("lower", lower), ("upper", upper)):
-            if not _is_real(value):
-                raise TypeError(f"{owner}: {name}={value!r} must be a real number.")
-            if not math.isfinite(value):
-                raise ValueError(f"{owner}: {name}={value!r} must be finite.")
-            if self._integer and float(value) != int(value):
-                raise ValueError(f"{owner}: {name}={value!r} must be a whole number.")
+        owner = f"{type(self).__name__}(lower={lower!r}, upper={upper!r})"
+        _check_bounds(owner, lower, upper, integer=self._integer)
         if not lower < upper:
             raise ValueError(f"{owner}: lower must be less than upper.")
         if log and lower <= 0:
@@ -221,16 +231,10 @@ class Fidelity(Parameter):
     __slots__ = ("lower", "upper", "is_integer")
 
     def __init__(self, lower, upper, *, integer: bool | None = None):
-        owner = f"{type(self).__name__}(lower={lower!r}, upper={upper!r})"
-        for name, value in (("lower", lower), ("upper", upper)):
-            if not _is_real(value):
-                raise TypeError(f"{owner}: {name}={value!r} must be a real number.")
-            if not math.isfinite(value):
-                raise ValueError(f"{owner}: {name}={value!r} must be finite.")
         if integer is None:
             integer = isinstance(lower, numbers.Integral) and isinstance(upper, numbers.Integral)
-        if integer and (float(lower) != int(lower) or float(upper) != int(upper)):
-            raise ValueError(f"{owner}: an integer fidelity needs whole-number bounds.")
+        owner = f"{type(self).__name__}(lower={lower!r}, upper={upper!r})"
+        _check_bounds(owner, lower, upper, integer=integer)
         if not 0 < lower < upper:
             raise ValueError(f"{owner}: bounds must satisfy 0 < lower < upper.")
         cast = int if integer else float

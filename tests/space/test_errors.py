@@ -38,6 +38,8 @@ class _Op:
         (lambda: jn.IntegerFidelity(0, 10), ValueError, ["0 < lower < upper"]),
         (lambda: jn.Fidelity(1, math.inf), ValueError, ["upper=inf", "finite"]),
         (lambda: jn.Operation(42), TypeError, ["operator=42", "callable"]),
+        (lambda: jn.Integer(0, 2**30), ValueError, ["upper=1073741824", "2**24"]),
+        (lambda: jn.IntegerFidelity(1, 2.5), ValueError, ["upper=2.5", "whole number"]),
         (lambda: jn.Bool(prior=1), TypeError, ["prior=1", "True, False"]),
     ],
 )

@@ -635,7 +635,10 @@ def test_resolve_returns_the_public_entries_with_shared_objects_equal(drawn, see
                 assert isinstance(resolved[name], list) and len(resolved[name]) == len(entry)
         if "epochs" in resolved:
             assert resolved["epochs"] == 27  # the fidelity defaults to its upper bound
-        # The bucket lists the active static slots, in order, with their values.
+        # The bucket lists the active static slots, in order, with their values. Known bug
+        # (test_bucket_of_a_space_without_decisions): drop the guard once it is fixed.
+        if not spec.paths:
+            continue
         bucket = spec.bucket(config)
         hash(bucket)
         active, values = _host(jitted.active(spec, config)), _host(config)
@@ -710,3 +713,12 @@ def test_distinct_slots_get_distinct_paths():
     except jn.SpaceError:
         return  # refusing the space is a fix too
     assert len(set(spec.paths)) == len(spec.paths), spec.paths
+
+
+@pytest.mark.xfail(strict=True, reason="bug: bucket() raises a vmap ValueError for a space "
+                   "with no decisions (regression in 2d9de89)")
+def test_bucket_of_a_space_without_decisions():
+    spec = jn.compile({"epochs": jn.IntegerFidelity(1, 27), "act": "relu"})
+    config = spec.sample(jax.random.key(0))
+    assert spec.resolve(config) == {"epochs": 27, "act": "relu"}
+    assert spec.bucket(config) == ()
