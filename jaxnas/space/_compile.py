@@ -253,7 +253,13 @@ class _Expander:
                 f"{path}: ByName({ref.name!r}) refers to no entry of the space "
                 f"(top-level entries: {available})."
             )
-        return self.entries[ref.name]
+        target = self.entries[ref.name]
+        if isinstance(target, Fidelity):
+            raise SpaceError(
+                f"{path}: ByName({ref.name!r}) refers to a fidelity; the optimiser sets the "
+                f"fidelity, so it cannot be used inside other parameters."
+            )
+        return target
 
     def _expand_shared(self, obj: Parameter, path: str, ctx: _Context,
                        reference: ByName | None = None) -> Any:

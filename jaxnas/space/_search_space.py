@@ -663,9 +663,7 @@ def _is_namedtuple(kind: type) -> bool:
 def _fingerprint(compiled: C.Compiled, max_depth: int) -> tuple:
     """A structural key: equal for spaces that sample, encode and resolve identically."""
     slots = tuple(
-        (s.path, s.kind, s.gate, s.static, s.feasible, repr(s.param),
-         id(s.param) if not isinstance(s.param, Parameter) else 0)
-        for s in compiled.slots
+        (s.path, s.kind, s.gate, s.static, s.feasible, repr(s.param)) for s in compiled.slots
     )
     gates = tuple((g.kind, g.slot, g.choice, tuple(g.refs)) for g in compiled.gates)
     numbering: dict[int, int] = {}

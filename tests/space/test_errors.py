@@ -104,6 +104,12 @@ def test_two_fidelities_are_an_error():
         jn.compile(space)
 
 
+def test_by_name_to_a_fidelity_is_an_error():
+    space = {"epochs": jn.IntegerFidelity(1, 9), "m": jn.Operation(_Op, args=(jn.ByName("epochs"),))}
+    with pytest.raises(jn.SpaceError, match=r"m\.args\[0\]: ByName\('epochs'\) refers to a fidelity"):
+        jn.compile(space)
+
+
 def test_fidelity_cannot_be_resampled():
     with pytest.raises(TypeError, match="cannot be resampled"):
         jn.IntegerFidelity(1, 9).resample()

@@ -38,7 +38,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 # Each new space costs a few compiles (2-4 s on 2 CPU cores), which bounds the example
 # count. For a deeper run, raise it and vary the seed, e.g.
 # JAXNAS_PROPERTY_EXAMPLES=200 JAXNAS_PROPERTY_SEED=1 python -m pytest tests/space/test_properties.py
-EXAMPLES = int(os.environ.get("JAXNAS_PROPERTY_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("JAXNAS_PROPERTY_EXAMPLES", "20"))
 HYPOTHESIS_SEED = int(os.environ.get("JAXNAS_PROPERTY_SEED", "20240611"))
 
 
