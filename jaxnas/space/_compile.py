@@ -196,6 +196,14 @@ class _Expander:
         ir = self.expand(self.root, "", _Context(ROOT_GATE, False, True))
         if ir is INFEASIBLE:
             raise SpaceError(self._termination_message())
+        seen: set[str] = set()
+        for slot in self.slots:
+            if slot.path in seen:
+                raise SpaceError(
+                    f"{slot.path}: two decisions have this path (a key containing '.' or "
+                    f"'[' collides with a nested entry); rename one of them."
+                )
+            seen.add(slot.path)
         entries = tuple(self.entries) if isinstance(self.root, Mapping) else ()
         return Compiled(ir, tuple(self.slots), tuple(self.gates), self.fidelity, entries)
 

@@ -6,7 +6,8 @@ and for a `Categorical` (the chosen index). Every slot is always present (fixed 
 leading axis.
 
 Unit encoding. Each slot maps to [0, 1]: floats linearly in (log-)space; integers to the
-centre of one of `upper - lower + 1` equal bins (bins of equal log-width with `log=True`);
+centre of one of `upper - lower + 1` equal bins (with `log=True`, value v owns
+[log(v - 0.5), log(v + 0.5)], rescaled);
 categoricals to the centre of one of `n` bins over their *feasible* choices (choices a
 recursive grammar cannot finish within `max_depth` are skipped). `from_unit` inverts it.
 
@@ -28,7 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr, ndtri
+from jax.scipy.special import log_ndtr, ndtr, ndtri
 
 from jaxnas.space import _compile as C
 from jaxnas.space._config import Config, Layout, PathValues
@@ -220,11 +221,16 @@ class SearchSpace:
         `(path, value)` for every active static slot (the index for a categorical).
         """
         values = self._host_values(config)
-        return self.buckets({p: v[None] for p, v in values.items()})[0]
+        active = np.asarray(self.active(values).array)
+        return tuple((p, values[p].item()) for i, p in enumerate(self._t.paths)
+                     if self._t.static[i] and active[i])
 
     def buckets(self, configs: Mapping[str, Any]) -> list[tuple]:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
         t = self._t
+        if not t.paths:  # no decisions: every config has the empty signature
+            n = np.shape(configs.floats)[0] if isinstance(configs, Config) else 1
+            return [()] * n
         arrays = {p: np.asarray(configs[p]) for p in t.paths}
         if any(a.ndim != 1 for a in arrays.values()):
             raise ValueError("buckets takes a batch of configs with one leading axis.")
@@ -315,6 +321,18 @@ def _longest_chains(n_gates: int, deps: dict[int, list[int]]) -> list[int]:
                 level[g] = 1 + max(level[d] for d in deps[g])
                 stack.pop()
     return [level[g] for g in range(n_gates)]
+
+
+def _log_normal_mass(a: jax.Array, b: jax.Array) -> jax.Array:
+    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails.
+
+    Phi(b) - Phi(a) cancels to 0 in float32 once both lie far in the upper tail, so an
+    interval above zero is mirrored below it, where log_ndtr resolves tiny masses.
+    """
+    upper = a > 0
+    lo, hi = jnp.where(upper, -b, a), jnp.where(upper, -a, b)
+    log_hi, log_lo = log_ndtr(hi), log_ndtr(lo)
+    return log_hi + jnp.log1p(-jnp.exp(jnp.minimum(log_lo - log_hi, -1e-7)))
 
 
 def _stack(values: list, dtype: Any) -> jax.Array:
@@ -453,8 +471,9 @@ class _Tables:
         # Integers: probability of the value's bin [a, b] in the unit encoding.
         a = self.num_to_unit(x - 0.5)
         b = self.num_to_unit(x + 0.5)
-        mass_prior = (ndtr((b - mu) / sigma) - ndtr((a - mu) / sigma)) / z
-        log_mass = jnp.log(jnp.where(self.has_prior, mass_prior, b - a))
+        log_mass_prior = _log_normal_mass((a - mu) / sigma, (b - mu) / sigma) - jnp.log(z)
+        log_mass = jnp.where(self.has_prior, log_mass_prior,
+                             jnp.log(jnp.maximum(b - a, 1e-30)))
         return jnp.where(self.is_int, log_mass, log_pdf)
 
     # -- categorical slots
@@ -689,8 +708,8 @@ def _fingerprint(compiled: C.Compiled, max_depth: int) -> tuple:
             parts.append(("dyn", id(node.fn), tuple(node.kwargs)))
             stack.extend(node.kwargs.values())
         elif isinstance(node, (C.Seq, C.Dict)):
-            parts.append((type(node).__name__, getattr(node, "keys", None) and tuple(node.keys),
-                          getattr(node, "kind", None)))
+            parts.append((type(node).__name__,
+                          tuple(node.keys) if isinstance(node, C.Dict) else node.kind))
             stack.extend(node.items)
         elif isinstance(node, C.Fid):
             parts.append(("fid", node.path, repr(node.fidelity)))

@@ -67,7 +67,7 @@ def test_integer_is_uniform_with_both_ends_reachable():
     assert set(np.unique(k)) == {1, 2, 3, 4, 5}
 
 
-def test_log_integer_bins_have_equal_log_width():
+def test_log_integer_value_v_owns_log_bin_around_it():
     lo, hi = 1, 8
     k = _draw(jn.compile({"k": jn.Integer(lo, hi, log=True)}))["k"]
     total = math.log((hi + 0.5) / (lo - 0.5))
@@ -256,3 +256,15 @@ def test_mutate_changes_each_slot_with_the_given_rate():
     moved = x_moved[x_moved != 0]
     assert abs(len(moved) / len(x_moved) - 0.3) < _freq_tolerance(0.3, len(x_moved))
     assert np.abs(moved).mean() < 0.1  # a local move, about sigma * sqrt(2 / pi) before truncation
+
+
+def test_integer_log_prior_is_accurate_far_in_the_tail():
+    spec = jn.compile({"n": jn.Integer(0, 10, prior=0, prior_confidence="high")})
+    log_prior = jax.vmap(spec.log_prior)({"n": jnp.arange(11, dtype=jnp.int32)})
+    mu, sigma = 0.5 / 11, 0.125
+    z = _phi((1 - mu) / sigma) - _phi(-mu / sigma)
+    for n in range(11):
+        a, b = (n / 11 - mu) / sigma, ((n + 1) / 11 - mu) / sigma
+        # Upper-tail masses via erfc to avoid the very cancellation under test.
+        mass = 0.5 * (math.erfc(a / math.sqrt(2)) - math.erfc(b / math.sqrt(2))) / z
+        assert float(log_prior[n]) == pytest.approx(math.log(mass), rel=1e-3, abs=1e-3), n

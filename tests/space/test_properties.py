@@ -427,11 +427,6 @@ def _collect_tags(tree, found):
     return found
 
 
-def _uses_high_confidence_integer_prior(spec) -> bool:
-    return any(isinstance(p, jn.Integer) and p.prior is not None and p.prior_confidence == "high"
-               for p in spec.parameters().values())
-
-
 # ------------------------------------------------------------------------ properties
 
 
@@ -574,10 +569,7 @@ def test_log_prior_is_finite_and_ignores_inactive_slots(drawn, seed):
     for a, b in pairs:
         log_prior = jitted.log_prior(spec, a)
         assert log_prior.shape == () and log_prior.dtype == jnp.float32
-        # Known bug (test_integer_prior_far_tail_has_finite_log_prior): a high-confidence
-        # integer prior gives -inf far from the prior. Drop this guard once it is fixed.
-        if not _uses_high_confidence_integer_prior(spec):
-            assert np.isfinite(log_prior), (float(log_prior), _host(a))
+        assert np.isfinite(log_prior), (float(log_prior), _host(a))
         assert not np.isnan(log_prior)
         # Overwrite every inactive slot of `a` with `b`'s value: same activity, same log_prior.
         active = _host(jitted.active(spec, a))
@@ -635,10 +627,7 @@ def test_resolve_returns_the_public_entries_with_shared_objects_equal(drawn, see
                 assert isinstance(resolved[name], list) and len(resolved[name]) == len(entry)
         if "epochs" in resolved:
             assert resolved["epochs"] == 27  # the fidelity defaults to its upper bound
-        # The bucket lists the active static slots, in order, with their values. Known bug
-        # (test_bucket_of_a_space_without_decisions): drop the guard once it is fixed.
-        if not spec.paths:
-            continue
+        # The bucket lists the active static slots, in order, with their values.
         bucket = spec.bucket(config)
         hash(bucket)
         active, values = _host(jitted.active(spec, config)), _host(config)
@@ -686,37 +675,26 @@ def _perturb_first_leaf(recipe):
     return None
 
 
-# ---------------------------------------------------------------------- known bugs
+# ------------------------------------------------ regressions found by these properties
 
 
-@pytest.mark.xfail(strict=True, reason="bug: integer log_prior is -inf far from a "
-                   "high-confidence prior (1 - ndtr cancels to 0 in float32)")
 def test_integer_prior_far_tail_has_finite_log_prior():
     spec = jn.compile({"n": jn.Integer(0, 10, prior=0, prior_confidence="high")})
     # n = 10 is drawn by spec.sample with probability 1/11; its prior mass is about 1e-12.
     assert np.isfinite(spec.log_prior({"n": jnp.int32(10)}))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a space holding an empty dict compiles to an "
-                   "unhashable SearchSpace (its fingerprint holds a list)")
 def test_space_with_an_empty_dict_is_hashable():
     spec = jn.compile({"lr": jn.Float(0.0, 1.0), "extra": {}})
     hash(spec)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: two slots can get the same path ('a.b'); the "
-                   "config then silently drops one of them")
 def test_distinct_slots_get_distinct_paths():
     space = {"a.b": jn.Float(0.0, 1.0), "a": {"b": jn.Integer(0, 3)}}
-    try:
-        spec = jn.compile(space)
-    except jn.SpaceError:
-        return  # refusing the space is a fix too
-    assert len(set(spec.paths)) == len(spec.paths), spec.paths
+    with pytest.raises(jn.SpaceError, match="two decisions have this path"):
+        jn.compile(space)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bucket() raises a vmap ValueError for a space "
-                   "with no decisions (regression in 2d9de89)")
 def test_bucket_of_a_space_without_decisions():
     spec = jn.compile({"epochs": jn.IntegerFidelity(1, 27), "act": "relu"})
     config = spec.sample(jax.random.key(0))

@@ -1,0 +1,546 @@
+"""Configurations sampled per second: jaxnas versus NePS, side by side in one run.
+
+What is compared:
+    * NePS: `neps.space.neps_spaces.neps_space.resolve(space)` with its default
+      `RandomSampler`. Each call resolves one configuration in Python.
+    * jaxnas: `jax.vmap(spec.sample)` over a population of keys, under `jax.jit`, at
+      several population sizes. The keys are split from one key inside the same jitted
+      call, so their cost is counted. XLA compilation is done ahead of time, timed on
+      its own and followed by one warm-up call; the timed calls block on their result
+      (`jax.block_until_ready`).
+
+Both libraries sample the same two spaces, built by one function per space from each
+library's own `Float`, `Integer`, `Categorical`, `Operation` and `ByName`:
+    * "flat": 8 hyperparameters: 3 floats (2 log-scaled), 3 integers (1 log-scaled) and
+      2 categoricals of strings.
+    * "hierarchical": an architecture grammar. A recursive rule `block` picks either two
+      resampled `block`s or one of two terminating choices (a conv followed by an
+      activation, or a conv alone); `model` is a sequential of a resampled `block` and a
+      conv. Each conv resamples its kernel size and shares one `features` choice per
+      configuration (the same semantics in both libraries); an `lr` float has a prior,
+      which both uniform samplers ignore. `block` recurses with probability 1/3 into
+      two children: 0.67 expected children per node, so NePS's unbounded recursion ends
+      with probability 1. jaxnas unrolls the recursion to `max_depth` and gives zero
+      probability to choices that cannot terminate within it: it samples uniformly like
+      NePS above the deepest level and only the terminating choices at it, so it never
+      produces the deeper configurations NePS occasionally does. The operators are
+      placeholders that neither library calls while sampling.
+
+How it is timed: each measurement calls the sampler repeatedly until a minimum wall time
+has passed (`time.perf_counter`) and divides configurations by elapsed time. It is repeated
+once per seed (NePS: `random.seed(seed)`, which its sampler uses; jaxnas:
+`jax.random.key(seed)`, folded with the call index) and the median is reported, with the
+minimum and maximum. The best jaxnas population size is compared with NePS. Before
+timing, sampled values of both libraries are checked against the space (bounds,
+integrality, choices; for jaxnas every slot) so that the benchmark does not time garbage.
+
+Run it from the repository root:
+    python benchmarks/sampling.py            # full run, about a minute on 2 CPU cores
+    python benchmarks/sampling.py --quick    # smoke run, under 30 s
+    python benchmarks/sampling.py --out other.json
+
+It prints a table and writes JSON (default `benchmarks/results/sampling.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from neps.space.neps_spaces import parameters as neps_parameters
+from neps.space.neps_spaces.neps_space import resolve
+
+import jaxnas as jn
+
+REPO = Path(__file__).resolve().parents[1]  # for the git commit recorded in the JSON
+
+MAX_DEPTH = 4
+TARGET_SPEEDUPS = {"flat": 1000.0, "hierarchical": 100.0}
+TARGET_MACHINE = "2-core CPU"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sampling.json"
+CHECK_CONFIGS = 200
+
+FULL = {
+    "repetitions": 5,
+    "population_sizes": (1_000, 10_000, 100_000),
+    "neps_seconds": 2.0,
+    "jaxnas_seconds": 0.5,
+}
+QUICK = {
+    "repetitions": 3,
+    "population_sizes": (1_000,),
+    "neps_seconds": 0.2,
+    "jaxnas_seconds": 0.05,
+}
+
+
+class Conv:
+    """Placeholder convolution operator; sampling never instantiates it."""
+
+    def __init__(self, kernel_size: int, features: int):
+        self.kernel_size = kernel_size
+        self.features = features
+
+
+class Sequential:
+    """Placeholder sequential container; sampling never instantiates it."""
+
+    def __init__(self, *layers: Any):
+        self.layers = layers
+
+
+def relu(x: Any) -> Any:
+    """Placeholder activation; sampling never calls it."""
+    return x
+
+
+def tanh(x: Any) -> Any:
+    """Placeholder activation; sampling never calls it."""
+    return x
+
+
+def flat_space(lib: ModuleType) -> dict[str, Any]:
+    """Builds the flat space from a library's parameter classes.
+
+    Args:
+        lib: A module exposing `Float`, `Integer` and `Categorical` (jaxnas or NePS).
+
+    Returns:
+        The space's entries, by name.
+    """
+    return {
+        "learning_rate": lib.Float(1e-5, 1e-1, log=True),
+        "weight_decay": lib.Float(1e-6, 1e-2, log=True),
+        "dropout": lib.Float(0.0, 0.5),
+        "batch_size": lib.Integer(16, 512, log=True),
+        "num_layers": lib.Integer(1, 8),
+        "units": lib.Integer(32, 512),
+        "optimizer": lib.Categorical(("adam", "sgd", "rmsprop")),
+        "activation": lib.Categorical(("relu", "tanh", "gelu")),
+    }
+
+
+def hierarchical_space(lib: ModuleType) -> dict[str, Any]:
+    """Builds the hierarchical architecture space from a library's parameter classes.
+
+    Args:
+        lib: A module exposing `Float`, `Integer`, `Categorical`, `Operation` and
+            `ByName` (jaxnas or NePS).
+
+    Returns:
+        The space's entries, by name.
+    """
+    kernel = lib.Integer(1, 7)
+    conv = lib.Operation(
+        Conv,
+        kwargs={"kernel_size": kernel.resample(), "features": lib.Categorical((16, 32, 64))},
+    )
+    act = lib.Categorical((lib.Operation(relu), lib.Operation(tanh)))
+    return {
+        "block": lib.Categorical(
+            choices=(
+                (lib.ByName("block").resample(), lib.ByName("block").resample()),
+                (conv.resample(), act.resample()),
+                (conv.resample(),),
+            )
+        ),
+        "model": lib.Operation(
+            Sequential, args=(lib.ByName("block").resample(), conv.resample())
+        ),
+        "lr": lib.Float(1e-4, 1e-1, log=True, prior=1e-3, prior_confidence="medium"),
+    }
+
+
+SPACES: dict[str, Callable[[ModuleType], dict[str, Any]]] = {
+    "flat": flat_space,
+    "hierarchical": hierarchical_space,
+}
+
+
+def neps_pipeline(name: str, entries: Mapping[str, Any]) -> neps_parameters.PipelineSpace:
+    """Wraps space entries in a NePS `PipelineSpace` subclass instance.
+
+    Args:
+        name: The class name.
+        entries: NePS parameters, by name.
+
+    Returns:
+        The pipeline space.
+    """
+    return type(name, (neps_parameters.PipelineSpace,), dict(entries))()
+
+
+def value_rules(neps_entries: Mapping[str, Any]) -> dict[str, tuple]:
+    """Lists the checkable top-level values of a space: numbers and plain categoricals.
+
+    Args:
+        neps_entries: The space built from NePS parameters.
+
+    Returns:
+        name -> ("float" | "integer", lower, upper) or ("categorical", choices).
+    """
+    rules = {}
+    for name, param in neps_entries.items():
+        if isinstance(param, neps_parameters.Float):
+            rules[name] = ("float", param.lower, param.upper)
+        elif isinstance(param, neps_parameters.Integer):
+            rules[name] = ("integer", param.lower, param.upper)
+        elif isinstance(param, neps_parameters.Categorical) and all(
+            isinstance(choice, (str, int, float)) for choice in param.choices
+        ):
+            rules[name] = ("categorical", param.choices)
+    return rules
+
+
+def check_neps(space: neps_parameters.PipelineSpace, rules: Mapping[str, tuple]) -> dict:
+    """Resolves configurations with NePS and checks their values against `rules`.
+
+    Args:
+        space: The NePS pipeline space.
+        rules: As returned by `value_rules`.
+
+    Returns:
+        The number of configurations checked and the mean number of values NePS sampled
+        per configuration.
+
+    Raises:
+        RuntimeError: if a value breaks its rule.
+    """
+    random.seed(0)
+    sampled_values = []
+    for _ in range(CHECK_CONFIGS):
+        resolved, context = resolve(space)
+        sampled_values.append(len(context.samplings_made))
+        values = resolved.get_attrs()
+        for name, rule in rules.items():
+            value = values[name]
+            if rule[0] == "categorical":
+                valid = value in rule[1]
+            else:
+                valid = rule[1] <= value <= rule[2] and (
+                    rule[0] == "float" or isinstance(value, int)
+                )
+            if not valid:
+                raise RuntimeError(f"NePS sampled {name}={value!r}, outside {rule}.")
+        if "model" in values and not (
+            isinstance(values["model"], neps_parameters.Operation)
+            and values["model"].operator is Sequential
+        ):
+            raise RuntimeError(f"NePS resolved model to {values['model']!r}.")
+    return {
+        "configs_checked": CHECK_CONFIGS,
+        "mean_values_sampled_per_config": statistics.fmean(sampled_values),
+    }
+
+
+def check_jaxnas(spec: jn.SearchSpace, configs: Mapping[str, jax.Array],
+                 rules: Mapping[str, tuple]) -> dict:
+    """Checks a population sampled by jaxnas.
+
+    Every slot is checked against its parameter (categoricals as indices into their
+    choices), and the top-level parameters' bounds against `rules` from the NePS space.
+
+    Args:
+        spec: The compiled jaxnas space.
+        configs: path -> (n,) array, as returned by the vmapped `spec.sample`.
+        rules: As returned by `value_rules`.
+
+    Returns:
+        The number of configurations and slots checked.
+
+    Raises:
+        RuntimeError: if jaxnas compiled a top-level parameter to other bounds than NePS
+            has, or sampled a value that is not finite, out of bounds, or not integral
+            where it must be.
+    """
+    bounds = {}
+    for path, param in spec.parameters().items():
+        if isinstance(param, jn.Categorical):
+            bounds[path] = (0, len(param.choices) - 1, True)
+        else:
+            bounds[path] = (param.lower, param.upper, isinstance(param, jn.Integer))
+    for name, rule in rules.items():
+        if rule[0] == "categorical":
+            expected = (0, len(rule[1]) - 1, True)
+        else:
+            expected = (rule[1], rule[2], rule[0] == "integer")
+        if bounds.get(name) != expected:
+            raise RuntimeError(
+                f"jaxnas compiled {name!r} to (lower, upper, integral)={bounds.get(name)}; "
+                f"NePS has {rule}."
+            )
+    for path, (lower, upper, integral) in bounds.items():
+        values = configs[path]
+        valid = jnp.isfinite(values) & (values >= lower) & (values <= upper)
+        if integral:
+            valid &= values == jnp.round(values)
+        if not bool(valid.all()):
+            bad = values[jnp.argmin(valid)]
+            raise RuntimeError(
+                f"jaxnas sampled {path}={bad!r}, outside [{lower}, {upper}] "
+                f"(integral: {integral})."
+            )
+    return {"configs_checked": int(configs[spec.paths[0]].shape[0]),
+            "slots_checked": len(bounds)}
+
+
+def throughput(call: Callable[[int], Any], configs_per_call: int, min_seconds: float) -> float:
+    """Calls `call(0)`, `call(1)`, ... until `min_seconds` have passed.
+
+    Args:
+        call: Samples `configs_per_call` configurations; gets the call index.
+        configs_per_call: Configurations each call samples.
+        min_seconds: Minimum wall time to measure.
+
+    Returns:
+        Configurations per second.
+    """
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        call(calls)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return calls * configs_per_call / elapsed
+
+
+def summarize(rates: Sequence[float]) -> dict:
+    """Median, minimum, maximum and all repetitions of a list of rates."""
+    return {
+        "configs_per_s_median": statistics.median(rates),
+        "configs_per_s_min": min(rates),
+        "configs_per_s_max": max(rates),
+        "configs_per_s_per_repetition": list(rates),
+    }
+
+
+def bench_neps(space: neps_parameters.PipelineSpace, seeds: Sequence[int],
+               min_seconds: float) -> dict:
+    """Times `resolve(space)`, one configuration per call, once per seed.
+
+    Args:
+        space: The NePS pipeline space.
+        seeds: Seeds for Python's `random`, one repetition each.
+        min_seconds: Minimum wall time per repetition.
+
+    Returns:
+        `summarize` of the rates.
+    """
+    rates = []
+    for seed in seeds:
+        random.seed(seed)
+        rates.append(throughput(lambda _: resolve(space), 1, min_seconds))
+    return summarize(rates)
+
+
+def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
+                 population_sizes: Sequence[int], seeds: Sequence[int],
+                 min_seconds: float) -> dict:
+    """Compiles a jaxnas space and times its batched sampler at each population size.
+
+    Args:
+        entries: The space built from jaxnas parameters.
+        rules: As returned by `value_rules`, checked on the first population.
+        population_sizes: Configurations per jitted call.
+        seeds: Seeds for `jax.random.key`, one repetition each.
+        min_seconds: Minimum wall time per repetition.
+
+    Returns:
+        The space compile time and slot count, per population size the XLA compile time
+        and `summarize` of the rates, the best population size and its median rate, and
+        the validity check.
+    """
+    start = time.perf_counter()
+    spec = jn.compile(entries, max_depth=MAX_DEPTH)
+    space_compile_s = time.perf_counter() - start
+    sample_many = jax.vmap(spec.sample)
+
+    populations = {}
+    check = None
+    for size in population_sizes:
+        def sample_population(key: jax.Array, step: int, size: int = size) -> dict:
+            return sample_many(jax.random.split(jax.random.fold_in(key, step), size))
+
+        start = time.perf_counter()
+        compiled = jax.jit(sample_population).lower(jax.random.key(0), 0).compile()
+        compile_s = time.perf_counter() - start
+        warm = jax.block_until_ready(compiled(jax.random.key(0), 0))
+        if check is None:
+            check = check_jaxnas(spec, warm, rules)
+
+        rates = []
+        for seed in seeds:
+            key = jax.random.key(seed)
+            rates.append(throughput(
+                lambda step, key=key: jax.block_until_ready(compiled(key, step)),
+                size, min_seconds,
+            ))
+        populations[size] = {"xla_compile_s": compile_s, **summarize(rates)}
+
+    best = max(populations, key=lambda size: populations[size]["configs_per_s_median"])
+    return {
+        "space_compile_s": space_compile_s,
+        "max_depth": MAX_DEPTH,
+        "slots_sampled_per_config": len(spec.paths),
+        "populations": populations,
+        "best_population_size": best,
+        "best_configs_per_s_median": populations[best]["configs_per_s_median"],
+        "check": check,
+    }
+
+
+def jaxnas_revision() -> str:
+    """The checkout's git commit, with "+dirty" if `jaxnas/` has uncommitted changes."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(("git", "-C", str(REPO), *args), capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--", "jaxnas").stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def machine_info() -> dict:
+    """Platform, CPUs, JAX devices and library versions."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(device) for device in jax.devices()],
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "jaxnas": jn.__version__,
+        "jaxnas_revision": jaxnas_revision(),
+        "neps": importlib.metadata.version("neural-pipeline-search"),
+    }
+
+
+def run(settings: Mapping[str, Any]) -> dict:
+    """Runs both libraries on every space.
+
+    Args:
+        settings: `FULL` or `QUICK`, plus the "mode" name.
+
+    Returns:
+        The results, as written to JSON.
+    """
+    seeds = list(range(settings["repetitions"]))
+    spaces = {}
+    for name, build in SPACES.items():
+        neps_entries = build(neps_parameters)
+        rules = value_rules(neps_entries)
+        neps_space = neps_pipeline(name, neps_entries)
+        neps_result = {"check": check_neps(neps_space, rules),
+                       **bench_neps(neps_space, seeds, settings["neps_seconds"])}
+        jaxnas_result = bench_jaxnas(build(jn), rules, settings["population_sizes"], seeds,
+                                     settings["jaxnas_seconds"])
+        speedup = jaxnas_result["best_configs_per_s_median"] / neps_result["configs_per_s_median"]
+        spaces[name] = {
+            "neps": neps_result,
+            "jaxnas": jaxnas_result,
+            "speedup_jaxnas_over_neps": speedup,
+            "target_speedup": TARGET_SPEEDUPS[name],
+            "target_machine": TARGET_MACHINE,
+            "target_met_here": speedup >= TARGET_SPEEDUPS[name],
+        }
+    return {
+        "benchmark": "sampling",
+        "machine": machine_info(),
+        "settings": {**settings, "population_sizes": list(settings["population_sizes"]),
+                     "seeds": seeds, "statistic": "median over repetitions"},
+        "spaces": spaces,
+        "notes": [
+            "NePS: resolve(space) with its default RandomSampler (uniform; priors are "
+            "ignored), one configuration per Python call.",
+            "jaxnas: jax.jit(jax.vmap(spec.sample)) with the keys split inside the same "
+            "jitted call; XLA compile time is reported separately and excluded.",
+            f"hierarchical: jaxnas unrolls the recursive rule to max_depth={MAX_DEPTH} and "
+            "gives zero probability to choices that cannot terminate within it (at the "
+            "deepest level only the terminating choices remain); NePS's recursion is "
+            "unbounded (it ends with probability 1), so jaxnas never produces the deeper "
+            "configurations NePS occasionally samples.",
+        ],
+    }
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def print_table(results: Mapping[str, Any]) -> None:
+    """Prints the results as a readable table."""
+    machine, settings = results["machine"], results["settings"]
+    print(f"\nSampling throughput (configs/s), median of {settings['repetitions']} "
+          f"repetitions, seeds {settings['seeds']}")
+    print(f"machine: {machine['platform']}, {machine['cpus_usable']} usable CPUs, "
+          f"jax {machine['jax']} on {machine['jax_devices']}, neps {machine['neps']}, "
+          f"jaxnas {machine['jaxnas']} ({machine['jaxnas_revision']})\n")
+    header = (f"{'space':<13}{'library':<8}{'batch':>9}{'median':>16}{'min':>16}"
+              f"{'max':>16}{'compile s':>11}")
+    print(header)
+    print("-" * len(header))
+    for name, result in results["spaces"].items():
+        neps = result["neps"]
+        print(f"{name:<13}{'NePS':<8}{1:>9}{_rate(neps['configs_per_s_median']):>16}"
+              f"{_rate(neps['configs_per_s_min']):>16}{_rate(neps['configs_per_s_max']):>16}"
+              f"{'-':>11}")
+        jaxnas = result["jaxnas"]
+        for size, population in jaxnas["populations"].items():
+            marker = "*" if size == jaxnas["best_population_size"] else " "
+            print(f"{'':<13}{'jaxnas':<8}{size:>8,}{marker}"
+                  f"{_rate(population['configs_per_s_median']):>16}"
+                  f"{_rate(population['configs_per_s_min']):>16}"
+                  f"{_rate(population['configs_per_s_max']):>16}"
+                  f"{population['xla_compile_s']:>11.2f}")
+        met = "met" if result["target_met_here"] else "NOT met"
+        print(f"{'':<13}jaxnas/NePS = {result['speedup_jaxnas_over_neps']:,.0f}x at batch "
+              f"{jaxnas['best_population_size']:,} (target >= {result['target_speedup']:,.0f}x "
+              f"on {result['target_machine']}: {met} here); jn.compile "
+              f"{jaxnas['space_compile_s']:.2f} s")
+        print(f"{'':<13}values sampled per config: NePS "
+              f"{neps['check']['mean_values_sampled_per_config']:.1f} on average, jaxnas "
+              f"{jaxnas['slots_sampled_per_config']} (every slot, active or not)\n")
+    print("* best population size. compile s: XLA compile of the jitted sampler, excluded "
+          "from the rates.")
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses flags, runs the benchmark, prints the table and writes JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fast smoke run: fewer repetitions, shorter timings")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"JSON output path (default: {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+
+    settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
+    results = run(settings)
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
