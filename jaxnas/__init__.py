@@ -1,5 +1,6 @@
 """jaxnas: neural architecture search and hyperparameter optimisation as pure JAX functions."""
 
+from jaxnas import nn
 from jaxnas.space import Bool
 from jaxnas.space import ByName
 from jaxnas.space import Categorical
@@ -38,4 +39,5 @@ __all__ = [
     "Space",
     "SpaceError",
     "compile",
+    "nn",
 ]

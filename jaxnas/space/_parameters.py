@@ -273,13 +273,16 @@ class Operation(Parameter):
         args: Positional arguments: a tuple, or a parameter (e.g. a `Categorical` of
             tuples) that resolves to one.
         kwargs: Keyword arguments; values may be parameters and operations.
+        name: Optional scope name. `spec.resolve(config, build=False)` names each
+            resolved operation by its path, which `jn.nn.build` uses for module names.
 
     Every decision inside an operation is static: it changes the program's structure.
     """
 
-    __slots__ = ("operator", "args", "kwargs")
+    __slots__ = ("operator", "args", "kwargs", "name")
 
-    def __init__(self, operator: Callable, args: Any = (), kwargs: Mapping | None = None):
+    def __init__(self, operator: Callable, args: Any = (), kwargs: Mapping | None = None, *,
+                 name: str | None = None):
         if isinstance(operator, Parameter) or not callable(operator):
             raise TypeError(
                 f"Operation(operator={operator!r}): operator must be a callable (a Flax "
@@ -295,7 +298,9 @@ class Operation(Parameter):
                 f"Operation({_name(operator)}): kwargs must be a mapping with string keys, "
                 f"got {kwargs!r}."
             )
-        self._set(operator=operator, args=args, kwargs=dict(kwargs))
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Operation({_name(operator)}): name={name!r} must be a string.")
+        self._set(operator=operator, args=args, kwargs=dict(kwargs), name=name)
 
     def __repr__(self) -> str:
         return f"Operation({_name(self.operator)}, args={self.args!r}, kwargs={self.kwargs!r})"

@@ -658,7 +658,7 @@ class _Resolver:
         args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
         kwargs = {k: self.resolve(v) for k, v in node.kwargs.items()}
         if not self.build:
-            return Operation(node.operator, args, kwargs)
+            return Operation(node.operator, args, kwargs, name=node.path)
         return build_operation(node.path, node.operator, args, kwargs)
 
 

@@ -1,0 +1,39 @@
+"""Architectures: Linen modules from operation trees, building blocks and space sugar."""
+
+from jaxnas.nn._blocks import Add
+from jaxnas.nn._blocks import AvgPool
+from jaxnas.nn._blocks import Choice
+from jaxnas.nn._blocks import Concat
+from jaxnas.nn._blocks import Flatten
+from jaxnas.nn._blocks import GlobalAvgPool
+from jaxnas.nn._blocks import Identity
+from jaxnas.nn._blocks import MaxPool
+from jaxnas.nn._blocks import Optional
+from jaxnas.nn._blocks import Permutation
+from jaxnas.nn._blocks import Repeat
+from jaxnas.nn._blocks import Residual
+from jaxnas.nn._blocks import Sequential
+from jaxnas.nn._build import BuildError
+from jaxnas.nn._build import Built
+from jaxnas.nn._build import build
+from jaxnas.nn._build import summary
+
+__all__ = [
+    "Add",
+    "AvgPool",
+    "BuildError",
+    "Built",
+    "Choice",
+    "Concat",
+    "Flatten",
+    "GlobalAvgPool",
+    "Identity",
+    "MaxPool",
+    "Optional",
+    "Permutation",
+    "Repeat",
+    "Residual",
+    "Sequential",
+    "build",
+    "summary",
+]

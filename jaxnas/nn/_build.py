@@ -1,0 +1,188 @@
+"""`jn.nn.build`: a resolved operation tree becomes one Linen module.
+
+The tree is data (`jn.Operation`s holding concrete arguments, as `spec.resolve(config,
+build=False)` returns them). `Built` interprets it inside its compact `__call__`: every Linen
+operator is instantiated there with the operation's path as its name, so the parameter tree
+reads like the space (HANNAH's scopes), input shapes are inferred lazily by Linen, and an
+operation object reached twice is one module (shared weights) while a resampled copy is a
+module of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.nn import _blocks
+from jaxnas.nn._blocks import BuildError
+from jaxnas.space import Operation
+
+
+def build(operation: Operation, *, name: str | None = None) -> nn.Module:
+    """Builds a Linen module from a resolved operation tree.
+
+    Args:
+        operation: A `jn.Operation` with concrete arguments, e.g.
+            `spec.resolve(config, build=False)["model"]`. Operators may be Linen module
+            classes (`nn.Dense`, `nn.Conv`, `nn.BatchNorm`, `nn.Dropout`, ...), jaxnas blocks
+            (`jn.nn.Sequential`, `Residual`, ...) or plain functions applied to the input
+            (`nn.relu`; extra arguments follow the input).
+        name: Optional name of the returned module.
+
+    Returns:
+        A Linen module called as `module.apply(params, x, train=False)`; `train` reaches
+        Dropout (`deterministic`), BatchNorm (`use_running_average`) and jaxnas blocks.
+
+    Raises:
+        BuildError: an operator that is not a Linen module class, a jaxnas block or a
+            callable, or arguments it does not accept (raised at build time); shapes that
+            do not connect (raised at the first `init`, naming the path and the shapes).
+    """
+    if not isinstance(operation, Operation):
+        raise BuildError(f"build() takes a jn.Operation (from spec.resolve(config, "
+                         f"build=False)), got {operation!r}.")
+    _check(operation)
+    return Built(operation=operation, name=name)
+
+
+class Built(nn.Module):
+    """The module `build` returns: interprets its operation tree when called."""
+
+    operation: Any
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return _blocks.call_layer(_Maker().make(self.operation), x, train)
+
+
+# ----------------------------------------------------------------------- making
+
+
+class _Maker:
+    """Turns operations into layers inside `Built`'s compact scope (memoised by identity)."""
+
+    def __init__(self):
+        self.made: dict[int, Any] = {}
+
+    def make(self, op: Any) -> Any:
+        if id(op) not in self.made:
+            self.made[id(op)] = self._make(op)
+        return self.made[id(op)]
+
+    def _make(self, op: Any) -> Any:
+        if not isinstance(op, Operation):
+            return op  # a constant, or a layer the user built already
+        operator = _blocks.Sequential if op.operator is nn.Sequential else op.operator
+        args = tuple(self._value(a) for a in op.args)
+        kwargs = {k: self._value(v) for k, v in op.kwargs.items()}
+        if _is_module_class(operator):
+            if operator is _blocks.Sequential and len(args) == 1 and isinstance(args[0], (list, tuple)):
+                args = (tuple(args[0]),)  # flax's Sequential takes one list of layers
+            return _instantiate(operator, args, kwargs, _path(op))
+        return _FunctionLayer(operator, args, kwargs, _path(op))
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, Operation):
+            return self.make(value)
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Operation) for v in value):
+            return tuple(self._value(v) for v in value)
+        return value
+
+
+def _instantiate(operator: type, args: tuple, kwargs: dict, path: str) -> nn.Module:
+    try:
+        return operator(*args, **kwargs, name=path)
+    except TypeError as error:
+        fields = [f.name for f in dataclasses.fields(operator)
+                  if f.init and f.name not in ("parent", "name")]
+        raise BuildError(
+            f"{path}: {operator.__qualname__} does not accept args={args!r}, kwargs="
+            f"{sorted(kwargs)} ({error}); its fields are {fields}."
+        ) from error
+
+
+@dataclasses.dataclass(frozen=True)
+class _FunctionLayer:
+    """A function operator as a layer: `fn(x, *args, **kwargs)`."""
+
+    fn: Callable
+    args: tuple
+    kwargs: dict
+    name: str
+
+    def __call__(self, x):
+        return self.fn(x, *self.args, **self.kwargs)
+
+
+# ----------------------------------------------------------------------- checks
+
+
+def _check(op: Any, seen: set | None = None) -> None:
+    """Rejects operators that can never be layers, before any shape is known."""
+    seen = set() if seen is None else seen
+    if id(op) in seen:
+        return
+    seen.add(id(op))
+    if isinstance(op, Operation):
+        operator = op.operator
+        if not (_is_module_class(operator) or callable(operator)) or (
+            isinstance(operator, type) and not _is_module_class(operator)
+        ):
+            raise BuildError(
+                f"{_path(op)}: operator {operator!r} is not a Linen module class, a jaxnas "
+                f"block or a function; wrap other callables in a function of the input."
+            )
+        for value in (*op.args, *op.kwargs.values()):
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                _check(item, seen)
+
+
+def _is_module_class(operator: Any) -> bool:
+    return isinstance(operator, type) and issubclass(operator, nn.Module)
+
+
+def _path(op: Any) -> str:
+    return getattr(op, "name", None) or getattr(getattr(op, "operator", None), "__name__", "op")
+
+
+# ----------------------------------------------------------------------- summary
+
+
+def summary(module: nn.Module, input_shape: tuple, *, dtype: Any = jnp.float32,
+            train: bool = False) -> dict[str, Any]:
+    """Parameter count and FLOPs of a module on an input shape (XLA's cost analysis).
+
+    Nothing is allocated: parameters come from `jax.eval_shape`, FLOPs from the compiled
+    forward pass.
+
+    Args:
+        module: A Linen module (e.g. from `build`).
+        input_shape: The input's shape, batch axis included.
+        dtype: The input's dtype.
+        train: Passed to the module's call.
+
+    Returns:
+        `{"params": int, "flops": float, "output_shape": tuple}`.
+    """
+    x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
+    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    variables = jax.eval_shape(functools.partial(module.init, train=train), rngs, x)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables.get("params", {})))
+
+    def forward(variables, x):
+        return module.apply(variables, x, train=train, rngs={"dropout": jax.random.key(2)},
+                            mutable=["batch_stats"] if train else False)
+
+    out = jax.eval_shape(forward, variables, x)
+    out = out[0] if train else out
+    cost = jax.jit(forward).lower(variables, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {"params": n_params, "flops": float((cost or {}).get("flops", 0.0)),
+            "output_shape": tuple(out.shape)}

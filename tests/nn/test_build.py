@@ -1,0 +1,157 @@
+"""jn.nn.build: operation trees become Linen modules named after their space paths."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+
+
+def _resolve(space, seed=0, **values):
+    spec = jn.compile(space)
+    config = spec.sample(jax.random.key(seed))
+    if values:
+        config = config.replace(values)
+    return spec, spec.resolve(config, build=False)
+
+
+def _count(params):
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def test_parameter_count_matches_a_hand_count_and_names_are_paths():
+    space = {"model": jn.Operation(jn.nn.Sequential, args=((
+        jn.Operation(nn.Dense, kwargs={"features": jn.Integer(8, 32)}),
+        jn.Operation(nn.relu),
+        jn.Operation(nn.Dense, kwargs={"features": 3}),
+    ),))}
+    _, resolved = _resolve(space, **{"model.args[0][0].kwargs.features": 16})
+    module = jn.nn.build(resolved["model"])
+    params = module.init(jax.random.key(0), jnp.ones((4, 5)))["params"]
+    assert set(params) == {"model.args[0][0]", "model.args[0][2]"}  # the Sequential has none
+    assert _count(params) == (5 * 16 + 16) + (16 * 3 + 3)
+    assert module.apply({"params": params}, jnp.ones((4, 5))).shape == (4, 3)
+    info = jn.nn.summary(module, (4, 5))
+    assert info["params"] == 147 and info["output_shape"] == (4, 3)
+    assert info["flops"] >= 2 * 4 * (5 * 16 + 16 * 3)
+
+
+def test_flax_sequential_and_functions_with_arguments():
+    space = {"m": jn.Operation(nn.Sequential, args=([
+        jn.Operation(nn.Dense, kwargs={"features": 4}),
+        jn.Operation(jax.nn.leaky_relu, kwargs={"negative_slope": jn.Float(0.01, 0.3)}),
+    ],))}
+    _, resolved = _resolve(space)
+    module = jn.nn.build(resolved["m"])
+    x = -jnp.ones((2, 3))
+    params = module.init(jax.random.key(0), x)
+    dense = nn.Dense(4).apply({"params": params["params"]["m.args[0][0]"]}, x)
+    slope = resolved["m"].args[0][1].kwargs["negative_slope"]
+    np.testing.assert_allclose(module.apply(params, x), jax.nn.leaky_relu(dense, slope), rtol=1e-6)
+
+
+def test_shared_operations_share_weights_and_resampled_copies_do_not():
+    dense = jn.Operation(nn.Dense, kwargs={"features": 6})
+    shared = {"m": jn.Operation(jn.nn.Sequential, args=((dense, jn.Operation(nn.relu), dense),))}
+    fresh = {"m": jn.Operation(jn.nn.Sequential, args=((dense.resample(), jn.Operation(nn.relu),
+                                                        dense.resample()),))}
+    x = jnp.ones((2, 6))
+    for space, n_layers in ((shared, 1), (fresh, 2)):
+        _, resolved = _resolve(space)
+        params = jn.nn.build(resolved["m"]).init(jax.random.key(0), x)["params"]
+        assert len(params) == n_layers and _count(params) == n_layers * (6 * 6 + 6)
+
+
+def test_residual_add_concat_and_pooling_blocks():
+    conv = jn.Operation(nn.Conv, kwargs={"features": 8, "kernel_size": (3, 3)})
+    space = {"m": jn.Operation(jn.nn.Sequential, args=((
+        conv,
+        jn.Operation(jn.nn.Residual, args=(jn.Operation(nn.Conv, kwargs={"features": 8, "kernel_size": (3, 3)}),)),
+        jn.Operation(jn.nn.Concat, args=((jn.Operation(jn.nn.Identity), jn.Operation(jn.nn.MaxPool, kwargs={"window": 3, "strides": 1, "padding": "SAME"})),)),
+        jn.Operation(jn.nn.Add, args=((jn.Operation(jn.nn.Identity), jn.Operation(jn.nn.Identity)),)),
+        jn.Operation(jn.nn.AvgPool),
+        jn.Operation(jn.nn.GlobalAvgPool),
+    ),))}
+    _, resolved = _resolve(space)
+    module = jn.nn.build(resolved["m"])
+    x = jnp.ones((2, 8, 8, 1))
+    params = module.init(jax.random.key(0), x)
+    assert module.apply(params, x).shape == (2, 16)
+    assert jn.nn.summary(module, x.shape)["params"] == (9 * 1 * 8 + 8) + (9 * 8 * 8 + 8)
+
+
+def test_train_switch_reaches_dropout_and_batchnorm():
+    space = {"m": jn.Operation(jn.nn.Sequential, args=((
+        jn.Operation(nn.Dense, kwargs={"features": 16}),
+        jn.Operation(nn.BatchNorm, kwargs={"momentum": 0.9}),
+        jn.Operation(nn.Dropout, kwargs={"rate": 0.5}),
+    ),))}
+    _, resolved = _resolve(space)
+    module = jn.nn.build(resolved["m"])
+    x = jax.random.normal(jax.random.key(0), (8, 4))
+    variables = module.init(jax.random.key(1), x)
+    assert "batch_stats" in variables
+    evaluation = module.apply(variables, x)
+    assert np.array_equal(evaluation, module.apply(variables, x))  # deterministic
+    out, updates = module.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)},
+                                mutable=["batch_stats"])
+    assert np.mean(np.asarray(out) == 0) > 0.2  # dropout is on
+    assert not np.allclose(updates["batch_stats"]["m.args[0][1]"]["mean"], 0.0)
+
+
+def test_space_sugar_choice_optional_permutation_repeat():
+    dense = jn.Operation(nn.Dense, kwargs={"features": jn.Integer(4, 8)})
+    act = jn.nn.Choice(jn.Operation(nn.relu), jn.Operation(nn.tanh))
+    block = lambda step: jn.Operation(jn.nn.Sequential, args=((  # noqa: E731
+        dense.resample(),
+        jn.nn.Permutation(act.resample(), jn.nn.Optional(jn.Operation(nn.LayerNorm)),
+                          jn.Operation(nn.Dropout, kwargs={"rate": 0.1})),
+    ),))
+    space = {"m": jn.Operation(jn.nn.Sequential, args=((
+        jn.nn.Repeat(block, counts=(2, 3, 4)), jn.Operation(nn.Dense, kwargs={"features": 2})),))}
+    spec = jn.compile(space)
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 32))
+    depths = set()
+    for i in range(32):
+        resolved = spec.resolve(jax.tree.map(lambda v: v[i], configs), build=False)
+        module = jn.nn.build(resolved["m"])
+        variables = module.init(jax.random.key(i), jnp.ones((3, 5)))
+        assert module.apply(variables, jnp.ones((3, 5))).shape == (3, 2)
+        depths.add(len(resolved["m"].args[0][0].args[0]))
+    assert depths == {2, 3, 4}
+    with pytest.raises(ValueError, match="counts must be positive"):
+        jn.nn.Repeat(block, counts=(0, 2))
+
+
+def test_bad_operator_is_rejected_when_built():
+    class NotALayer:
+        pass
+
+    with pytest.raises(jn.nn.BuildError, match=r"m: operator .*NotALayer.* not a Linen module"):
+        jn.nn.build(jn.Operation(NotALayer, name="m"))
+    with pytest.raises(jn.nn.BuildError, match="takes a jn.Operation"):
+        jn.nn.build(nn.Dense(3))
+
+
+def test_arguments_the_operator_does_not_accept_name_the_path_and_fields():
+    _, resolved = _resolve({"m": jn.Operation(nn.Dense, kwargs={"width": jn.Integer(2, 4)})})
+    module = jn.nn.build(resolved["m"])
+    with pytest.raises(jn.nn.BuildError, match=r"m: Dense does not accept .*\['width'\].*'features'"):
+        module.init(jax.random.key(0), jnp.ones((1, 3)))
+
+
+def test_shapes_that_do_not_connect_name_the_path_and_shape():
+    space = {"m": jn.Operation(jn.nn.Sequential, args=((
+        jn.Operation(nn.Dense, kwargs={"features": 4}),
+        jn.Operation(jn.nn.Residual, args=(jn.Operation(nn.Dense, kwargs={"features": 3}),)),
+    ),))}
+    _, resolved = _resolve(space)
+    with pytest.raises(jn.nn.BuildError, match=r"m.args\[0\]\[1\]: Residual needs equal shapes; "
+                                                 r"got input: \(2, 4\), body: \(2, 3\)"):
+        jn.nn.build(resolved["m"]).init(jax.random.key(0), jnp.ones((2, 5)))
+    conv = {"m": jn.Operation(nn.Conv, kwargs={"features": 2, "kernel_size": (3, 3)})}
+    _, resolved = _resolve(conv)
+    with pytest.raises(jn.nn.BuildError, match=r"^m: cannot apply Conv to an input of shape \(3,\)"):
+        jn.nn.build(resolved["m"]).init(jax.random.key(0), jnp.ones((3,)))
