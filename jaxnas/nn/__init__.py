@@ -2,18 +2,21 @@
 
 from jaxnas.nn._blocks import Add
 from jaxnas.nn._blocks import AvgPool
+from jaxnas.nn._blocks import BuildError
+from jaxnas.nn._blocks import Cell
 from jaxnas.nn._blocks import Choice
 from jaxnas.nn._blocks import Concat
 from jaxnas.nn._blocks import Flatten
 from jaxnas.nn._blocks import GlobalAvgPool
 from jaxnas.nn._blocks import Identity
+from jaxnas.nn._blocks import InputChoice
 from jaxnas.nn._blocks import MaxPool
 from jaxnas.nn._blocks import Optional
 from jaxnas.nn._blocks import Permutation
 from jaxnas.nn._blocks import Repeat
 from jaxnas.nn._blocks import Residual
 from jaxnas.nn._blocks import Sequential
-from jaxnas.nn._build import BuildError
+from jaxnas.nn._blocks import cell_space
 from jaxnas.nn._build import Built
 from jaxnas.nn._build import build
 from jaxnas.nn._build import summary
@@ -23,11 +26,13 @@ __all__ = [
     "AvgPool",
     "BuildError",
     "Built",
+    "Cell",
     "Choice",
     "Concat",
     "Flatten",
     "GlobalAvgPool",
     "Identity",
+    "InputChoice",
     "MaxPool",
     "Optional",
     "Permutation",
@@ -35,5 +40,6 @@ __all__ = [
     "Residual",
     "Sequential",
     "build",
+    "cell_space",
     "summary",
 ]

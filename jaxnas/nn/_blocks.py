@@ -172,6 +172,44 @@ class GlobalAvgPool(nn.Module):
         return x.mean(axis=tuple(range(1, x.ndim - 1)))
 
 
+class Cell(nn.Module):
+    """An ENAS micro cell: nodes that each add two operations applied to chosen inputs.
+
+    The cell starts from its inputs (one array, used twice, or a pair `(previous,
+    current)`). Node `i` applies `ops[i][0]` to state `inputs[i][0]` and `ops[i][1]` to
+    state `inputs[i][1]` and adds the results; its output becomes state `2 + i`. The nodes
+    no other node reads (the loose ends) are concatenated along the channel axis.
+
+    Attributes:
+        inputs: `((left, right), ...)`, state indices; node `i` may read states `< 2 + i`.
+        ops: `((left_op, right_op), ...)`, built layers, one pair per node.
+    """
+
+    inputs: Sequence[Sequence[int]] = ()
+    ops: Sequence[Sequence[Callable]] = ()
+
+    def __call__(self, x, train: bool = False):
+        states = list(x) if isinstance(x, (tuple, list)) else [x, x]
+        if len(states) != 2:
+            raise BuildError(f"{self.name}: a Cell takes one input or a pair, got {len(states)}.")
+        if len(self.inputs) != len(self.ops) or not self.inputs:
+            raise BuildError(f"{self.name}: a Cell needs one (left, right) input pair and one op "
+                             f"pair per node; got {len(self.inputs)} and {len(self.ops)}.")
+        used = set()
+        for node, ((left, right), (op_left, op_right)) in enumerate(zip(self.inputs, self.ops)):
+            for index in (left, right):
+                if not 0 <= index < len(states):
+                    raise BuildError(f"{self.name}: node {node} reads state {index}; only "
+                                     f"states 0..{len(states) - 1} exist before it.")
+            a = call_layer(op_left, states[left], train)
+            b = call_layer(op_right, states[right], train)
+            _same_shapes(self, (f"node {node} left", a), (f"node {node} right", b))
+            states.append(a + b)
+            used.update((left, right))
+        loose = [s for i, s in enumerate(states[2:], start=2) if i not in used]
+        return jnp.concatenate(loose, axis=-1)
+
+
 def _label(layer: Any, index: int) -> str:
     return getattr(layer, "name", None) or f"branch {index}"
 
@@ -216,6 +254,34 @@ def Permutation(*operations: Any, prior: Sequence[int] | None = None,  # noqa: N
                     for order in orders)
     index = None if prior is None else orders.index(tuple(prior))
     return Categorical(choices, prior=index, prior_confidence=prior_confidence, static=True)
+
+
+def InputChoice(n_inputs: int, *, prior: int | None = None,  # noqa: N802
+                prior_confidence: str = "medium") -> Categorical:
+    """The index of one of `n_inputs` inputs (Hypernets' `InputChoice` of one input)."""
+    if not isinstance(n_inputs, int) or n_inputs < 1:
+        raise ValueError(f"InputChoice(n_inputs={n_inputs!r}): must be a positive integer.")
+    return Categorical(tuple(range(n_inputs)), prior=prior, prior_confidence=prior_confidence,
+                       static=True)
+
+
+def cell_space(num_nodes: int, operations: Sequence[Any]) -> Operation:
+    """An ENAS micro-cell search space: every node picks two inputs and two operations.
+
+    Args:
+        num_nodes: Nodes in the cell (ENAS uses 4 or 5).
+        operations: Candidate operations. Every node side chooses among fresh copies
+            (`.resample()`), so two sides that pick the same operation do not share weights.
+
+    Returns:
+        An `Operation(Cell, ...)` whose inputs are `InputChoice`s and whose ops are choices.
+    """
+    if not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ValueError(f"cell_space(num_nodes={num_nodes!r}): must be a positive integer.")
+    op_choice = Choice(*(op.resample() for op in operations))
+    inputs = tuple((InputChoice(2 + i), InputChoice(2 + i)) for i in range(num_nodes))
+    ops = tuple((op_choice.resample(), op_choice.resample()) for _ in range(num_nodes))
+    return Operation(Cell, kwargs={"inputs": inputs, "ops": ops})
 
 
 def Repeat(make: Callable[[int], Any], counts: Sequence[int], *,  # noqa: N802

@@ -2,10 +2,10 @@
 
 The tree is data (`jn.Operation`s holding concrete arguments, as `spec.resolve(config,
 build=False)` returns them). `Built` interprets it inside its compact `__call__`: every Linen
-operator is instantiated there with the operation's path as its name, so the parameter tree
-reads like the space (HANNAH's scopes), input shapes are inferred lazily by Linen, and an
-operation object reached twice is one module (shared weights) while a resampled copy is a
-module of its own.
+operator is instantiated there, named by where it sits in the tree, so the parameter tree
+reads like the space (HANNAH's scopes), and input shapes are inferred lazily by Linen. As in
+NePS, an operation object used in several places shares its searched values (a resampled
+copy draws its own), and every place it occurs is a module with its own weights.
 """
 
 from __future__ import annotations
@@ -59,41 +59,45 @@ class Built(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        return _blocks.call_layer(_Maker().make(self.operation), x, train)
+        layer = _Maker().make(self.operation, _path(self.operation))
+        return _blocks.call_layer(layer, x, train)
 
 
 # ----------------------------------------------------------------------- making
 
 
 class _Maker:
-    """Turns operations into layers inside `Built`'s compact scope (memoised by identity)."""
+    """Turns operations into layers inside `Built`'s compact scope, one per occurrence.
 
-    def __init__(self):
-        self.made: dict[int, Any] = {}
+    As in NePS, an operation object used in several places shares its searched values,
+    not its weights: each place it occurs becomes its own module, named by that place's
+    path (`model.args[0][2]`).
+    """
 
-    def make(self, op: Any) -> Any:
-        if id(op) not in self.made:
-            self.made[id(op)] = self._make(op)
-        return self.made[id(op)]
-
-    def _make(self, op: Any) -> Any:
+    def make(self, op: Any, path: str) -> Any:
         if not isinstance(op, Operation):
             return op  # a constant, or a layer the user built already
         operator = _blocks.Sequential if op.operator is nn.Sequential else op.operator
-        args = tuple(self._value(a) for a in op.args)
-        kwargs = {k: self._value(v) for k, v in op.kwargs.items()}
+        args = tuple(self._value(a, f"{path}.args[{i}]") for i, a in enumerate(op.args))
+        kwargs = {k: self._value(v, f"{path}.kwargs.{k}") for k, v in op.kwargs.items()}
         if _is_module_class(operator):
             if operator is _blocks.Sequential and len(args) == 1 and isinstance(args[0], (list, tuple)):
                 args = (tuple(args[0]),)  # flax's Sequential takes one list of layers
-            return _instantiate(operator, args, kwargs, _path(op))
-        return _FunctionLayer(operator, args, kwargs, _path(op))
+            return _instantiate(operator, args, kwargs, path)
+        return _FunctionLayer(operator, args, kwargs, path)
 
-    def _value(self, value: Any) -> Any:
+    def _value(self, value: Any, path: str) -> Any:
         if isinstance(value, Operation):
-            return self.make(value)
-        if isinstance(value, (list, tuple)) and any(isinstance(v, Operation) for v in value):
-            return tuple(self._value(v) for v in value)
+            return self.make(value, path)
+        if isinstance(value, (list, tuple)) and _holds_operation(value):
+            return tuple(self._value(v, f"{path}[{i}]") for i, v in enumerate(value))
         return value
+
+
+def _holds_operation(value: Any) -> bool:
+    if isinstance(value, Operation):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_operation(v) for v in value)
 
 
 def _instantiate(operator: type, args: tuple, kwargs: dict, path: str) -> nn.Module:
@@ -140,8 +144,10 @@ def _check(op: Any, seen: set | None = None) -> None:
                 f"block or a function; wrap other callables in a function of the input."
             )
         for value in (*op.args, *op.kwargs.values()):
-            for item in value if isinstance(value, (list, tuple)) else (value,):
-                _check(item, seen)
+            _check(value, seen)
+    elif isinstance(op, (list, tuple)):
+        for item in op:
+            _check(item, seen)
 
 
 def _is_module_class(operator: Any) -> bool:

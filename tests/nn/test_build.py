@@ -52,16 +52,22 @@ def test_flax_sequential_and_functions_with_arguments():
     np.testing.assert_allclose(module.apply(params, x), jax.nn.leaky_relu(dense, slope), rtol=1e-6)
 
 
-def test_shared_operations_share_weights_and_resampled_copies_do_not():
-    dense = jn.Operation(nn.Dense, kwargs={"features": 6})
+def test_shared_operations_share_values_and_every_occurrence_has_its_own_weights():
+    dense = jn.Operation(nn.Dense, kwargs={"features": jn.Integer(4, 9)})
     shared = {"m": jn.Operation(jn.nn.Sequential, args=((dense, jn.Operation(nn.relu), dense),))}
-    fresh = {"m": jn.Operation(jn.nn.Sequential, args=((dense.resample(), jn.Operation(nn.relu),
-                                                        dense.resample()),))}
-    x = jnp.ones((2, 6))
-    for space, n_layers in ((shared, 1), (fresh, 2)):
-        _, resolved = _resolve(space)
+    # A resample is shallow (NePS): the width must itself be resampled to be drawn per copy.
+    cell = jn.Operation(nn.Dense, kwargs={"features": jn.Integer(4, 9).resample()})
+    fresh = {"m": jn.Operation(jn.nn.Sequential, args=((cell.resample(), jn.Operation(nn.relu),
+                                                        cell.resample()),))}
+    x = jnp.ones((2, 9))
+    for space, n_decisions in ((shared, 1), (fresh, 2)):
+        spec, resolved = _resolve(space, seed=3)
+        assert len(spec.paths) == n_decisions
         params = jn.nn.build(resolved["m"]).init(jax.random.key(0), x)["params"]
-        assert len(params) == n_layers and _count(params) == n_layers * (6 * 6 + 6)
+        assert set(params) == {"m.args[0][0]", "m.args[0][2]"}  # NePS: one module per place
+        first, second = params["m.args[0][0]"]["kernel"], params["m.args[0][2]"]["kernel"]
+        if n_decisions == 1:  # one searched width, two sets of weights
+            assert first.shape[1] == second.shape[1] and not np.allclose(first[0], second[0])
 
 
 def test_residual_add_concat_and_pooling_blocks():
@@ -155,3 +161,47 @@ def test_shapes_that_do_not_connect_name_the_path_and_shape():
     _, resolved = _resolve(conv)
     with pytest.raises(jn.nn.BuildError, match=r"^m: cannot apply Conv to an input of shape \(3,\)"):
         jn.nn.build(resolved["m"]).init(jax.random.key(0), jnp.ones((3,)))
+
+
+def _sepconv(channels, kernel):
+    return jn.Operation(jn.nn.Sequential, args=((
+        jn.Operation(nn.relu),
+        jn.Operation(nn.Conv, kwargs={"features": channels, "kernel_size": (kernel, kernel),
+                                      "feature_group_count": channels}),
+        jn.Operation(nn.Conv, kwargs={"features": channels, "kernel_size": (1, 1)}),
+    ),))
+
+
+def test_enas_cell_chooses_inputs_and_ops_and_concatenates_loose_ends():
+    channels = 4
+    ops = (_sepconv(channels, 5), _sepconv(channels, 3),
+           jn.Operation(jn.nn.AvgPool, kwargs={"window": 3, "strides": 1, "padding": "SAME"}),
+           jn.Operation(jn.nn.MaxPool, kwargs={"window": 3, "strides": 1, "padding": "SAME"}),
+           jn.Operation(jn.nn.Identity))
+    spec = jn.compile({"cell": jn.nn.cell_space(4, ops)})
+    input_paths = [p for p in spec.paths if p.startswith("cell.kwargs.inputs")]
+    assert len(input_paths) == 8  # two inputs per node
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 12))
+    x = jnp.ones((2, 6, 6, channels))
+    for i in range(12):
+        config = jax.tree.map(lambda v: v[i], configs)
+        resolved = spec.resolve(config, build=False)["cell"]
+        inputs = resolved.kwargs["inputs"]
+        for node, (left, right) in enumerate(inputs):
+            assert 0 <= left < 2 + node and 0 <= right < 2 + node
+        used = {j for pair in inputs for j in pair}
+        loose = [j for j in range(2, 6) if j not in used]
+        module = jn.nn.build(resolved)
+        variables = module.init(jax.random.key(i), x)
+        assert module.apply(variables, x).shape == (2, 6, 6, channels * len(loose))
+        # Every side that picked a separable conv has its own two convolutions.
+        n_sepconvs = sum(side.operator is jn.nn.Sequential
+                         for pair in resolved.kwargs["ops"] for side in pair)
+        assert len(variables["params"]) == 2 * n_sepconvs
+
+
+def test_cell_rejects_reading_a_later_state():
+    cell = jn.Operation(jn.nn.Cell, kwargs={"inputs": ((0, 3),), "ops": (
+        (jn.Operation(jn.nn.Identity), jn.Operation(jn.nn.Identity)),)}, name="cell")
+    with pytest.raises(jn.nn.BuildError, match=r"cell: node 0 reads state 3; only states 0..1"):
+        jn.nn.build(cell).init(jax.random.key(0), jnp.ones((1, 2, 2, 1)))
