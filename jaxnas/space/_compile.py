@@ -224,6 +224,10 @@ class _Expander:
             return self._expand_shared(target, path, ctx, reference=obj)
         if isinstance(obj, Fidelity):
             return self._expand_fidelity(obj, path, ctx)
+        if isinstance(obj, Dynamic):
+            # A Dynamic decides nothing itself: it is evaluated afresh wherever it is used,
+            # and its inputs are shared or resampled exactly as they are written.
+            return self._expand_new(obj, path, ctx)
         if isinstance(obj, Parameter):
             return self._expand_shared(obj, path, ctx)
         if isinstance(obj, (Mapping, Space)):

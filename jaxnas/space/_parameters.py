@@ -352,6 +352,9 @@ class ByName(Parameter):
 class Dynamic(Parameter):
     """A value computed from other parameters (Hypernets' `Dynamic`).
 
+    A `Dynamic` makes no decision of its own: it is evaluated wherever it is used, and its
+    inputs follow the usual rules (shared objects share, `.resample()` draws anew per use).
+
     Args:
         fn: Called with the resolved values as keyword arguments.
         **params: Parameters, operations or constants passed to `fn`.

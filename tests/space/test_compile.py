@@ -263,3 +263,15 @@ def test_intermediates_are_active_only_where_something_uses_them():
         assert float(spec.log_prior(config)) == float(spec.log_prior(other))
         assert spec.bucket(config) == ((("_template.kwargs.k", 4),) if k_active else ()) + (
             ("pick", pick),)
+
+
+def test_dynamic_is_transparent_to_sharing_and_resampling():
+    kernel = jn.Integer(1, 9)
+    square = jn.Dynamic(lambda k: (k, k), k=kernel.resample())
+    cell = jn.Operation(Layer, kwargs={"kernel_size": square})
+    spec = jn.compile({"net": [cell.resample() for _ in range(3)]})
+    # The op is resampled shallowly, the Dynamic is evaluated per use, and the resample
+    # inside it is drawn per copy: three kernel sizes, as NePS draws a nested resample.
+    assert spec.paths == tuple(f"net[{i}].kwargs.kernel_size.k" for i in range(3))
+    shared = jn.Dynamic(lambda k: k * 2, k=kernel)
+    assert jn.compile({"a": shared, "b": shared, "c": kernel}).paths == ("a.k",)
