@@ -18,6 +18,10 @@ from jaxnas.nn._blocks import Residual
 from jaxnas.nn._blocks import Sequential
 from jaxnas.nn._blocks import cell_space
 from jaxnas.nn._build import Built
+from jaxnas.nn._masked import MaskedConv
+from jaxnas.nn._masked import MaskedDense
+from jaxnas.nn._masked import exact_params_from_masked
+from jaxnas.nn._masked import exact_width_init
 from jaxnas.nn._build import build
 from jaxnas.nn._build import summary
 
@@ -33,6 +37,8 @@ __all__ = [
     "GlobalAvgPool",
     "Identity",
     "InputChoice",
+    "MaskedConv",
+    "MaskedDense",
     "MaxPool",
     "Optional",
     "Permutation",
@@ -41,5 +47,7 @@ __all__ = [
     "Sequential",
     "build",
     "cell_space",
+    "exact_params_from_masked",
+    "exact_width_init",
     "summary",
 ]

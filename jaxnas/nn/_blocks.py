@@ -76,14 +76,23 @@ def _call_parameters(kind: type) -> frozenset:
 
 
 class Sequential(nn.Module):
-    """Applies `layers` one after another."""
+    """Applies `layers` one after another; nested sequences are flattened in order.
 
-    layers: Sequence[Callable] = ()
+    Nesting is what a recursive grammar resolves to (`((a, b), c)`), so it is accepted.
+    """
+
+    layers: Sequence[Any] = ()
 
     def __call__(self, x, train: bool = False):
-        for layer in self.layers:
+        for layer in _flatten(self.layers):
             x = call_layer(layer, x, train)
         return x
+
+
+def _flatten(layers: Any) -> list:
+    if isinstance(layers, (list, tuple)):
+        return [leaf for item in layers for leaf in _flatten(item)]
+    return [layers]
 
 
 class Identity(nn.Module):

@@ -81,8 +81,8 @@ class _Maker:
         args = tuple(self._value(a, f"{path}.args[{i}]") for i, a in enumerate(op.args))
         kwargs = {k: self._value(v, f"{path}.kwargs.{k}") for k, v in op.kwargs.items()}
         if _is_module_class(operator):
-            if operator is _blocks.Sequential and len(args) == 1 and isinstance(args[0], (list, tuple)):
-                args = (tuple(args[0]),)  # flax's Sequential takes one list of layers
+            if operator is _blocks.Sequential:
+                args = (args,)  # layers as varargs (torch, NePS) or one list (flax); flattened
             return _instantiate(operator, args, kwargs, path)
         return _FunctionLayer(operator, args, kwargs, path)
 
@@ -106,8 +106,9 @@ def _instantiate(operator: type, args: tuple, kwargs: dict, path: str) -> nn.Mod
     except TypeError as error:
         fields = [f.name for f in dataclasses.fields(operator)
                   if f.init and f.name not in ("parent", "name")]
+        shown = tuple(type(a).__name__ if isinstance(a, nn.Module) else a for a in args)
         raise BuildError(
-            f"{path}: {operator.__qualname__} does not accept args={args!r}, kwargs="
+            f"{path}: {operator.__qualname__} does not accept args={shown!r}, kwargs="
             f"{sorted(kwargs)} ({error}); its fields are {fields}."
         ) from error
 

@@ -7,7 +7,8 @@ are held at exactly zero. Configurations of different widths then share one prog
 trained by one vmapped call, as weight-sharing supernets slice one weight tensor to many
 widths (Yu et al., "Slimmable Neural Networks", ICLR 2019, Sec. 3).
 
-Masked training equals exact-width training, not merely approximates it. The rule:
+Masked training equals exact-width training up to float rounding, step for step and not
+merely in distribution. The rule:
 
 * **Initialise at the full shape, slice, scale the fan-in.** The kernel is drawn by
   `kernel_init` at the full shape `(*receptive_field, max_in, max_features)`. The exact-width
@@ -25,10 +26,10 @@ Masked training equals exact-width training, not merely approximates it. The rul
   other, but neither has the distribution of that init at the exact width.
 * **Scale at init, not at apply time.** The scaled kernel is what is stored, so the masked
   parameters restricted to the active block *are* the exact-width parameters. Scaling in the
-  forward pass instead (`y = s * x @ kernel`) would give the same outputs at init but
-  gradients `s` times larger on a kernel that moves `s` times more per unit change, so SGD
-  would take `s**2` times larger steps than on the exact layer and training would diverge
-  from it.
+  forward pass instead (`y = x @ (s * kernel)`) would give the same outputs at init, but the
+  stored kernel's gradient would be `s` times the exact kernel's and every change of it would
+  move the effective kernel `s` times as far: SGD would step `s**2` times as far as on the
+  exact layer (Adam `s` times), and training would part from the exact-width run.
 * **Inactive entries are zero and get zero gradients.** Entries of the kernel and bias
   outside the active block are initialised to zero. The inputs past `in_width` and the
   outputs past `width` are replaced by zeros with `jnp.where` (which also stops NaN or inf in
@@ -38,7 +39,10 @@ Masked training equals exact-width training, not merely approximates it. The rul
   trajectory of the exact-width layer.
 
 Masked and exact-width outputs then differ only by the summation order inside the matrix
-product or convolution (the padded terms add exact zeros), i.e. by float rounding.
+product or convolution (the padded terms add exact zeros), i.e. by float rounding. The
+initial parameters are equal bit for bit when both inits run eagerly, or both under `jit`;
+an eager and a compiled init may differ in the last bit, as XLA may fuse an init's own
+scaling into its random draw (seen with `normal(stddev)`).
 
 The widths passed at `init` decide the scale and the zero pattern of the parameters; pass the
 same widths at `apply` (they are the configuration's values). Traced widths are not
@@ -47,12 +51,14 @@ range-checked: a width above the maximum activates everything, a width of zero g
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.linear import canonicalize_padding
+from flax.linen.linear import default_kernel_init as _linen_kernel_init
 from jax import lax
 
 Initializer = nn.initializers.Initializer
@@ -60,7 +66,7 @@ Width = int | jax.Array  # a Python int or a traced int32 scalar
 
 # Linen's own defaults, so that a masked layer and the nn.Dense/nn.Conv it stands for agree
 # unless the user overrides both.
-default_kernel_init = nn.linear.default_kernel_init
+default_kernel_init = _linen_kernel_init  # lecun_normal
 default_bias_init = nn.initializers.zeros_init()
 
 
@@ -82,7 +88,7 @@ def _active(size: int, width: Width) -> jax.Array:
     return jnp.arange(size, dtype=jnp.int32) < jnp.asarray(width, jnp.int32)
 
 
-def _masked_kernel_init(kernel_init: Initializer) -> Any:
+def _masked_kernel_init(kernel_init: Initializer) -> Callable[..., jax.Array]:
     """The full-shape kernel init of a masked layer: draw, scale the fan-in, zero the rest."""
 
     def init(key, shape, dtype, in_width, width):
@@ -94,7 +100,7 @@ def _masked_kernel_init(kernel_init: Initializer) -> Any:
     return init
 
 
-def _masked_bias_init(bias_init: Initializer) -> Any:
+def _masked_bias_init(bias_init: Initializer) -> Callable[..., jax.Array]:
     """The full-shape bias init of a masked layer: draw, zero the inactive entries."""
 
     def init(key, shape, dtype, width):
@@ -237,6 +243,9 @@ class MaskedDense(nn.Module):
 
         Returns:
           `(..., max_features)`, zero in the columns `>= width`.
+
+        Raises:
+          ValueError: a width that is not a scalar, or a Python int out of its range.
         """
         max_in = jnp.shape(inputs)[-1]
         width = _check_width("width", width, self.max_features)
@@ -310,7 +319,8 @@ class MaskedConv(nn.Module):
           `(*batch, *spatial_out, max_features)`, zero in the channels `>= width`.
 
         Raises:
-          ValueError: for an unsupported padding, or inputs without a batch axis.
+          ValueError: an unsupported padding, inputs without a batch axis, or a width that
+            is not a scalar or is a Python int out of its range.
         """
         kernel_size = ((self.kernel_size,) if isinstance(self.kernel_size, int)
                        else tuple(self.kernel_size))
@@ -319,7 +329,7 @@ class MaskedConv(nn.Module):
         def per_axis(value):
             return (value,) * rank if isinstance(value, int) else tuple(value)
 
-        padding = nn.linear.canonicalize_padding(self.padding, rank)
+        padding = canonicalize_padding(self.padding, rank)
         if isinstance(padding, str) and padding not in ("SAME", "VALID"):
             raise ValueError(f"MaskedConv: padding={padding!r} is not supported; use 'SAME', "
                              f"'VALID' or explicit (low, high) pairs.")
