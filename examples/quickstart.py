@@ -6,7 +6,8 @@ It defines a NePS-style space (a Flax MLP whose depth, widths and activations ar
 plus the optimiser's hyperparameters, with priors), compiles it to fixed shapes, samples
 100,000 configurations with one jit-compiled vmap, compares uniform and prior sampling,
 groups configurations into buckets of equal structure, and resolves one configuration into
-a Flax module that runs. The optimisers and `jn.run` build on exactly these pieces.
+a Flax module (`jn.nn.build`, layers named by their path in the space) that runs. The
+optimisers and `jn.run` build on exactly these pieces.
 """
 
 import collections
@@ -85,14 +86,15 @@ def main() -> None:
     params = model.init(jax.random.key(1), x)
     n_params = sum(p.size for p in jax.tree.leaves(params))
     print(f"\nthe resolved model runs: output shape {model.apply(params, x).shape}, "
-          f"{n_params:,} parameters")
+          f"{n_params:,} parameters in layers {', '.join(params['params'])}")
 
 
-def _describe(model: nn.Sequential) -> str:
+def _describe(model: jn.nn.Built) -> str:
+    """`Dense(64) -> relu -> ...` from the operation tree the module was built from."""
     parts = []
-    for layer in model.layers:
-        parts.append(f"Dense({layer.features})" if isinstance(layer, nn.Dense)
-                     else getattr(layer, "__name__", type(layer).__name__))
+    for layer in model.operation.args[0]:
+        features = layer.kwargs.get("features")
+        parts.append(f"Dense({features})" if features else layer.operator.__name__)
     return " -> ".join(parts)
 
 

@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -196,10 +197,12 @@ class SearchSpace:
         Args:
             config: One config (not a batch), e.g. from `sample`.
             fidelity: Value for the space's fidelity entry; defaults to its upper bound.
-            build: Build operations: a class operator is instantiated with its arguments,
-                a function operator becomes `functools.partial(fn, *args, **kwargs)` (the
-                function itself without arguments). With `build=False` operations are
-                returned as `Operation`s holding concrete arguments.
+            build: Build operations: an operation whose operator is a Linen module class
+                becomes `jn.nn.build(...)` of it (one module, layers named by path); any
+                other class is instantiated with its arguments; a function operator becomes
+                `functools.partial(fn, *args, **kwargs)` (the function itself without
+                arguments). With `build=False` operations are returned as `Operation`s
+                holding concrete arguments and named by their path.
 
         Returns:
             The space's pytree; `_name` entries dropped; shared objects resolve to the same
@@ -659,6 +662,10 @@ class _Resolver:
         kwargs = {k: self.resolve(v) for k, v in node.kwargs.items()}
         if not self.build:
             return Operation(node.operator, args, kwargs, name=node.path)
+        if _is_linen_module(node.operator):
+            from jaxnas.nn import build  # here: jaxnas.nn imports this module
+            unbuilt = _Resolver(self.slots, self.values, self.fidelity, build=False)
+            return build(unbuilt.resolve(node))
         return build_operation(node.path, node.operator, args, kwargs)
 
 
@@ -673,6 +680,10 @@ def build_operation(path: str, operator: Callable, args: tuple, kwargs: dict) ->
             f"{path}: {operator.__qualname__} rejected its arguments args={args!r}, "
             f"kwargs={kwargs!r}: {error}"
         ) from error
+
+
+def _is_linen_module(operator: Any) -> bool:
+    return isinstance(operator, type) and issubclass(operator, nn.Module)
 
 
 def _is_namedtuple(kind: type) -> bool:

@@ -205,3 +205,15 @@ def test_cell_rejects_reading_a_later_state():
         (jn.Operation(jn.nn.Identity), jn.Operation(jn.nn.Identity)),)}, name="cell")
     with pytest.raises(jn.nn.BuildError, match=r"cell: node 0 reads state 3; only states 0..1"):
         jn.nn.build(cell).init(jax.random.key(0), jnp.ones((1, 2, 2, 1)))
+
+
+def test_resolve_builds_linen_operations_with_jn_nn_build():
+    space = {"model": jn.Operation(nn.Sequential, args=([
+        jn.Operation(nn.Dense, kwargs={"features": jn.Integer(2, 5)}), jn.Operation(nn.relu)],)),
+        "act": jn.Operation(jax.nn.gelu)}
+    spec = jn.compile(space)
+    resolved = spec.resolve(spec.sample(jax.random.key(0)))
+    assert isinstance(resolved["model"], jn.nn.Built)
+    assert resolved["act"] is jax.nn.gelu  # a function operator without arguments stays itself
+    params = resolved["model"].init(jax.random.key(0), jnp.ones((1, 3)))["params"]
+    assert set(params) == {"model.args[0][0]"}
