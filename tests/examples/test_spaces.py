@@ -40,8 +40,7 @@ def test_example_space_builds_and_runs(system, name, make, input_shape):
         if spec.bucket(config) in architectures:
             continue
         architectures.add(spec.bucket(config))
-        variables = jax.eval_shape(module.init, jax.random.key(i), x)
-        out = jax.eval_shape(module.apply, variables, x)
+        out, variables = jax.eval_shape(module.init_with_output, jax.random.key(i), x)
         assert out.shape == (input_shape[0], 2 if name == "dnn_space" else 10), (i, out.shape)
         if i == 0:
             real = module.init(jax.random.key(0, impl="rbg"), jnp.ones(input_shape))

@@ -38,7 +38,7 @@ SEEDS = st.integers(0, 2**32 - 1)
 # Each new space costs a few compiles (2-4 s on 2 CPU cores), which bounds the example
 # count. For a deeper run, raise it and vary the seed, e.g.
 # JAXNAS_PROPERTY_EXAMPLES=200 JAXNAS_PROPERTY_SEED=1 python -m pytest tests/space/test_properties.py
-EXAMPLES = int(os.environ.get("JAXNAS_PROPERTY_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("JAXNAS_PROPERTY_EXAMPLES", "12"))
 HYPOTHESIS_SEED = int(os.environ.get("JAXNAS_PROPERTY_SEED", "20240611"))
 
 
@@ -529,7 +529,7 @@ def _draw_batch(spec, keys):
 _draw_batch_jit = jax.jit(_draw_batch, static_argnums=0)
 
 
-@_property(max_examples=max(2, EXAMPLES // 3))
+@_property(max_examples=max(2, EXAMPLES // 4))
 def test_jit_and_vmap_match_single_eager_draws(drawn, seed):
     """Eager calls compile every primitive for a new space, hence fewer examples."""
     recipe, _, spec = drawn
