@@ -269,7 +269,8 @@ class Operation(Parameter):
     """An operator applied to (possibly searched) arguments: a layer, a block, a function.
 
     Args:
-        operator: A callable: a Flax module class, a function or a class.
+        operator: A callable (a Flax module class, a function or a class), or the name of
+            a block in `jaxnas.nn` (`"Sequential"`, `"Residual"`, ...).
         args: Positional arguments: a tuple, or a parameter (e.g. a `Categorical` of
             tuples) that resolves to one.
         kwargs: Keyword arguments; values may be parameters and operations.
@@ -281,8 +282,10 @@ class Operation(Parameter):
 
     __slots__ = ("operator", "args", "kwargs", "name")
 
-    def __init__(self, operator: Callable, args: Any = (), kwargs: Mapping | None = None, *,
-                 name: str | None = None):
+    def __init__(self, operator: Callable | str, args: Any = (), kwargs: Mapping | None = None,
+                 *, name: str | None = None):
+        if isinstance(operator, str):
+            operator = _nn_operator(operator)
         if isinstance(operator, Parameter) or not callable(operator):
             raise TypeError(
                 f"Operation(operator={operator!r}): operator must be a callable (a Flax "
@@ -456,6 +459,24 @@ def callable_member(value: Any) -> bool:
     return isinstance(value, (staticmethod, classmethod, property)) or (
         callable(value) and hasattr(value, "__get__")
     )
+
+
+def _nn_operator(name: str) -> Callable:
+    """Looks up a block of `jaxnas.nn` by name (imported here: it imports this module)."""
+    import flax.linen as linen
+
+    from jaxnas import nn as blocks
+
+    def is_block(value: Any) -> bool:
+        return (isinstance(value, type) and issubclass(value, linen.Module)
+                and value is not blocks.Built)
+
+    operator = getattr(blocks, name, None) if name in blocks.__all__ else None
+    if not is_block(operator):
+        known = sorted(n for n in blocks.__all__ if is_block(getattr(blocks, n)))
+        raise ValueError(f"Operation(operator={name!r}): no block of that name in jaxnas.nn; "
+                         f"known blocks: {known}.")
+    return operator
 
 
 def _name(operator: Any) -> str:

@@ -217,3 +217,12 @@ def test_resolve_builds_linen_operations_with_jn_nn_build():
     assert resolved["act"] is jax.nn.gelu  # a function operator without arguments stays itself
     params = resolved["model"].init(jax.random.key(0), jnp.ones((1, 3)))["params"]
     assert set(params) == {"model.args[0][0]"}
+
+
+def test_operators_by_name_in_jn_nn():
+    op = jn.Operation("Sequential", args=(jn.Operation("Flatten"), jn.Operation(nn.Dense, kwargs={"features": 2})))
+    assert op.operator is jn.nn.Sequential and op.args[0].operator is jn.nn.Flatten
+    module = jn.nn.build(jn.compile({"m": op}).resolve({}, build=False)["m"])
+    assert module.apply(module.init(jax.random.key(0), jnp.ones((1, 2, 2))), jnp.ones((1, 2, 2))).shape == (1, 2)
+    with pytest.raises(ValueError, match=r"operator='Sequentail'.*known blocks: \['Add'"):
+        jn.Operation("Sequentail")
