@@ -148,30 +148,28 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-class MaxPool(nn.Module):
+class _Pool(nn.Module):
+    """Pooling over the spatial axes of an NHWC (or NWC) input; `reduce` picks max or mean."""
+
+    window: int = 2
+    strides: int | None = None
+    padding: str = "VALID"
+    reduce = staticmethod(nn.max_pool)
+
+    def __call__(self, x):
+        dims = x.ndim - 2
+        return self.reduce(x, (self.window,) * dims, (self.strides or self.window,) * dims,
+                           self.padding)
+
+
+class MaxPool(_Pool):
     """Max pooling over the spatial axes of an NHWC (or NWC) input."""
 
-    window: int = 2
-    strides: int | None = None
-    padding: str = "VALID"
 
-    def __call__(self, x):
-        dims = x.ndim - 2
-        return nn.max_pool(x, (self.window,) * dims, (self.strides or self.window,) * dims,
-                           self.padding)
-
-
-class AvgPool(nn.Module):
+class AvgPool(_Pool):
     """Average pooling over the spatial axes of an NHWC (or NWC) input."""
 
-    window: int = 2
-    strides: int | None = None
-    padding: str = "VALID"
-
-    def __call__(self, x):
-        dims = x.ndim - 2
-        return nn.avg_pool(x, (self.window,) * dims, (self.strides or self.window,) * dims,
-                           self.padding)
+    reduce = staticmethod(nn.avg_pool)
 
 
 class GlobalAvgPool(nn.Module):
