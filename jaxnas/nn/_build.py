@@ -136,10 +136,8 @@ def _check(op: Any, seen: set | None = None) -> None:
         return
     seen.add(id(op))
     if isinstance(op, Operation):
-        operator = op.operator
-        if not (_is_module_class(operator) or callable(operator)) or (
-            isinstance(operator, type) and not _is_module_class(operator)
-        ):
+        operator = op.operator  # callable: the Operation constructor checked that
+        if isinstance(operator, type) and not _is_module_class(operator):
             raise BuildError(
                 f"{_path(op)}: operator {operator!r} is not a Linen module class, a jaxnas "
                 f"block or a function; wrap other callables in a function of the input."

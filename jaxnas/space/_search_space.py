@@ -209,7 +209,8 @@ class SearchSpace:
             Python object, so a shared operation is one module instance.
 
         Raises:
-            ValueError: a batched config, a missing path, or a fidelity out of range.
+            ValueError: a batched config, or a fidelity out of range.
+            KeyError: a path of the space missing from `config`.
             TypeError: an operator that rejects its resolved arguments (names the path).
         """
         values = self._host_values(config)
@@ -224,9 +225,7 @@ class SearchSpace:
         `(path, value)` for every active static slot (the index for a categorical).
         """
         values = self._host_values(config)
-        active = np.asarray(self.active(values).array)
-        return tuple((p, values[p].item()) for i, p in enumerate(self._t.paths)
-                     if self._t.static[i] and active[i])
+        return self.buckets({p: v[None] for p, v in values.items()})[0]
 
     def buckets(self, configs: Mapping[str, Any]) -> list[tuple]:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
@@ -260,9 +259,7 @@ class SearchSpace:
         if isinstance(config, Config) and config.layout == t.layout:
             floats, ints = jnp.asarray(config.floats), jnp.asarray(config.ints)
         else:
-            missing = [p for p in t.paths if p not in config]
-            if missing:
-                raise KeyError(f"config lacks paths {missing[:5]} of this space.")
+            self._check_paths(config)
             floats = _stack([config[p] for p, f in zip(t.paths, t.layout.is_float) if f],
                             jnp.float32)
             ints = _stack([config[p] for p, f in zip(t.paths, t.layout.is_float) if not f],
@@ -274,10 +271,13 @@ class SearchSpace:
         num = jnp.concatenate([floats.astype(jnp.float32), ints.astype(jnp.float32)])
         return num[t.num_gather], ints.astype(jnp.int32)[t.cat_gather]
 
-    def _host_values(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _check_paths(self, config: Mapping[str, Any]) -> None:
         missing = [p for p in self._t.paths if p not in config]
         if missing:
-            raise ValueError(f"config lacks paths {missing[:5]} of this space.")
+            raise KeyError(f"config lacks paths {missing[:5]} of this space.")
+
+    def _host_values(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        self._check_paths(config)
         values = {p: np.asarray(config[p]) for p in self._t.paths}
         batched = [p for p, v in values.items() if v.ndim]
         if batched:
@@ -390,11 +390,6 @@ class _Tables:
         self.n_num, self.n_cat = len(self.num_slots), len(self.cat_slots)
         self.n_float = sum(k == "float" for k in self.kinds)
         self.n_int = sum(k == "int" for k in self.kinds)
-        self.col = [0] * len(slots)
-        for j, i in enumerate(self.num_slots):
-            self.col[i] = j
-        for j, i in enumerate(self.cat_slots):
-            self.col[i] = j
         self.num_cols = np.asarray(self.num_slots, np.int32)
         self.cat_cols = np.asarray(self.cat_slots, np.int32)
         self._build_packing()
@@ -666,10 +661,10 @@ class _Resolver:
             from jaxnas.nn import build  # here: jaxnas.nn imports this module
             unbuilt = _Resolver(self.slots, self.values, self.fidelity, build=False)
             return build(unbuilt.resolve(node))
-        return build_operation(node.path, node.operator, args, kwargs)
+        return _build_operation(node.path, node.operator, args, kwargs)
 
 
-def build_operation(path: str, operator: Callable, args: tuple, kwargs: dict) -> Any:
+def _build_operation(path: str, operator: Callable, args: tuple, kwargs: dict) -> Any:
     """Instantiates a class operator; wraps a function operator in `functools.partial`."""
     if not isinstance(operator, type):
         return functools.partial(operator, *args, **kwargs) if args or kwargs else operator

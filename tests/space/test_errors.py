@@ -176,3 +176,10 @@ def test_parameters_are_immutable():
     x = jn.Float(0, 1)
     with pytest.raises(AttributeError, match="immutable"):
         x.lower = 0.5
+
+
+def test_a_config_missing_a_path_is_a_key_error_everywhere():
+    spec = jn.compile({"a": jn.Float(0, 1), "b": jn.Integer(1, 3)})
+    for method in (spec.resolve, spec.bucket, spec.log_prior, spec.to_unit):
+        with pytest.raises(KeyError, match=r"lacks paths \['b'\]"):
+            method({"a": 0.5})
