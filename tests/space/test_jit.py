@@ -128,10 +128,6 @@ def test_spec_is_a_valid_static_argument(spec):
     def draw(key):
         return spec.sample(key)
 
-    @jax.jit
-    def draw_static(space, key):
-        return space.sample(key)
-
     draw_static = jax.jit(lambda space, key: space.sample(key), static_argnums=0)
     key = jax.random.key(9)
     chex.assert_trees_all_equal(draw(key), draw_static(spec, key))
