@@ -22,6 +22,8 @@ from jaxnas.nn._masked import MaskedConv
 from jaxnas.nn._masked import MaskedDense
 from jaxnas.nn._masked import exact_params_from_masked
 from jaxnas.nn._masked import exact_width_init
+from jaxnas.nn._masked_build import exact_params
+from jaxnas.space import MaskedWidth
 from jaxnas.nn._build import build
 from jaxnas.nn._build import summary
 
@@ -39,6 +41,7 @@ __all__ = [
     "InputChoice",
     "MaskedConv",
     "MaskedDense",
+    "MaskedWidth",
     "MaxPool",
     "Optional",
     "Permutation",
@@ -47,6 +50,7 @@ __all__ = [
     "Sequential",
     "build",
     "cell_space",
+    "exact_params",
     "exact_params_from_masked",
     "exact_width_init",
     "summary",

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.nn import _blocks
+from jaxnas.nn import _blocks, _masked_build
 from jaxnas.nn._blocks import BuildError
 from jaxnas.space import Operation
 
@@ -39,6 +39,9 @@ def build(operation: Operation, *, name: str | None = None) -> nn.Module:
     Returns:
         A Linen module called as `module.apply(params, x, train=False)`; `train` reaches
         Dropout (`deterministic`), BatchNorm (`use_running_average`) and jaxnas blocks.
+        A tree holding `MaskedWidth`s (`spec.resolve(config, masked=True, build=False)`)
+        is built at the maximum widths with masked layers and called with the config
+        whose widths are active: `module.apply(params, x, config=config)`.
 
     Raises:
         BuildError: an operator that is not a Linen module class, a jaxnas block or a
@@ -49,18 +52,33 @@ def build(operation: Operation, *, name: str | None = None) -> nn.Module:
         raise BuildError(f"build() takes a jn.Operation (from spec.resolve(config, "
                          f"build=False)), got {operation!r}.")
     _check(operation)
-    return Built(operation=operation, name=name)
+    return Built(operation=operation, masked=_masked_build.holds_widths(operation), name=name)
 
 
 class Built(nn.Module):
-    """The module `build` returns: interprets its operation tree when called."""
+    """The module `build` returns: interprets its operation tree when called.
+
+    Attributes:
+        operation: the operation tree.
+        masked: whether the tree holds open widths (`MaskedWidth`), read from `config`.
+    """
 
     operation: Any
+    masked: bool = False
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
-        layer = _Maker().make(self.operation, _path(self.operation))
-        return _blocks.call_layer(layer, x, train)
+    def __call__(self, x, train: bool = False, config: Any = None):
+        """Applies the network; `config` gives a masked module its active widths."""
+        if not self.masked:
+            layer = _Maker().make(self.operation, _path(self.operation))
+            return _blocks.call_layer(layer, x, train)
+        if config is None:
+            raise BuildError(f"{_path(self.operation)}: this module was built with masked "
+                             f"widths; call it with the config whose widths are active "
+                             f"(module.apply(params, x, config=config)).")
+        plan = _Maker(masked=True).make(self.operation, _path(self.operation))
+        y, _ = _masked_build.Runner(self, config, train).run(plan, x, None)
+        return y
 
 
 # ----------------------------------------------------------------------- making
@@ -74,12 +92,19 @@ class _Maker:
     path (`model.args[0][2]`).
     """
 
+    def __init__(self, masked: bool = False):
+        self.masked = masked
+
     def make(self, op: Any, path: str) -> Any:
         if not isinstance(op, Operation):
             return op  # a constant, or a layer the user built already
         operator = _blocks.Sequential if op.operator is nn.Sequential else op.operator
         args = tuple(self._value(a, f"{path}.args[{i}]") for i, a in enumerate(op.args))
         kwargs = {k: self._value(v, f"{path}.kwargs.{k}") for k, v in op.kwargs.items()}
+        if self.masked:
+            plan = _masked_build.make_masked(operator, args, kwargs, path)
+            if plan is not None:
+                return plan
         if _is_module_class(operator):
             if operator is _blocks.Sequential:
                 args = (args,)  # layers as varargs (torch, NePS) or one list (flax); flattened
@@ -161,7 +186,7 @@ def _path(op: Any) -> str:
 
 
 def summary(module: nn.Module, input_shape: tuple, *, dtype: Any = jnp.float32,
-            train: bool = False) -> dict[str, Any]:
+            train: bool = False, config: Any = None) -> dict[str, Any]:
     """Parameter count and FLOPs of a module on an input shape (XLA's cost analysis).
 
     Nothing is allocated: parameters come from `jax.eval_shape`, FLOPs from the compiled
@@ -172,18 +197,21 @@ def summary(module: nn.Module, input_shape: tuple, *, dtype: Any = jnp.float32,
         input_shape: The input's shape, batch axis included.
         dtype: The input's dtype.
         train: Passed to the module's call.
+        config: The config of a masked module (its active widths); the counts are those of
+            the module as built, at the maximum widths.
 
     Returns:
         `{"params": int, "flops": float, "output_shape": tuple}`.
     """
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    variables = jax.eval_shape(functools.partial(module.init, train=train), rngs, x)
+    extra = {} if config is None else {"config": config}
+    variables = jax.eval_shape(functools.partial(module.init, train=train, **extra), rngs, x)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables.get("params", {})))
 
     def forward(variables, x):
         return module.apply(variables, x, train=train, rngs={"dropout": jax.random.key(2)},
-                            mutable=["batch_stats"] if train else False)
+                            mutable=["batch_stats"] if train else False, **extra)
 
     out = jax.eval_shape(forward, variables, x)
     out = out[0] if train else out

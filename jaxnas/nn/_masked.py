@@ -57,6 +57,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.linen.linear import canonicalize_padding
 from flax.linen.linear import default_kernel_init as _linen_kernel_init
 from jax import lax
@@ -78,13 +79,18 @@ def _fan_in_scale(full_in: int, active_in: Width) -> jax.Array:
 
     Both paths must multiply by bit-identical factors for the exact-width parameters to equal
     the sliced masked parameters exactly, so neither computes the factor on its own.
+    `active_in` is a count, or a boolean mask whose `True` entries are counted.
     """
+    if jnp.ndim(active_in) == 1:
+        active_in = jnp.sum(jnp.asarray(active_in, jnp.int32))
     ratio = jnp.asarray(full_in, jnp.float32) / jnp.asarray(active_in, jnp.float32)
     return jnp.sqrt(ratio)  # () float32
 
 
 def _active(size: int, width: Width) -> jax.Array:
-    """(size,) bool: True for the first `width` entries."""
+    """(size,) bool: True for the first `width` entries, or `width` itself if it is a mask."""
+    if jnp.ndim(width) == 1:
+        return jnp.asarray(width, bool)
     return jnp.arange(size, dtype=jnp.int32) < jnp.asarray(width, jnp.int32)
 
 
@@ -159,7 +165,7 @@ def exact_width_init(init: Initializer, full_shape: Sequence[int]) -> Initialize
 
 
 def exact_params_from_masked(
-    layer_params: Mapping[str, jax.Array], *, in_width: int, width: int
+    layer_params: Mapping[str, jax.Array], *, in_width: int | Any, width: int | Any
 ) -> dict[str, jax.Array]:
     """Slices one masked layer's parameters to those of its exact-width `nn.Dense`/`nn.Conv`.
 
@@ -170,24 +176,43 @@ def exact_params_from_masked(
     Args:
       layer_params: `{"kernel": (*receptive_field, max_in, max_features), "bias":
         (max_features,)}` of one `MaskedDense` or `MaskedConv` (bias optional).
-      in_width: the active number of input features, a concrete int.
-      width: the active number of output features, a concrete int.
+      in_width: the active number of input features, a concrete int, or a boolean mask of
+        the active ones (a numpy array; the rows are gathered in order).
+      width: the active number of output features, a concrete int, or a boolean mask.
 
     Returns:
       `{"kernel": (*receptive_field, in_width, width), "bias": (width,)}`, the parameters of
       `nn.Dense(width)` / `nn.Conv(width, ...)` on `in_width` inputs.
     """
-    exact = {"kernel": layer_params["kernel"][..., :in_width, :width]}
+    rows, columns = _selector(in_width), _selector(width)
+    kernel = layer_params["kernel"]
+    exact = {"kernel": jnp.take(jnp.take(kernel, rows, axis=-2), columns, axis=-1)}
     if "bias" in layer_params:
-        exact["bias"] = layer_params["bias"][..., :width]
+        exact["bias"] = jnp.take(layer_params["bias"], columns, axis=-1)
     return exact
+
+
+def _selector(width: Any) -> Any:
+    """Concrete indices of the active entries: a prefix length or a boolean mask."""
+    if np.ndim(width) == 1:
+        return np.flatnonzero(np.asarray(width, bool))
+    return np.arange(int(width))
 
 
 # ---------------------------------------------------------------------------- the layers
 
 
-def _check_width(name: str, width: Any, maximum: int) -> jax.Array:
-    """Checks a width that is known at trace time; returns it as an int32 scalar."""
+def _check_width(name: str, width: Any, maximum: int, *, mask_ok: bool = False) -> jax.Array:
+    """Checks a width that is known at trace time; returns it as an int32 scalar.
+
+    With `mask_ok`, a `(maximum,)` boolean mask of the active entries is accepted as well
+    (an input width whose active features are not a prefix: after `Concat` or `Flatten`).
+    """
+    if mask_ok and jnp.ndim(width) == 1:
+        if jnp.shape(width) != (maximum,) or jnp.result_type(width) != jnp.bool_:
+            raise ValueError(f"{name} as a mask must be a ({maximum},) boolean array, got "
+                             f"{jnp.result_type(width)}{list(jnp.shape(width))}.")
+        return jnp.asarray(width)
     if jnp.ndim(width) != 0:
         raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(width)}; vmap the "
                          f"layer over a population of widths instead.")
@@ -239,7 +264,8 @@ class MaskedDense(nn.Module):
         Args:
           inputs: `(..., max_in)`; features past `in_width` are ignored.
           width: the active number of output features, an int or a traced int32 scalar.
-          in_width: the active number of input features (default: all `max_in`).
+          in_width: the active number of input features (default: all `max_in`), or a
+            `(max_in,)` boolean mask of the active ones.
 
         Returns:
           `(..., max_features)`, zero in the columns `>= width`.
@@ -249,7 +275,8 @@ class MaskedDense(nn.Module):
         """
         max_in = jnp.shape(inputs)[-1]
         width = _check_width("width", width, self.max_features)
-        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in)
+        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
+                                mask_ok=True)
         kernel = self.param("kernel", _masked_kernel_init(self.kernel_init),
                             (max_in, self.max_features), self.param_dtype, in_width, width)
         bias = (self.param("bias", _masked_bias_init(self.bias_init), (self.max_features,),
@@ -313,7 +340,8 @@ class MaskedConv(nn.Module):
         Args:
           inputs: `(*batch, *spatial, max_in)`, channels last; one batch axis at least.
           width: the active number of output channels, an int or a traced int32 scalar.
-          in_width: the active number of input channels (default: all `max_in`).
+          in_width: the active number of input channels (default: all `max_in`), or a
+            `(max_in,)` boolean mask of the active ones.
 
         Returns:
           `(*batch, *spatial_out, max_features)`, zero in the channels `>= width`.
@@ -342,7 +370,8 @@ class MaskedConv(nn.Module):
 
         max_in = inputs.shape[-1]
         width = _check_width("width", width, self.max_features)
-        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in)
+        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
+                                mask_ok=True)
         kernel = self.param("kernel", _masked_kernel_init(self.kernel_init),
                             kernel_size + (max_in, self.max_features), self.param_dtype,
                             in_width, width)

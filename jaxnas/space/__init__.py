@@ -19,7 +19,7 @@ from jaxnas.space._parameters import (
     Space,
 )
 from jaxnas.space._config import Config
-from jaxnas.space._search_space import FidelityInfo, SearchSpace
+from jaxnas.space._search_space import FidelityInfo, MaskedWidth, SearchSpace
 
 
 def compile(space, *, max_depth: int = DEFAULT_MAX_DEPTH,  # noqa: A001 - public name

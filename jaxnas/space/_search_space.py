@@ -21,6 +21,7 @@ and categoricals); parameters without a prior contribute their uniform density.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -54,6 +55,32 @@ class FidelityInfo:
         return f"FidelityInfo({self.path!r}, {self.lower!r}..{self.upper!r}, {kind})"
 
 
+@dataclasses.dataclass(frozen=True)
+class MaskedWidth:
+    """A searched width left open in a masked build: the config's value at `path`.
+
+    `spec.resolve(config, masked=True)` puts one in place of each width (the `features` of a
+    `nn.Dense` or `nn.Conv`) so that every config of a masked bucket resolves to the same
+    module, built at `maximum`; the module reads the width from the config it is called with.
+
+    Attributes:
+        path: the width's slot.
+        maximum: the largest width it can take (the parameter's upper bound).
+        choices: for a `Categorical` of widths, the widths by index; None for an `Integer`.
+    """
+
+    path: str
+    maximum: int
+    choices: tuple[int, ...] | None = None
+
+    def value(self, config: Mapping[str, Any]) -> jax.Array:
+        """The active width in `config`, an int32 scalar (traced under jit and vmap)."""
+        v = jnp.asarray(config[self.path], jnp.int32)
+        if self.choices is not None:
+            v = jnp.asarray(self.choices, jnp.int32)[v]
+        return v
+
+
 class SearchSpace:
     """A compiled, immutable, hashable search space (see `jaxnas.compile`).
 
@@ -74,6 +101,7 @@ class SearchSpace:
         object.__setattr__(self, "max_slots", max_slots)
         object.__setattr__(self, "_t", _Tables(compiled))
         object.__setattr__(self, "_fingerprint", _fingerprint(compiled, max_depth))
+        object.__setattr__(self, "_widths", _width_slots(compiled))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("SearchSpace is immutable.")
@@ -101,6 +129,16 @@ class SearchSpace:
     @property
     def static_paths(self) -> tuple[str, ...]:
         return tuple(p for p, s in zip(self._t.paths, self._t.static) if s)
+
+    @property
+    def width_paths(self) -> tuple[str, ...]:
+        """Paths of the widths a masked build leaves open (`bucket(config, masked=True)`).
+
+        A width is an `Integer`, or a `Categorical` of integers, used only as the `features`
+        of `nn.Dense` or `nn.Conv` operations (wherever it is shared) and not marked
+        `static=True`. Values computed by a `Dynamic` stay static.
+        """
+        return tuple(self._t.paths[i] for i in self._widths)
 
     @property
     def fidelity(self) -> FidelityInfo | None:
@@ -191,7 +229,7 @@ class SearchSpace:
     # ----------------------------------------------------------------- host helpers
 
     def resolve(self, config: Mapping[str, Any], fidelity: float | None = None, *,
-                build: bool = True) -> Any:
+                build: bool = True, masked: bool = False) -> Any:
         """Turns one concrete config into the user's pytree with values in place.
 
         Args:
@@ -203,6 +241,11 @@ class SearchSpace:
                 `functools.partial(fn, *args, **kwargs)` (the function itself without
                 arguments). With `build=False` operations are returned as `Operation`s
                 holding concrete arguments and named by their path.
+            masked: Leave the widths (`width_paths`) open: every config of one masked bucket
+                resolves to the same modules, built at the maximum widths with masked
+                layers, called as `module.apply(params, x, config=config)` so that each
+                member's widths are traced values. With `build=False` the widths are
+                `jn.nn.MaskedWidth`s.
 
         Returns:
             The space's pytree; `_name` entries dropped; shared objects resolve to the same
@@ -215,19 +258,23 @@ class SearchSpace:
         """
         values = self._host_values(config)
         fid_value = self._fidelity_value(fidelity)
-        return _Resolver(self._c.slots, values, fid_value, build).resolve(self._c.root)
+        widths = self._widths if masked else {}
+        return _Resolver(self._c.slots, values, fid_value, build, widths).resolve(self._c.root)
 
-    def bucket(self, config: Mapping[str, Any]) -> tuple:
+    def bucket(self, config: Mapping[str, Any], *, masked: bool = False) -> tuple:
         """Returns the hashable static signature of one config.
 
         Configs with equal signatures share program structure and array shapes and can
         be trained in one compiled, vmapped call. The signature lists
         `(path, value)` for every active static slot (the index for a categorical).
+        With `masked=True` the widths (`width_paths`) are left out: configs that differ
+        only in widths share a bucket, trained at the maximum widths with masks
+        (`resolve(config, masked=True)`).
         """
         values = self._host_values(config)
-        return self.buckets({p: v[None] for p, v in values.items()})[0]
+        return self.buckets({p: v[None] for p, v in values.items()}, masked=masked)[0]
 
-    def buckets(self, configs: Mapping[str, Any]) -> list[tuple]:
+    def buckets(self, configs: Mapping[str, Any], *, masked: bool = False) -> list[tuple]:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
         t = self._t
         if not t.paths:  # no decisions: every config has the empty signature
@@ -237,7 +284,7 @@ class SearchSpace:
         if any(a.ndim != 1 for a in arrays.values()):
             raise ValueError("buckets takes a batch of configs with one leading axis.")
         active = np.asarray(jax.vmap(self.active)(configs).array)
-        static = [i for i, s in enumerate(t.static) if s]
+        static = [i for i, s in enumerate(t.static) if s and not (masked and i in self._widths)]
         columns = [(t.paths[i], arrays[t.paths[i]].tolist()) for i in static]
         return [
             tuple((path, column[row]) for (path, column), i in zip(columns, static)
@@ -603,8 +650,9 @@ class _Tables:
 
 
 class _Resolver:
-    def __init__(self, slots, values, fidelity, build):
+    def __init__(self, slots, values, fidelity, build, widths):
         self.slots, self.values, self.fidelity, self.build = slots, values, fidelity, build
+        self.widths = widths  # {slot: MaskedWidth} left open in a masked resolve
         self.memo: dict[int, Any] = {}
 
     def resolve(self, node: Any) -> Any:
@@ -614,6 +662,8 @@ class _Resolver:
         return self.memo[key]
 
     def _value(self, slot: int) -> Any:
+        if slot in self.widths:
+            return self.widths[slot]
         s = self.slots[slot]
         v = self.values[s.path]
         return float(v) if s.kind == "float" else int(v)
@@ -624,6 +674,8 @@ class _Resolver:
         if isinstance(node, C.Leaf):
             return self._value(node.slot)
         if isinstance(node, C.Choice):
+            if node.slot in self.widths:
+                return self.widths[node.slot]
             index = self._value(node.slot)
             branch = node.branches[index]
             if branch is C.INFEASIBLE:
@@ -659,7 +711,7 @@ class _Resolver:
             return Operation(node.operator, args, kwargs, name=node.path)
         if _is_linen_module(node.operator):
             from jaxnas.nn import build  # here: jaxnas.nn imports this module
-            unbuilt = _Resolver(self.slots, self.values, self.fidelity, build=False)
+            unbuilt = _Resolver(self.slots, self.values, self.fidelity, False, self.widths)
             return build(unbuilt.resolve(node))
         return _build_operation(node.path, node.operator, args, kwargs)
 
@@ -683,6 +735,74 @@ def _is_linen_module(operator: Any) -> bool:
 
 def _is_namedtuple(kind: type) -> bool:
     return issubclass(kind, tuple) and hasattr(kind, "_fields")
+
+
+def _width_slots(compiled: C.Compiled) -> dict[int, MaskedWidth]:
+    """The slots used only as `features` of `nn.Dense` / `nn.Conv`: what masking may open.
+
+    Every reference to a slot is counted (a shared slot has several); a slot qualifies
+    when each of them is the `features` argument of a dense or convolution operation.
+    """
+    uses: dict[int, list[bool]] = {}
+    seen: set[int] = set()
+    stack = [compiled.root]
+
+    def use(child: Any, is_width: bool) -> None:
+        if isinstance(child, (C.Leaf, C.Choice)):
+            uses.setdefault(child.slot, []).append(is_width)
+        stack.append(child)
+
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node is C.INFEASIBLE:
+            continue
+        seen.add(id(node))
+        if isinstance(node, C.Choice):
+            for branch in node.branches:
+                use(branch, False)
+        elif isinstance(node, C.Op):
+            features = _features_node(node)
+            args = node.args.items if isinstance(node.args, C.Seq) else [node.args]
+            for child in args:
+                use(child, child is features)
+            for child in node.kwargs.values():
+                use(child, child is features)
+        elif isinstance(node, C.Seq):
+            for child in node.items:
+                use(child, False)
+        elif isinstance(node, C.Dict):
+            for key, child in zip(node.keys, node.items):
+                if key.startswith("_"):  # an intermediate: counted where it is referenced
+                    stack.append(child)
+                else:
+                    use(child, False)
+        elif isinstance(node, C.Dyn):
+            for child in node.kwargs.values():
+                use(child, False)
+    widths = {}
+    for index, flags in sorted(uses.items()):
+        slot = compiled.slots[index]
+        if not all(flags) or getattr(slot.param, "static", None):
+            continue
+        if slot.kind == "int" and slot.param.lower >= 1:
+            widths[index] = MaskedWidth(slot.path, int(slot.param.upper))
+        elif slot.kind == "cat" and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                for c in slot.param.choices):
+            choices = tuple(slot.param.choices)
+            widths[index] = MaskedWidth(slot.path, max(choices), choices)
+    return widths
+
+
+def _features_node(op: C.Op) -> Any:
+    """The IR node of a dense or convolution operation's `features`, else None."""
+    if op.operator not in (nn.Dense, nn.Conv):
+        return None
+    if "features" in op.kwargs:
+        return op.kwargs["features"]
+    if isinstance(op.args, C.Seq):
+        return op.args.items[0] if op.args.items else None
+    return op.args
 
 
 def _fingerprint(compiled: C.Compiled, max_depth: int) -> tuple:
