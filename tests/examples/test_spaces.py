@@ -48,6 +48,20 @@ def test_example_space_builds_and_runs(system, name, make, input_shape):
             assert np.all(np.isfinite(np.asarray(module.apply(real, jnp.ones(input_shape)))))
     assert len(architectures) > 1 or len(spec.static_paths) == 0, "the space never varied"
 
+    # Masked: configs that differ only in widths share a bucket, and its one module runs
+    # every member (shapes only: masked training is tested in tests/nn/test_masked_build.py).
+    masked = spec.buckets(configs, masked=True)
+    assert len(set(masked)) <= len(architectures)
+    if spec.width_paths:
+        assert len(set(masked)) < len(architectures)
+        first = jax.tree.map(lambda v: v[0], configs)
+        module = spec.resolve(first, masked=True)["model"]
+        for i in [j for j in range(N_CONFIGS) if masked[j] == masked[0]][:4]:
+            config = jax.tree.map(lambda v: v[i], configs)
+            out, _ = jax.eval_shape(lambda c, x: module.init_with_output(
+                jax.random.key(0), x, config=c), config, x)
+            assert out.shape[0] == input_shape[0]
+
 
 def test_shared_and_fresh_conv_relu_blocks_differ_as_hannah_describes():
     shared = jn.compile(hannah.conv_relu_space(shared=True))
