@@ -1,6 +1,7 @@
 """jaxnas: neural architecture search and hyperparameter optimisation as pure JAX functions."""
 
 from jaxnas import nn
+from jaxnas import train
 from jaxnas.space import Bool
 from jaxnas.space import ByName
 from jaxnas.space import Categorical
@@ -17,6 +18,8 @@ from jaxnas.space import Resampled
 from jaxnas.space import SearchSpace
 from jaxnas.space import Space
 from jaxnas.space import SpaceError
+from jaxnas.train import SupervisedTask
+from jaxnas.train import Task
 from jaxnas.space import compile  # noqa: A004 - the public name shadows the builtin on purpose
 
 __version__ = "0.1.0"
@@ -38,6 +41,9 @@ __all__ = [
     "SearchSpace",
     "Space",
     "SpaceError",
+    "SupervisedTask",
+    "Task",
     "compile",
     "nn",
+    "train",
 ]

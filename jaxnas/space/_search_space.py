@@ -184,6 +184,20 @@ class SearchSpace:
             jnp.where(active_cat, log_cat, 0.0)
         )
 
+    def values(self, config: Config) -> dict[str, jax.Array]:
+        """The config's values by path, as a training step reads them (pure, jittable).
+
+        A `Float` or `Integer` is its value; a `Categorical` of plain numbers is the chosen
+        number (float32, so a traced learning rate or dropout rate can come from a list);
+        any other `Categorical` is its index (int32). `Dynamic` values and operations are
+        structure: use `resolve` on the host for those.
+        """
+        out = {}
+        for path, choices in zip(self._t.paths, self._t.number_choices):
+            value = config[path]
+            out[path] = value if choices is None else jnp.asarray(choices, jnp.float32)[value]
+        return out
+
     def to_unit(self, config: Config) -> jax.Array:
         """Encodes `config` as a `(len(paths),)` float32 vector in [0, 1]."""
         t = self._t
@@ -432,6 +446,11 @@ class _Tables:
         self.paths = tuple(s.path for s in slots)
         self.kinds = tuple(s.kind for s in slots)
         self.static = tuple(s.static for s in slots)
+        self.number_choices = tuple(
+            tuple(float(c) for c in s.param.choices)
+            if s.kind == "cat" and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                       for c in s.param.choices) else None
+            for s in slots)
         self.num_slots = [i for i, s in enumerate(slots) if s.kind != "cat"]
         self.cat_slots = [i for i, s in enumerate(slots) if s.kind == "cat"]
         self.n_num, self.n_cat = len(self.num_slots), len(self.cat_slots)

@@ -58,3 +58,17 @@ def test_active_is_a_mapping_of_booleans(spec):
     active = spec.active(spec.sample(jax.random.key(0)))
     assert dict(active.items()).keys() == set(spec.paths)
     assert all(bool(v) for v in active.values())
+
+
+def test_values_reads_numbers_of_a_categorical_and_indices_of_others():
+    spec = jn.compile({"lr": jn.Float(1e-3, 1e-1, log=True),
+                       "rate": jn.Categorical([0.0, 0.25, 0.5]),
+                       "act": jn.Categorical(["relu", "tanh"]), "n": jn.Integer(1, 4)})
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 64))
+    values = jax.jit(jax.vmap(spec.values))(configs)
+    np.testing.assert_array_equal(values["rate"],
+                                  np.array([0.0, 0.25, 0.5], np.float32)[configs["rate"]])
+    np.testing.assert_array_equal(values["act"], configs["act"])
+    np.testing.assert_array_equal(values["lr"], configs["lr"])
+    np.testing.assert_array_equal(values["n"], configs["n"])
+    assert values["rate"].dtype == jnp.float32 and values["act"].dtype == jnp.int32

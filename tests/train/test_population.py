@@ -1,0 +1,136 @@
+"""Bucket training: vmapped members, padding, continuation across rungs, the supervised task."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+from jaxnas.train import BucketTrainer, SupervisedTask, Task, pad_to_power_of_two
+
+N_TRAIN, N_VAL, FEATURES, CLASSES = 96, 48, 6, 3
+
+
+def data(seed=0):
+    """A small separable classification problem: the label is the argmax of 3 projections."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N_TRAIN + N_VAL, FEATURES)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(FEATURES, CLASSES)), axis=1).astype(np.int32)
+    return (x[:N_TRAIN], y[:N_TRAIN]), (x[N_TRAIN:], y[N_TRAIN:])
+
+
+def space():
+    dense = jn.Operation(nn.Dense, args=(jn.Integer(4, 16),))
+    model = jn.Operation(jn.nn.Sequential, args=([dense, jn.Operation(nn.relu),
+                                                  jn.Operation(nn.Dense, args=(CLASSES,))],))
+    return {"model": model, "learning_rate": jn.Float(1e-3, 1e-1, log=True),
+            "epochs": jn.IntegerFidelity(1, 9)}
+
+
+def population(spec, n, seed=0):
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(seed), n))
+    keys = jax.random.split(jax.random.key(seed + 100), n)
+    return configs, keys
+
+
+def member(tree, i):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    spec = jn.compile(space())
+    task = SupervisedTask(*data(), batch_size=16)
+    configs, keys = population(spec, 5)
+    trainer = BucketTrainer(task.for_bucket(spec, member(configs, 0), masked=True))
+    return spec, task, configs, keys, trainer
+
+
+def test_continuing_from_a_lower_rung_equals_training_straight_through(setup):
+    spec, _, configs, keys, trainer = setup
+    low, _ = trainer(keys, configs, jnp.full(5, 3))
+    continued, continued_results = trainer(keys, configs, jnp.full(5, 9), parents=low)
+    straight, straight_results = trainer(keys, configs, jnp.full(5, 9))
+    np.testing.assert_array_equal(continued.epoch, 9)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6),
+                 (continued.params, continued.opt_state, continued.val_curve),
+                 (straight.params, straight.opt_state, straight.val_curve))
+    np.testing.assert_allclose(continued_results["loss"], straight_results["loss"], atol=1e-6)
+
+
+def test_mixed_batch_of_new_and_continued_members(setup):
+    _, _, configs, keys, trainer = setup
+    low, _ = trainer(keys, configs, jnp.full(5, 1))
+    has_parent = np.array([True, False, True, False, True])
+    mixed, _ = trainer(keys, configs, jnp.full(5, 4), parents=low, has_parent=has_parent)
+    straight, _ = trainer(keys, configs, jnp.full(5, 4))
+    np.testing.assert_allclose(mixed.val_curve, straight.val_curve, atol=1e-6)
+
+
+def test_padding_is_never_reported_and_members_are_independent(setup):
+    spec, task, configs, keys, trainer = setup
+    states, results = trainer(keys, configs, jnp.full(5, 2))  # padded to 8
+    assert results["loss"].shape == (5,) and states.epoch.shape == (5,)
+    # A member trained alone (padded to 1) gets what it got inside the batch.
+    alone, alone_results = trainer(keys[2:3], member_batch(configs, 2), jnp.full(1, 2))
+    np.testing.assert_allclose(alone_results["loss"][0], results["loss"][2], atol=1e-6)
+    np.testing.assert_allclose(alone.val_curve[0], states.val_curve[2], atol=1e-6)
+
+
+def member_batch(configs, i):
+    return jax.tree.map(lambda a: a[i:i + 1], configs)
+
+
+def test_learning_curves_record_every_epoch_trained(setup):
+    _, _, configs, keys, trainer = setup
+    states, results = trainer(keys, configs, jnp.array([1, 2, 3, 4, 9]))
+    curves = np.asarray(results["val_curve"])
+    for row, epochs in enumerate([1, 2, 3, 4, 9]):
+        assert np.all(np.isfinite(curves[row, :epochs]))
+        assert np.all(np.isnan(curves[row, epochs:]))
+    np.testing.assert_array_equal(results["epochs"], [1, 2, 3, 4, 9])
+    # The objective is the last point of the validation curve.
+    np.testing.assert_allclose(results["loss"], curves[np.arange(5), [0, 1, 2, 3, 8]])
+
+
+def test_training_learns(setup):
+    _, _, configs, keys, trainer = setup
+    _, results = trainer(keys, configs, jnp.full(5, 9))
+    curves = np.asarray(results["val_curve"])
+    lr = np.asarray(configs["learning_rate"])
+    best = np.argmax(lr)  # the largest learning rates learn this easy problem in 9 epochs
+    assert curves[best, -1] < curves[best, 0] and curves[best, -1] < 0.5
+
+
+def test_each_padded_size_compiles_once():
+    spec = jn.compile(space())
+    traces = []
+    inner = SupervisedTask(*data(), batch_size=32).for_bucket(
+        spec, spec.sample(jax.random.key(0)), masked=True)
+
+    def init(key, config):
+        traces.append(1)
+        return inner.init(key, config)
+
+    trainer = BucketTrainer(Task(init, inner.train, inner.evaluate))
+    for n in (3, 4, 3, 2):  # padded sizes 4, 4, 4, 2
+        configs, keys = population(spec, n, seed=n)
+        trainer(keys, configs, jnp.full(n, 1))
+    # init is traced by the template (fresh states) and by the training program, for each
+    # of the two padded sizes.
+    assert len(traces) == 4
+    assert [pad_to_power_of_two(n) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
+
+
+def test_supervised_task_rejects_bad_input():
+    train, val = data()
+    with pytest.raises(ValueError, match="kind='ranking'"):
+        SupervisedTask(train, val, kind="ranking")
+    with pytest.raises(ValueError, match="batch_size=500 must lie in 1..96"):
+        SupervisedTask(train, val, batch_size=500)
+    with pytest.raises(ValueError, match="train_data"):
+        SupervisedTask((train[0], train[1][:5]), val)
+    spec = jn.compile(space())
+    with pytest.raises(ValueError, match="no entry 'net'"):
+        SupervisedTask(train, val, model="net").for_bucket(spec, spec.sample(jax.random.key(0)))
