@@ -1,0 +1,77 @@
+"""Functional optimisers: `Optimizer(init, ask, tell)` triples of pure, jittable functions.
+
+Each constructor takes a compiled `SearchSpace` first and returns an `Optimizer`:
+
+    opt = jn.optimizers.priorband(spec, eta=3)
+    state = opt.init(jax.random.key(0))
+    state, proposals = jax.jit(opt.ask)(state, key)      # a fixed-size batch
+    state = jax.jit(opt.tell)(state, proposals.trial_ids, losses)
+    jn.optimizers.check(state)                           # raises if the state overflowed
+
+States are NamedTuples of arrays with fixed capacity (`max_trials` rounded up to a power of
+two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work on them.
+"""
+
+from collections.abc import Callable
+
+from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials, check
+from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
+from jaxnas.optimizers._priorband import priorband
+from jaxnas.optimizers._random_search import (
+    RandomSearchState,
+    complex_random_search,
+    random_search,
+)
+from jaxnas.space import SearchSpace
+
+_CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
+    "random_search": random_search,
+    "complex_random_search": complex_random_search,
+    "successive_halving": successive_halving,
+    "hyperband": hyperband,
+    "priorband": priorband,
+}
+# Names in the DESIGN contract that have no implementation yet.
+_PLANNED = ("regularized_evolution", "tpe", "grid_search", "bayesian_optimization")
+
+
+def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
+    """Builds the optimiser called `name` (as `jn.run(optimizer=name)` accepts it).
+
+    Args:
+        name: One of `random_search`, `complex_random_search`, `successive_halving`,
+            `hyperband`, `priorband`.
+        spec: A compiled search space.
+        **kwargs: Keyword arguments of that constructor.
+
+    Returns:
+        An `Optimizer`.
+
+    Raises:
+        ValueError: an unknown name, or one not implemented yet; the message lists the
+            available names.
+    """
+    available = ", ".join(sorted(_CONSTRUCTORS))
+    if name in _PLANNED:
+        raise ValueError(f"optimizer {name!r} is not implemented yet; available: {available}.")
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"unknown optimizer {name!r}; available: {available}.")
+    return _CONSTRUCTORS[name](spec, **kwargs)
+
+
+__all__ = [
+    "BracketState",
+    "Optimizer",
+    "Proposals",
+    "RandomSearchState",
+    "Source",
+    "Status",
+    "Trials",
+    "check",
+    "complex_random_search",
+    "get",
+    "hyperband",
+    "priorband",
+    "random_search",
+    "successive_halving",
+]
