@@ -1,7 +1,13 @@
 """jaxnas: neural architecture search and hyperparameter optimisation as pure JAX functions."""
 
 from jaxnas import nn
+from jaxnas import optimizers
+from jaxnas import problems
 from jaxnas import train
+from jaxnas._run import Incumbent
+from jaxnas._run import RunResult
+from jaxnas._run import run
+from jaxnas._storage import load_results
 from jaxnas.space import Bool
 from jaxnas.space import ByName
 from jaxnas.space import Categorical
@@ -33,17 +39,23 @@ __all__ = [
     "Fidelity",
     "FidelityInfo",
     "Float",
+    "Incumbent",
     "FloatFidelity",
     "Integer",
     "IntegerFidelity",
     "Operation",
     "Resampled",
+    "RunResult",
     "SearchSpace",
     "Space",
     "SpaceError",
     "SupervisedTask",
     "Task",
     "compile",
+    "load_results",
     "nn",
+    "optimizers",
+    "problems",
+    "run",
     "train",
 ]

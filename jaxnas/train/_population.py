@@ -38,7 +38,7 @@ class BucketTrainer:
     def __init__(self, task: Task):
         self.task = task
         self._run = jax.jit(self._train)
-        self._fresh = jax.jit(jax.vmap(task.init))
+        self._templates: dict[int, Any] = {}  # padded size -> zero states
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
                  parents: Any = None, has_parent: Any = None) -> tuple[Any, Any]:
@@ -63,13 +63,22 @@ class BucketTrainer:
         keys, configs = pad(keys), pad(configs)
         fidelities = pad(jnp.asarray(fidelities))
         if parents is None:
-            parents = self._fresh(keys, configs)  # a template; every row is replaced
+            # A template of zeros, every row replaced by `init`: shapes from eval_shape, so
+            # fresh and continued batches share one compiled program and nothing runs twice.
+            if size not in self._templates:
+                shapes = jax.eval_shape(jax.vmap(self.task.init), keys, configs)
+                self._templates[size] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                                     shapes)
+            parents = self._templates[size]
             has_parent = np.zeros(n, bool)
         elif has_parent is None:
             has_parent = np.ones(n, bool)
         has_parent = np.concatenate([np.asarray(has_parent, bool), np.zeros(size - n, bool)])
-        states, results = self._run(keys, configs, fidelities, pad(parents),
+        parents = parents if np.shape(jax.tree.leaves(parents)[0])[0] == size else pad(parents)
+        states, results = self._run(keys, configs, fidelities, parents,
                                     jnp.asarray(has_parent))
+        if size == n:
+            return states, results
         unpad = lambda tree: jax.tree.map(lambda a: a[:n], tree)  # noqa: E731
         return unpad(states), unpad(results)
 

@@ -102,6 +102,9 @@ class SupervisedTask:
         max_epochs: the longest training (the length of the learning curves); by default
             the space's fidelity upper bound.
         objective: `"error"` or `"loss"` (classification only; regression uses the loss).
+        test_data: optional `(x, y)` held out from the search: `evaluate` also reports
+            `test_objective` (never used to choose), so a run can report its incumbent's
+            test score.
 
     Raises:
         ValueError: mismatched arrays, an unknown kind or objective, a bad batch size.
@@ -111,14 +114,15 @@ class SupervisedTask:
                  kind: str = "classification", model: str = "model",
                  optimizer: Callable[[Mapping], optax.GradientTransformation] = default_optimizer,
                  batch_size: int | str = 64, max_epochs: int | None = None,
-                 objective: str = "error"):
+                 objective: str = "error", test_data: tuple | None = None):
         if kind not in ("classification", "regression"):
             raise ValueError(f"SupervisedTask: kind={kind!r} must be 'classification' or "
                              f"'regression'.")
         if objective not in ("error", "loss"):
             raise ValueError(f"SupervisedTask: objective={objective!r} must be 'error' or "
                              f"'loss'.")
-        for name, data in (("train_data", train_data), ("validation_data", validation_data)):
+        named = [("train_data", train_data), ("validation_data", validation_data)]
+        for name, data in named + ([("test_data", test_data)] if test_data else []):
             if len(data) != 2 or len(data[0]) != len(data[1]) or len(data[0]) == 0:
                 raise ValueError(f"SupervisedTask: {name} must be a pair (x, y) of arrays "
                                  f"with the same, nonzero number of rows.")
@@ -127,6 +131,7 @@ class SupervisedTask:
                              f"1..{len(train_data[0])} (the training rows).")
         self.train_data = tuple(jnp.asarray(a) for a in train_data)
         self.validation_data = tuple(jnp.asarray(a) for a in validation_data)
+        self.test_data = None if test_data is None else tuple(jnp.asarray(a) for a in test_data)
         self.kind, self.model, self.optimizer = kind, model, optimizer
         self.batch_size, self.max_epochs = batch_size, max_epochs
         self.objective = "loss" if kind == "regression" else objective
@@ -176,12 +181,11 @@ def _supervised_task(task: SupervisedTask, spec: SearchSpace, module: nn.Module,
         return TrainState(params, model_state, optimizer(config).init(params), key,
                           jnp.zeros((), jnp.int32), nan, nan)
 
-    def validation(params, model_state, config):
-        out, _ = apply({"params": params, **model_state}, x_val, config, train=False)
-        loss = jnp.mean(per_example(out, y_val))
+    def validation(params, model_state, config, x=x_val, y=y_val):
+        out, _ = apply({"params": params, **model_state}, x, config, train=False)
         if task.objective == "error":
-            return jnp.mean(jnp.argmax(out, -1) != y_val).astype(jnp.float32)
-        return loss
+            return jnp.mean(jnp.argmax(out, -1) != y).astype(jnp.float32)
+        return jnp.mean(per_example(out, y))
 
     def epoch(state: TrainState, config) -> TrainState:
         tx = optimizer(config)
@@ -220,7 +224,11 @@ def _supervised_task(task: SupervisedTask, spec: SearchSpace, module: nn.Module,
 
     def evaluate(state, config):
         objective = validation(state.params, state.model_state, config)
-        return {"loss": objective, "epochs": state.epoch,
-                "train_curve": state.train_curve, "val_curve": state.val_curve}
+        metrics = {"loss": objective, "epochs": state.epoch,
+                   "train_curve": state.train_curve, "val_curve": state.val_curve}
+        if task.test_data is not None:
+            metrics["test_objective"] = validation(state.params, state.model_state, config,
+                                                   *task.test_data)
+        return metrics
 
     return Task(init, train, evaluate)

@@ -1,0 +1,155 @@
+"""`jn.run` end to end with the three evaluate forms, budgets, failures and the trial table."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+from jaxnas._run import run
+from jaxnas._storage import load_results
+
+
+def space():
+    return {"x": jn.Float(-2.0, 2.0, prior=0.5), "y": jn.Float(-2.0, 2.0, prior=-0.5),
+            "epochs": jn.IntegerFidelity(1, 27)}
+
+
+def quadratic(config, fidelity, key):
+    """A pure, vmappable objective whose noise shrinks with the fidelity."""
+    del key
+    clean = (config["x"] - 0.5) ** 2 + (config["y"] + 0.5) ** 2
+    return clean + 1.0 / fidelity
+
+
+def test_pure_function_with_priorband(tmp_path):
+    result = run(quadratic, space(), root_directory=tmp_path, max_evaluations=60, seed=1)
+    assert result.stopped_by == "max_evaluations" and len(result.trials) == 60
+    stored = load_results(tmp_path)
+    assert [t["trial_id"] for t in stored] == [t["trial_id"] for t in result.trials]
+    best = result.incumbent
+    assert best.fidelity == 27.0
+    top = [t["loss"] for t in stored if t["fidelity"] == 27.0]
+    assert best.loss == min(top)
+    assert best.config["x"] == pytest.approx(best.values["x"])
+    # Promotions name their parent, which was evaluated at a lower fidelity.
+    by_id = {t["trial_id"]: t for t in stored}
+    promoted = [t for t in stored if t["parent_id"] >= 0]
+    assert promoted and all(by_id[t["parent_id"]]["fidelity"] < t["fidelity"]
+                            for t in promoted)
+
+
+def test_same_seed_same_run(tmp_path):
+    a = run(quadratic, space(), root_directory=tmp_path / "a", max_evaluations=30, seed=3)
+    b = run(quadratic, space(), root_directory=tmp_path / "b", max_evaluations=30, seed=3)
+    assert [(t["config"], t["loss"]) for t in a.trials] == \
+        [(t["config"], t["loss"]) for t in b.trials]
+
+
+def test_fidelity_budget_counts_only_what_a_continuation_adds(tmp_path):
+    result = run(quadratic, space(), root_directory=tmp_path, max_fidelity_spent=200,
+                 optimizer="hyperband")
+    assert result.stopped_by == "max_fidelity_spent"
+    fidelity = {t["trial_id"]: t["fidelity"] for t in result.trials}
+    spent = sum(t["fidelity"] - fidelity.get(t["parent_id"], 0.0) for t in result.trials)
+    assert 200 <= spent < 200 + 27 * 81  # the last batch may overshoot
+
+
+def test_plain_callable_failures_are_recorded_and_the_run_goes_on(tmp_path):
+    calls = []
+
+    def objective(x, y, epochs):
+        calls.append(epochs)
+        if x > 1.0:
+            raise RuntimeError("diverged")
+        if x < -1.0:
+            return {"loss": float("nan")}
+        return {"loss": (x - 0.5) ** 2 + y ** 2, "cost": 2.0, "accuracy": 0.5}
+
+    result = run(objective, space(), root_directory=tmp_path, optimizer="random_search",
+                 max_evaluations=40, seed=0)
+    stored = load_results(tmp_path)
+    assert len(stored) == 40 == len(calls)
+    failed = [t for t in stored if t["status"] == "failed"]
+    assert failed and all(math.isnan(t["loss"]) for t in failed)
+    assert any("RuntimeError: diverged" in (t["error"] or "") for t in failed)
+    assert any(t["error"] == "non-finite loss" for t in failed)
+    ok = [t for t in stored if t["status"] == "success"]
+    assert all(t["cost"] == 2.0 and t["extra"] == {"accuracy": 0.5} for t in ok)
+    assert result.incumbent.loss == min(t["loss"] for t in ok)
+
+
+def test_cost_budget(tmp_path):
+    def objective(config, fidelity, key):
+        del key
+        return {"loss": config["x"] ** 2, "cost": jnp.asarray(fidelity) / 27.0}
+
+    result = run(objective, space(), root_directory=tmp_path, max_cost=5.0)
+    assert result.stopped_by == "max_cost"
+    assert sum(t["cost"] for t in result.trials) >= 5.0
+
+
+def test_bad_runs_are_refused_at_the_start(tmp_path):
+    with pytest.raises(ValueError, match="needs a budget"):
+        run(quadratic, space(), root_directory=tmp_path)
+    with pytest.raises(ValueError, match="max_seconds=-1"):
+        run(quadratic, space(), root_directory=tmp_path, max_seconds=-1)
+    with pytest.raises(ValueError, match="unknown optimizer 'bohb'"):
+        run(quadratic, space(), root_directory=tmp_path, max_evaluations=5, optimizer="bohb")
+    run(quadratic, space(), root_directory=tmp_path, max_evaluations=3)
+    with pytest.raises(ValueError, match="already holds a run"):
+        run(quadratic, space(), root_directory=tmp_path, max_evaluations=3)
+    np.testing.assert_equal(len(load_results(tmp_path)), 3)
+
+
+def test_task_promotions_continue_from_the_parent_state(tmp_path):
+    import flax.linen as nn
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = jn.Operation(jn.nn.Sequential, args=([
+        jn.Operation(nn.Dense, args=(jn.Integer(2, 8),)), jn.Operation(nn.relu),
+        jn.Operation(nn.Dense, args=(2,))],))
+    task_space = {"model": model, "learning_rate": jn.Float(1e-3, 1e-1, log=True),
+                  "epochs": jn.IntegerFidelity(1, 9)}
+    task = jn.SupervisedTask((x[:64], y[:64]), (x[64:], y[64:]), batch_size=32)
+    result = run(task, task_space, root_directory=tmp_path, optimizer="successive_halving",
+                 max_evaluations=13)
+    by_id = {t["trial_id"]: t for t in result.trials}
+    assert sorted(t["fidelity"] for t in result.trials) == [1.0] * 9 + [3.0] * 3 + [9.0]
+    for trial in result.trials:
+        curve = trial["extra"]["val_curve"]
+        assert trial["extra"]["epochs"] == trial["fidelity"]
+        assert trial["loss"] == pytest.approx(curve[int(trial["fidelity"]) - 1])
+        if trial["parent_id"] >= 0:  # the first epochs are the parent's, not retrained
+            parent = by_id[trial["parent_id"]]
+            n = int(parent["fidelity"])
+            assert curve[:n] == parent["extra"]["val_curve"][:n]
+
+
+def test_a_promoted_trial_trains_on_from_its_parent_not_from_scratch(tmp_path):
+    # The state counts the calls to train and the fidelity trained: a promotion continues
+    # its parent's state, so it has one call more and trains only the difference.
+    def init(key, config):
+        del key, config
+        return {"calls": jnp.zeros((), jnp.int32), "trained": jnp.zeros(()),
+                "at": jnp.zeros(())}
+
+    def train(state, config, fidelity):
+        del config
+        return {"calls": state["calls"] + 1,
+                "trained": state["trained"] + (fidelity - state["at"]), "at": fidelity}
+
+    def evaluate(state, config):
+        return {"loss": config["x"] ** 2 + 1.0 / state["at"], "calls": state["calls"],
+                "trained": state["trained"]}
+
+    result = run(jn.Task(init, train, evaluate), space(), root_directory=tmp_path,
+                 optimizer="successive_halving", max_evaluations=40)  # 27 + 9 + 3 + 1
+    rung = {1.0: 1, 3.0: 2, 9.0: 3, 27.0: 4}
+    assert any(t["parent_id"] >= 0 for t in result.trials)
+    for trial in result.trials:
+        assert trial["extra"]["calls"] == rung[trial["fidelity"]]
+        assert trial["extra"]["trained"] == trial["fidelity"]
