@@ -120,7 +120,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     key = jax.random.key(seed)
     state = opt.init(jax.random.fold_in(key, 0))
     ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
-    trial_keys: dict[int, jax.Array] = {}
+    root_of: dict[int, int] = {}  # trial id -> the id of its first ancestor
+    trial_key = _key_maker(jax.random.fold_in(key, 1))
     spent = {"evaluations": 0, "cost": 0.0, "fidelity": 0.0}
     fidelity_of: dict[int, float] = {}
     start, step, stopped_by = time.monotonic(), 0, ""
@@ -143,9 +144,11 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
                 break
             batch = _select(proposals, rows)
             for tid, parent in zip(batch["trial_ids"], batch["parent_ids"]):
-                trial_keys[tid] = (trial_keys[parent] if parent >= 0 else
-                                   jax.random.fold_in(jax.random.fold_in(key, 1), tid))
-            results = evaluator(batch, trial_keys)
+                # A continued trial keeps its first ancestor's key: training to a higher
+                # fidelity in steps then equals training there in one go.
+                root_of[tid] = root_of[parent] if parent >= 0 else tid
+            batch["key_ids"] = [root_of[t] for t in batch["trial_ids"]]
+            results = evaluator(batch, trial_key)
             for r in results:
                 parent = r["parent_id"]
                 r["cost"] = r["cost"] if r["cost"] is not None else r["fidelity"]
@@ -212,13 +215,26 @@ def _make_optimizer(optimizer: Any, spec: SearchSpace, max_evaluations: int | No
 
 
 def _select(proposals: Any, rows: np.ndarray) -> dict:
-    """The valid proposals as host values and a config batch."""
+    """The valid proposals as host (numpy) values: indexing them compiles nothing."""
+    host = jax.device_get(proposals)
     return {
-        "configs": jax.tree.map(lambda a: a[rows], proposals.configs),
-        "fidelities": np.asarray(proposals.fidelities)[rows].tolist(),
-        "trial_ids": np.asarray(proposals.trial_ids)[rows].tolist(),
-        "parent_ids": np.asarray(proposals.parent_ids)[rows].tolist(),
+        "configs": jax.tree.map(lambda a: np.asarray(a)[rows], host.configs),
+        "fidelities": np.asarray(host.fidelities)[rows].tolist(),
+        "trial_ids": np.asarray(host.trial_ids)[rows].tolist(),
+        "parent_ids": np.asarray(host.parent_ids)[rows].tolist(),
     }
+
+
+def _key_maker(base: jax.Array) -> Callable[[list[int]], jax.Array]:
+    """`ids -> keys`: one PRNG key per trial, `fold_in(base, id)`, made by one jitted call."""
+    fold = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
+
+    def keys(ids: list[int]) -> jax.Array:
+        size = pad_to_power_of_two(len(ids))  # few shapes, few compiles
+        padded = np.asarray(list(ids) + [0] * (size - len(ids)), np.int32)
+        return fold(padded)[: len(ids)] if size != len(ids) else fold(padded)
+
+    return keys
 
 
 def _host_config(configs: Any, i: int) -> dict:
@@ -268,7 +284,7 @@ class _TaskEvaluator:
         self.trainers: dict[tuple, BucketTrainer] = {}
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
 
-    def __call__(self, batch: dict, trial_keys: dict) -> list[dict]:
+    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
         configs = batch["configs"]
         signatures = self.spec.buckets(configs, masked=self.masked)
         results = [None] * len(signatures)
@@ -276,21 +292,20 @@ class _TaskEvaluator:
             rows = [i for i, s in enumerate(signatures) if s == signature]
             trainer = self._trainer(signature, configs, rows[0])
             members = jax.tree.map(lambda a: a[np.asarray(rows)], configs)
-            keys = jnp.stack([trial_keys[batch["trial_ids"][i]] for i in rows])
-            fidelities = jnp.asarray([batch["fidelities"][i] for i in rows], jnp.float32)
+            keys = trial_key([batch["key_ids"][i] for i in rows])
+            fidelities = np.asarray([batch["fidelities"][i] for i in rows], np.float32)
             parents = [batch["parent_ids"][i] for i in rows]
             has_parent = np.array([p in self.states for p in parents])
             parent_states = None
             if has_parent.any():
                 template = next(self.states[p] for p in parents if p in self.states)
                 parent_states = jax.tree.map(
-                    lambda *xs: jnp.stack(xs),
-                    *[self.states.get(p, template) for p in parents])
+                    _stack, *[self.states.get(p, template) for p in parents])
             t0 = time.monotonic()
             states, out = trainer(keys, members, fidelities, parent_states,
                                   has_parent if has_parent.any() else None)
             seconds = (time.monotonic() - t0) / len(rows)
-            out = jax.device_get(out)
+            states, out = jax.device_get((states, out))  # host copies: sliced for free
             for j, i in enumerate(rows):
                 self.states[batch["trial_ids"][i]] = jax.tree.map(lambda a: a[j], states)
                 metrics = out if isinstance(out, Mapping) else {"loss": out}
@@ -311,6 +326,13 @@ class _TaskEvaluator:
         return self.trainers[signature]
 
 
+def _stack(*leaves: Any) -> Any:
+    """Stacks one leaf of several saved states: on the host, except typed PRNG keys."""
+    if jax.dtypes.issubdtype(getattr(leaves[0], "dtype", None), jax.dtypes.prng_key):
+        return jnp.stack(leaves)
+    return np.stack(leaves)
+
+
 class _PureEvaluator:
     """`f(config, fidelity, key)`, jitted and vmapped over a padded batch."""
 
@@ -318,13 +340,13 @@ class _PureEvaluator:
         self.spec = spec
         self.fn = jax.jit(jax.vmap(fn))
 
-    def __call__(self, batch: dict, trial_keys: dict) -> list[dict]:
+    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
         n = len(batch["trial_ids"])
         size = pad_to_power_of_two(n)
         index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
         configs = jax.tree.map(lambda a: a[index], batch["configs"])
-        fidelities = jnp.asarray(batch["fidelities"], jnp.float32)[index]
-        keys = jnp.stack([trial_keys[t] for t in batch["trial_ids"]])[index]
+        fidelities = np.asarray(batch["fidelities"], np.float32)[index]
+        keys = trial_key([batch["key_ids"][i] for i in index])
         t0 = time.monotonic()
         out = jax.device_get(self.fn(configs, fidelities, keys))
         seconds = (time.monotonic() - t0) / n
@@ -340,7 +362,8 @@ class _PlainEvaluator:
     def __init__(self, fn: Callable, spec: SearchSpace):
         self.fn, self.spec = fn, spec
 
-    def __call__(self, batch: dict, trial_keys: dict) -> list[dict]:
+    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
+        del trial_key  # a plain callable draws its own randomness
         results = []
         for i in range(len(batch["trial_ids"])):
             config = jax.tree.map(lambda a: a[i], batch["configs"])

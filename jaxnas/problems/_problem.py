@@ -98,7 +98,7 @@ class Problem:
     over configs, fidelities and keys.
 
     Attributes:
-        name: A readable name, e.g. "mf_hartmann3(preset='default')".
+        name: A readable name, e.g. "mf_hartmann3(preset='default', bias=0.5, noise=0.1)".
         objective: The noiseless function f(x, s, bias) of one point and the scaled
             fidelity (see the module docstring).
         lower: Lower bound of each coordinate x0, x1, ...
@@ -295,6 +295,6 @@ def prior_table(objective: Objective, lower: tuple[float, ...], upper: tuple[flo
     table = build(jax.random.key(PRIOR_SEED))
     # Clip again on the host: float32 rounding of low + 1 * span may overshoot a bound.
     return {
-        name: tuple(float(min(max(v, lo), hi)) for v, lo, hi in zip(np.asarray(point), lower, upper))
+        name: tuple(float(np.clip(v, lo, hi)) for v, lo, hi in zip(np.asarray(point), lower, upper))
         for name, point in table.items()
     }

@@ -102,6 +102,8 @@ class SearchSpace:
         object.__setattr__(self, "_t", _Tables(compiled))
         object.__setattr__(self, "_fingerprint", _fingerprint(compiled, max_depth))
         object.__setattr__(self, "_widths", _width_slots(compiled))
+        # Host helpers run this on every batch: jitted once per batch size, not op by op.
+        object.__setattr__(self, "_active_batch", jax.jit(jax.vmap(self.active)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("SearchSpace is immutable.")
@@ -297,7 +299,7 @@ class SearchSpace:
         arrays = {p: np.asarray(configs[p]) for p in t.paths}
         if any(a.ndim != 1 for a in arrays.values()):
             raise ValueError("buckets takes a batch of configs with one leading axis.")
-        active = np.asarray(jax.vmap(self.active)(configs).array)
+        active = np.asarray(self._active_batch(configs).array)
         static = [i for i, s in enumerate(t.static) if s and not (masked and i in self._widths)]
         columns = [(t.paths[i], arrays[t.paths[i]].tolist()) for i in static]
         return [

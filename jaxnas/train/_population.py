@@ -9,6 +9,7 @@ state and continues; a new one starts from `init`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -61,7 +62,7 @@ class BucketTrainer:
         size = pad_to_power_of_two(n)
         pad = _padder(n, size)
         keys, configs = pad(keys), pad(configs)
-        fidelities = pad(jnp.asarray(fidelities))
+        fidelities = pad(np.asarray(fidelities))
         if parents is None:
             # A template of zeros, every row replaced by `init`: shapes from eval_shape, so
             # fresh and continued batches share one compiled program and nothing runs twice.
@@ -79,8 +80,7 @@ class BucketTrainer:
                                     jnp.asarray(has_parent))
         if size == n:
             return states, results
-        unpad = lambda tree: jax.tree.map(lambda a: a[:n], tree)  # noqa: E731
-        return unpad(states), unpad(results)
+        return _unpad((states, results), n)
 
     def _train(self, keys, configs, fidelities, parents, has_parent):
         fresh = jax.vmap(self.task.init)(keys, configs)
@@ -92,12 +92,30 @@ class BucketTrainer:
 
 
 def _padder(n: int, size: int):
-    """Pads every leaf's leading axis from `n` to `size` with copies of row 0."""
+    """Pads every leaf's leading axis from `n` to `size` with copies of row 0.
+
+    Host (numpy) leaves are padded on the host; device arrays (PRNG keys) by one small
+    jitted gather, so that no eager indexing compiles a program per shape.
+    """
     index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+
+    def pad_leaf(a):
+        return a[index] if isinstance(a, np.ndarray) else _take(a, index)
 
     def pad(tree):
         if size == n:
             return tree
-        return jax.tree.map(lambda a: jnp.asarray(a)[index], tree)
+        return jax.tree.map(pad_leaf, tree)
 
     return pad
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _unpad(tree: Any, n: int) -> Any:
+    """Drops the padding rows of every leaf: one small program, not one per leaf."""
+    return jax.tree.map(lambda a: a[:n], tree)
+
+
+@jax.jit
+def _take(array: jax.Array, index: jax.Array) -> jax.Array:
+    return jnp.take(array, index, axis=0)

@@ -44,8 +44,9 @@ class TrainState:
         params: the model's parameters.
         model_state: its other variables (BatchNorm statistics), possibly empty.
         opt_state: the optax state; hyperparameters live in it (`inject_hyperparams`).
-        key: the trial's PRNG key; epoch `e` draws from `fold_in(key, e)`, so training to
-            fidelity b in one go or in several calls gives the same result.
+        key: the trial's PRNG key as raw `uint32` key data (`jax.random.key_data`), so the
+            state is plain arrays on the host too; epoch `e` draws from `fold_in(key, e)`,
+            so training to fidelity b in one go or in several calls gives the same result.
         epoch: () int32, epochs trained so far.
         train_curve: (max_epochs,) float32, the mean training loss of each epoch (NaN
             where not trained yet).
@@ -178,8 +179,8 @@ def _supervised_task(task: SupervisedTask, spec: SearchSpace, module: nn.Module,
         params = variables["params"]
         model_state = {k: v for k, v in variables.items() if k != "params"}
         nan = jnp.full((max_epochs,), jnp.nan, jnp.float32)
-        return TrainState(params, model_state, optimizer(config).init(params), key,
-                          jnp.zeros((), jnp.int32), nan, nan)
+        return TrainState(params, model_state, optimizer(config).init(params),
+                          jax.random.key_data(key), jnp.zeros((), jnp.int32), nan, nan)
 
     def validation(params, model_state, config, x=x_val, y=y_val):
         out, _ = apply({"params": params, **model_state}, x, config, train=False)
@@ -189,7 +190,7 @@ def _supervised_task(task: SupervisedTask, spec: SearchSpace, module: nn.Module,
 
     def epoch(state: TrainState, config) -> TrainState:
         tx = optimizer(config)
-        epoch_key = jax.random.fold_in(state.key, state.epoch)
+        epoch_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
         order = jax.random.permutation(epoch_key, n_train)[: steps * batch_size]
         order = order.reshape(steps, batch_size)
 

@@ -1,0 +1,53 @@
+"""The runnable examples: the quickstart end to end on a small budget, MNIST-1D's space and data."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+from examples import mnist1d_cnn as mnist1d
+from jaxnas.train import BucketTrainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_end_to_end_and_reports_the_incumbent(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--max-fidelity-spent",
+         "60", "--root", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600,
+        check=True).stdout
+    assert "stopped by max_fidelity_spent" in out
+    for line in ("architecture : 64 -> ", "learning rate:", "test accuracy:", str(tmp_path)):
+        assert line in out, out
+    trials = jn.load_results(tmp_path)
+    assert trials and all(t["status"] == "success" for t in trials)
+    accuracy = float(out.split("test accuracy:")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
+
+
+@pytest.mark.slow
+def test_mnist1d_space_trains_one_masked_bucket():
+    (x, y), validation, test = mnist1d.mnist1d(seed=42)
+    assert x.shape == (3200, 40, 1) and validation[0].shape == (800, 40, 1)
+    assert test[0].shape == (1000, 40, 1) and set(np.unique(y)) == set(range(10))
+    spec = jn.compile(mnist1d.cnn_space())
+    assert spec.width_paths  # the channel counts are masked
+    configs = jax.vmap(spec.sample_prior)(jax.random.split(jax.random.key(0), 64))
+    buckets = spec.buckets(configs, masked=True)
+    rows = np.array([b == buckets[0] for b in buckets])
+    members = jax.tree.map(lambda a: a[rows][:4], configs)
+    task = jn.SupervisedTask((x[:400], y[:400]), validation, batch_size=100)
+    trainer = BucketTrainer(task.for_bucket(spec, jax.tree.map(lambda a: a[0], members),
+                                            masked=True))
+    n = int(np.shape(members["learning_rate"])[0])
+    _, results = trainer(jax.random.split(jax.random.key(1), n), members, jnp.full(n, 1))
+    assert results["loss"].shape == (n,) and np.all((results["loss"] >= 0)
+                                                    & (results["loss"] <= 1))
