@@ -1,0 +1,599 @@
+"""PriorBand on MF-Hartmann: jaxnas versus NePS, side by side in one run.
+
+What is compared, on `jaxnas.problems.mf_hartmann` 3-D and 6-D (mfpbench's MF-Hartmann, z in
+1..100, cost ignored), with the good, medium and bad priors (`--priors` adds at25):
+    * jaxnas PriorBand (`jaxnas.optimizers.priorband`, eta 3), asks and tells jitted;
+    * NePS 0.17 PriorBand (`neps.run(optimizer="priorband")`, eta 3), root directory in a
+      temporary folder;
+    * jaxnas Hyperband and jaxnas random search (at z = 100, batches of 10), which ignore
+      the prior: they run once per problem and seed and are listed with prior "none".
+
+Same problem, prior, budget and noise on both sides:
+    * Space: x0..x{d-1} = Float(0, 1, prior=<the prior's value>) and z = IntegerFidelity(1,
+      100). The prior's spread is the same: jaxnas's "medium" confidence is a normal of
+      sigma 0.25 in the unit interval; NePS 0.17 maps confidence c to sigma 1 - c with
+      c = 0.25 / 0.5 / 0.75 for low / medium / high, so NePS gets "high" (sigma 0.25).
+    * Noise: each run has a noise key, `split(key(seed))[1]`; its k-th evaluation (k = 0,
+      1, ...) draws its noise from `fold_in(noise_key, k)` on both sides, through the same
+      `problem.evaluate` (jitted and vmapped over a batch for jaxnas, jitted for one config
+      in the NePS objective).
+    * Fidelity accounting: NePS 0.17 charges every trial its full fidelity, promotions
+      included (`calculate_total_resource_usage` adds `trial.config[fidelity]`; a synthetic
+      objective cannot resume, so a promotion is a fresh evaluation at the higher
+      fidelity). Both sides are charged that way here. The PriorBand paper's plots instead
+      charge a promotion only the fidelity it adds (mf-prior-exp, `continuations=True`).
+    * Budget: `budget` full-fidelity evaluations' worth of fidelity (20 x 100 units by
+      default); NePS stops via `total_fidelities_to_spend`, jaxnas after the batch that
+      reaches it. Results are read at budget points (5, 10, 15, 20 by default): only
+      evaluations whose cumulative fidelity is within the point count.
+    * Incumbent: the lowest loss observed so far at any fidelity, as the PriorBand paper
+      plots it (mf-prior-exp `plot.py`: `incumbent_value="loss"`, x axis cumulated
+      fidelity over the maximum fidelity). MF-Hartmann's bias and noise only raise losses
+      (the weights shrink, the noise is half-normal), so a low-fidelity loss never
+      flatters its configuration. Normalised regret is `problem.regret`: (loss - optimum)
+      / (f(bad prior) - optimum), the bad prior being the worst of 10^6 uniform samples.
+
+Overhead per trial: (wall time of the run - time inside the objective) / trials. For NePS
+the run is `neps.run` (its file-based state, locking, sampling and summary included); the
+objective is the Python function it calls. For jaxnas the run is the host loop (ask, tell,
+transfers, bookkeeping) and the objective the jitted batch evaluation; XLA compilation and
+one warm-up call of each program are excluded and reported on their own (paid once per
+problem and space, not per seed).
+
+Run it from the repository root:
+    python benchmarks/priorband_vs_neps.py            # 10 seeds, about 15 min on 2 CPU cores
+    python benchmarks/priorband_vs_neps.py --quick    # smoke run: 2 seeds, good prior, budget 5
+    python benchmarks/priorband_vs_neps.py --seeds 5 --priors good at25 --out other.json
+
+It prints a markdown table, writes JSON (default `benchmarks/results/priorband_vs_neps.json`)
+and a regret-over-budget plot next to it (same name, `.png`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxnas as jn
+from jaxnas import optimizers, problems
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # torch, imported by NePS, warns about torch.jit
+    import neps
+    import torch
+
+REPO = Path(__file__).resolve().parents[1]  # for the git commit recorded in the JSON
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "priorband_vs_neps.json"
+
+ETA = 3
+DIMS = (3, 6)
+CONFIDENCE = "medium"  # jaxnas: sigma 0.25 in the unit interval
+NEPS_CONFIDENCE = {"low": "medium", "medium": "high"}  # NePS 0.17 with the same sigma
+RANDOM_SEARCH_BATCH = 10
+MAX_TRIALS = 512  # one Hyperband cycle at z in 1..100 is ~210 trials
+TARGET_OVERHEAD_RATIO = 100.0
+TARGET_MACHINE = "2-core CPU"
+
+PRIORBAND, NEPS_PRIORBAND = "jaxnas PriorBand", "NePS PriorBand"
+HYPERBAND, RANDOM_SEARCH = "jaxnas Hyperband", "jaxnas random search"
+OPTIMIZERS = (PRIORBAND, NEPS_PRIORBAND, HYPERBAND, RANDOM_SEARCH)
+PRIOR_FREE = (HYPERBAND, RANDOM_SEARCH)
+NO_PRIOR = "none"
+
+FULL = {"seeds": 10, "budget": 20.0, "budget_points": (5.0, 10.0, 15.0, 20.0),
+        "priors": ("good", "medium", "bad"), "preset": "good"}
+QUICK = {"seeds": 2, "budget": 5.0, "budget_points": (2.5, 5.0),
+         "priors": ("good",), "preset": "good"}
+PLOT_STEP = 0.25  # full-fidelity evaluations between points of the plotted curves
+
+
+@dataclasses.dataclass
+class Run:
+    """One optimiser run: every evaluation in order, and where the time went.
+
+    Attributes:
+        fidelities: Fidelity of each evaluation, in evaluation order.
+        losses: Observed (biased, noisy) loss of each evaluation.
+        wall_s: Wall time of the whole run.
+        objective_s: Wall time inside the objective.
+    """
+
+    fidelities: list[float]
+    losses: list[float]
+    wall_s: float
+    objective_s: float
+
+    @property
+    def trials(self) -> int:
+        return len(self.losses)
+
+    @property
+    def overhead_per_trial_s(self) -> float:
+        return (self.wall_s - self.objective_s) / max(self.trials, 1)
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """The optimiser key and the noise key of a seed (the same for every optimiser)."""
+    optimizer_key, noise_key = jax.random.split(jax.random.key(seed))
+    return optimizer_key, noise_key
+
+
+# ----------------------------------------------------------------------- jaxnas side
+
+
+class JaxnasDriver:
+    """An optimiser compiled for one problem and space, run seed after seed.
+
+    The loop: ask (jitted) -> evaluate the batch (jitted, vmapped; padding rows are
+    evaluated too and dropped) -> tell (jitted) -> account the valid rows' fidelity.
+    """
+
+    def __init__(self, problem: problems.Problem, optimizer: optimizers.Optimizer):
+        start = time.perf_counter()
+        self.init = jax.jit(optimizer.init).lower(jax.random.key(0)).compile()
+        state = self.init(jax.random.key(0))
+        self.ask = jax.jit(optimizer.ask).lower(state, jax.random.key(0)).compile()
+        state, proposals = self.ask(state, jax.random.key(0))
+        batch = proposals.trial_ids.shape[0]
+        losses = jnp.zeros((batch,), jnp.float32)
+        self.tell = jax.jit(optimizer.tell).lower(state, proposals.trial_ids, losses).compile()
+
+        def evaluate_batch(configs: Any, fidelities: jax.Array, noise_key: jax.Array,
+                           first: jax.Array) -> jax.Array:
+            # Valid rows come first: row i is evaluation `first + i` of the run.
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(noise_key, first + jnp.arange(batch))
+            return jax.vmap(problem.evaluate)(configs, fidelities, keys)
+
+        warm_up = (proposals.configs, proposals.fidelities, jax.random.key(0), jnp.int32(0))
+        self.evaluate = jax.jit(evaluate_batch).lower(*warm_up).compile()
+        # One call of each program: the first execution pays one-off setup costs.
+        jax.block_until_ready((self.evaluate(*warm_up),
+                               self.tell(state, proposals.trial_ids, losses)))
+        self.compile_s = time.perf_counter() - start
+
+    def run(self, seed: int, budget: float) -> Run:
+        """Runs until `budget` fidelity units are spent (the last batch may overshoot)."""
+        optimizer_key, noise_key = run_keys(seed)
+        init_key, ask_key = jax.random.split(optimizer_key)
+        fidelities: list[float] = []
+        losses: list[float] = []
+        objective_s = 0.0
+        start = time.perf_counter()
+        state = self.init(init_key)
+        spent, step = 0.0, 0
+        while spent < budget:
+            state, proposals = self.ask(state, jax.random.fold_in(ask_key, step))
+            step += 1
+            valid = np.asarray(proposals.valid)
+            if not valid.any():
+                optimizers.check(state)  # raises if the state is full
+                raise RuntimeError("the optimiser proposed nothing before the budget was spent")
+            evaluation_start = time.perf_counter()
+            batch_losses = jax.block_until_ready(self.evaluate(
+                proposals.configs, proposals.fidelities, noise_key, jnp.int32(len(losses))))
+            objective_s += time.perf_counter() - evaluation_start
+            state = self.tell(state, proposals.trial_ids, batch_losses)
+            batch_fidelities = np.asarray(proposals.fidelities)[valid]
+            fidelities.extend(batch_fidelities.tolist())
+            losses.extend(np.asarray(batch_losses)[valid].tolist())
+            spent += float(batch_fidelities.sum())
+        jax.block_until_ready(state)
+        return Run(fidelities, losses, time.perf_counter() - start, objective_s)
+
+
+def jaxnas_optimizer(name: str, spec: jn.SearchSpace) -> optimizers.Optimizer:
+    """The jaxnas optimiser called `name` (see OPTIMIZERS) on `spec`."""
+    if name == PRIORBAND:
+        return optimizers.priorband(spec, eta=ETA, max_trials=MAX_TRIALS)
+    if name == HYPERBAND:
+        return optimizers.hyperband(spec, eta=ETA, max_trials=MAX_TRIALS)
+    return optimizers.random_search(spec, batch_size=RANDOM_SEARCH_BATCH, max_trials=MAX_TRIALS)
+
+
+# ------------------------------------------------------------------------- NePS side
+
+
+def neps_space(problem: problems.Problem, prior: str) -> neps.PipelineSpace:
+    """The problem's space in NePS's API, the prior's spread matched (see the docstring)."""
+    values = problem.priors[prior]
+    entries: dict[str, Any] = {
+        name: neps.Float(lo, hi, prior=values[name],
+                         prior_confidence=NEPS_CONFIDENCE[CONFIDENCE])
+        for name, lo, hi in zip(problem.names, problem.lower, problem.upper)
+    }
+    entries[problems.FIDELITY_NAME] = neps.IntegerFidelity(problems.FIDELITY_LOWER,
+                                                           problems.FIDELITY_UPPER)
+    return type("MFHartmannSpace", (neps.PipelineSpace,), entries)()
+
+
+def single_evaluate(problem: problems.Problem) -> Callable[..., jax.Array]:
+    """Jitted `evaluate` of one config given as a vector, with the shared noise scheme."""
+    def evaluate_one(x: jax.Array, fidelity: jax.Array, noise_key: jax.Array,
+                     index: jax.Array) -> jax.Array:
+        config = {name: x[i] for i, name in enumerate(problem.names)}
+        return problem.evaluate(config, fidelity, jax.random.fold_in(noise_key, index))
+    return jax.jit(evaluate_one)
+
+
+def run_neps(problem: problems.Problem, prior: str, seed: int, budget: float,
+             evaluate_one: Callable[..., jax.Array]) -> Run:
+    """One NePS PriorBand run in a temporary root directory."""
+    _, noise_key = run_keys(seed)
+    fidelities: list[float] = []
+    losses: list[float] = []
+    objective_s = 0.0
+
+    def evaluate_pipeline(**values: float) -> float:
+        nonlocal objective_s
+        start = time.perf_counter()
+        x = np.asarray([values[name] for name in problem.names], np.float32)
+        fidelity = values[problems.FIDELITY_NAME]
+        loss = float(evaluate_one(x, np.float32(fidelity), noise_key, np.int32(len(losses))))
+        fidelities.append(float(fidelity))
+        losses.append(loss)
+        objective_s += time.perf_counter() - start
+        return loss
+
+    space = neps_space(problem, prior)
+    # NePS's PriorBand draws from the global numpy, torch and random generators.
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="neps_priorband_") as root:
+        start = time.perf_counter()
+        neps.run(evaluate_pipeline, space, root_directory=Path(root) / "run",
+                 optimizer=("priorband", {"eta": ETA}), total_fidelities_to_spend=budget)
+        wall_s = time.perf_counter() - start
+    return Run(fidelities, losses, wall_s, objective_s)
+
+
+# ---------------------------------------------------------------------- analysis
+
+
+def incumbent_regret(problem: problems.Problem, run: Run, points: np.ndarray) -> np.ndarray:
+    """Regret of the best loss seen within each budget point (full-fidelity evaluations).
+
+    Returns:
+        `(len(points),)` float64; NaN where nothing was evaluated yet.
+    """
+    spent = np.cumsum(run.fidelities) / problems.FIDELITY_UPPER
+    best = np.minimum.accumulate(np.asarray(run.losses, np.float64))
+    index = np.searchsorted(spent, points + 1e-9, side="right") - 1
+    incumbent = np.where(index >= 0, best[np.maximum(index, 0)], np.nan)
+    return np.asarray(problem.regret(incumbent), np.float64)
+
+
+def quartiles(values: np.ndarray) -> dict[str, list]:
+    """Median and quartiles over seeds (axis 0); None where no seed has a value yet."""
+    with warnings.catch_warnings():
+        # Before an optimiser's first evaluation every seed is NaN: that point stays NaN.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
+
+    def listed(column: np.ndarray) -> list:
+        return [None if np.isnan(v) else float(v) for v in column]
+
+    return {"q25": listed(q25), "median": listed(q50), "q75": listed(q75)}
+
+
+def summarize(problem: problems.Problem, runs: Sequence[Run], points: Sequence[float],
+              grid: np.ndarray) -> dict:
+    """Regret statistics at the budget points and on the plot grid, and the overhead."""
+    at_points = np.stack([incumbent_regret(problem, run, np.asarray(points)) for run in runs])
+    on_grid = np.stack([incumbent_regret(problem, run, grid) for run in runs])
+    overheads = [run.overhead_per_trial_s for run in runs]
+    return {
+        "regret_at_budget_points": quartiles(at_points),
+        "regret_at_budget_points_per_seed": at_points.tolist(),
+        "regret_on_grid": quartiles(on_grid),
+        "overhead_per_trial_s_median": float(np.median(overheads)),
+        "overhead_per_trial_s_per_seed": overheads,
+        "trials_median": float(np.median([run.trials for run in runs])),
+        "wall_s_total": float(sum(run.wall_s for run in runs)),
+        "runs": [{"fidelities": run.fidelities, "losses": run.losses, "wall_s": run.wall_s,
+                  "objective_s": run.objective_s} for run in runs],
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_problem(dim: int, settings: Mapping[str, Any], seeds: Sequence[int],
+                log: Callable[[str], None]) -> dict:
+    """Every optimiser on one MF-Hartmann problem, with every prior and seed."""
+    problem = problems.mf_hartmann(dim, settings["preset"])
+    budget_units = settings["budget"] * problems.FIDELITY_UPPER
+    points = settings["budget_points"]
+    grid = np.arange(PLOT_STEP, settings["budget"] + 1e-9, PLOT_STEP)
+    evaluate_one = single_evaluate(problem)
+    results: dict[str, dict] = {}
+    compile_s: dict[str, float] = {}
+
+    def run_jaxnas(name: str, prior: str | None) -> list[Run]:
+        spec = jn.compile(problem.space(prior=prior, confidence=CONFIDENCE))
+        driver = JaxnasDriver(problem, jaxnas_optimizer(name, spec))
+        compile_s[f"{name} / {prior or NO_PRIOR}"] = driver.compile_s
+        return [driver.run(seed, budget_units) for seed in seeds]
+
+    for name in PRIOR_FREE:
+        log(f"mfh{dim}: {name}")
+        results[f"{name} / {NO_PRIOR}"] = summarize(problem, run_jaxnas(name, None), points,
+                                                    grid)
+    for prior in settings["priors"]:
+        log(f"mfh{dim} / {prior}: {PRIORBAND}")
+        results[f"{PRIORBAND} / {prior}"] = summarize(problem, run_jaxnas(PRIORBAND, prior),
+                                                      points, grid)
+        log(f"mfh{dim} / {prior}: {NEPS_PRIORBAND}")
+        neps_runs = [run_neps(problem, prior, seed, budget_units, evaluate_one)
+                     for seed in seeds]
+        results[f"{NEPS_PRIORBAND} / {prior}"] = summarize(problem, neps_runs, points, grid)
+
+    prior_regret = {name: float(problem.regret(problem.evaluate(
+        problem.priors[name], problems.FIDELITY_UPPER, jax.random.key(0))))
+        for name in settings["priors"]}
+    return {
+        "problem": problem.name,
+        "optimum": problem.optimum,
+        "regret_reference": problem.regret_reference,
+        "priors": {name: problem.priors[name] for name in settings["priors"]},
+        "prior_regret": prior_regret,
+        "jaxnas_compile_s": compile_s,
+        "results": results,
+    }
+
+
+def probability_of_superiority(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """P(a run of ours has lower regret than a run of theirs), ties counting half.
+
+    The Mann-Whitney U statistic over all pairs of seeds, divided by the number of pairs
+    (the common-language effect size): 0.5 means no difference between the two samples.
+    """
+    ours, theirs = ours[:, None], theirs[None, :]
+    return float(np.mean((ours < theirs) + 0.5 * (ours == theirs)))
+
+
+def check_targets(problems_results: Mapping[str, dict], points: Sequence[float]) -> dict:
+    """The two targets: regret no worse than NePS at every point, overhead 100x lower."""
+    regret_checks = []
+    ratios = []
+    for problem_name, entry in problems_results.items():
+        for prior in entry["priors"]:
+            ours = entry["results"][f"{PRIORBAND} / {prior}"]
+            theirs = entry["results"][f"{NEPS_PRIORBAND} / {prior}"]
+            ours_per_seed = np.asarray(ours["regret_at_budget_points_per_seed"])
+            theirs_per_seed = np.asarray(theirs["regret_at_budget_points_per_seed"])
+            for i, (point, a, b) in enumerate(zip(points, ours["regret_at_budget_points"]["median"],
+                                                  theirs["regret_at_budget_points"]["median"])):
+                regret_checks.append({
+                    "problem": problem_name, "prior": prior, "budget": point,
+                    "jaxnas_median": a, "neps_median": b,
+                    "p_jaxnas_better": probability_of_superiority(ours_per_seed[:, i],
+                                                                  theirs_per_seed[:, i]),
+                    "met": a is not None and (b is None or a <= b),
+                })
+            ratios.append(theirs["overhead_per_trial_s_median"]
+                          / ours["overhead_per_trial_s_median"])
+    return {
+        "regret_no_worse_than_neps": {
+            "met": sum(c["met"] for c in regret_checks), "total": len(regret_checks),
+            "checks": regret_checks,
+        },
+        "overhead_ratio_neps_over_jaxnas": {
+            "min": min(ratios), "median": float(np.median(ratios)),
+            "target": TARGET_OVERHEAD_RATIO, "target_machine": TARGET_MACHINE,
+            "met_here": bool(min(ratios) >= TARGET_OVERHEAD_RATIO),
+        },
+    }
+
+
+def jaxnas_revision() -> str:
+    """The checkout's git commit, with "+dirty" if `jaxnas/` has uncommitted changes."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(("git", "-C", str(REPO), *args), capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--", "jaxnas").stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def machine_info() -> dict:
+    """Platform, CPUs, JAX devices and library versions."""
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "load_average_1min_at_start": os.getloadavg()[0],
+        "jax_backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "jaxnas": jn.__version__,
+        "jaxnas_revision": jaxnas_revision(),
+        "neps": importlib.metadata.version("neural-pipeline-search"),
+    }
+
+
+def run(settings: Mapping[str, Any], seeds: Sequence[int]) -> dict:
+    """Runs every problem; returns the results as written to JSON."""
+    start = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
+
+    machine = machine_info()
+    per_problem = {f"MF-Hartmann-{dim}": run_problem(dim, settings, seeds, log)
+                   for dim in DIMS}
+    return {
+        "benchmark": "priorband_vs_neps",
+        "machine": machine,
+        "settings": {**settings, "budget_points": list(settings["budget_points"]),
+                     "priors": list(settings["priors"]), "seeds": list(seeds),
+                     "eta": ETA, "confidence_jaxnas": CONFIDENCE,
+                     "confidence_neps": NEPS_CONFIDENCE[CONFIDENCE],
+                     "random_search_batch": RANDOM_SEARCH_BATCH, "max_trials": MAX_TRIALS,
+                     "fidelity_accounting": "full fidelity per evaluation (NePS 0.17)",
+                     "incumbent": "lowest observed loss at any fidelity (PriorBand paper)",
+                     "statistic": "median and quartiles over seeds"},
+        "problems": per_problem,
+        "targets": check_targets(per_problem, settings["budget_points"]),
+        "total_wall_s": time.perf_counter() - start,
+    }
+
+
+# -------------------------------------------------------------------------- output
+
+
+def _cell(stats: Mapping[str, list], i: int) -> str:
+    if stats["median"][i] is None:
+        return "no evaluation yet"
+    return f"{stats['median'][i]:.3f} [{stats['q25'][i]:.3f}, {stats['q75'][i]:.3f}]"
+
+
+def print_table(results: Mapping[str, Any]) -> None:
+    """Prints the results as a markdown table, then the targets."""
+    settings, machine = results["settings"], results["machine"]
+    points = settings["budget_points"]
+    print(f"\n## PriorBand vs NePS on MF-Hartmann (preset {settings['preset']!r})\n")
+    print(f"{len(settings['seeds'])} seeds: {settings['seeds']}. Budget "
+          f"{settings['budget']:g} full-fidelity evaluations (x100 fidelity units, full "
+          f"fidelity charged per evaluation). Normalised regret of the incumbent (lowest "
+          f"loss at any fidelity): median [q25, q75] over seeds.")
+    print(f"machine: {machine['platform']}, {machine['cpus_usable']} usable CPUs (load "
+          f"{machine['load_average_1min_at_start']:.1f} at start), jax {machine['jax']}, "
+          f"neps {machine['neps']}, jaxnas {machine['jaxnas']} ({machine['jaxnas_revision']})\n")
+    header = ["problem", "prior (regret)", "optimizer",
+              *[f"regret @{p:g}" for p in points], "overhead/trial", "trials"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for problem_name, entry in results["problems"].items():
+        for key, stats in entry["results"].items():
+            name, prior = key.split(" / ")
+            prior_cell = prior if prior == NO_PRIOR else \
+                f"{prior} ({entry['prior_regret'][prior]:.3f})"
+            cells = [problem_name, prior_cell, name,
+                     *[_cell(stats["regret_at_budget_points"], i) for i in range(len(points))],
+                     f"{1e3 * stats['overhead_per_trial_s_median']:.3f} ms",
+                     f"{stats['trials_median']:.0f}"]
+            print("| " + " | ".join(cells) + " |")
+    targets = results["targets"]
+    regret = targets["regret_no_worse_than_neps"]
+    print(f"\nTarget 1, jaxnas PriorBand median regret <= NePS PriorBand's at every budget "
+          f"point: met at {regret['met']} of {regret['total']} (problem, prior, budget) points. "
+          f"P = probability that a jaxnas run beats a NePS run (0.5: no difference).")
+    for check in regret["checks"]:
+        verdict = "met" if check["met"] else "NOT met"
+        print(f"  {verdict}: {check['problem']} / {check['prior']} @{check['budget']:g}: "
+              f"jaxnas {check['jaxnas_median']:.4f}, NePS {check['neps_median']:.4f}, "
+              f"P = {check['p_jaxnas_better']:.2f}")
+    ratio = targets["overhead_ratio_neps_over_jaxnas"]
+    met = "met" if ratio["met_here"] else "NOT met"
+    print(f"Target 2, overhead per trial >= {ratio['target']:g}x below NePS's: NePS/jaxnas "
+          f"= {ratio['min']:,.0f}x at worst, {ratio['median']:,.0f}x median over "
+          f"(problem, prior) ({met} here).")
+    for problem_name, entry in results["problems"].items():
+        compiles = ", ".join(f"{k} {v:.1f} s" for k, v in entry["jaxnas_compile_s"].items())
+        print(f"jaxnas XLA compile + warm-up (once per problem and space, not in overhead), "
+              f"{problem_name}: {compiles}")
+    print(f"total wall time {results['total_wall_s']:.0f} s")
+
+
+def plot(results: Mapping[str, Any], path: Path) -> None:
+    """Median regret over budget with the interquartile band, one panel per problem/prior."""
+    import matplotlib  # noqa: PLC0415 - optional dependency (the [plot] extra)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    settings = results["settings"]
+    grid = np.arange(PLOT_STEP, settings["budget"] + 1e-9, PLOT_STEP)
+    priors = settings["priors"]
+    names = list(results["problems"])
+    fig, axes = plt.subplots(len(names), len(priors), squeeze=False, sharex=True,
+                             figsize=(max(4.5 * len(priors), 7.0), 3.2 * len(names)))
+    colors = dict(zip(OPTIMIZERS, ("tab:blue", "tab:orange", "tab:green", "tab:gray")))
+    for row, problem_name in enumerate(names):
+        entry = results["problems"][problem_name]
+        for column, prior in enumerate(priors):
+            ax = axes[row][column]
+            for name in OPTIMIZERS:
+                key = f"{name} / {NO_PRIOR if name in PRIOR_FREE else prior}"
+                # None (no evaluation yet) becomes NaN: not drawn.
+                stats = {k: np.asarray(v, float)
+                         for k, v in entry["results"][key]["regret_on_grid"].items()}
+                ax.step(grid, stats["median"], where="post", color=colors[name], label=name)
+                ax.fill_between(grid, stats["q25"], stats["q75"], step="post", alpha=0.15,
+                                color=colors[name])
+            ax.set_yscale("log")
+            ax.set_title(f"{problem_name}, {prior} prior")
+            ax.grid(True, alpha=0.3)
+            if row == len(names) - 1:
+                ax.set_xlabel("full-fidelity evaluations spent")
+            if column == 0:
+                ax.set_ylabel("normalised regret")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle(f"MF-Hartmann (preset {settings['preset']!r}): median and IQR over "
+                 f"{len(settings['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses flags, runs the benchmark, prints the table, writes JSON and the plot."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 seeds, the good prior, budget 5")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="number of seeds, 0..N-1 (default 10; --quick 2)")
+    parser.add_argument("--priors", nargs="+", choices=problems.PRIOR_NAMES, default=None,
+                        help="priors to run (default good medium bad; --quick good)")
+    parser.add_argument("--preset", choices=sorted(problems.HARTMANN_PRESETS), default=None,
+                        help="MF-Hartmann bias/noise preset (default 'good')")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"JSON output path (default: {DEFAULT_OUT}); the plot goes next "
+                             f"to it as .png")
+    args = parser.parse_args(argv)
+
+    settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
+    if args.priors is not None:
+        settings["priors"] = tuple(args.priors)
+    if args.preset is not None:
+        settings["preset"] = args.preset
+    default_seeds = settings.pop("seeds")
+    seeds = list(range(default_seeds if args.seeds is None else args.seeds))
+    if not seeds:
+        parser.error("--seeds must be at least 1")
+    logging.getLogger("neps").setLevel(logging.WARNING)
+    print(f"seeds: {len(seeds)} ({seeds}); priors {list(settings['priors'])}; "
+          f"budget {settings['budget']:g} full-fidelity evaluations", flush=True)
+    results = run(settings, seeds)
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    figure = args.out.with_suffix(".png")
+    plot(results, figure)
+    print(f"wrote {figure}")
+
+
+if __name__ == "__main__":
+    main()
