@@ -302,8 +302,9 @@ class _TaskEvaluator:
                 parent_states = jax.tree.map(
                     _stack, *[self.states.get(p, template) for p in parents])
             t0 = time.monotonic()
-            states, out = trainer(keys, members, fidelities, parent_states,
-                                  has_parent if has_parent.any() else None)
+            states, out = jax.block_until_ready(trainer(
+                keys, members, fidelities, parent_states,
+                has_parent if has_parent.any() else None))
             seconds = (time.monotonic() - t0) / len(rows)
             states, out = jax.device_get((states, out))  # host copies: sliced for free
             for j, i in enumerate(rows):
@@ -348,7 +349,7 @@ class _PureEvaluator:
         fidelities = np.asarray(batch["fidelities"], np.float32)[index]
         keys = trial_key([batch["key_ids"][i] for i in index])
         t0 = time.monotonic()
-        out = jax.device_get(self.fn(configs, fidelities, keys))
+        out = jax.device_get(jax.block_until_ready(self.fn(configs, fidelities, keys)))
         seconds = (time.monotonic() - t0) / n
         metrics = out if isinstance(out, Mapping) else {"loss": out}
         return [_row(batch, i, float(np.asarray(metrics["loss"])[i]), seconds=seconds,
