@@ -55,13 +55,8 @@ on the GPU, PyTorch stays on the CPU.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -76,9 +71,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import jaxnas as jn
+from _common import machine_info, write_results
 from jaxnas.train import BucketTrainer
 
-REPO = Path(__file__).resolve().parents[1]  # for the git commit recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "population_training.json"
 
 FEATURES, HIDDEN, CLASSES = 64, (128, 128), 10
@@ -386,41 +381,6 @@ def bench_population(bench: Bench, size: int, settings: Mapping[str, Any],
     }
 
 
-def jaxnas_revision() -> str:
-    """The checkout's git commit, with "+dirty" if `jaxnas/` has uncommitted changes."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(("git", "-C", str(REPO), *args), capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode:
-        return "unknown"
-    dirty = git("status", "--porcelain", "--", "jaxnas").stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def machine_info() -> dict:
-    """Platform, CPUs, load, JAX devices and library versions."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "load_average_at_start": os.getloadavg(),
-        "jax_backend": jax.default_backend(),
-        "jax_devices": [str(device) for device in jax.devices()],
-        "jax": jax.__version__,
-        "jaxlib": importlib.metadata.version("jaxlib"),
-        "flax": importlib.metadata.version("flax"),
-        "optax": importlib.metadata.version("optax"),
-        "torch": torch.__version__,
-        "torch_device": "cpu",
-        "scikit-learn": importlib.metadata.version("scikit-learn"),
-        "jaxnas": jn.__version__,
-        "jaxnas_revision": jaxnas_revision(),
-    }
-
-
 def run(settings: Mapping[str, Any]) -> dict:
     """Runs every population size.
 
@@ -430,7 +390,7 @@ def run(settings: Mapping[str, Any]) -> dict:
     Returns:
         The results, as written to JSON.
     """
-    machine = machine_info()
+    machine = {**machine_info("flax", "optax", "torch", "scikit-learn"), "torch_device": "cpu"}
     threads = machine["cpus_usable"]
     peak = peak_flops(settings["peak_repetitions"])
     start = time.perf_counter()
@@ -572,9 +532,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
     results = run(settings)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -53,14 +53,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
-import json
 import logging
-import os
-import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -73,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
+from _common import machine_info, write_results
 from jaxnas import optimizers, problems
 
 with warnings.catch_warnings():
@@ -80,7 +75,6 @@ with warnings.catch_warnings():
     import neps
     import torch
 
-REPO = Path(__file__).resolve().parents[1]  # for the git commit recorded in the JSON
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "priorband_vs_neps.json"
 
 ETA = 3
@@ -404,34 +398,6 @@ def check_targets(problems_results: Mapping[str, dict], points: Sequence[float])
     }
 
 
-def jaxnas_revision() -> str:
-    """The checkout's git commit, with "+dirty" if `jaxnas/` has uncommitted changes."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(("git", "-C", str(REPO), *args), capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode:
-        return "unknown"
-    dirty = git("status", "--porcelain", "--", "jaxnas").stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def machine_info() -> dict:
-    """Platform, CPUs, JAX devices and library versions."""
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "load_average_1min_at_start": os.getloadavg()[0],
-        "jax_backend": jax.default_backend(),
-        "jax": jax.__version__,
-        "jaxnas": jn.__version__,
-        "jaxnas_revision": jaxnas_revision(),
-        "neps": importlib.metadata.version("neural-pipeline-search"),
-    }
-
-
 def run(settings: Mapping[str, Any], seeds: Sequence[int]) -> dict:
     """Runs every problem; returns the results as written to JSON."""
     start = time.perf_counter()
@@ -439,7 +405,7 @@ def run(settings: Mapping[str, Any], seeds: Sequence[int]) -> dict:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
 
-    machine = machine_info()
+    machine = machine_info("neural-pipeline-search")
     per_problem = {f"MF-Hartmann-{dim}": run_problem(dim, settings, seeds, log)
                    for dim in DIMS}
     return {
@@ -478,8 +444,8 @@ def print_table(results: Mapping[str, Any]) -> None:
           f"fidelity charged per evaluation). Normalised regret of the incumbent (lowest "
           f"loss at any fidelity): median [q25, q75] over seeds.")
     print(f"machine: {machine['platform']}, {machine['cpus_usable']} usable CPUs (load "
-          f"{machine['load_average_1min_at_start']:.1f} at start), jax {machine['jax']}, "
-          f"neps {machine['neps']}, jaxnas {machine['jaxnas']} ({machine['jaxnas_revision']})\n")
+          f"{machine['load_average_at_start'][0]:.1f} at start), jax {machine['jax']}, "
+          f"neps {machine['neural-pipeline-search']}, jaxnas {machine['jaxnas']} ({machine['jaxnas_revision']})\n")
     header = ["problem", "prior (regret)", "optimizer",
               *[f"regret @{p:g}" for p in points], "overhead/trial", "trials"]
     print("| " + " | ".join(header) + " |")
@@ -587,9 +553,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"budget {settings['budget']:g} full-fidelity evaluations", flush=True)
     results = run(settings, seeds)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results, indent=1)
     figure = args.out.with_suffix(".png")
     plot(results, figure)
     print(f"wrote {figure}")

@@ -45,14 +45,8 @@ It prints a table and writes JSON (default `benchmarks/results/sampling.json`).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import os
-import platform
 import random
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -65,8 +59,8 @@ from neps.space.neps_spaces import parameters as neps_parameters
 from neps.space.neps_spaces.neps_space import resolve
 
 import jaxnas as jn
+from _common import machine_info, write_results
 
-REPO = Path(__file__).resolve().parents[1]  # for the git commit recorded in the JSON
 
 MAX_DEPTH = 4
 TARGET_SPEEDUPS = {"flat": 1000.0, "hierarchical": 100.0}
@@ -404,36 +398,6 @@ def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
     }
 
 
-def jaxnas_revision() -> str:
-    """The checkout's git commit, with "+dirty" if `jaxnas/` has uncommitted changes."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(("git", "-C", str(REPO), *args), capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode:
-        return "unknown"
-    dirty = git("status", "--porcelain", "--", "jaxnas").stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def machine_info() -> dict:
-    """Platform, CPUs, JAX devices and library versions."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "jax_backend": jax.default_backend(),
-        "jax_devices": [str(device) for device in jax.devices()],
-        "jax": jax.__version__,
-        "jaxlib": importlib.metadata.version("jaxlib"),
-        "jaxnas": jn.__version__,
-        "jaxnas_revision": jaxnas_revision(),
-        "neps": importlib.metadata.version("neural-pipeline-search"),
-    }
-
-
 def run(settings: Mapping[str, Any]) -> dict:
     """Runs both libraries on every space.
 
@@ -464,7 +428,7 @@ def run(settings: Mapping[str, Any]) -> dict:
         }
     return {
         "benchmark": "sampling",
-        "machine": machine_info(),
+        "machine": machine_info("neural-pipeline-search"),
         "settings": {**settings, "population_sizes": list(settings["population_sizes"]),
                      "seeds": seeds, "statistic": "median over repetitions"},
         "spaces": spaces,
@@ -492,7 +456,7 @@ def print_table(results: Mapping[str, Any]) -> None:
     print(f"\nSampling throughput (configs/s), median of {settings['repetitions']} "
           f"repetitions, seeds {settings['seeds']}")
     print(f"machine: {machine['platform']}, {machine['cpus_usable']} usable CPUs, "
-          f"jax {machine['jax']} on {machine['jax_devices']}, neps {machine['neps']}, "
+          f"jax {machine['jax']} on {machine['jax_devices']}, neps {machine['neural-pipeline-search']}, "
           f"jaxnas {machine['jaxnas']} ({machine['jaxnas_revision']})\n")
     header = (f"{'space':<13}{'library':<8}{'batch':>9}{'median':>16}{'min':>16}"
               f"{'max':>16}{'compile s':>11}")
@@ -537,9 +501,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
     results = run(settings)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
