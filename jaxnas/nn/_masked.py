@@ -221,6 +221,36 @@ def _check_width(name: str, width: Any, maximum: int, *, mask_ok: bool = False) 
     return jnp.asarray(width, jnp.int32)
 
 
+def _masked_parameters(layer: nn.Module, inputs: jax.Array, width: Width,
+                       in_width: Width | None, receptive_field: tuple[int, ...]) -> tuple:
+    """The shared part of a masked layer's call: checks, parameters, inactive inputs zeroed.
+
+    Returns:
+      `(inputs, kernel, bias, width)`, promoted to the computation dtype; `kernel` has shape
+      `(*receptive_field, max_in, max_features)`, `bias` is None without one.
+    """
+    max_in = inputs.shape[-1]
+    width = _check_width("width", width, layer.max_features)
+    in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
+                            mask_ok=True)
+    kernel = layer.param("kernel", _masked_kernel_init(layer.kernel_init),
+                         receptive_field + (max_in, layer.max_features), layer.param_dtype,
+                         in_width, width)
+    bias = (layer.param("bias", _masked_bias_init(layer.bias_init), (layer.max_features,),
+                        layer.param_dtype, width) if layer.use_bias else None)
+    inputs = jnp.where(_active(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
+    inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=layer.dtype)
+    return inputs, kernel, bias, width
+
+
+def _masked_output(layer: nn.Module, y: jax.Array, bias: jax.Array | None,
+                   width: jax.Array) -> jax.Array:
+    """Adds the bias and zeroes the output features past `width`."""
+    if bias is not None:
+        y = y + bias
+    return jnp.where(_active(layer.max_features, width), y, jnp.zeros((), y.dtype))
+
+
 class MaskedDense(nn.Module):
     """`nn.Dense` at `max_features` outputs, of which the first `width` are active.
 
@@ -273,21 +303,10 @@ class MaskedDense(nn.Module):
         Raises:
           ValueError: a width that is not a scalar, or a Python int out of its range.
         """
-        max_in = jnp.shape(inputs)[-1]
-        width = _check_width("width", width, self.max_features)
-        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
-                                mask_ok=True)
-        kernel = self.param("kernel", _masked_kernel_init(self.kernel_init),
-                            (max_in, self.max_features), self.param_dtype, in_width, width)
-        bias = (self.param("bias", _masked_bias_init(self.bias_init), (self.max_features,),
-                           self.param_dtype, width) if self.use_bias else None)
-        inputs = jnp.where(_active(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
-        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width, ())
         y = lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
                             precision=self.precision)
-        if bias is not None:
-            y = y + bias
-        return jnp.where(_active(self.max_features, width), y, jnp.zeros((), y.dtype))
+        return _masked_output(self, y, bias, width)
 
 
 def _conv_dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
@@ -368,22 +387,11 @@ class MaskedConv(nn.Module):
         batch_shape = inputs.shape[:inputs.ndim - rank - 1]
         inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
 
-        max_in = inputs.shape[-1]
-        width = _check_width("width", width, self.max_features)
-        in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
-                                mask_ok=True)
-        kernel = self.param("kernel", _masked_kernel_init(self.kernel_init),
-                            kernel_size + (max_in, self.max_features), self.param_dtype,
-                            in_width, width)
-        bias = (self.param("bias", _masked_bias_init(self.bias_init), (self.max_features,),
-                           self.param_dtype, width) if self.use_bias else None)
-        inputs = jnp.where(_active(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
-        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width,
+                                                         kernel_size)
         y = lax.conv_general_dilated(
             inputs, kernel, window_strides=per_axis(self.strides), padding=padding,
             rhs_dilation=per_axis(self.kernel_dilation),
             dimension_numbers=_conv_dimension_numbers(inputs.ndim), precision=self.precision)
-        if bias is not None:
-            y = y + bias
-        y = jnp.where(_active(self.max_features, width), y, jnp.zeros((), y.dtype))
+        y = _masked_output(self, y, bias, width)
         return jnp.reshape(y, batch_shape + y.shape[1:])
