@@ -263,7 +263,7 @@ def _evaluator(evaluate: Any, spec: SearchSpace, masked: bool) -> Callable:
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
                         f"f(config, fidelity, key) or a callable f(**config).")
     if _is_pure(evaluate):
-        return _PureEvaluator(evaluate, spec)
+        return _TaskEvaluator(_pure_task(evaluate), spec, masked, bucketed=False)
     return _PlainEvaluator(evaluate, spec)
 
 
@@ -277,16 +277,21 @@ def _is_pure(fn: Callable) -> bool:
 
 
 class _TaskEvaluator:
-    """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
+    """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions.
 
-    def __init__(self, task: Any, spec: SearchSpace, masked: bool):
-        self.task, self.spec, self.masked = task, spec, masked
+    With `bucketed=False` the whole batch is one bucket (a pure function, whose config
+    values all arrive traced).
+    """
+
+    def __init__(self, task: Any, spec: SearchSpace, masked: bool, bucketed: bool = True):
+        self.task, self.spec, self.masked, self.bucketed = task, spec, masked, bucketed
         self.trainers: dict[tuple, BucketTrainer] = {}
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
 
     def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
         configs = batch["configs"]
-        signatures = self.spec.buckets(configs, masked=self.masked)
+        signatures = (self.spec.buckets(configs, masked=self.masked) if self.bucketed
+                      else [()] * len(batch["trial_ids"]))
         results = [None] * len(signatures)
         for signature in dict.fromkeys(signatures):
             rows = [i for i, s in enumerate(signatures) if s == signature]
@@ -334,27 +339,25 @@ def _stack(*leaves: Any) -> Any:
     return np.stack(leaves)
 
 
-class _PureEvaluator:
-    """`f(config, fidelity, key)`, jitted and vmapped over a padded batch."""
+def _pure_task(fn: Callable) -> Task:
+    """`f(config, fidelity, key)` as a `Task`: the state is the trial's key and fidelity.
 
-    def __init__(self, fn: Callable, spec: SearchSpace):
-        self.spec = spec
-        self.fn = jax.jit(jax.vmap(fn))
+    So a pure function runs through the same `BucketTrainer` (jit, vmap, padding) as any
+    task; it has no structure to bucket, as every config value reaches it traced.
+    """
 
-    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
-        n = len(batch["trial_ids"])
-        size = pad_to_power_of_two(n)
-        index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
-        configs = jax.tree.map(lambda a: a[index], batch["configs"])
-        fidelities = np.asarray(batch["fidelities"], np.float32)[index]
-        keys = trial_key([batch["key_ids"][i] for i in index])
-        t0 = time.monotonic()
-        out = jax.device_get(jax.block_until_ready(self.fn(configs, fidelities, keys)))
-        seconds = (time.monotonic() - t0) / n
-        metrics = out if isinstance(out, Mapping) else {"loss": out}
-        return [_row(batch, i, float(np.asarray(metrics["loss"])[i]), seconds=seconds,
-                     cost=float(np.asarray(metrics["cost"])[i]) if "cost" in metrics else None)
-                for i in range(n)]
+    def init(key, config):
+        del config
+        return {"key": jax.random.key_data(key), "fidelity": jnp.zeros((), jnp.float32)}
+
+    def train(state, config, fidelity):
+        del config
+        return {**state, "fidelity": jnp.asarray(fidelity, jnp.float32)}
+
+    def evaluate(state, config):
+        return fn(config, state["fidelity"], jax.random.wrap_key_data(state["key"]))
+
+    return Task(init, train, evaluate)
 
 
 class _PlainEvaluator:

@@ -103,7 +103,10 @@ def test_bad_runs_are_refused_at_the_start(tmp_path):
     np.testing.assert_equal(len(load_results(tmp_path)), 3)
 
 
-def test_task_promotions_continue_from_the_parent_state(tmp_path):
+def test_supervised_task_reports_curves_that_extend_the_parents(tmp_path):
+    # The stored curves and epochs agree with each trial's fidelity, and a promoted trial's
+    # curve starts with its parent's. (That it continues rather than retrains with the same
+    # keys is shown by the next test, which counts the calls to train.)
     import flax.linen as nn
 
     rng = np.random.default_rng(0)
