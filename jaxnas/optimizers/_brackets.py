@@ -28,7 +28,8 @@ import numpy as np
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials
-from jaxnas.optimizers._schedule import Schedule, check_eta, hyperband_schedule, rung_fidelities
+from jaxnas.optimizers._schedule import (Schedule, check_bracket_sizes, check_eta, hyperband_schedule,
+                                        rung_fidelities)
 from jaxnas.space import Config, SearchSpace
 
 # sampler(trials, key, base_rung, batch) -> (configs with leading axis `batch`, (batch,)
@@ -64,8 +65,8 @@ class BracketState(NamedTuple):
 
 
 def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
-                       use_prior: bool = False, batch_size: int | None = None,
-                       max_trials: int = 1024) -> Optimizer:
+                       use_prior: bool = False, bracket_sizes: str = "hpbandster",
+                       batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Successive halving (Jamieson & Talwalkar, 2016), repeated bracket after bracket.
 
     The bracket is Hyperband's bracket `s = s_max - early_stopping_rate` (see `hyperband`):
@@ -77,6 +78,8 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
         eta: Keep the best `1 / eta` of each rung; rungs are `max / eta**i`.
         early_stopping_rate: Skip this many of the lowest rungs.
         use_prior: Sample new configurations from the prior instead of uniformly.
+        bracket_sizes: `"hpbandster"` or `"paper"`, the rule that sizes the bracket when
+            `early_stopping_rate > 0` (see `hyperband`).
         batch_size: Proposals per ask; defaults to the largest rung, so that each ask
             returns a whole rung.
         max_trials: Trials the state must hold; its capacity is this (or one batch, if
@@ -91,31 +94,36 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
             range narrower than eta, ...); the message names it.
     """
     owner = "successive_halving"
-    schedule = full_schedule(owner, spec, eta)
+    schedule = full_schedule(owner, spec, eta, bracket_sizes)
     s_max = schedule.n_rungs - 1
     if (isinstance(early_stopping_rate, bool) or not isinstance(early_stopping_rate, int)
             or not 0 <= early_stopping_rate < s_max):
         raise ValueError(f"{owner}: early_stopping_rate={early_stopping_rate!r} must be an "
                          f"integer in [0, {s_max - 1}] (the schedule has {s_max + 1} rungs).")
     schedule = hyperband_schedule(schedule.fidelities, schedule.eta,
-                                  brackets=(s_max - early_stopping_rate,))
+                                  brackets=(s_max - early_stopping_rate,),
+                                  bracket_sizes=bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
 
 
 def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
-              batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
+              bracket_sizes: str = "hpbandster", batch_size: int | None = None,
+              max_trials: int = 1024) -> Optimizer:
     """Hyperband (Li et al., JMLR 2018): successive halving over every early-stopping rate.
 
     Rungs are `max_fidelity / eta**i` down to the minimum fidelity (integer fidelities
-    rounded down, as NePS does); bracket `s` starts `ceil((s_max + 1) / (s + 1) * eta**s)`
-    configs (Algorithm 1). For fidelity 1..81 and eta 3: 81@1 27@3 9@9 3@27 1@81;
-    34@3 11@9 3@27 1@81; 15@9 5@27 1@81; 8@27 2@81; 5@81.
+    rounded down, as NePS does). Bracket `s` starts `floor((s_max + 1) / (s + 1)) * eta**s`
+    configs, as HpBandSter and NePS size it; for fidelity 1..81 and eta 3: 81@1 27@3 9@9
+    3@27 1@81; 27@3 9@9 3@27 1@81; 9@9 3@27 1@81; 6@27 2@81; 5@81. With
+    `bracket_sizes="paper"` it starts `ceil((s_max + 1) / (s + 1) * eta**s)` (the paper's
+    Algorithm 1 and Table 1): 81, then 34@3 11@9 3@27 1@81; 15@9 5@27 1@81; 8@27 2@81; 5@81.
 
     Args:
         spec: A compiled search space with a fidelity.
         eta: The reduction factor (>= 2).
         use_prior: Sample new configurations from the prior instead of uniformly.
+        bracket_sizes: `"hpbandster"` (HpBandSter's and NePS's sizes) or `"paper"`.
         batch_size: Proposals per ask; defaults to the largest rung.
         max_trials: Trials the state must hold (see `successive_halving`).
 
@@ -126,18 +134,20 @@ def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
         TypeError, ValueError: a bad argument; the message names it.
     """
     owner = "hyperband"
-    schedule = full_schedule(owner, spec, eta)
+    schedule = full_schedule(owner, spec, eta, bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
 
 
-def full_schedule(owner: str, spec: SearchSpace, eta: int) -> Schedule:
-    """Checks the space and eta and builds the full Hyperband schedule."""
+def full_schedule(owner: str, spec: SearchSpace, eta: int,
+                  bracket_sizes: str = "hpbandster") -> Schedule:
+    """Checks the space, eta and bracket_sizes and builds the full Hyperband schedule."""
     spec = _base.check_space(owner, spec, needs_fidelity=True)
     eta = check_eta(owner, eta)
+    bracket_sizes = check_bracket_sizes(owner, bracket_sizes)
     info = spec.fidelity
     fidelities = rung_fidelities(owner, info.lower, info.upper, info.is_integer, eta)
-    return hyperband_schedule(fidelities, eta)
+    return hyperband_schedule(fidelities, eta, bracket_sizes=bracket_sizes)
 
 
 def plain_sampler(spec: SearchSpace, use_prior: bool) -> Sampler:

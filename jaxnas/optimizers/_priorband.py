@@ -47,7 +47,8 @@ from jaxnas.space._search_space import PRIOR_SIGMA, PRIOR_WEIGHT
 
 def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior: bool = True,
               mutation_rate: float = 0.5, mutation_std: float = 0.25,
-              batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
+              bracket_sizes: str = "hpbandster", batch_size: int | None = None,
+              max_trials: int = 1024) -> Optimizer:
     """PriorBand: Hyperband whose new configurations mix uniform, prior and incumbent samples.
 
     Args:
@@ -59,6 +60,8 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
         prior: Use the prior at all; `prior=False` samples uniformly, which is Hyperband.
         mutation_rate: Probability that incumbent sampling perturbs each parameter.
         mutation_std: Sigma of that perturbation in the unit cube.
+        bracket_sizes: `"hpbandster"` (HpBandSter's and NePS's bracket sizes) or `"paper"`
+            (the Hyperband paper's); see `hyperband`.
         batch_size: Proposals per ask; defaults to the largest rung.
         max_trials: Trials the state must hold (see `successive_halving`).
 
@@ -80,7 +83,7 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
         Learning. NeurIPS 2023.
     """
     owner = "priorband"
-    schedule = full_schedule(owner, spec, eta)
+    schedule = full_schedule(owner, spec, eta, bracket_sizes)
     incumbent = _base.check_bool(owner, "incumbent", incumbent)
     prior = _base.check_bool(owner, "prior", prior)
     if not 0.0 <= mutation_rate <= 1.0:

@@ -2,18 +2,22 @@
 
 Rungs are numbered from the lowest fidelity: rung `k` of `s_max + 1` evaluates at
 `max_fidelity / eta**(s_max - k)`, `s_max = floor(log_eta(max / min))`. Bracket `s` starts
-`n = ceil((s_max + 1) / (s + 1) * eta**s)` configurations at rung `s_max - s` and keeps
-`floor(n / eta**i)` of them at its `i`-th rung (Li et al., JMLR 2018, Algorithm 1, lines 2-3
-and 6-7; HpBandSter's table).
+`n` configurations at rung `s_max - s` and keeps `floor(n / eta**i)` of them at its `i`-th
+rung. Two published rules size `n`:
 
-NePS 0.17 (`neps.optimizers.utils.brackets.calculate_hb_bracket_layouts`) sizes bracket `s`
-with `floor((s_max + 1) / (s + 1)) * eta**s`, which differs from the paper whenever
-`s + 1` does not divide `s_max + 1`: for fidelity 1..81 and eta 3 it starts 81, 27, 9, 6, 5
-configurations where the paper starts 81, 34, 15, 8, 5, and for 1..27 it starts 27, 9, 6, 4
-where the paper starts 27, 12, 6, 4. jaxnas follows the paper. NePS also computes `s_max`
-with floating-point logarithms, so that 1..243 gets `s_max = 4` (log(243) / log(3) rounds
-below 5); jaxnas counts rungs exactly. Rung fidelities agree with NePS: integer fidelities
-are `int(max / eta**i)`, i.e. rounded down.
+* `"hpbandster"` (the default): `n = floor((s_max + 1) / (s + 1)) * eta**s`, as HpBandSter
+  (`HyperBand.get_next_iteration`) and NePS 0.17 (`neps.optimizers.utils.brackets.
+  calculate_hb_bracket_layouts`) compute it, so that a run compares one to one with theirs.
+  For fidelity 1..81 and eta 3 the brackets start 81, 27, 9, 6, 5 configurations; for 1..27,
+  27, 9, 6, 4.
+* `"paper"`: `n = ceil((s_max + 1) / (s + 1) * eta**s)`, Li et al., JMLR 2018, Algorithm 1,
+  line 3 and Table 1: 81, 34, 15, 8, 5 for 1..81 and 27, 12, 6, 4 for 1..27. The middle
+  brackets are larger, so one Hyperband cycle spends more on low fidelities.
+
+The two agree whenever `s + 1` divides `s_max + 1`. NePS computes `s_max` with
+floating-point logarithms, so that 1..243 gets `s_max = 4` (log(243) / log(3) rounds below
+5); jaxnas counts rungs exactly. Rung fidelities agree with NePS: integer fidelities are
+`int(max / eta**i)`, i.e. rounded down.
 """
 
 from __future__ import annotations
@@ -100,8 +104,21 @@ def rung_fidelities(owner: str, lower: float, upper: float, is_integer: bool,
     return tuple(float(v) for v in values)
 
 
+BRACKET_SIZES = ("hpbandster", "paper")
+
+
+def check_bracket_sizes(owner: str, bracket_sizes: object) -> str:
+    """Returns `bracket_sizes` or raises: it must name one of `BRACKET_SIZES`."""
+    if bracket_sizes not in BRACKET_SIZES:
+        raise ValueError(f"{owner}: bracket_sizes={bracket_sizes!r} must be one of "
+                         f"{', '.join(map(repr, BRACKET_SIZES))} (how many configurations "
+                         f"each Hyperband bracket starts; see jaxnas.optimizers.hyperband).")
+    return str(bracket_sizes)
+
+
 def hyperband_schedule(fidelities: tuple[float, ...], eta: int,
-                       brackets: tuple[int, ...] | None = None) -> Schedule:
+                       brackets: tuple[int, ...] | None = None,
+                       bracket_sizes: str = "hpbandster") -> Schedule:
     """Builds the schedule over `fidelities` (one rung each).
 
     Args:
@@ -109,6 +126,7 @@ def hyperband_schedule(fidelities: tuple[float, ...], eta: int,
         eta: The reduction factor.
         brackets: Which brackets `s` to run, in order; all `s_max, ..., 0` (Hyperband) when
             None. Successive halving runs one.
+        bracket_sizes: `"hpbandster"` or `"paper"` (see the module docstring).
 
     Returns:
         A `Schedule`.
@@ -117,7 +135,10 @@ def hyperband_schedule(fidelities: tuple[float, ...], eta: int,
     order = tuple(range(s_max, -1, -1)) if brackets is None else brackets
     sizes = []
     for s in order:
-        n = -(-(s_max + 1) * eta ** s // (s + 1))  # ceil((s_max + 1) / (s + 1) * eta**s)
+        if bracket_sizes == "paper":
+            n = -(-(s_max + 1) * eta ** s // (s + 1))  # ceil((s_max + 1) / (s + 1) * eta**s)
+        else:
+            n = (s_max + 1) // (s + 1) * eta ** s
         base = s_max - s
         sizes.append(tuple(0 if k < base else n // eta ** (k - base)
                            for k in range(s_max + 1)))

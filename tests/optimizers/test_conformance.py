@@ -165,6 +165,8 @@ def test_single_fidelity_optimisers_evaluate_at_the_maximum_or_nan():
     ("hyperband", dict(batch_size=-2), r"batch_size=-2 must be an integer >= 1"),
     ("complex_random_search", dict(max_trials=0), r"max_trials=0 must be an integer >= 1"),
     ("priorband", dict(mutation_rate=1.5), r"mutation_rate=1\.5 must lie in \[0, 1\]"),
+    ("hyperband", dict(bracket_sizes="neps"),
+     r"hyperband: bracket_sizes='neps' must be one of 'hpbandster', 'paper'"),
 ])
 def test_bad_arguments_raise_naming_the_parameter(name, kwargs, match):
     with pytest.raises(ValueError, match=match):

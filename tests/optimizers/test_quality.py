@@ -25,10 +25,10 @@ BAD_PRIOR_TOLERANCE = 0.05
 SEARCHES = {  # name: (prior, constructor, asks)
     "random_search": (None, lambda s: optimizers.random_search(s, batch_size=10,
                                                                max_trials=64), 2),
-    # A cycle (15 rungs) spends 1903; two rungs of the next one pass BUDGET.
-    "hyperband": (None, lambda s: optimizers.hyperband(s, max_trials=400), 17),
-    "priorband_good": ("good", lambda s: optimizers.priorband(s, max_trials=400), 17),
-    "priorband_bad": ("bad", lambda s: optimizers.priorband(s, max_trials=400), 17),
+    # A cycle (15 rungs) spends 1690; the next one's whole first bracket passes BUDGET.
+    "hyperband": (None, lambda s: optimizers.hyperband(s, max_trials=400), 20),
+    "priorband_good": ("good", lambda s: optimizers.priorband(s, max_trials=400), 20),
+    "priorband_bad": ("bad", lambda s: optimizers.priorband(s, max_trials=400), 20),
 }
 
 

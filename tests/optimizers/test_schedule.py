@@ -3,13 +3,31 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxnas as jn
 from jaxnas import optimizers
 from tests.optimizers._shared import drive, jitted, rungs_served, toy_loss
 
-# Li et al. (JMLR 2018), Table 1 / HpBandSter, fidelity 1..81, eta 3: (configs, fidelity)
-# per rung of brackets s = 4, ..., 0.
+# HpBandSter (HyperBand.get_next_iteration) and NePS 0.17 (calculate_hb_bracket_layouts),
+# fidelity 1..81, eta 3: n = floor(5 / (s + 1)) * 3**s. (configs, fidelity) per rung of
+# brackets s = 4, ..., 0. The default.
+HPBANDSTER_81 = [
+    [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
+    [(27, 3), (9, 9), (3, 27), (1, 81)],
+    [(9, 9), (3, 27), (1, 81)],
+    [(6, 27), (2, 81)],
+    [(5, 81)],
+]
+# The same for 1..27 (s_max = 3): n = floor(4 / (s + 1)) * 3**s.
+HPBANDSTER_27 = [
+    [(27, 1), (9, 3), (3, 9), (1, 27)],
+    [(9, 3), (3, 9), (1, 27)],
+    [(6, 9), (2, 27)],
+    [(4, 27)],
+]
+# Li et al. (JMLR 2018), Algorithm 1 and Table 1, fidelity 1..81, eta 3:
+# n = ceil(5 / (s + 1) * 3**s); bracket_sizes="paper".
 PAPER_81 = [
     [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
     [(34, 3), (11, 9), (3, 27), (1, 81)],
@@ -24,8 +42,6 @@ PAPER_27 = [
     [(6, 9), (2, 27)],
     [(4, 27)],
 ]
-# NePS 0.17 (calculate_hb_bracket_layouts) starts 81, 27, 9, 6, 5 and 27, 9, 6, 4 configs:
-# it floors (s_max + 1) / (s + 1) before multiplying. jaxnas follows the paper.
 
 
 def _brackets(history) -> list[list[tuple[int, float]]]:
@@ -42,16 +58,27 @@ def _brackets(history) -> list[list[tuple[int, float]]]:
     return brackets
 
 
-def test_hyperband_brackets_match_published_table():
-    opt, ask, tell = jitted("hyperband", "plain81", max_trials=512)
-    steps = sum(len(bracket) for bracket in PAPER_81) + len(PAPER_81[0])  # a cycle, a bracket
+@pytest.mark.parametrize("name", ["hyperband", "priorband"])
+@pytest.mark.parametrize("bracket_sizes, table", [("hpbandster", HPBANDSTER_81),
+                                                  ("paper", PAPER_81)])
+def test_hyperband_brackets_match_published_table(name, bracket_sizes, table):
+    opt, ask, tell = jitted(name, "plain81", bracket_sizes=bracket_sizes, max_trials=512)
+    steps = sum(len(bracket) for bracket in table) + len(table[0])  # a cycle, a bracket
     state, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), steps)
-    assert _brackets(history) == PAPER_81 + PAPER_81[:1]  # then the next cycle starts over
+    assert _brackets(history) == table + table[:1]  # then the next cycle starts over
     optimizers.check(state)
 
 
+def test_default_bracket_sizes_are_hpbandsters():
+    opt, ask, tell = jitted("hyperband", "plain27", max_trials=128)
+    steps = sum(len(bracket) for bracket in HPBANDSTER_27)
+    _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), steps)
+    assert _brackets(history) == HPBANDSTER_27
+
+
 def test_hyperband_in_batches_of_10_matches_published_table():
-    opt, ask, tell = jitted("hyperband", "plain27", batch_size=10, max_trials=128)
+    opt, ask, tell = jitted("hyperband", "plain27", bracket_sizes="paper", batch_size=10,
+                            max_trials=128)
     # 27@1 comes in batches of 10, 10 and 7; 12@3 in 10 and 2; every other rung is smaller.
     steps = sum(len(bracket) for bracket in PAPER_27) + 3  # 2 + 1 extra batches
     _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), steps)
@@ -70,13 +97,16 @@ def test_hyperband_in_batches_of_10_matches_published_table():
 def test_successive_halving_repeats_the_largest_bracket():
     opt, ask, tell = jitted("successive_halving", "plain81", max_trials=512)
     _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 10)
-    assert _brackets(history) == [PAPER_81[0], PAPER_81[0]]
+    assert _brackets(history) == [HPBANDSTER_81[0], HPBANDSTER_81[0]]
 
 
-def test_successive_halving_early_stopping_rate_starts_higher():
-    opt, ask, tell = jitted("successive_halving", "plain81", early_stopping_rate=1)
+@pytest.mark.parametrize("bracket_sizes, table", [("hpbandster", HPBANDSTER_81),
+                                                  ("paper", PAPER_81)])
+def test_successive_halving_early_stopping_rate_starts_higher(bracket_sizes, table):
+    opt, ask, tell = jitted("successive_halving", "plain81", early_stopping_rate=1,
+                            bracket_sizes=bracket_sizes)
     _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 4)
-    assert _brackets(history) == [PAPER_81[1]]
+    assert _brackets(history) == [table[1]]
 
 
 def test_promotions_keep_the_config_and_take_the_best_of_the_rung():
@@ -118,7 +148,7 @@ def test_pending_trials_start_new_brackets_and_promotions_resume_after_results()
     for key in jax.random.split(jax.random.key(1), 6):  # nothing told: NePS starts brackets
         state, proposals = ask(state, key)
         asked.append(jax.device_get(proposals))
-    assert rungs_served(asked) == [(81, 1), (34, 3), (15, 9), (8, 27), (5, 81), (81, 1)]
+    assert rungs_served(asked) == [(81, 1), (27, 3), (9, 9), (6, 27), (5, 81), (81, 1)]
     # Results for the first bracket's base rung only (fewer than asked): it promotes next,
     # before any new sample (oldest cycle first, promotions first).
     first = asked[0]
