@@ -7,7 +7,11 @@ from jaxnas import train
 from jaxnas._run import Incumbent
 from jaxnas._run import RunResult
 from jaxnas._run import run
+from jaxnas._storage import StorageError
+from jaxnas._storage import export_csv
+from jaxnas._storage import load_config
 from jaxnas._storage import load_results
+from jaxnas._storage import load_space
 from jaxnas.space import Bool
 from jaxnas.space import ByName
 from jaxnas.space import Categorical
@@ -49,10 +53,14 @@ __all__ = [
     "SearchSpace",
     "Space",
     "SpaceError",
+    "StorageError",
     "SupervisedTask",
     "Task",
     "compile",
+    "export_csv",
+    "load_config",
     "load_results",
+    "load_space",
     "nn",
     "optimizers",
     "problems",

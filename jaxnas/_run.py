@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import logging
 import math
+import os
+import pickle
+import shutil
+import socket
 import sys
 import time
+import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,13 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import optimizers as _optimizers
-from jaxnas._storage import TrialStore, load_results
-from jaxnas.space import SearchSpace, compile as _compile
+from jaxnas._storage import DATABASE, RunStore
+from jaxnas.space import Config, SearchSpace, compile as _compile
+from jaxnas.space._config import Layout
 from jaxnas.train import BucketTrainer, Task, pad_to_power_of_two
 
 logger = logging.getLogger("jaxnas")
 
 DEFAULT_MAX_TRIALS = 1024
+CHECKPOINTS = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,22 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         root_directory: str | Path, max_evaluations: int | None = None,
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
         max_seconds: float | None = None, seed: int = 0, masked: bool = True,
-        optimizer_kwargs: Mapping | None = None, progress: bool | None = None) -> RunResult:
+        optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
+        overwrite: bool = False, checkpoint_every: int = 20) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
+
+    The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
+    moment it finishes, before the optimiser hears of it), the optimiser's history, and
+    Orbax checkpoints of its state. Calling `run` again with the same arguments on the same
+    folder continues the run: nothing finished is evaluated again, and trials that were
+    running when a process died are evaluated once more. Several processes calling `run`
+    on one folder share the work, as NePS or Optuna workers do: each asks for its own
+    batches and the optimiser's state stays one consistent history.
+
+    Failed trials: an exception raised by `evaluate` (a plain callable's trial, or a whole
+    training bucket) or a non-finite loss makes the trial `failed`, recorded with its
+    error and traceback; it is never promoted or the incumbent, and the run goes on. In a
+    vmapped bucket each member's loss is its own: one diverging member fails alone.
 
     Args:
         evaluate: one of
@@ -87,84 +110,61 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
               dict gives `loss` and optionally `cost`. An exception is a failed trial.
         space: a space pytree or a compiled `SearchSpace`.
         optimizer: an optimiser name (`jn.optimizers.get`) or an `Optimizer` value.
-        root_directory: where the trial table (`trials.sqlite`) is written.
-        max_evaluations: stop after this many trials.
+        root_directory: the run folder; a new one starts a run, an existing one continues.
+        max_evaluations: stop once the run holds this many trials (all workers together).
         max_cost: stop once the summed cost (a trial's `cost`, else its fidelity) reaches it.
         max_fidelity_spent: stop once the fidelity trained reaches it (a continued trial
             counts only the fidelity it adds).
-        max_seconds: stop after this much wall-clock time (checked between batches).
+        max_seconds: stop this process after this much wall-clock time (checked between
+            batches).
         seed: the run's seed: every random draw follows from `jax.random.key(seed)`.
         masked: group configurations that differ only in widths into one bucket.
         optimizer_kwargs: keyword arguments for a named optimiser (`max_trials` defaults to
             `max_evaluations`, else 1024).
         progress: show a progress line (default: when stderr is a terminal).
+        overwrite: delete a run already in `root_directory` that was started with another
+            space, optimiser or seed, and start afresh (otherwise that is an error).
+        checkpoint_every: save the optimiser's state with Orbax every this many optimiser
+            events (asks and tells); a resumed run restores the newest good checkpoint
+            and replays only the events after it.
 
     Returns:
-        A `RunResult` with the incumbent and the trial table.
+        A `RunResult` with the incumbent and every trial of the run.
 
     Raises:
-        ValueError: no budget given, a bad budget, a root directory that already holds a run.
+        ValueError: no budget or a bad one; an existing run with another space, optimiser
+            or seed (the message says what differs).
+        StorageError: a folder that cannot be written, or a database from a newer jaxnas.
     """
     spec = space if isinstance(space, SearchSpace) else _compile(space)
     budgets = _check_budgets(max_evaluations=max_evaluations, max_cost=max_cost,
                              max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
-    root = Path(root_directory)
-    if (root / "trials.sqlite").exists() and load_results(root):
-        raise ValueError(f"root_directory={str(root)!r} already holds a run; choose a new "
-                         f"directory.")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+            or checkpoint_every < 1:
+        raise ValueError(f"jn.run: checkpoint_every={checkpoint_every!r} must be an integer "
+                         f">= 1.")
     opt = _make_optimizer(optimizer, spec, max_evaluations, optimizer_kwargs)
     evaluator = _evaluator(evaluate, spec, masked)
-    store = TrialStore(root)
+    root = Path(root_directory)
+    description = _describe_run(spec, optimizer, optimizer_kwargs, max_evaluations, seed)
+    if overwrite:
+        _remove_other_run(root, description)
+    store = RunStore(root, create=True)
     show = sys.stderr.isatty() if progress is None else progress
-
-    key = jax.random.key(seed)
-    state = opt.init(jax.random.fold_in(key, 0))
-    ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
-    root_of: dict[int, int] = {}  # trial id -> the id of its first ancestor
-    trial_key = _key_maker(jax.random.fold_in(key, 1))
-    spent = {"evaluations": 0, "cost": 0.0, "fidelity": 0.0}
-    fidelity_of: dict[int, float] = {}
-    start, step, stopped_by = time.monotonic(), 0, ""
-    trials: list[dict] = []
+    start, stopped_by = time.monotonic(), ""
     try:
-        while not (stopped_by := _exhausted(budgets, spent, time.monotonic() - start)):
-            step += 1
-            state, proposals = ask(state, jax.random.fold_in(key, step))
-            try:
-                _optimizers.check(state)
-            except ValueError as full:
-                logger.warning("jaxnas.run: %s", full)
-                stopped_by = "the optimiser's capacity (optimizer_kwargs max_trials)"
+        _claim_folder(store, spec, description)
+        worker = _Worker(opt, store, seed, checkpoint_every)
+        while True:
+            claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
+            if stopped_by:
                 break
-            rows = np.flatnonzero(np.asarray(proposals.valid))
-            if max_evaluations is not None:
-                rows = rows[: max_evaluations - spent["evaluations"]]
-            if rows.size == 0:
-                stopped_by = "the optimiser has nothing more to propose"
-                break
-            batch = _select(proposals, rows)
-            for tid, parent in zip(batch["trial_ids"], batch["parent_ids"]):
-                # A continued trial keeps its first ancestor's key: training to a higher
-                # fidelity in steps then equals training there in one go.
-                root_of[tid] = root_of[parent] if parent >= 0 else tid
-            batch["key_ids"] = [root_of[t] for t in batch["trial_ids"]]
-            results = evaluator(batch, trial_key)
-            for r in results:
-                parent = r["parent_id"]
-                r["cost"] = r["cost"] if r["cost"] is not None else r["fidelity"]
-                added = (r["fidelity"] or 0.0) - fidelity_of.get(parent, 0.0)
-                fidelity_of[r["trial_id"]] = r["fidelity"] or 0.0
-                spent["evaluations"] += 1
-                spent["cost"] += r["cost"] or 0.0
-                spent["fidelity"] += added
-            store.add(results)  # committed before the optimiser hears of it
-            trials.extend(results)
-            losses = np.full(proposals.trial_ids.shape, np.nan, np.float32)
-            ids = np.full(proposals.trial_ids.shape, -1, np.int32)
-            ids[: len(results)] = [r["trial_id"] for r in results]
-            losses[: len(results)] = [r["loss"] for r in results]
-            state = tell(state, jnp.asarray(ids), jnp.asarray(losses))
-            _report(show, trials, spent, budgets, time.monotonic() - start)
+            batch = _batch(claimed, worker.key_ids(claimed), worker.layout)
+            evaluator(batch, worker.trial_key, store.finish_trials)
+            worker.finished(claimed[0]["step"])
+            _report(show, store.totals(), store, budgets, time.monotonic() - start)
+        worker.checkpoint(force=True)
+        trials = store.trials("ORDER BY trial_id")
     finally:
         store.close()
         if show:
@@ -173,6 +173,381 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
                 None if incumbent is None else incumbent.loss)
     return RunResult(incumbent, trials, root, stopped_by)
+
+
+# ------------------------------------------------------------ the run folder
+
+
+def _describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
+                  max_evaluations: int | None, seed: int) -> dict:
+    """What must match for a folder's run to be continued."""
+    if isinstance(optimizer, _optimizers.Optimizer):
+        name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
+        arguments = {}
+    else:
+        name = optimizer
+        arguments = dict(kwargs or {})
+        arguments.setdefault("max_trials", max_evaluations or DEFAULT_MAX_TRIALS)
+    return {"space": spec.describe(), "optimizer": name,
+            "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
+            "seed": int(seed)}
+
+
+def _remove_other_run(root: Path, description: dict) -> None:
+    """`overwrite=True`: deletes the folder's run if it is a different one."""
+    if not (root / DATABASE).exists():
+        return
+    store = RunStore(root, create=False)
+    try:
+        stored = store.get_meta("run")
+    finally:
+        store.close()
+    if stored is not None and json.loads(stored) == description:
+        return  # the same run: continue it
+    logger.warning("jaxnas.run: overwrite=True deletes the run in %s", root)
+    for path in root.glob(DATABASE + "*"):
+        path.unlink()
+    shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
+
+
+def _claim_folder(store: RunStore, spec: SearchSpace, description: dict) -> None:
+    """Writes a new run's metadata, or checks that the folder's run is this one."""
+    with store.transaction():
+        stored = store.get_meta("run")
+        if stored is None:
+            try:
+                space_blob, unpicklable = pickle.dumps(spec), None
+            except Exception as error:  # noqa: BLE001 - say why in load_space
+                space_blob, unpicklable = None, f"{type(error).__name__}: {error}"
+            store.set_meta({
+                "run": json.dumps(description), "space": space_blob,
+                "space_unpicklable": unpicklable, "created": time.time(),
+                "versions": json.dumps(_versions()),
+            })
+            return
+    differences = _differences(json.loads(stored), description)
+    if differences:
+        raise ValueError(
+            f"jn.run: root_directory={str(store.root)!r} holds a different run, so it cannot "
+            f"be continued: {'; '.join(differences)}. Use a new root_directory, or pass "
+            f"overwrite=True to delete that run.")
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for path in sorted(set(old["space"]) | set(new["space"])):
+        a, b = old["space"].get(path), new["space"].get(path)
+        if a != b:
+            out.append(f"space {path!r} was {a or 'absent'}, now {b or 'absent'}")
+    for key in ("optimizer", "optimizer_kwargs", "seed"):
+        if old[key] != new[key]:
+            out.append(f"{key} was {old[key]!r}, now {new[key]!r}")
+    return out
+
+
+def _versions() -> dict:
+    from importlib import metadata  # noqa: PLC0415
+
+    out = {"python": sys.version.split()[0]}
+    for package in ("jaxnas", "jax", "flax", "optax", "orbax-checkpoint", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+class _Worker:
+    """One process's view of the optimiser: its state, rebuilt from the event log.
+
+    Every change to the log happens inside a write transaction, after replaying what other
+    processes appended, so all processes apply the same events in the same order and hold
+    the same state. Asks use `fold_in(key, step)`: replaying an ask proposes the same
+    trials again, which is checked.
+    """
+
+    def __init__(self, opt: _optimizers.Optimizer, store: RunStore, seed: int,
+                 checkpoint_every: int):
+        self.opt, self.store = opt, store
+        self.key = jax.random.key(seed)
+        self.ask, self.tell = jax.jit(opt.ask), jax.jit(opt.tell)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.trial_key = _key_maker(jax.random.fold_in(self.key, 1))
+        self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
+        init_key = jax.random.fold_in(self.key, 0)
+        self.state = opt.init(init_key)
+        proposals = jax.eval_shape(opt.ask, self.state, init_key)[1]
+        self.batch = proposals.trial_ids.shape[0]
+        self.layout = proposals.configs.layout
+        self.checkpoints = _Checkpoints(store.root / CHECKPOINTS, self.state)
+        self.checkpoint_every = checkpoint_every
+        self.seq, self.saved_seq = 0, 0
+        with store.transaction():
+            restored = self.checkpoints.restore(self.store.events(0))
+            if restored is not None:
+                self.state, self.seq = restored
+                self.saved_seq = self.seq
+            for tid, parent in store.db.execute(
+                    "SELECT trial_id, parent_id FROM trials ORDER BY trial_id"):
+                self.root_of[tid] = self.root_of.get(parent, parent) if parent >= 0 else tid
+            self._catch_up()
+
+    # ------------------------------------------------------------------ the log
+
+    def _catch_up(self) -> None:
+        """Applies the events other processes appended (inside a transaction)."""
+        for seq, kind, step, ids in self.store.events(self.seq):
+            if kind == "ask":
+                self.state = self._replay_ask(step, ids)
+            else:
+                self.state = self._tell(ids)
+            self.seq = seq
+
+    def _replay_ask(self, step: int, ids: list[int]) -> Any:
+        state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
+        proposed = np.asarray(proposals.trial_ids)[np.asarray(proposals.valid)].tolist()
+        if not set(ids) <= set(proposed):
+            raise RuntimeError(
+                f"jn.run: replaying step {step} of the run in {str(self.store.root)!r} "
+                f"proposed trials {proposed[:8]}..., not the stored {ids[:8]}...: the "
+                f"optimiser is not the one that wrote this run.")
+        parents = np.asarray(proposals.parent_ids)[np.asarray(proposals.valid)].tolist()
+        for tid, parent in zip(proposed, parents):
+            if tid in ids:
+                self.root_of[tid] = self.root_of.get(parent, parent) if parent >= 0 else tid
+        return state
+
+    def _tell(self, ids: list[int]) -> Any:
+        rows = {t["trial_id"]: t for t in self.store.trials(
+            f"WHERE trial_id IN ({','.join('?' * len(ids))})", tuple(ids))}
+        padded = np.full((self.batch,), -1, np.int32)
+        losses = np.full((self.batch,), np.nan, np.float32)
+        for i, tid in enumerate(ids):
+            padded[i] = tid
+            losses[i] = rows[tid]["loss"] if rows[tid]["status"] == "success" else np.nan
+        return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses))
+
+    def _append(self, kind: str, step: int, ids: list[int]) -> int:
+        return self.store.append_event(kind, step, ids)
+
+    # ------------------------------------------------------------- scheduling
+
+    def next_batch(self, budgets: dict, seconds: float) -> tuple[list[dict], str]:
+        """Claims the next trials to evaluate: a dead worker's, else a new ask.
+
+        Returns:
+            The claimed trials (one step's), and "" or why the run stops.
+        """
+        with self.store.transaction():
+            self._catch_up()
+            self.store.release_dead(_alive)
+            for step in self.store.untold_finished_steps():
+                self._append("tell", step, self._step_ids(step))
+            self._catch_up()
+            claimed = self.store.claim_pending(self.worker)
+            if claimed:
+                return claimed, ""
+            totals = self.store.totals()
+            stopped_by = _exhausted(budgets, totals, seconds)
+            if stopped_by:
+                return [], stopped_by
+            step = self.store.last_step() + 1
+            state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
+            try:
+                _optimizers.check(state)
+            except ValueError as full:
+                logger.warning("jaxnas.run: %s", full)
+                return [], "the optimiser's capacity (optimizer_kwargs max_trials)"
+            proposals = jax.device_get(proposals)
+            rows = np.flatnonzero(np.asarray(proposals.valid))
+            if "max_evaluations" in budgets:
+                rows = rows[: budgets["max_evaluations"] - totals["evaluations"]]
+            if rows.size == 0:
+                return [], "the optimiser has nothing more to propose"
+            trials = _proposed_rows(proposals, rows, step)
+            self.seq = self._append("ask", step, [t["trial_id"] for t in trials])
+            self.state = state
+            for t in trials:
+                parent = t["parent_id"]
+                self.root_of[t["trial_id"]] = (self.root_of.get(parent, parent)
+                                               if parent >= 0 else t["trial_id"])
+            self.store.add_trials(trials, worker=self.worker)
+            self.checkpoint()
+        for t in trials:
+            t["worker"] = self.worker
+        return trials, ""
+
+    def finished(self, step: int) -> None:
+        """Tells the optimiser a step's results once all its trials have finished."""
+        with self.store.transaction():
+            self._catch_up()
+            if step in self.store.untold_finished_steps():
+                self._append("tell", step, self._step_ids(step))
+                self._catch_up()
+            self.checkpoint()
+
+    def _step_ids(self, step: int) -> list[int]:
+        """The trial ids of an ask, in the order it recorded them."""
+        for _, kind, s, ids in self.store.events(0):
+            if kind == "ask" and s == step:
+                return ids
+        raise RuntimeError(f"no ask event for step {step}")
+
+    def key_ids(self, trials: list[dict]) -> list[int]:
+        return [self.root_of[t["trial_id"]] for t in trials]
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Saves the state if `checkpoint_every` events passed (inside a transaction,
+        so that one process writes at a time)."""
+        if self.seq == self.saved_seq or (not force and
+                                          self.seq - self.saved_seq < self.checkpoint_every):
+            return
+        if force:
+            with self.store.transaction():
+                self._catch_up()
+                self.checkpoints.save(self.seq, self.state)
+        else:
+            self.checkpoints.save(self.seq, self.state)
+        self.saved_seq = self.seq
+
+
+def _alive(worker: str | None) -> bool:
+    """Whether the worker that claimed a trial still runs (False for another host's
+    worker only if it is this host's and its process is gone)."""
+    if worker is None:
+        return False
+    host, pid, _ = worker.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True  # cannot know; see `jn.run`'s docstring
+    if int(pid) == os.getpid():
+        return False  # an earlier run in this process that did not finish its trials
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _proposed_rows(proposals: Any, rows: np.ndarray, step: int) -> list[dict]:
+    configs = jax.tree.map(lambda a: np.asarray(a)[rows], proposals.configs)
+    fidelities = np.asarray(proposals.fidelities)[rows]
+    out = []
+    for j, i in enumerate(rows):
+        fidelity = float(fidelities[j])
+        out.append({"trial_id": int(proposals.trial_ids[i]),
+                    "parent_id": int(proposals.parent_ids[i]), "step": step,
+                    "config": _host_config(configs, j),
+                    "fidelity": None if math.isnan(fidelity) else fidelity})
+    return out
+
+
+def _batch(trials: list[dict], key_ids: list[int], layout: Layout) -> dict:
+    """Claimed trials as the evaluators' batch: a `Config` batch, one row per trial.
+
+    The stored values are the float32 / int32 values the optimiser proposed, so the
+    configs equal the proposals exactly.
+    """
+    floats = [p for p, f in zip(layout.paths, layout.is_float) if f]
+    ints = [p for p, f in zip(layout.paths, layout.is_float) if not f]
+    configs = Config(
+        np.asarray([[t["config"][p] for p in floats] for t in trials], np.float32)
+        .reshape(len(trials), len(floats)),
+        np.asarray([[t["config"][p] for p in ints] for t in trials], np.int32)
+        .reshape(len(trials), len(ints)),
+        layout)
+    return {
+        "configs": configs,
+        "fidelities": [math.nan if t["fidelity"] is None else t["fidelity"] for t in trials],
+        "trial_ids": [t["trial_id"] for t in trials],
+        "parent_ids": [t["parent_id"] for t in trials],
+        "key_ids": key_ids,
+    }
+
+
+class _Checkpoints:
+    """Orbax checkpoints of the optimiser's state, numbered by the last event applied.
+
+    Saves are atomic (Orbax writes to a temporary folder and renames it), the newest
+    `MAX_TO_KEEP` are kept, and a checkpoint that fails to restore is skipped with a
+    warning for the one before it.
+    """
+
+    MAX_TO_KEEP = 3
+
+    def __init__(self, directory: Path, template: Any):
+        import orbax.checkpoint as ocp  # noqa: PLC0415 - slow to import; only runs need it
+
+        self.ocp = ocp
+        self.directory = directory
+        self.template = template
+        self.manager = ocp.CheckpointManager(
+            directory.absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.MAX_TO_KEEP,
+                                                 enable_async_checkpointing=False,
+                                                 cleanup_tmp_directories=True))
+
+    def save(self, seq: int, state: Any) -> None:
+        self.manager.reload()  # another process may have saved since
+        if seq in self.manager.all_steps():
+            return
+        self.manager.save(seq, args=self.ocp.args.StandardSave(_to_storable(state)))
+
+    def restore(self, events: list) -> tuple[Any, int] | None:
+        """The newest good checkpoint no newer than the log: (state, seq)."""
+        self.manager.reload()
+        last = events[-1][0] if events else 0
+        for seq in sorted(self.manager.all_steps(), reverse=True):
+            if seq > last:
+                continue  # a checkpoint of events that never committed
+            try:
+                item = self.manager.restore(
+                    seq, args=self.ocp.args.StandardRestore(_to_storable(self.template)))
+                state = _from_storable(item, self.template)
+            except Exception as error:  # noqa: BLE001 - fall back to an older one
+                logger.warning("jaxnas.run: checkpoint %s in %s cannot be restored (%s: %s); "
+                               "falling back to an older one", seq, self.directory,
+                               type(error).__name__, error)
+                continue
+            return state, int(seq)
+        return None
+
+
+def _to_storable(state: Any) -> dict[str, Any]:
+    """The state's leaves by position, PRNG keys as their raw data and empty arrays left
+    out (Orbax writes neither); `_from_storable` puts them back."""
+    out = {}
+    for i, leaf in enumerate(jax.tree.leaves(state)):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if leaf.size:
+            out[f"leaf_{i:05d}"] = leaf
+    return out
+
+
+def _from_storable(item: dict[str, Any], template: Any) -> Any:
+    """The state from `_to_storable`'s dict, checked against the optimiser's template."""
+    leaves, treedef = jax.tree.flatten(template)
+    out = []
+    for i, like in enumerate(leaves):
+        is_key = jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)
+        stored = item.get(f"leaf_{i:05d}")
+        expected = jax.random.key_data(like) if is_key else like
+        if stored is None:
+            if expected.size:
+                raise ValueError(f"the checkpoint lacks leaf {i} of the optimiser's state")
+            stored = np.zeros(expected.shape, expected.dtype)
+        value = jnp.asarray(stored)
+        if value.shape != expected.shape or value.dtype != expected.dtype:
+            raise ValueError(f"leaf {i} of the checkpoint is {value.shape} {value.dtype}, "
+                             f"the optimiser's state expects {expected.shape} {expected.dtype}")
+        if is_key:
+            value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(like))
+        out.append(value)
+    if len(item) > sum(1 for like in leaves if like.size):
+        raise ValueError("the checkpoint holds more arrays than the optimiser's state")
+    return jax.tree.unflatten(treedef, out)
 
 
 # ----------------------------------------------------------------------- pieces
@@ -242,7 +617,8 @@ def _host_config(configs: Any, i: int) -> dict:
 
 
 def _row(batch: dict, i: int, loss: float, *, seconds: float, cost: float | None = None,
-         error: str | None = None, extra: dict | None = None) -> dict:
+         error: str | None = None, extra: dict | None = None,
+         trace: str | None = None) -> dict:
     fidelity = batch["fidelities"][i]
     ok = error is None and math.isfinite(loss)
     return {"trial_id": batch["trial_ids"][i], "parent_id": batch["parent_ids"][i],
@@ -250,7 +626,7 @@ def _row(batch: dict, i: int, loss: float, *, seconds: float, cost: float | None
             "fidelity": None if fidelity is None or math.isnan(fidelity) else fidelity,
             "loss": float(loss), "status": "success" if ok else "failed", "cost": cost,
             "seconds": seconds, "error": error if error else (None if ok else "non-finite loss"),
-            "extra": extra or {}}
+            "traceback": trace, "extra": extra or {}}
 
 
 # -------------------------------------------------------------------- evaluators
@@ -288,7 +664,7 @@ class _TaskEvaluator:
         self.trainers: dict[tuple, BucketTrainer] = {}
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
 
-    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
+    def __call__(self, batch: dict, trial_key: Callable, commit: Callable) -> list[dict]:
         configs = batch["configs"]
         signatures = (self.spec.buckets(configs, masked=self.masked) if self.bucketed
                       else [()] * len(batch["trial_ids"]))
@@ -307,9 +683,19 @@ class _TaskEvaluator:
                 parent_states = jax.tree.map(
                     _stack, *[self.states.get(p, template) for p in parents])
             t0 = time.monotonic()
-            states, out = jax.block_until_ready(trainer(
-                keys, members, fidelities, parent_states,
-                has_parent if has_parent.any() else None))
+            try:
+                states, out = jax.block_until_ready(trainer(
+                    keys, members, fidelities, parent_states,
+                    has_parent if has_parent.any() else None))
+            except Exception as error:  # noqa: BLE001 - the bucket fails, the run goes on
+                logger.warning("a bucket of %d trials failed: %r", len(rows), error)
+                seconds, trace = (time.monotonic() - t0) / len(rows), traceback.format_exc()
+                bucket = [_row(batch, i, math.nan, seconds=seconds, trace=trace,
+                               error=f"{type(error).__name__}: {error}") for i in rows]
+                commit(bucket)
+                for i, row in zip(rows, bucket):
+                    results[i] = row
+                continue
             seconds = (time.monotonic() - t0) / len(rows)
             states, out = jax.device_get((states, out))  # host copies: sliced for free
             for j, i in enumerate(rows):
@@ -320,6 +706,9 @@ class _TaskEvaluator:
                          if k not in ("loss", "cost")}
                 cost = float(np.asarray(metrics["cost"])[j]) if "cost" in metrics else None
                 results[i] = _row(batch, i, loss, seconds=seconds, cost=cost, extra=extra)
+            for parent in parents:
+                self.states.pop(parent, None)  # continued: its child's state replaces it
+            commit([results[i] for i in rows])  # each bucket is committed as it finishes
         return results
 
     def _trainer(self, signature: tuple, configs: Any, row: int) -> BucketTrainer:
@@ -366,7 +755,7 @@ class _PlainEvaluator:
     def __init__(self, fn: Callable, spec: SearchSpace):
         self.fn, self.spec = fn, spec
 
-    def __call__(self, batch: dict, trial_key: Callable) -> list[dict]:
+    def __call__(self, batch: dict, trial_key: Callable, commit: Callable) -> list[dict]:
         del trial_key  # a plain callable draws its own randomness
         results = []
         for i in range(len(batch["trial_ids"])):
@@ -387,7 +776,9 @@ class _PlainEvaluator:
             except Exception as error:  # noqa: BLE001 - a failing trial is recorded
                 logger.warning("trial %d failed: %r", batch["trial_ids"][i], error)
                 results.append(_row(batch, i, math.nan, seconds=time.monotonic() - t0,
-                                    error=f"{type(error).__name__}: {error}"))
+                                    error=f"{type(error).__name__}: {error}",
+                                    trace=traceback.format_exc()))
+            commit(results[-1:])  # each trial is committed as it finishes
         return results
 
 
@@ -415,15 +806,16 @@ def _incumbent(spec: SearchSpace, trials: list[dict]) -> Incumbent | None:
                      dict(best["config"]), dict(best["extra"]))
 
 
-def _report(show: bool, trials: list, spent: dict, budgets: dict, seconds: float) -> None:
-    losses = [t["loss"] for t in trials if t["status"] == "success"]
-    best = min(losses) if losses else math.nan
-    used = {"max_evaluations": spent["evaluations"], "max_cost": spent["cost"],
-            "max_fidelity_spent": spent["fidelity"], "max_seconds": seconds}
+def _report(show: bool, totals: dict, store: RunStore, budgets: dict,
+            seconds: float) -> None:
+    best = store.db.execute("SELECT MIN(loss) FROM trials WHERE status = 'success'").fetchone()[0]
+    best = math.nan if best is None else best
+    used = {"max_evaluations": totals["evaluations"], "max_cost": totals["cost"],
+            "max_fidelity_spent": totals["fidelity"], "max_seconds": seconds}
     fraction = max(used[k] / v for k, v in budgets.items())
-    logger.debug("%d trials, best loss %.6g, %.0f%% of the budget", len(trials), best,
-                 100 * fraction)
+    logger.debug("%d trials, best loss %.6g, %.0f%% of the budget", totals["evaluations"],
+                 best, 100 * fraction)
     if show:
-        print(f"\rjaxnas: {len(trials)} trials | best loss {best:.6g} | "
+        print(f"\rjaxnas: {totals['finished']} trials | best loss {best:.6g} | "
               f"budget {100 * min(fraction, 1):5.1f}% | {seconds:6.1f}s", end="",
               file=sys.stderr, flush=True)

@@ -57,7 +57,9 @@ def compile(space, *, max_depth: int = DEFAULT_MAX_DEPTH,  # noqa: A001 - public
     elif callable(space) and not isinstance(space, (Mapping, Parameter)):
         space = space()
     compiled = expand(space, max_depth=max_depth, max_slots=max_slots)
-    return SearchSpace(compiled, max_depth=max_depth, max_slots=max_slots)
+    spec = SearchSpace(compiled, max_depth=max_depth, max_slots=max_slots)
+    object.__setattr__(spec, "_source", space)  # what pickle stores (`SearchSpace.__reduce__`)
+    return spec
 
 
 __all__ = [

@@ -114,6 +114,20 @@ class SearchSpace:
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, SearchSpace) and self._fingerprint == other._fingerprint
 
+    def __reduce__(self) -> tuple:
+        """Pickles the space as its definition, compiled again on load (the compiled
+        tables hold jitted functions, which do not pickle)."""
+        source = getattr(self, "_source", None)
+        if source is None:
+            raise TypeError("this SearchSpace was not made by jaxnas.compile and cannot be "
+                            "pickled.")
+        return (_recompile, (source, self.max_depth, self.max_slots))
+
+    def describe(self) -> dict[str, str]:
+        """Each slot's path and definition, as text: what a resumed run compares."""
+        return {s.path: f"{s.kind} {s.param!r}{' static' if s.static else ''}"
+                for s in self._c.slots}
+
     def __repr__(self) -> str:
         t = self._t
         return (
@@ -824,6 +838,12 @@ def _features_node(op: C.Op) -> Any:
     if isinstance(op.args, C.Seq):
         return op.args.items[0] if op.args.items else None
     return op.args
+
+
+def _recompile(source: Any, max_depth: int, max_slots: int) -> SearchSpace:
+    from jaxnas.space import compile as compile_space  # noqa: PLC0415 - circular import
+
+    return compile_space(source, max_depth=max_depth, max_slots=max_slots)
 
 
 def _fingerprint(compiled: C.Compiled, max_depth: int) -> tuple:

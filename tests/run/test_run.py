@@ -98,9 +98,9 @@ def test_bad_runs_are_refused_at_the_start(tmp_path):
     with pytest.raises(ValueError, match="unknown optimizer 'bohb'"):
         run(quadratic, space(), root_directory=tmp_path, max_evaluations=5, optimizer="bohb")
     run(quadratic, space(), root_directory=tmp_path, max_evaluations=3)
-    with pytest.raises(ValueError, match="already holds a run"):
-        run(quadratic, space(), root_directory=tmp_path, max_evaluations=3)
-    np.testing.assert_equal(len(load_results(tmp_path)), 3)
+    # The same run again continues it: its budget is spent, so nothing more runs.
+    again = run(quadratic, space(), root_directory=tmp_path, max_evaluations=3)
+    assert again.stopped_by == "max_evaluations" and len(again.trials) == 3
 
 
 def test_supervised_task_reports_curves_that_extend_the_parents(tmp_path):
