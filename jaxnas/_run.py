@@ -119,8 +119,9 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             batches).
         seed: the run's seed: every random draw follows from `jax.random.key(seed)`.
         masked: group configurations that differ only in widths into one bucket.
-        optimizer_kwargs: keyword arguments for a named optimiser (`max_trials` defaults to
-            `max_evaluations`, else 1024).
+        optimizer_kwargs: keyword arguments for a named optimiser. `max_trials` (the
+            state's capacity) defaults to `max_evaluations` plus one batch, else 1024; a
+            continued run keeps the capacity it started with.
         progress: show a progress line (default: when stderr is a terminal).
         overwrite: delete a run already in `root_directory` that was started with another
             space, optimiser or seed, and start afresh (otherwise that is an error).
@@ -143,17 +144,22 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             or checkpoint_every < 1:
         raise ValueError(f"jn.run: checkpoint_every={checkpoint_every!r} must be an integer "
                          f">= 1.")
-    opt = _make_optimizer(optimizer, spec, max_evaluations, optimizer_kwargs)
     evaluator = _evaluator(evaluate, spec, masked)
     root = Path(root_directory)
-    description = _describe_run(spec, optimizer, optimizer_kwargs, max_evaluations, seed)
+    description = _describe_run(spec, optimizer, optimizer_kwargs, seed)
+    if isinstance(optimizer, str):
+        _optimizers.get(optimizer, spec, **dict(optimizer_kwargs or {}))  # bad names fail here
     if overwrite:
         _remove_other_run(root, description)
     store = RunStore(root, create=True)
     show = sys.stderr.isatty() if progress is None else progress
     start, stopped_by = time.monotonic(), ""
     try:
-        _claim_folder(store, spec, description)
+        given = (optimizer_kwargs or {}).get("max_trials")
+        max_trials = _claim_folder(store, spec, description,
+                                   given or _default_max_trials(optimizer, spec, max_evaluations,
+                                                                optimizer_kwargs), given)
+        opt = _make_optimizer(optimizer, spec, max_trials, optimizer_kwargs)
         worker = _Worker(opt, store, seed, checkpoint_every)
         while True:
             claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
@@ -179,15 +185,14 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
 
 
 def _describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
-                  max_evaluations: int | None, seed: int) -> dict:
+                  seed: int) -> dict:
     """What must match for a folder's run to be continued."""
     if isinstance(optimizer, _optimizers.Optimizer):
         name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
         arguments = {}
     else:
         name = optimizer
-        arguments = dict(kwargs or {})
-        arguments.setdefault("max_trials", max_evaluations or DEFAULT_MAX_TRIALS)
+        arguments = {k: v for k, v in dict(kwargs or {}).items() if k != "max_trials"}
     return {"space": spec.describe(), "optimizer": name,
             "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
             "seed": int(seed)}
@@ -210,8 +215,14 @@ def _remove_other_run(root: Path, description: dict) -> None:
     shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
 
 
-def _claim_folder(store: RunStore, spec: SearchSpace, description: dict) -> None:
-    """Writes a new run's metadata, or checks that the folder's run is this one."""
+def _claim_folder(store: RunStore, spec: SearchSpace, description: dict,
+                  max_trials: int, given_max_trials: int | None) -> int:
+    """Writes a new run's metadata, or checks that the folder's run is this one.
+
+    Returns:
+        The optimiser's capacity (`max_trials`): a continued run keeps the one it started
+        with, since its state has that shape; an explicit different one is an error.
+    """
     with store.transaction():
         stored = store.get_meta("run")
         if stored is None:
@@ -222,15 +233,19 @@ def _claim_folder(store: RunStore, spec: SearchSpace, description: dict) -> None
             store.set_meta({
                 "run": json.dumps(description), "space": space_blob,
                 "space_unpicklable": unpicklable, "created": time.time(),
-                "versions": json.dumps(_versions()),
+                "versions": json.dumps(_versions()), "max_trials": int(max_trials),
             })
-            return
+            return int(max_trials)
+        stored_max_trials = int(store.get_meta("max_trials"))
     differences = _differences(json.loads(stored), description)
+    if given_max_trials is not None and given_max_trials != stored_max_trials:
+        differences.append(f"max_trials was {stored_max_trials}, now {given_max_trials}")
     if differences:
         raise ValueError(
             f"jn.run: root_directory={str(store.root)!r} holds a different run, so it cannot "
             f"be continued: {'; '.join(differences)}. Use a new root_directory, or pass "
             f"overwrite=True to delete that run.")
+    return stored_max_trials
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -576,7 +591,19 @@ def _exhausted(budgets: dict, spent: dict, seconds: float) -> str:
     return ""
 
 
-def _make_optimizer(optimizer: Any, spec: SearchSpace, max_evaluations: int | None,
+def _default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int | None,
+                        kwargs: Mapping | None) -> int:
+    """`max_evaluations` plus one batch (an ask reserves a whole rung, even past the
+    budget), else `DEFAULT_MAX_TRIALS`."""
+    if max_evaluations is None:
+        return DEFAULT_MAX_TRIALS
+    opt = _make_optimizer(optimizer, spec, max_evaluations, kwargs)
+    key = jax.random.key(0)
+    proposals = jax.eval_shape(opt.ask, jax.eval_shape(opt.init, key), key)[1]
+    return max_evaluations + int(proposals.trial_ids.shape[0])
+
+
+def _make_optimizer(optimizer: Any, spec: SearchSpace, max_trials: int,
                     kwargs: Mapping | None) -> _optimizers.Optimizer:
     if isinstance(optimizer, _optimizers.Optimizer):
         if kwargs:
@@ -585,7 +612,7 @@ def _make_optimizer(optimizer: Any, spec: SearchSpace, max_evaluations: int | No
     if not isinstance(optimizer, str):
         raise TypeError(f"jn.run: optimizer={optimizer!r} must be a name or an Optimizer.")
     kwargs = dict(kwargs or {})
-    kwargs.setdefault("max_trials", max_evaluations or DEFAULT_MAX_TRIALS)
+    kwargs["max_trials"] = max_trials
     return _optimizers.get(optimizer, spec, **kwargs)
 
 

@@ -41,6 +41,17 @@ class Parameter:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
+    def __setstate__(self, state: Any) -> None:
+        _restore_state(self, state)
+
+
+def _restore_state(obj: Any, state: Any) -> None:
+    """Unpickling for immutable objects: pickle's state is a dict, or `(dict, slots)`."""
+    parts = state if isinstance(state, tuple) else (state,)
+    for part in parts:
+        for name, value in (part or {}).items():
+            object.__setattr__(obj, name, value)
+
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -420,6 +431,9 @@ class Space(Mapping):
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Space is immutable; use space.add(...) or space.remove(...).")
+
+    def __setstate__(self, state: Any) -> None:
+        _restore_state(self, state)
 
     def add(self, **entries: Any) -> Space:
         """Returns a new space with `entries` added.

@@ -1,0 +1,228 @@
+"""The run folder: resume after SIGKILL, several workers on one folder, reading a run back,
+and clear errors for folders that cannot be used."""
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+from tests.run import _worker
+
+REPO = Path(__file__).resolve().parents[2]
+SAME = ("trial_id", "parent_id", "step", "config", "fidelity", "status", "loss")
+
+
+def _table(root) -> list[tuple]:
+    return [tuple(str(t[k]) if k == "config" else t[k] for k in SAME)
+            for t in jn.load_results(root)]
+
+
+def _start(root, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.run._worker", str(root), *args],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _in_process(root, evaluations, **kwargs):
+    return jn.run(_worker.objective(0.0), _worker.space(), root_directory=root,
+                  max_evaluations=evaluations, progress=False, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
+    evaluations = 150
+    reference = _in_process(tmp_path / "reference", evaluations, checkpoint_every=3)
+    root = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    kills, finished_before = 0, []
+    while True:
+        process = _start(root, "--evaluations", str(evaluations), "--sleep", "0.01",
+                         "--checkpoint-every", "3")
+        if kills < 5:
+            # Start-up (imports, compiles) takes a few seconds; kill somewhere after it,
+            # while trials run, commit and checkpoints are written (every 3 events).
+            time.sleep(rng.uniform(3.0, 7.0))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                done = [t for t in jn.load_results(root) if t["status"] == "success"]
+                finished_before.append({t["trial_id"]: t["loss"] for t in done})
+                continue
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()
+        break
+    assert kills >= 3, "the run finished before the test could kill it"
+    assert len(finished_before[-1]) < evaluations  # the last kill did interrupt the run
+    final = jn.load_results(root)
+    assert all(t["status"] == "success" for t in final)
+    by_id = {t["trial_id"]: t["loss"] for t in final}
+    for earlier in finished_before:  # nothing finished was lost or evaluated again
+        assert all(by_id[tid] == loss for tid, loss in earlier.items())
+    assert _table(root) == [tuple(str(t[k]) if k == "config" else t[k] for k in SAME)
+                            for t in reference.trials]
+
+
+@pytest.mark.slow
+def test_four_workers_share_one_run(tmp_path):
+    evaluations = 160
+    workers = [_start(tmp_path, "--evaluations", str(evaluations), "--sleep", "0.02",
+                      "--checkpoint-every", "10") for _ in range(4)]
+    for process in workers:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err.decode()
+    trials = jn.load_results(tmp_path)
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == len(set(ids)) == evaluations  # none lost, none twice
+    assert all(t["status"] == "success" for t in trials)
+    assert len({t["worker"] for t in trials}) >= 2  # the work was shared
+    # A promotion continues a finished trial of the same config at a lower fidelity.
+    by_id = {t["trial_id"]: t for t in trials}
+    for t in trials:
+        if t["parent_id"] >= 0:
+            parent = by_id[t["parent_id"]]
+            assert parent["config"] == t["config"] and parent["fidelity"] < t["fidelity"]
+    # One consistent optimiser history: every ask was told, and replaying the whole log
+    # in a fresh process proposes exactly the stored trials (a mismatch raises).
+    with sqlite3.connect(tmp_path / "trials.sqlite") as db:
+        asks = db.execute("SELECT step FROM events WHERE kind = 'ask'").fetchall()
+        tells = db.execute("SELECT step FROM events WHERE kind = 'tell'").fetchall()
+    assert sorted(asks) == sorted(tells) and len(asks) == len(set(asks))
+    for path in (tmp_path / "checkpoints").iterdir():
+        if path.is_dir():
+            import shutil
+            shutil.rmtree(path)  # force a replay of the whole log
+    again = _in_process(tmp_path, evaluations, checkpoint_every=10)
+    assert len(again.trials) == evaluations
+
+
+def test_resuming_restores_the_newest_good_checkpoint(tmp_path, caplog):
+    capacity = {"max_trials": 128}  # the capacity stays; the budget grows from 40 to 70
+    first = _in_process(tmp_path, 40, checkpoint_every=2, optimizer_kwargs=capacity)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert len(steps) == 3  # max_to_keep
+    for file in (tmp_path / "checkpoints" / str(steps[-1])).rglob("*"):
+        if file.is_file():
+            file.write_bytes(b"garbage")  # a corrupt newest checkpoint
+    with caplog.at_level(logging.WARNING, logger="jaxnas"):
+        resumed = _in_process(tmp_path, 70, checkpoint_every=2)  # keeps the stored capacity
+    assert f"checkpoint {steps[-1]}" in caplog.text and "older one" in caplog.text
+    reference = _in_process(tmp_path / "reference", 70, checkpoint_every=1000,
+                            optimizer_kwargs=capacity)
+    assert _table(tmp_path) == _table(tmp_path / "reference")
+    assert [t["trial_id"] for t in resumed.trials][:40] == \
+        [t["trial_id"] for t in first.trials]
+    assert len(reference.trials) == 70
+
+
+def test_a_different_run_in_the_folder_is_refused_then_overwritten(tmp_path):
+    _in_process(tmp_path, 10)
+    other = {**_worker.space(), "x": jn.Float(-3.0, 3.0)}
+    with pytest.raises(ValueError, match=r"holds a different run.*space 'x' was .*Float"
+                                         r"\(-2\.0, 2\.0.*now .*Float\(-3\.0, 3\.0"):
+        jn.run(_worker.objective(0.0), other, root_directory=tmp_path, max_evaluations=10)
+    with pytest.raises(ValueError, match=r"seed was 0, now 1.*overwrite=True"):
+        _in_process(tmp_path, 10, seed=1)
+    with pytest.raises(ValueError, match=r"optimizer was 'priorband', now 'hyperband'"):
+        _in_process(tmp_path, 10, optimizer="hyperband")
+    assert len(jn.load_results(tmp_path)) == 10  # nothing was touched
+    result = _in_process(tmp_path, 5, seed=1, overwrite=True)
+    assert len(result.trials) == 5 and len(jn.load_results(tmp_path)) == 5
+
+
+def test_read_back_a_run(tmp_path):
+    result = _in_process(tmp_path, 30)
+    trials = jn.load_results(tmp_path)
+    best = result.incumbent
+    resolved = jn.load_config(tmp_path, best.trial_id)
+    assert resolved == best.config
+    assert jn.load_space(tmp_path) == jn.compile(_worker.space())
+    with pytest.raises(KeyError, match="trial_id=999"):
+        jn.load_config(tmp_path, 999)
+    path = jn.export_csv(tmp_path, tmp_path / "trials.csv")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 31 and "config.x" in lines[0] and "loss" in lines[0]
+    pandas = pytest.importorskip("pandas")
+    frame = jn.load_results(tmp_path, as_frame=True)
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == len(trials)
+    assert frame["loss"].min() == pytest.approx(min(t["loss"] for t in trials))
+
+
+def test_status_command_prints_progress_best_and_failures(tmp_path):
+    def flaky(x, y, kind, epochs):
+        if x > 1.5:
+            raise RuntimeError("diverged")
+        return (x - 0.5) ** 2 + y ** 2 + 1.0 / epochs
+
+    jn.run(flaky, _worker.space(), root_directory=tmp_path, max_evaluations=40,
+           progress=False)
+    out = subprocess.run([sys.executable, "-m", "jaxnas", "status", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    failed = [t for t in jn.load_results(tmp_path) if t["status"] == "failed"]
+    assert "40 trials" in out and "success" in out and "best" in out.lower()
+    assert failed and "RuntimeError: diverged" in out
+    assert all("Traceback" in t["traceback"] and "diverged" in t["traceback"]
+               for t in failed)
+
+
+def test_unusable_folders_get_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no jaxnas run in"):
+        jn.load_results(tmp_path / "missing")
+    _in_process(tmp_path / "newer", 3)
+    with sqlite3.connect(tmp_path / "newer" / "trials.sqlite") as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(jn.StorageError, match=r"schema version 99, newer than this jaxnas"):
+        _in_process(tmp_path / "newer", 3)
+    if os.geteuid() != 0:  # root ignores permissions
+        read_only = tmp_path / "read_only"
+        read_only.mkdir()
+        read_only.chmod(0o500)
+        with pytest.raises(jn.StorageError, match="is read-only"):
+            _in_process(read_only / "run", 3)
+
+
+def test_a_failing_bucket_fails_its_trials_and_a_diverging_member_fails_alone(tmp_path):
+    space = {"lr": jn.Float(0.01, 10.0, log=True), "epochs": jn.IntegerFidelity(1, 9)}
+
+    def init(key, config):
+        del key, config
+        return {"w": jnp.ones(()), "seen": jnp.zeros(())}
+
+    def train(state, config, fidelity):
+        # Gradient descent on w**2: diverges (inf, then NaN) for lr > 1.
+        w = state["w"]
+        for _ in range(30):
+            w = w - config["lr"] * 2.0 * w * w * w
+        return {"w": w, "seen": jnp.asarray(fidelity, jnp.float32)}
+
+    def evaluate(state, config):
+        del config
+        return state["w"] ** 2
+
+    result = jn.run(jn.Task(init, train, evaluate), space, root_directory=tmp_path,
+                    optimizer="random_search", max_evaluations=20, progress=False,
+                    optimizer_kwargs={"batch_size": 10})
+    trials = result.trials
+    diverged = [t for t in trials if t["status"] == "failed"]
+    fine = [t for t in trials if t["status"] == "success"]
+    assert diverged and fine  # same buckets, independent outcomes
+    assert all(t["error"] == "non-finite loss" for t in diverged)
+
+    def broken_train(state, config, fidelity):
+        raise ValueError("shape mismatch in the model")
+
+    broken = jn.run(jn.Task(init, broken_train, evaluate), space,
+                    root_directory=tmp_path / "broken", optimizer="random_search",
+                    max_evaluations=20, progress=False, optimizer_kwargs={"batch_size": 10})
+    assert len(broken.trials) == 20  # the run went on after the first bucket failed
+    assert all(t["status"] == "failed" and "shape mismatch" in t["error"]
+               and "Traceback" in t["traceback"] for t in broken.trials)
