@@ -290,7 +290,7 @@ class _Worker:
         self.trial_key = _key_maker(jax.random.fold_in(self.key, 1))
         self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
         init_key = jax.random.fold_in(self.key, 0)
-        self.state = opt.init(init_key)
+        self.state = jax.jit(opt.init)(init_key)  # one compile beats op-by-op dispatch
         proposals = jax.eval_shape(opt.ask, self.state, init_key)[1]
         self.batch = proposals.trial_ids.shape[0]
         self.layout = proposals.configs.layout

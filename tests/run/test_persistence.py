@@ -46,10 +46,10 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
     while True:
         process = _start(root, "--evaluations", str(evaluations), "--sleep", "0.01",
                          "--checkpoint-every", "3")
-        if kills < 5:
+        if kills < 4:
             # Start-up (imports, compiles) takes a few seconds; kill somewhere after it,
             # while trials run, commit and checkpoints are written (every 3 events).
-            time.sleep(rng.uniform(3.0, 7.0))
+            time.sleep(rng.uniform(3.0, 6.0))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()

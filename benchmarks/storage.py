@@ -1,0 +1,206 @@
+"""Storage overhead per trial and resume time: jaxnas's run folder beside NePS's, in one run.
+
+Both sides run random search on the same 4-parameter space with a trivial plain-Python
+objective (NePS-style `f(**config) -> float`, one trial at a time), so the wall time minus
+the time inside the objective is what each framework spends per trial: sampling,
+bookkeeping and writing the trial to disk.
+
+    * jaxnas: `jn.run(..., optimizer="random_search")`; every trial is committed to
+      `trials.sqlite` (WAL, synchronous=FULL) as it finishes. The storage share of that
+      overhead is measured on its own by timing the database calls (`RunStore` methods).
+    * NePS 0.17: `neps.run(..., optimizer="random_search")`; each trial is a folder of
+      YAML/JSON files under a file lock, as NePS stores runs.
+
+Resume: the same call again on the finished folder (the budget is already met), timed
+from the call to its return: jaxnas restores the newest Orbax checkpoint and replays the
+events after it (XLA compilation of ask/tell included, reported on its own); NePS reads its
+trial folders back.
+
+Run from the repository root:
+    python benchmarks/storage.py            # 1k and 10k trials; NePS at 1k and 10k (~25 min)
+    python benchmarks/storage.py --quick    # 200 trials each side
+    python benchmarks/storage.py --neps-max 1000   # NePS only up to 1k trials
+
+Prints a markdown table and writes `benchmarks/results/storage.json`. One repetition per
+size (seed 0); the per-trial figures are averages over all the run's trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jaxnas as jn
+from _common import machine_info, write_results
+from jaxnas import _storage
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "storage.json"
+TARGET_OVERHEAD_RATIO = 10.0
+TARGET_RESUME_S = 2.0
+
+
+def objective(x, y, n, kind, **_):
+    return (x - 0.5) ** 2 + (y + 0.5) ** 2 + 0.01 * n + (0.1 if kind == "b" else 0.0)
+
+
+def jaxnas_space():
+    return {"x": jn.Float(-2.0, 2.0), "y": jn.Float(-2.0, 2.0), "n": jn.Integer(1, 100),
+            "kind": jn.Categorical(("a", "b", "c"))}
+
+
+class _StorageTimer:
+    """Adds up the time spent in `RunStore`'s database methods."""
+
+    METHODS = ("add_trials", "finish_trials", "release_dead", "claim_pending", "totals",
+               "append_event", "events", "last_step", "untold_finished_steps", "trials",
+               "transaction")
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.originals = {}
+
+    def __enter__(self):
+        for name in self.METHODS:
+            original = getattr(_storage.RunStore, name)
+            self.originals[name] = original
+            if name == "transaction":
+                continue  # a context manager: its commit is timed below
+            setattr(_storage.RunStore, name, self._timed(original))
+        return self
+
+    def _timed(self, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return wrapper
+
+    def __exit__(self, *exc):
+        for name, original in self.originals.items():
+            setattr(_storage.RunStore, name, original)
+
+
+def run_jaxnas(trials: int, root: Path) -> dict:
+    inside = [0.0]
+
+    def timed_objective(**config):
+        start = time.perf_counter()
+        value = objective(**config)
+        inside[0] += time.perf_counter() - start
+        return value
+
+    with _StorageTimer() as timer:
+        start = time.perf_counter()
+        jn.run(timed_objective, jaxnas_space(), optimizer="random_search",
+               root_directory=root, max_evaluations=trials, progress=False,
+               optimizer_kwargs={"batch_size": 100})
+        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    jn.run(timed_objective, jaxnas_space(), optimizer="random_search", root_directory=root,
+           max_evaluations=trials, progress=False, optimizer_kwargs={"batch_size": 100})
+    resume = time.perf_counter() - start
+    return {"trials": trials, "wall_s": wall, "objective_s": inside[0],
+            "overhead_per_trial_s": (wall - inside[0]) / trials,
+            "storage_per_trial_s": timer.seconds / trials, "resume_s": resume,
+            "database_bytes": sum(p.stat().st_size for p in root.glob("trials.sqlite*"))}
+
+
+def run_neps(trials: int, root: Path) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import neps  # noqa: PLC0415 - the [bench] extra
+
+    class Space(neps.PipelineSpace):
+        x = neps.Float(-2.0, 2.0)
+        y = neps.Float(-2.0, 2.0)
+        n = neps.Integer(1, 100)
+        kind = neps.Categorical(("a", "b", "c"))
+
+    inside = [0.0]
+
+    def timed_objective(**config):
+        start = time.perf_counter()
+        value = objective(**config)
+        inside[0] += time.perf_counter() - start
+        return value
+
+    start = time.perf_counter()
+    neps.run(timed_objective, Space(), root_directory=root, optimizer="random_search",
+             total_evaluations_to_spend=trials)
+    wall = time.perf_counter() - start
+    start = time.perf_counter()
+    neps.run(timed_objective, Space(), root_directory=root, optimizer="random_search",
+             total_evaluations_to_spend=trials)
+    resume = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return {"trials": trials, "wall_s": wall, "objective_s": inside[0],
+            "overhead_per_trial_s": (wall - inside[0]) / trials, "resume_s": resume,
+            "files": sum(1 for p in root.rglob("*") if p.is_file()), "bytes": size}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 trials each side")
+    parser.add_argument("--neps-max", type=int, default=10_000,
+                        help="largest run NePS does (default 10000)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    sizes = (200,) if args.quick else (1_000, 10_000)
+    logging.getLogger("neps").setLevel(logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="jaxnas_storage_") as tmp:
+        for n in sizes:
+            print(f"jaxnas, {n} trials ...", flush=True)
+            ours = run_jaxnas(n, Path(tmp) / f"jaxnas_{n}")
+            theirs = None
+            if n <= args.neps_max:
+                print(f"NePS, {n} trials ...", flush=True)
+                theirs = run_neps(n, Path(tmp) / f"neps_{n}")
+            rows.append({"trials": n, "jaxnas": ours, "neps": theirs})
+    results = {"benchmark": "storage", "machine": machine_info("neural-pipeline-search"),
+               "settings": {"sizes": list(sizes), "optimizer": "random_search",
+                            "objective": "plain Python, one trial at a time",
+                            "repetitions": 1, "seed": 0},
+               "rows": rows}
+    print("\n| trials | jaxnas overhead/trial | of which storage | NePS overhead/trial | "
+          "ratio | jaxnas resume | NePS resume |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        ours, theirs = row["jaxnas"], row["neps"]
+        ratio = (theirs["overhead_per_trial_s"] / ours["overhead_per_trial_s"]) if theirs \
+            else None
+        row["overhead_ratio"] = ratio
+        print(f"| {row['trials']:,} | {1e3 * ours['overhead_per_trial_s']:.3f} ms | "
+              f"{1e3 * ours['storage_per_trial_s']:.3f} ms | "
+              + (f"{1e3 * theirs['overhead_per_trial_s']:.2f} ms | {ratio:.0f}x | "
+                 if theirs else "not run | - | ")
+              + f"{ours['resume_s']:.2f} s | "
+              + (f"{theirs['resume_s']:.2f} s |" if theirs else "not run |"))
+    ratios = [r["overhead_ratio"] for r in rows if r["overhead_ratio"] is not None]
+    largest = rows[-1]["jaxnas"]
+    results["targets"] = {
+        "overhead_ratio_min": min(ratios) if ratios else None,
+        "overhead_ratio_target": TARGET_OVERHEAD_RATIO,
+        "overhead_met": bool(ratios) and min(ratios) >= TARGET_OVERHEAD_RATIO,
+        "resume_s_largest": largest["resume_s"], "resume_trials": largest["trials"],
+        "resume_target_s": TARGET_RESUME_S,
+        "resume_met": largest["resume_s"] < TARGET_RESUME_S,
+    }
+    t = results["targets"]
+    print(f"\nTarget, overhead per trial >= {TARGET_OVERHEAD_RATIO:g}x below NePS's: "
+          f"{'met' if t['overhead_met'] else 'NOT met'} (worst ratio "
+          f"{t['overhead_ratio_min'] if t['overhead_ratio_min'] is None else round(t['overhead_ratio_min'])}x).")
+    print(f"Target, resume of a {t['resume_trials']:,}-trial run < {TARGET_RESUME_S:g} s: "
+          f"{'met' if t['resume_met'] else 'NOT met'} ({t['resume_s_largest']:.2f} s).")
+    write_results(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
