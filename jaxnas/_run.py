@@ -47,6 +47,7 @@ logger = logging.getLogger("jaxnas")
 
 DEFAULT_MAX_TRIALS = 1024
 CHECKPOINTS = "checkpoints"
+STATES = "states"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +161,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
                                    given or _default_max_trials(optimizer, spec, max_evaluations,
                                                                 optimizer_kwargs), given)
         opt = _make_optimizer(optimizer, spec, max_trials, optimizer_kwargs)
+        if hasattr(evaluator, "attach"):
+            evaluator.attach(store)
         worker = _Worker(opt, store, seed, checkpoint_every)
         while True:
             claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
@@ -213,6 +216,7 @@ def _remove_other_run(root: Path, description: dict) -> None:
     for path in root.glob(DATABASE + "*"):
         path.unlink()
     shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(root / STATES, ignore_errors=True)
 
 
 def _claim_folder(store: RunStore, spec: SearchSpace, description: dict,
@@ -529,6 +533,72 @@ class _Checkpoints:
         return None
 
 
+class _TrainingStates:
+    """Trained states of a run's trials, one Orbax checkpoint per bucket in ROOT/states.
+
+    A trial's row in the trial table names its bucket's folder and its row there
+    (`state_ref`); a promotion whose parent's state is not in memory (another worker
+    trained it, or the process restarted) loads it from there. A missing or unreadable one
+    is reported, and the promotion trains from scratch to its fidelity instead.
+    """
+
+    def __init__(self, store: RunStore):
+        import orbax.checkpoint as ocp  # noqa: PLC0415
+
+        self.store = store
+        self.directory = (store.root / STATES).absolute()
+        self.checkpointer = ocp.StandardCheckpointer()
+        self.ocp = ocp
+        self.cache: dict[str, dict] = {}
+
+    def save(self, trial_ids: list[int], states: Any) -> str | None:
+        name = f"trial_{min(trial_ids)}"
+        try:
+            self.checkpointer.save(self.directory / name, _to_storable(states), force=True)
+            self.checkpointer.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - states are a cache, not results
+            logger.warning("jaxnas.run: could not save the training states of trials %s "
+                           "(%s: %s); their promotions will train from scratch", trial_ids,
+                           type(error).__name__, error)
+            return None
+        return name
+
+    def load(self, trial_id: int, task: Task, keys: Any, configs: Any, row: int) -> Any:
+        found = self.store.db.execute("SELECT state_ref FROM trials WHERE trial_id = ?",
+                                      (int(trial_id),)).fetchone()
+        if found is None or not found[0]:
+            return None
+        name, member = found[0].rsplit(":", 1)
+        template = jax.eval_shape(task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
+                                  jax.tree.map(lambda a: a[row], configs))
+        try:
+            if name not in self.cache:
+                self.cache = {name: self.checkpointer.restore(self.directory / name)}
+            item = self.cache[name]
+            leaves, treedef = jax.tree.flatten(template)
+            out = []
+            for i, like in enumerate(leaves):
+                is_key = jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)
+                stored = item.get(f"leaf_{i:05d}")
+                if stored is None:  # an empty leaf (Orbax writes none)
+                    if is_key:
+                        raise ValueError(f"leaf {i}, a PRNG key, is missing")
+                    value = np.zeros(like.shape, like.dtype)
+                else:
+                    value = np.asarray(stored)[int(member)]
+                if is_key:
+                    value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(like))
+                elif value.shape != like.shape:
+                    raise ValueError(f"leaf {i} is {value.shape}, the task's state {like.shape}")
+                out.append(value)
+            return jax.tree.unflatten(treedef, out)
+        except Exception as error:  # noqa: BLE001 - fall back to training from scratch
+            logger.warning("jaxnas.run: the training state of trial %d (%s) cannot be "
+                           "restored (%s: %s); its promotion trains from scratch", trial_id,
+                           name, type(error).__name__, error)
+            return None
+
+
 def _to_storable(state: Any) -> dict[str, Any]:
     """The state's leaves by position, PRNG keys as their raw data and empty arrays left
     out (Orbax writes neither); `_from_storable` puts them back."""
@@ -690,6 +760,14 @@ class _TaskEvaluator:
         self.task, self.spec, self.masked, self.bucketed = task, spec, masked, bucketed
         self.trainers: dict[tuple, BucketTrainer] = {}
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
+        self.saved: _TrainingStates | None = None
+
+    def attach(self, store: RunStore) -> None:
+        """Saves trained states in the run folder, so that a promotion continues from its
+        parent's state in another process or after a restart. A pure function's "state"
+        is its key and fidelity, which a promotion rebuilds exactly: nothing to save."""
+        if self.bucketed:
+            self.saved = _TrainingStates(store)
 
     def __call__(self, batch: dict, trial_key: Callable, commit: Callable) -> list[dict]:
         configs = batch["configs"]
@@ -703,6 +781,13 @@ class _TaskEvaluator:
             keys = trial_key([batch["key_ids"][i] for i in rows])
             fidelities = np.asarray([batch["fidelities"][i] for i in rows], np.float32)
             parents = [batch["parent_ids"][i] for i in rows]
+            if self.saved is not None:
+                for p, i in zip(parents, rows):
+                    if p >= 0 and p not in self.states:
+                        restored = self.saved.load(p, trainer.task, keys, members,
+                                                   rows.index(i))
+                        if restored is not None:
+                            self.states[p] = restored
             has_parent = np.array([p in self.states for p in parents])
             parent_states = None
             if has_parent.any():
@@ -735,6 +820,10 @@ class _TaskEvaluator:
                 results[i] = _row(batch, i, loss, seconds=seconds, cost=cost, extra=extra)
             for parent in parents:
                 self.states.pop(parent, None)  # continued: its child's state replaces it
+            if self.saved is not None:
+                reference = self.saved.save([batch["trial_ids"][i] for i in rows], states)
+                for j, i in enumerate(rows):
+                    results[i]["state_ref"] = f"{reference}:{j}" if reference else None
             commit([results[i] for i in rows])  # each bucket is committed as it finishes
         return results
 

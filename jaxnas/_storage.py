@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS trials (
     finished REAL,
     worker TEXT,
     error TEXT,
-    traceback TEXT
+    traceback TEXT,
+    state_ref TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_by_status ON trials (status, step);
 CREATE TABLE IF NOT EXISTS events (
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _COLUMNS = ("trial_id", "step", "parent_id", "config", "fidelity", "status", "loss", "cost",
-            "extra", "seconds", "created", "finished", "worker", "error", "traceback")
+            "extra", "seconds", "created", "finished", "worker", "error", "traceback",
+            "state_ref")
 
 
 class StorageError(RuntimeError):
@@ -158,10 +160,10 @@ class RunStore:
         with self.transaction():
             self.db.executemany(
                 "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
-                "finished = ?, error = ?, traceback = ? WHERE trial_id = ?",
+                "finished = ?, error = ?, traceback = ?, state_ref = ? WHERE trial_id = ?",
                 [(r["status"], _finite_or_none(r["loss"]), r["cost"],
                   json.dumps(r.get("extra") or {}), r["seconds"], now, r.get("error"),
-                  r.get("traceback"), r["trial_id"]) for r in rows])
+                  r.get("traceback"), r.get("state_ref"), r["trial_id"]) for r in rows])
 
     def release_dead(self, alive: Any) -> int:
         """Sets `running` trials whose worker is not alive back to `pending` (in a

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -226,3 +227,36 @@ def test_a_failing_bucket_fails_its_trials_and_a_diverging_member_fails_alone(tm
     assert len(broken.trials) == 20  # the run went on after the first bucket failed
     assert all(t["status"] == "failed" and "shape mismatch" in t["error"]
                and "Traceback" in t["traceback"] for t in broken.trials)
+
+
+def _counting_task():
+    """A task whose state remembers where its training started: 0 from scratch, the
+    parent's fidelity when it continued from the parent's saved state."""
+    def init(key, config):
+        del config
+        return {"trained": jnp.zeros(()), "started_from": jnp.zeros(()),
+                "key": jax.random.key_data(key)}
+
+    def train(state, config, fidelity):
+        return {**state, "started_from": state["trained"],
+                "trained": jnp.asarray(fidelity, jnp.float32)}
+
+    def evaluate(state, config):
+        return {"loss": (config["x"] - 0.5) ** 2 + 1.0 / state["trained"],
+                "started_from": state["started_from"]}
+
+    return jn.Task(init, train, evaluate)
+
+
+def test_promotions_continue_from_states_saved_by_an_earlier_process(tmp_path):
+    space = {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 27)}
+    kwargs = dict(optimizer="hyperband", root_directory=tmp_path, progress=False,
+                  optimizer_kwargs={"max_trials": 128})
+    first = jn.run(_counting_task(), space, max_evaluations=27, **kwargs)  # rung 27@1 only
+    assert all(t["parent_id"] == -1 for t in first.trials)
+    assert (tmp_path / "states").is_dir()
+    # A new call (a restart: nothing in memory) promotes 9 of them to 3 epochs.
+    second = jn.run(_counting_task(), space, max_evaluations=36, **kwargs)
+    promoted = [t for t in second.trials if t["parent_id"] >= 0]
+    assert len(promoted) == 9
+    assert all(t["extra"]["started_from"] == 1.0 for t in promoted)  # not from scratch
