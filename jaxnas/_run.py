@@ -820,7 +820,9 @@ class _TaskEvaluator:
                 results[i] = _row(batch, i, loss, seconds=seconds, cost=cost, extra=extra)
             for parent in parents:
                 self.states.pop(parent, None)  # continued: its child's state replaces it
-            if self.saved is not None:
+            top = self.spec.fidelity.upper if self.spec.fidelity is not None else None
+            if self.saved is not None and top is not None and np.any(fidelities < top):
+                # (A trial at the maximum fidelity is never continued: nothing to save.)
                 reference = self.saved.save([batch["trial_ids"][i] for i in rows], states)
                 for j, i in enumerate(rows):
                     results[i]["state_ref"] = f"{reference}:{j}" if reference else None
