@@ -17,9 +17,10 @@ events after it (XLA compilation of ask/tell included, reported on its own); NeP
 trial folders back.
 
 Run from the repository root:
-    python benchmarks/storage.py            # 1k and 10k trials; NePS at 1k and 10k (~25 min)
+    python benchmarks/storage.py            # 1k and 10k trials; NePS at 1k and 10k (hours:
+                                            # NePS's cost per trial grows with the run)
     python benchmarks/storage.py --quick    # 200 trials each side
-    python benchmarks/storage.py --neps-max 1000   # NePS only up to 1k trials
+    python benchmarks/storage.py --sizes 1000 2000 10000 --neps-max 2000
 
 Prints a markdown table and writes `benchmarks/results/storage.json`. One repetition per
 size (seed 0); the per-trial figures are averages over all the run's trials.
@@ -148,11 +149,13 @@ def run_neps(trials: int, root: Path) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 trials each side")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000],
+                        help="run sizes in trials (default 1000 10000)")
     parser.add_argument("--neps-max", type=int, default=10_000,
                         help="largest run NePS does (default 10000)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    sizes = (200,) if args.quick else (1_000, 10_000)
+    sizes = (200,) if args.quick else tuple(args.sizes)
     logging.getLogger("neps").setLevel(logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory(prefix="jaxnas_storage_") as tmp:

@@ -100,21 +100,34 @@ class RunStore:
                                     f"missing.")
         # isolation_level=None: transactions are explicit (`transaction`); timeout: how long
         # a worker waits for another's write lock.
-        self.db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            self.db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise StorageError(f"{self.path} cannot be opened as a jaxnas run database: "
+                               f"{error}") from error
         if version > SCHEMA_VERSION:
             self.db.close()
             raise StorageError(f"{self.path} has schema version {version}, newer than this "
                                f"jaxnas reads ({SCHEMA_VERSION}); upgrade jaxnas to open it.")
         if create:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed trial survives a crash of the machine, not only the process.
-            self.db.execute("PRAGMA synchronous=FULL")
-            with self.transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            try:
+                self._create()
+            except sqlite3.OperationalError as error:
+                self.db.close()
+                raise StorageError(f"root_directory={str(self.root)!r} cannot hold a run: "
+                                   f"{error}") from error
+
+    def _create(self) -> None:
+        """WAL mode, durable commits and the tables (idempotent)."""
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed trial survives a crash of the machine, not only the process.
+        self.db.execute("PRAGMA synchronous=FULL")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()

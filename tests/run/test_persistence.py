@@ -183,6 +183,11 @@ def test_unusable_folders_get_clear_errors(tmp_path):
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(jn.StorageError, match=r"schema version 99, newer than this jaxnas"):
         _in_process(tmp_path / "newer", 3)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "trials.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(jn.StorageError, match="cannot be opened as a jaxnas run database"):
+        _in_process(corrupt, 3)
     if os.geteuid() != 0:  # root ignores permissions
         read_only = tmp_path / "read_only"
         read_only.mkdir()
