@@ -114,6 +114,10 @@ def test_resuming_restores_the_newest_good_checkpoint(tmp_path, caplog):
     for file in (tmp_path / "checkpoints" / str(steps[-1])).rglob("*"):
         if file.is_file():
             file.write_bytes(b"garbage")  # a corrupt newest checkpoint
+    # A save that was killed midway leaves Orbax's temporary folder: it is never read.
+    partial = tmp_path / "checkpoints" / f"{steps[-1] + 1}.orbax-checkpoint-tmp-1700000000"
+    partial.mkdir()
+    (partial / "half_written").write_bytes(b"\x00" * 10)
     with caplog.at_level(logging.WARNING, logger="jaxnas"):
         resumed = _in_process(tmp_path, 70, checkpoint_every=2)  # keeps the stored capacity
     assert f"checkpoint {steps[-1]}" in caplog.text and "older one" in caplog.text
