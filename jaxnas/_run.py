@@ -173,6 +173,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             worker.finished(claimed[0]["step"])
             _report(show, store.totals(), store, budgets, time.monotonic() - start)
         worker.checkpoint(force=True)
+        if getattr(evaluator, "saved", None) is not None:
+            evaluator.saved.finish()
         trials = store.trials("ORDER BY trial_id")
     finally:
         store.close()
@@ -551,11 +553,17 @@ class _TrainingStates:
         self.ocp = ocp
         self.cache: dict[str, dict] = {}
 
+    def finish(self) -> None:
+        """Waits for the saves in flight."""
+        self.checkpointer.wait_until_finished()
+
     def save(self, trial_ids: list[int], states: Any) -> str | None:
         name = f"trial_{min(trial_ids)}"
         try:
+            # Asynchronous: the write overlaps the next bucket's training. A process killed
+            # before it finishes leaves no folder (Orbax renames it into place when done),
+            # and the promotion falls back to training from scratch.
             self.checkpointer.save(self.directory / name, _to_storable(states), force=True)
-            self.checkpointer.wait_until_finished()
         except Exception as error:  # noqa: BLE001 - states are a cache, not results
             logger.warning("jaxnas.run: could not save the training states of trials %s "
                            "(%s: %s); their promotions will train from scratch", trial_ids,
@@ -569,6 +577,7 @@ class _TrainingStates:
         if found is None or not found[0]:
             return None
         name, member = found[0].rsplit(":", 1)
+        self.checkpointer.wait_until_finished()  # this process may still be writing it
         template = jax.eval_shape(task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
                                   jax.tree.map(lambda a: a[row], configs))
         try:
