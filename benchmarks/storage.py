@@ -197,9 +197,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "resume_met": largest["resume_s"] < TARGET_RESUME_S,
     }
     t = results["targets"]
+    worst = "n/a" if t["overhead_ratio_min"] is None else f"{t['overhead_ratio_min']:.0f}x"
     print(f"\nTarget, overhead per trial >= {TARGET_OVERHEAD_RATIO:g}x below NePS's: "
-          f"{'met' if t['overhead_met'] else 'NOT met'} (worst ratio "
-          f"{t['overhead_ratio_min'] if t['overhead_ratio_min'] is None else round(t['overhead_ratio_min'])}x).")
+          f"{'met' if t['overhead_met'] else 'NOT met'} (worst ratio {worst}).")
     print(f"Target, resume of a {t['resume_trials']:,}-trial run < {TARGET_RESUME_S:g} s: "
           f"{'met' if t['resume_met'] else 'NOT met'} ({t['resume_s_largest']:.2f} s).")
     write_results(args.out, results)

@@ -730,7 +730,9 @@ def _row(batch: dict, i: int, loss: float, *, seconds: float, cost: float | None
     return {"trial_id": batch["trial_ids"][i], "parent_id": batch["parent_ids"][i],
             "config": _host_config(batch["configs"], i),
             "fidelity": None if fidelity is None or math.isnan(fidelity) else fidelity,
-            "loss": float(loss), "status": "success" if ok else "failed", "cost": cost,
+            "loss": float(loss), "status": "success" if ok else "failed",
+            "cost": cost if cost is not None else (None if fidelity is None or math.isnan(fidelity)
+                                                   else fidelity),
             "seconds": seconds, "error": error if error else (None if ok else "non-finite loss"),
             "traceback": trace, "extra": extra or {}}
 
