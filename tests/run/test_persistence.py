@@ -27,6 +27,18 @@ def _table(root) -> list[tuple]:
             for t in jn.load_results(root)]
 
 
+def _successes(root) -> int:
+    path = Path(root) / "trials.sqlite"
+    if not path.exists():  # (connecting would create it)
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=60.0) as db:
+            return db.execute("SELECT COUNT(*) FROM trials WHERE status = 'success'"
+                              ).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def _start(root, *args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.run._worker", str(root), *args],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -48,9 +60,13 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
         process = _start(root, "--evaluations", str(evaluations), "--sleep", "0.01",
                          "--checkpoint-every", "3")
         if kills < 4:
-            # Start-up (imports, compiles) takes a few seconds; kill somewhere after it,
-            # while trials run, commit and checkpoints are written (every 3 events).
-            time.sleep(rng.uniform(3.0, 6.0))
+            # Kill after 5 to 29 more trials have finished, at a random moment within a
+            # step: while trials run, commit and checkpoints are written (every 3 events).
+            # Counting trials, not seconds, keeps the kills inside the run on any machine.
+            target = _successes(root) + int(rng.integers(5, 30))
+            while process.poll() is None and _successes(root) < target:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.05))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
