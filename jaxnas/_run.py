@@ -348,9 +348,6 @@ class _Worker:
             losses[i] = rows[tid]["loss"] if rows[tid]["status"] == "success" else np.nan
         return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses))
 
-    def _append(self, kind: str, step: int, ids: list[int]) -> int:
-        return self.store.append_event(kind, step, ids)
-
     # ------------------------------------------------------------- scheduling
 
     def next_batch(self, budgets: dict, seconds: float) -> tuple[list[dict], str]:
@@ -363,7 +360,7 @@ class _Worker:
             self._catch_up()
             self.store.release_dead(_alive)
             for step in self.store.untold_finished_steps():
-                self._append("tell", step, self._step_ids(step))
+                self.store.append_event("tell", step, self.store.asked_ids(step))
             self._catch_up()
             claimed = self.store.claim_pending(self.worker)
             if claimed:
@@ -386,7 +383,7 @@ class _Worker:
             if rows.size == 0:
                 return [], "the optimiser has nothing more to propose"
             trials = _proposed_rows(proposals, rows, step)
-            self.seq = self._append("ask", step, [t["trial_id"] for t in trials])
+            self.seq = self.store.append_event("ask", step, [t["trial_id"] for t in trials])
             self.state = state
             for t in trials:
                 parent = t["parent_id"]
@@ -403,16 +400,9 @@ class _Worker:
         with self.store.transaction():
             self._catch_up()
             if step in self.store.untold_finished_steps():
-                self._append("tell", step, self._step_ids(step))
+                self.store.append_event("tell", step, self.store.asked_ids(step))
                 self._catch_up()
             self.checkpoint()
-
-    def _step_ids(self, step: int) -> list[int]:
-        """The trial ids of an ask, in the order it recorded them."""
-        for _, kind, s, ids in self.store.events(0):
-            if kind == "ask" and s == step:
-                return ids
-        raise RuntimeError(f"no ask event for step {step}")
 
     def key_ids(self, trials: list[dict]) -> list[int]:
         return [self.root_of[t["trial_id"]] for t in trials]

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
     step INTEGER NOT NULL,
     trial_ids TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_by_step ON events (step, kind);
 """
 
 _COLUMNS = ("trial_id", "step", "parent_id", "config", "fidelity", "status", "loss", "cost",
@@ -227,6 +228,14 @@ class RunStore:
         rows = self.db.execute("SELECT seq, kind, step, trial_ids FROM events WHERE seq > ? "
                                "ORDER BY seq", (after,)).fetchall()
         return [(seq, kind, step, json.loads(ids)) for seq, kind, step, ids in rows]
+
+    def asked_ids(self, step: int) -> list[int]:
+        """The trial ids of step `step`'s ask, in the order it recorded them."""
+        row = self.db.execute("SELECT trial_ids FROM events WHERE kind = 'ask' AND step = ?",
+                              (step,)).fetchone()
+        if row is None:
+            raise RuntimeError(f"no ask event for step {step} in {str(self.root)!r}")
+        return json.loads(row[0])
 
     def last_step(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(step), 0) FROM events "
