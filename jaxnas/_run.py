@@ -515,7 +515,7 @@ class _Checkpoints:
             try:
                 item = self.manager.restore(
                     seq, args=self.ocp.args.StandardRestore(_to_storable(self.template)))
-                state = _from_storable(item, self.template)
+                state = jax.tree.map(jnp.asarray, _from_storable(item, self.template))
             except Exception as error:  # noqa: BLE001 - fall back to an older one
                 logger.warning("jaxnas.run: checkpoint %s in %s cannot be restored (%s: %s); "
                                "falling back to an older one", seq, self.directory,
@@ -561,36 +561,18 @@ class _TrainingStates:
             return None
         return name
 
-    def load(self, trial_id: int, task: Task, keys: Any, configs: Any, row: int) -> Any:
+    def load(self, trial_id: int, template: Any) -> Any:
+        """Trial `trial_id`'s trained state, shaped like `template` (one member's), or None."""
         found = self.store.db.execute("SELECT state_ref FROM trials WHERE trial_id = ?",
                                       (int(trial_id),)).fetchone()
         if found is None or not found[0]:
             return None
         name, member = found[0].rsplit(":", 1)
         self.checkpointer.wait_until_finished()  # this process may still be writing it
-        template = jax.eval_shape(task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
-                                  jax.tree.map(lambda a: a[row], configs))
         try:
             if name not in self.cache:
                 self.cache = {name: self.checkpointer.restore(self.directory / name)}
-            item = self.cache[name]
-            leaves, treedef = jax.tree.flatten(template)
-            out = []
-            for i, like in enumerate(leaves):
-                is_key = jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)
-                stored = item.get(f"leaf_{i:05d}")
-                if stored is None:  # an empty leaf (Orbax writes none)
-                    if is_key:
-                        raise ValueError(f"leaf {i}, a PRNG key, is missing")
-                    value = np.zeros(like.shape, like.dtype)
-                else:
-                    value = np.asarray(stored)[int(member)]
-                if is_key:
-                    value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(like))
-                elif value.shape != like.shape:
-                    raise ValueError(f"leaf {i} is {value.shape}, the task's state {like.shape}")
-                out.append(value)
-            return jax.tree.unflatten(treedef, out)
+            return _from_storable(self.cache[name], template, member=int(member))
         except Exception as error:  # noqa: BLE001 - fall back to training from scratch
             logger.warning("jaxnas.run: the training state of trial %d (%s) cannot be "
                            "restored (%s: %s); its promotion trains from scratch", trial_id,
@@ -610,27 +592,32 @@ def _to_storable(state: Any) -> dict[str, Any]:
     return out
 
 
-def _from_storable(item: dict[str, Any], template: Any) -> Any:
-    """The state from `_to_storable`'s dict, checked against the optimiser's template."""
+def _from_storable(item: dict[str, Any], template: Any, member: int | None = None) -> Any:
+    """The state from `_to_storable`'s dict, checked against `template` (arrays or shapes).
+
+    `member`: the row to take from each stored leaf, when `item` holds a bucket's states
+    stacked and `template` is one member's. Leaves come back as numpy arrays (keys as keys).
+    """
     leaves, treedef = jax.tree.flatten(template)
     out = []
     for i, like in enumerate(leaves):
         is_key = jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)
+        expected = jax.eval_shape(jax.random.key_data, like) if is_key else like
         stored = item.get(f"leaf_{i:05d}")
-        expected = jax.random.key_data(like) if is_key else like
-        if stored is None:
-            if expected.size:
-                raise ValueError(f"the checkpoint lacks leaf {i} of the optimiser's state")
-            stored = np.zeros(expected.shape, expected.dtype)
-        value = jnp.asarray(stored)
+        if stored is None:  # an empty leaf (Orbax writes none)
+            if math.prod(expected.shape):
+                raise ValueError(f"the checkpoint lacks leaf {i} of the state")
+            value = np.zeros(expected.shape, expected.dtype)
+        else:
+            value = np.asarray(stored) if member is None else np.asarray(stored)[member]
         if value.shape != expected.shape or value.dtype != expected.dtype:
             raise ValueError(f"leaf {i} of the checkpoint is {value.shape} {value.dtype}, "
-                             f"the optimiser's state expects {expected.shape} {expected.dtype}")
+                             f"the state expects {expected.shape} {expected.dtype}")
         if is_key:
             value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(like))
         out.append(value)
-    if len(item) > sum(1 for like in leaves if like.size):
-        raise ValueError("the checkpoint holds more arrays than the optimiser's state")
+    if len(item) > sum(1 for like in leaves if math.prod(like.shape)):
+        raise ValueError("the checkpoint holds more arrays than the state")
     return jax.tree.unflatten(treedef, out)
 
 
@@ -782,13 +769,15 @@ class _TaskEvaluator:
             keys = trial_key([batch["key_ids"][i] for i in rows])
             fidelities = np.asarray([batch["fidelities"][i] for i in rows], np.float32)
             parents = [batch["parent_ids"][i] for i in rows]
-            if self.saved is not None:
-                for p, i in zip(parents, rows):
-                    if p >= 0 and p not in self.states:
-                        restored = self.saved.load(p, trainer.task, keys, members,
-                                                   rows.index(i))
-                        if restored is not None:
-                            self.states[p] = restored
+            missing = [p for p in parents if p >= 0 and p not in self.states]
+            if self.saved is not None and missing:
+                template = jax.eval_shape(  # one member's state: the bucket shares its shape
+                    trainer.task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
+                    jax.tree.map(lambda a: a[0], members))
+                for p in missing:
+                    restored = self.saved.load(p, template)
+                    if restored is not None:
+                        self.states[p] = restored
             has_parent = np.array([p in self.states for p in parents])
             parent_states = None
             if has_parent.any():
