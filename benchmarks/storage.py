@@ -29,6 +29,7 @@ size (seed 0); the per-trial figures are averages over all the run's trials.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import tempfile
 import time
@@ -54,34 +55,34 @@ def jaxnas_space():
             "kind": jn.Categorical(("a", "b", "c"))}
 
 
-class _StorageTimer:
-    """Adds up the time spent in `RunStore`'s database methods."""
-
-    METHODS = ("add_trials", "finish_trials", "release_dead", "claim_pending", "totals",
-               "append_event", "events", "last_step", "untold_finished_steps", "trials",
-               "transaction")
+class _Stopwatch:
+    """Adds up the seconds spent inside the functions it wraps."""
 
     def __init__(self):
         self.seconds = 0.0
-        self.originals = {}
 
-    def __enter__(self):
-        for name in self.METHODS:
-            original = getattr(_storage.RunStore, name)
-            self.originals[name] = original
-            if name == "transaction":
-                continue  # a context manager: its commit is timed below
-            setattr(_storage.RunStore, name, self._timed(original))
-        return self
-
-    def _timed(self, fn):
-        def wrapper(*args, **kwargs):
+    def wrap(self, fn):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
-        return wrapper
+        return timed
+
+
+class _StorageTimer(_Stopwatch):
+    """Adds up the time spent in `RunStore`'s database methods while it is entered."""
+
+    METHODS = ("add_trials", "finish_trials", "release_dead", "claim_pending", "totals",
+               "append_event", "events", "last_step", "untold_finished_steps", "trials")
+
+    def __enter__(self):
+        self.originals = {name: getattr(_storage.RunStore, name) for name in self.METHODS}
+        for name, original in self.originals.items():
+            setattr(_storage.RunStore, name, self.wrap(original))
+        return self
 
     def __exit__(self, *exc):
         for name, original in self.originals.items():
@@ -89,13 +90,8 @@ class _StorageTimer:
 
 
 def run_jaxnas(trials: int, root: Path) -> dict:
-    inside = [0.0]
-
-    def timed_objective(**config):
-        start = time.perf_counter()
-        value = objective(**config)
-        inside[0] += time.perf_counter() - start
-        return value
+    inside = _Stopwatch()
+    timed_objective = inside.wrap(objective)
 
     with _StorageTimer() as timer:
         start = time.perf_counter()
@@ -107,8 +103,8 @@ def run_jaxnas(trials: int, root: Path) -> dict:
     jn.run(timed_objective, jaxnas_space(), optimizer="random_search", root_directory=root,
            max_evaluations=trials, progress=False, optimizer_kwargs={"batch_size": 100})
     resume = time.perf_counter() - start
-    return {"trials": trials, "wall_s": wall, "objective_s": inside[0],
-            "overhead_per_trial_s": (wall - inside[0]) / trials,
+    return {"trials": trials, "wall_s": wall, "objective_s": inside.seconds,
+            "overhead_per_trial_s": (wall - inside.seconds) / trials,
             "storage_per_trial_s": timer.seconds / trials, "resume_s": resume,
             "database_bytes": sum(p.stat().st_size for p in root.glob("trials.sqlite*"))}
 
@@ -124,13 +120,8 @@ def run_neps(trials: int, root: Path) -> dict:
         n = neps.Integer(1, 100)
         kind = neps.Categorical(("a", "b", "c"))
 
-    inside = [0.0]
-
-    def timed_objective(**config):
-        start = time.perf_counter()
-        value = objective(**config)
-        inside[0] += time.perf_counter() - start
-        return value
+    inside = _Stopwatch()
+    timed_objective = inside.wrap(objective)
 
     start = time.perf_counter()
     neps.run(timed_objective, Space(), root_directory=root, optimizer="random_search",
@@ -141,8 +132,8 @@ def run_neps(trials: int, root: Path) -> dict:
              total_evaluations_to_spend=trials)
     resume = time.perf_counter() - start
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    return {"trials": trials, "wall_s": wall, "objective_s": inside[0],
-            "overhead_per_trial_s": (wall - inside[0]) / trials, "resume_s": resume,
+    return {"trials": trials, "wall_s": wall, "objective_s": inside.seconds,
+            "overhead_per_trial_s": (wall - inside.seconds) / trials, "resume_s": resume,
             "files": sum(1 for p in root.rglob("*") if p.is_file()), "bytes": size}
 
 
