@@ -746,6 +746,8 @@ class _TaskEvaluator:
 
     def __init__(self, task: Any, spec: SearchSpace, masked: bool, bucketed: bool = True):
         self.task, self.spec, self.masked, self.bucketed = task, spec, masked, bucketed
+        if hasattr(task, "check_space"):  # a space the task cannot train fails here, early
+            task.check_space(spec)
         self.trainers: dict[tuple, BucketTrainer] = {}
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: _TrainingStates | None = None

@@ -134,3 +134,69 @@ def test_supervised_task_rejects_bad_input():
     spec = jn.compile(space())
     with pytest.raises(ValueError, match="no entry 'net'"):
         SupervisedTask(train, val, model="net").for_bucket(spec, spec.sample(jax.random.key(0)))
+
+
+def _max_difference(a, b):
+    return max(jax.tree.leaves(jax.tree.map(
+        lambda x, y: float(np.max(np.abs(np.asarray(x, float) - np.asarray(y, float)),
+                                  initial=0.0)), a, b)))
+
+
+def test_steps_fidelity_takes_the_epochs_minibatches_and_continues_mid_epoch(setup):
+    spec, _, configs, keys, epochs_trainer = setup
+    steps_per_epoch = N_TRAIN // 16
+    steps_spec = jn.compile({**space(), "epochs": jn.IntegerFidelity(1, 9 * steps_per_epoch)})
+    task = SupervisedTask(*data(), batch_size=16, fidelity="steps")
+    trainer = BucketTrainer(task.for_bucket(steps_spec, member(configs, 0), masked=True))
+    by_epochs, _ = epochs_trainer(keys, configs, jnp.full(5, 3))
+    by_steps, results = trainer(keys, configs, jnp.full(5, 3 * steps_per_epoch))
+    assert _max_difference(by_steps.params, by_epochs.params) == 0.0
+    np.testing.assert_array_equal(results["steps"], 3 * steps_per_epoch)
+    np.testing.assert_array_equal(results["epochs"], 3)
+    # Stopping in the middle of an epoch and continuing gives the straight result.
+    low, low_results = trainer(keys, configs, jnp.array([4, 7, 1, 6, 11]))
+    np.testing.assert_array_equal(low_results["epochs"], [0, 1, 0, 1, 1])
+    continued, _ = trainer(keys, configs, jnp.full(5, 20), parents=low)
+    straight, _ = trainer(keys, configs, jnp.full(5, 20))
+    assert _max_difference((continued.params, continued.opt_state, continued.val_curve),
+                           (straight.params, straight.opt_state, straight.val_curve)) < 1e-6
+    np.testing.assert_allclose(continued.train_curve[:, :3], straight.train_curve[:, :3],
+                               atol=1e-6)
+
+
+def test_data_fraction_fidelity_trains_on_nested_subsets_and_retrains_on_promotion(setup):
+    _, _, configs, keys, _ = setup
+    fraction_spec = jn.compile({**space(), "epochs": jn.FloatFidelity(0.25, 1.0)})
+    task = SupervisedTask(*data(), batch_size=16, fidelity="data_fraction", epochs=3)
+    trainer = BucketTrainer(task.for_bucket(fraction_spec, member(configs, 0), masked=True))
+    low, low_results = trainer(keys, configs, jnp.full(5, 0.25))
+    # 24 of the 96 rows: one full minibatch of 16 a step, so 1 step an epoch.
+    np.testing.assert_array_equal(low_results["steps"], 3)
+    np.testing.assert_array_equal(low_results["epochs"], 3)
+    continued, continued_results = trainer(keys, configs, jnp.full(5, 1.0), parents=low)
+    straight, straight_results = trainer(keys, configs, jnp.full(5, 1.0))
+    np.testing.assert_array_equal(straight_results["steps"], 3 * N_TRAIN // 16)
+    assert _max_difference(continued, straight) == 0.0
+    assert np.any(low_results["loss"] != straight_results["loss"])
+    # Every member trains on the same subset: a member alone gets what it got in the batch.
+    _, alone = trainer(keys[1:2], member_batch(configs, 1), jnp.full(1, 0.25))
+    np.testing.assert_allclose(alone["loss"][0], low_results["loss"][1], atol=1e-6)
+
+
+def test_fidelity_kinds_reject_bad_input(tmp_path):
+    train, val = data()
+    with pytest.raises(ValueError, match="fidelity='minutes' must be one of"):
+        SupervisedTask(train, val, fidelity="minutes")
+    with pytest.raises(ValueError, match="epochs=None must be a positive integer"):
+        SupervisedTask(train, val, fidelity="data_fraction")
+    with pytest.raises(ValueError, match="epochs=3 is for fidelity='data_fraction'"):
+        SupervisedTask(train, val, fidelity="steps", epochs=3)
+    fraction_task = SupervisedTask(train, val, fidelity="data_fraction", epochs=2)
+    # A space whose fidelity cannot count it is refused when the run is defined.
+    with pytest.raises(ValueError, match=r"within \(0, 1\].*\[1, 9\]"):
+        jn.run(fraction_task, space(), root_directory=tmp_path / "a", max_evaluations=2)
+    fractional = {**space(), "epochs": jn.FloatFidelity(0.5, 9.5)}
+    with pytest.raises(ValueError, match=r"whole epochs.*\[0.5, 9.5\]"):
+        jn.run(SupervisedTask(train, val), fractional, root_directory=tmp_path / "b",
+               max_evaluations=2)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
