@@ -19,6 +19,11 @@ import numpy as np
 from jaxnas.train._task import Task
 
 
+# Members one vmapped pass trains on a CPU (see `BucketTrainer`). For 64 and 256 MLPs on the
+# digits, 16 and 32 at a time did about equally well; 64 or more at once were 10-25% slower.
+CPU_MEMBERS_AT_ONCE = 32
+
+
 def pad_to_power_of_two(n: int) -> int:
     """The size a batch of `n` members is padded to: 1, 2, 4, 8, ..."""
     return 1 << max(int(n) - 1, 0).bit_length()
@@ -29,6 +34,11 @@ class BucketTrainer:
 
     Args:
         task: the bucket's `Task` (for a structure-dependent task, from `for_bucket`).
+        members_at_once: how many members one vmapped pass trains; a larger batch is
+            trained that many at a time in one loop (`jax.lax.map`'s `batch_size`), inside
+            the same compiled call. None: 32 on a CPU, where the optimiser states of a whole
+            large bucket no longer fit the caches (256 MLPs of the population benchmark train
+            about 30% faster this way), and every member at once on an accelerator.
 
     Example:
         >>> trainer = BucketTrainer(task)
@@ -36,8 +46,15 @@ class BucketTrainer:
         >>> states, results = trainer(keys, configs, higher, parents=states)  # continued
     """
 
-    def __init__(self, task: Task):
-        self.task = task
+    def __init__(self, task: Task, members_at_once: int | None = None):
+        if members_at_once is not None and (isinstance(members_at_once, bool) or
+                                            not isinstance(members_at_once, int) or
+                                            members_at_once < 1):
+            raise ValueError(f"BucketTrainer: members_at_once={members_at_once!r} must be a "
+                             f"positive integer or None.")
+        if members_at_once is None and jax.default_backend() == "cpu":
+            members_at_once = CPU_MEMBERS_AT_ONCE
+        self.task, self.members_at_once = task, members_at_once
         self._run = jax.jit(self._train)
         self._templates: dict[int, Any] = {}  # padded size -> zero states
 
@@ -83,12 +100,17 @@ class BucketTrainer:
         return _unpad((states, results), n)
 
     def _train(self, keys, configs, fidelities, parents, has_parent):
-        fresh = jax.vmap(self.task.init)(keys, configs)
-        states = jax.tree.map(
-            lambda p, f: jnp.where(has_parent.reshape((-1,) + (1,) * (p.ndim - 1)), p, f),
-            parents, fresh)
-        states = jax.vmap(self.task.train)(states, configs, fidelities)
-        return states, jax.vmap(self.task.evaluate)(states, configs)
+        def member(args):
+            key, config, fidelity, parent, continued = args
+            state = jax.tree.map(lambda p, f: jnp.where(continued, p, f), parent,
+                                 self.task.init(key, config))
+            state = self.task.train(state, config, fidelity)
+            return state, self.task.evaluate(state, config)
+
+        members = (keys, configs, fidelities, parents, has_parent)
+        if self.members_at_once is None or self.members_at_once >= fidelities.shape[0]:
+            return jax.vmap(member)(members)
+        return jax.lax.map(member, members, batch_size=self.members_at_once)
 
 
 def _padder(n: int, size: int):

@@ -200,3 +200,18 @@ def test_fidelity_kinds_reject_bad_input(tmp_path):
         jn.run(SupervisedTask(train, val), fractional, root_directory=tmp_path / "b",
                max_evaluations=2)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_training_a_few_members_at_a_time_gives_what_all_at_once_gives(setup):
+    spec, task, configs, keys, _ = setup
+    bucket = task.for_bucket(spec, member(configs, 0), masked=True)
+    at_once = BucketTrainer(bucket, members_at_once=8)  # the whole padded batch
+    two_at_a_time = BucketTrainer(bucket, members_at_once=2)  # 5 members, padded to 8
+    low, _ = two_at_a_time(keys, configs, jnp.array([1, 2, 3, 1, 2]))
+    states, results = two_at_a_time(keys, configs, jnp.full(5, 4), parents=low)
+    reference, reference_results = at_once(keys, configs, jnp.full(5, 4))
+    assert results["loss"].shape == (5,)
+    assert _max_difference(states.params, reference.params) < 1e-5
+    np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"], atol=1e-6)
+    with pytest.raises(ValueError, match="members_at_once=0 must be a positive integer"):
+        BucketTrainer(bucket, members_at_once=0)
