@@ -75,13 +75,15 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; budget "
           f"{args.max_fidelity_spent:g} epochs ...")
     start = time.perf_counter()
-    result = jn.run(task, cnn_space(), optimizer="priorband", root_directory=root,
+    spec = jn.compile(cnn_space())
+    result = jn.run(task, spec, optimizer="priorband", root_directory=root,
                     max_fidelity_spent=args.max_fidelity_spent, seed=args.seed)
     best = result.incumbent
     print(f"\n{len(result.trials)} trials in {time.perf_counter() - start:.0f} s; best trial "
           f"{best.trial_id}: validation error {best.loss:.4f}, test accuracy "
           f"{1 - best.metrics['test_objective']:.4f} after {best.fidelity:g} epochs")
-    print(f"  architecture : {best.config['model']}")
+    architecture = spec.resolve(best.values, best.fidelity, build=False)["model"]
+    print(f"  architecture : {architecture}")
     print(f"  learning rate: {best.values['learning_rate']:.3g}, weight decay: "
           f"{best.values['weight_decay']:.3g}")
     print(f"results in {root}")

@@ -319,6 +319,24 @@ class Operation(Parameter):
     def __repr__(self) -> str:
         return f"Operation({_name(self.operator)}, args={self.args!r}, kwargs={self.kwargs!r})"
 
+    def __str__(self) -> str:
+        """As a call: `Sequential([Dense(71), relu, Dense(10)])`; `relu` for no arguments."""
+        if not self.args and not self.kwargs:
+            return _name(self.operator)
+        args = self.args if isinstance(self.args, tuple) else (self.args,)
+        parts = [_call_text(a) for a in args]
+        parts += [f"{k}={_call_text(v)}" for k, v in self.kwargs.items()]
+        return f"{_name(self.operator)}({', '.join(parts)})"
+
+
+def _call_text(value: Any) -> str:
+    """`str` for operations, inside lists and tuples too; `repr` for everything else."""
+    if isinstance(value, list):
+        return f"[{', '.join(map(_call_text, value))}]"
+    if isinstance(value, tuple):
+        return f"({', '.join(map(_call_text, value))}{',' if len(value) == 1 else ''})"
+    return str(value) if isinstance(value, Operation) else repr(value)
+
 
 class Resampled(Parameter):
     """An independently sampled copy of `source` (NePS' `Resampled`, HANNAH's `.new()`).

@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -275,3 +276,16 @@ def test_dynamic_is_transparent_to_sharing_and_resampling():
     assert spec.paths == tuple(f"net[{i}].kwargs.kernel_size.k" for i in range(3))
     shared = jn.Dynamic(lambda k: k * 2, k=kernel)
     assert jn.compile({"a": shared, "b": shared, "c": kernel}).paths == ("a.k",)
+
+
+def test_a_resolved_operation_prints_as_a_call():
+    width = jn.Integer(8, 64)
+    space = {"model": jn.Operation(jn.nn.Sequential, args=([
+        jn.Operation(nn.Dense, args=(width,)), jn.Operation(nn.relu),
+        jn.Operation(jn.nn.MaxPool, kwargs={"window": 2}),
+        jn.Operation(nn.Conv, args=(4, (3,)))],))}
+    spec = jn.compile(space)
+    config = spec.sample(jax.random.key(0))
+    model = spec.resolve(config, build=False)["model"]
+    assert str(model) == (f"Sequential([Dense({int(config['model.args[0][0].args[0]'])}), "
+                          f"relu, MaxPool(window=2), Conv(4, (3,))])")
