@@ -20,13 +20,13 @@ share is `score_inc / (score_inc + score_prior)`.
 The incumbent is the lowest loss seen at any fidelity (`incumbent_selection="any_fidelity"`),
 as in NePS 0.17 (`completed["perf"].idxmin()` over every rung) and in the implementation the
 paper's experiments ran (NePS's `PriorBandBase.find_incumbent`, "the best performing
-configuration seen so far", over every observed configuration whatever its rung). A loss at
-low fidelity is usually an upper bound on the same configuration's loss at full fidelity
-(less training, a flatter or noisier proxy), so its lowest value is an optimistic but sound
-choice of centre; restricting the incumbent to the top rung instead
-(`incumbent_selection="highest_fidelity"`, SMAC's "highest_observed_budget") ignores a
-configuration whose cheap evaluation already beat every full-fidelity result, which a bad
-prior makes common early on.
+configuration seen so far", over every observed configuration whatever its rung). Where a
+low-fidelity loss is an upper bound on the same configuration's full-fidelity loss (less
+training, or MF-Hartmann's bias and half-normal noise), the configuration with the lowest
+loss anywhere is at least that good at full fidelity. `"highest_fidelity"` (SMAC's
+"highest_observed_budget") takes the lowest loss at the highest rung with a result instead,
+and so ignores a configuration whose cheap evaluation beat every full-fidelity result,
+which a bad prior makes common early on.
 
 Where this differs from NePS 0.17's code:
 * NePS writes its evidence checks as `x is False` on numpy booleans, which are never
@@ -34,8 +34,8 @@ Where this differs from NePS 0.17's code:
   for exactly `eta` results (`rung_counts == eta`) and its spent fidelity is
   `rung index * cost per rung` summed over results. Here all three checks apply, a rung
   needs at least `eta` results, and spent fidelity is the sum over told trials of what each
-  one cost. With one bracket after another (as NePS runs with one worker) the incumbent
-  switches on at the same ask either way: after the first bracket.
+  one cost. Run one configuration at a time over fidelities 1..100 with eta 3 (the
+  MF-Hartmann benchmark), both switch incumbent sampling on after the first bracket.
 * NePS counts failed trials (loss None -> inf) as results; here only successful ones do.
 * NePS draws one configuration per result; here a whole rung is drawn at once from the
   same policy (as NePS does with as many workers), unless `batch_size` asks for fewer.
