@@ -9,23 +9,36 @@ New configurations of a bracket whose base rung is `r` come from (Sec. 5.1-5.2):
 * incumbent sampling mutates each parameter with probability 0.5 by a normal of sigma
   0.25 in the unit cube, truncated to it; a mutated categorical changes its value.
 
-Evidence, as in NePS 0.17 (`neps/optimizers/priorband.py`): a successful result at the top
-rung, fidelity worth one full successive-halving bracket spent (promotions count only their
-extra fidelity), and a rung with at least `eta` successful results. The best
-`K = n // eta` results of the highest such rung, weighted `K, K - 1, ..., 1` by rank,
-score the prior (`spec.log_prior`) against a density of the same shape centred on the
-incumbent (each parameter's own `prior_confidence`); the incumbent's share is
-`score_inc / (score_inc + score_prior)`.
+Evidence, as NePS 0.17 intends it (`neps/optimizers/priorband.py`, `sample_config`): a
+successful result at the top rung, fidelity worth one full successive-halving bracket spent
+(promotions count only their extra fidelity), and a rung with at least `eta` successful
+results. The best `K = n // eta` results of the highest such rung, weighted
+`K, K - 1, ..., 1` by rank, score the prior (`spec.log_prior`) against a density of the same
+shape centred on the incumbent (each parameter's own `prior_confidence`); the incumbent's
+share is `score_inc / (score_inc + score_prior)`.
 
-Where this differs from NePS 0.17, it follows the paper:
-* NePS takes the incumbent as the lowest loss over all rungs; losses at different
-  fidelities are not comparable, and the paper's incumbent is the best configuration at the
-  highest fidelity evaluated: here it is the lowest loss at the highest rung with a
-  successful result (with evidence, that is the top rung).
-* NePS tests for a rung with exactly `eta` results (`rung_counts == eta`) and counts spent
-  fidelity as `rung index * cost per rung`; here a rung needs at least `eta` results and
-  spent fidelity is the sum over told trials of what each one cost.
+The incumbent is the lowest loss seen at any fidelity (`incumbent_selection="any_fidelity"`),
+as in NePS 0.17 (`completed["perf"].idxmin()` over every rung) and in the implementation the
+paper's experiments ran (NePS's `PriorBandBase.find_incumbent`, "the best performing
+configuration seen so far", over every observed configuration whatever its rung). Where a
+low-fidelity loss is an upper bound on the same configuration's full-fidelity loss (less
+training, or MF-Hartmann's bias and half-normal noise), the configuration with the lowest
+loss anywhere is at least that good at full fidelity. `"highest_fidelity"` (SMAC's
+"highest_observed_budget") takes the lowest loss at the highest rung with a result instead,
+and so ignores a configuration whose cheap evaluation beat every full-fidelity result,
+which a bad prior makes common early on.
+
+Where this differs from NePS 0.17's code:
+* NePS writes its evidence checks as `x is False` on numpy booleans, which are never
+  `False` objects, so only the fidelity check takes effect there; its rung check would ask
+  for exactly `eta` results (`rung_counts == eta`) and its spent fidelity is
+  `rung index * cost per rung` summed over results. Here all three checks apply, a rung
+  needs at least `eta` results, and spent fidelity is the sum over told trials of what each
+  one cost. Run one configuration at a time over fidelities 1..100 with eta 3 (the
+  MF-Hartmann benchmark), both switch incumbent sampling on after the first bracket.
 * NePS counts failed trials (loss None -> inf) as results; here only successful ones do.
+* NePS draws one configuration per result; here a whole rung is drawn at once from the
+  same policy (as NePS does with as many workers), unless `batch_size` asks for fewer.
 """
 
 from __future__ import annotations
@@ -44,11 +57,13 @@ from jaxnas.optimizers._schedule import Schedule
 from jaxnas.space import Categorical, Config, Integer, SearchSpace
 from jaxnas.space._search_space import PRIOR_SIGMA, PRIOR_WEIGHT
 
+INCUMBENT_SELECTIONS = ("any_fidelity", "highest_fidelity")
+
 
 def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior: bool = True,
               mutation_rate: float = 0.5, mutation_std: float = 0.25,
-              bracket_sizes: str = "hpbandster", batch_size: int | None = None,
-              max_trials: int = 1024) -> Optimizer:
+              incumbent_selection: str = "any_fidelity", bracket_sizes: str = "hpbandster",
+              batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """PriorBand: Hyperband whose new configurations mix uniform, prior and incumbent samples.
 
     Args:
@@ -60,6 +75,9 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
         prior: Use the prior at all; `prior=False` samples uniformly, which is Hyperband.
         mutation_rate: Probability that incumbent sampling perturbs each parameter.
         mutation_std: Sigma of that perturbation in the unit cube.
+        incumbent_selection: `"any_fidelity"` (the lowest loss seen at any fidelity, as NePS
+            and the paper's implementation choose it) or `"highest_fidelity"` (the lowest
+            loss at the highest rung with a result); see the module docstring.
         bracket_sizes: `"hpbandster"` (HpBandSter's and NePS's bracket sizes) or `"paper"`
             (the Hyperband paper's); see `hyperband`.
         batch_size: Proposals per ask; defaults to the largest rung.
@@ -86,6 +104,10 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     incumbent = _base.check_bool(owner, "incumbent", incumbent)
     prior = _base.check_bool(owner, "prior", prior)
+    if incumbent_selection not in INCUMBENT_SELECTIONS:
+        raise ValueError(f"{owner}: incumbent_selection={incumbent_selection!r} must be one of "
+                         f"{', '.join(map(repr, INCUMBENT_SELECTIONS))} (which result's "
+                         f"configuration incumbent sampling mutates).")
     if not 0.0 <= mutation_rate <= 1.0:
         raise ValueError(f"{owner}: mutation_rate={mutation_rate!r} must lie in [0, 1].")
     if not mutation_std > 0.0:
@@ -93,12 +115,14 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     if not prior:
         sampler = plain_sampler(spec, use_prior=False)
     else:
-        sampler = _ensemble_sampler(spec, schedule, incumbent, mutation_rate, mutation_std)
+        sampler = _ensemble_sampler(spec, schedule, incumbent, mutation_rate, mutation_std,
+                                    incumbent_selection)
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
 
 
 def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool,
-                      mutation_rate: float, mutation_std: float) -> Sampler:
+                      mutation_rate: float, mutation_std: float,
+                      incumbent_selection: str) -> Sampler:
     density = _IncumbentDensity(spec)
     eta = schedule.eta
     # Evidence needs one full bracket's fidelity: the largest bracket, starting at rung 0.
@@ -116,7 +140,8 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
         key_prior, key_incumbent = jax.random.split(key_rows, (2, batch))
         priors = _base.map_rows(spec.sample_prior, key_prior)
         if use_incumbent:
-            share, best = _incumbent_share(spec, density, trials, eta, top_rung, bracket_cost)
+            share, best = _incumbent_share(spec, density, trials, eta, top_rung, bracket_cost,
+                                           incumbent_selection)
             p_incumbent = (1.0 - p_uniform) * share
             mutants = _base.map_rows(
                 lambda k: spec.mutate(k, best, mutation_rate, mutation_std), key_incumbent)
@@ -133,7 +158,8 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
 
 
 def _incumbent_share(spec: SearchSpace, density: _IncumbentDensity, trials: Trials, eta: int,
-                     top_rung: int, bracket_cost: float) -> tuple[jax.Array, Config]:
+                     top_rung: int, bracket_cost: float,
+                     incumbent_selection: str) -> tuple[jax.Array, Config]:
     """The incumbent's share of the non-uniform mass (0 without evidence), and the incumbent.
 
     Returns:
@@ -151,10 +177,11 @@ def _incumbent_share(spec: SearchSpace, density: _IncumbentDensity, trials: Tria
     wide = per_rung >= eta
     evidence = (per_rung[top_rung] > 0) & (spent >= bracket_cost) & jnp.any(wide)
 
-    # The incumbent: the best successful trial of the highest rung with one.
-    incumbent_rung = jnp.max(jnp.where(success, trials.rungs, -1))
-    best_row = jnp.argmin(jnp.where(success & (trials.rungs == incumbent_rung),
-                                    trials.losses, jnp.inf))
+    # The incumbent: the lowest successful loss, at any rung or at the highest rung with one.
+    candidate = success
+    if incumbent_selection == "highest_fidelity":
+        candidate &= trials.rungs == jnp.max(jnp.where(success, trials.rungs, -1))
+    best_row = jnp.argmin(jnp.where(candidate, trials.losses, jnp.inf))
     best = jax.tree.map(lambda column: column[best_row], trials.configs)
 
     # The top K = n // eta of the highest rung with >= eta results, weighted K, ..., 1.

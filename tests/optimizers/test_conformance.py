@@ -167,6 +167,9 @@ def test_single_fidelity_optimisers_evaluate_at_the_maximum_or_nan():
     ("priorband", dict(mutation_rate=1.5), r"mutation_rate=1\.5 must lie in \[0, 1\]"),
     ("hyperband", dict(bracket_sizes="neps"),
      r"hyperband: bracket_sizes='neps' must be one of 'hpbandster', 'paper'"),
+    ("priorband", dict(incumbent_selection="top_rung"),
+     r"priorband: incumbent_selection='top_rung' must be one of 'any_fidelity', "
+     r"'highest_fidelity'"),
 ])
 def test_bad_arguments_raise_naming_the_parameter(name, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -26,12 +26,16 @@ SIGMA, WEIGHT, N_CHOICES = 0.25, 4.0, 3
 BRACKET_COST = 27 * 1 + 9 * (3 - 1) + 3 * (9 - 3) + 1 * (27 - 9)
 
 
-@pytest.fixture(scope="module")
-def priorband():
-    opt, ask, tell = jitted("priorband", "mixed27", **SETTINGS)
+def _priorband(**kwargs):
+    opt, ask, tell = jitted("priorband", "mixed27", **SETTINGS, **kwargs)
     # One state, N_KEYS keys. A loop (lax.map) compiles faster on CPU than vmap here.
     many = jax.jit(lambda state, keys: jax.lax.map(lambda key: opt.ask(state, key), keys))
     return opt, ask, tell, many
+
+
+@pytest.fixture(scope="module")
+def priorband():
+    return _priorband()
 
 
 def _within_5_se(successes: int, n: int, p: float) -> None:
@@ -97,7 +101,7 @@ def _density(centre, x, n, c):
     return _truncnorm_pdf(x, cx) * _truncnorm_bin(n, _unit_integer(cn)) * pmf
 
 
-def _reference_policy(trials, base_rung):
+def _reference_policy(trials, base_rung, incumbent_selection="any_fidelity"):
     """(p_uniform, p_prior, p_incumbent, incumbent row) from the paper's rules, in numpy."""
     success = trials.status == Status.SUCCESS
     told = success | (trials.status == Status.FAILED)
@@ -112,9 +116,13 @@ def _reference_policy(trials, base_rung):
     rows = np.flatnonzero(success & (trials.rungs == rung))
     rows = rows[np.argsort(trials.losses[rows], kind="stable")][: len(rows) // ETA]
     weights = np.arange(len(rows), 0, -1)
-    # The incumbent: the best result at the highest rung with results.
-    top = np.flatnonzero(success & (trials.rungs == trials.rungs[success].max()))
-    incumbent = top[np.argmin(trials.losses[top])]
+    # The incumbent: the lowest loss at any rung (NePS, the paper's implementation), or the
+    # best result at the highest rung with results.
+    if incumbent_selection == "any_fidelity":
+        pool = np.flatnonzero(success)
+    else:
+        pool = np.flatnonzero(success & (trials.rungs == trials.rungs[success].max()))
+    incumbent = pool[np.argmin(trials.losses[pool])]
     config = trials.configs
     x, n, c = config["x"][rows], config["n"][rows], config["c"][rows]
     prior = _density((0.3, 8, 1), x, n, c)
@@ -125,17 +133,28 @@ def _reference_policy(trials, base_rung):
     return p_uniform, 1 - p_uniform - p_incumbent, p_incumbent, incumbent
 
 
-def test_incumbent_share_matches_the_reference(priorband):
-    opt, ask, tell, many = priorband
+@pytest.mark.parametrize("incumbent_selection", ["any_fidelity", "highest_fidelity", None])
+def test_incumbent_share_matches_the_reference(priorband, incumbent_selection):
+    """The policy and the centre of incumbent sampling, for both incumbent selections (None:
+    the default, which is NePS's and the paper implementation's lowest loss at any rung)."""
+    if incumbent_selection is None:
+        opt, ask, tell, many = priorband
+        incumbent_selection = "any_fidelity"
+    else:
+        opt, ask, tell, many = _priorband(incumbent_selection=incumbent_selection)
     # Two brackets with results: 27@1 .. 1@27 and 9@3 .. 1@27. Then rung 2 holds 6
     # results (K = 2), rung 3 two, and one bracket's fidelity is spent.
     state, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 7,
                            loss=_loss)
     assert rungs_served(history) == [(27, 1), (9, 3), (3, 9), (1, 27), (9, 3), (3, 9), (1, 27)]
     trials = jax.device_get(state.trials)
-    p_uniform, p_prior, p_incumbent, incumbent = _reference_policy(trials, base_rung=2)
+    p_uniform, p_prior, p_incumbent, incumbent = _reference_policy(
+        trials, base_rung=2, incumbent_selection=incumbent_selection)
+    # `_loss` makes the two selections differ: the lowest loss is not at the top rung.
     told = trials.status == Status.SUCCESS
-    assert np.nanargmin(np.where(told, trials.losses, np.nan)) != incumbent  # NePS differs
+    lowest = np.nanargmin(np.where(told, trials.losses, np.nan))
+    assert trials.rungs[lowest] < 3
+    assert (lowest == incumbent) == (incumbent_selection == "any_fidelity")
     assert 0.05 < p_incumbent < 0.99 * (1 - p_uniform)  # prior and incumbent both matter
 
     sources, configs = _draw(many, state, seed=5)  # the next bracket: 6@9, base rung 2
