@@ -324,13 +324,13 @@ def _supervised_task(task: SupervisedTask, spec: SearchSpace, module: nn.Module,
 
         return jax.lax.while_loop(lambda s: s.step < target, epoch_part, state)
 
-    subset_rank = jnp.argsort(jax.random.permutation(jax.random.key(0), n_train))
-
     def train_fraction(state, config, fidelity):
         fraction = jnp.asarray(fidelity, jnp.float32)
         rows = jnp.clip(jnp.ceil(fraction * n_train).astype(jnp.int32), 1, n_train)
         subset_steps = jnp.maximum(rows // batch_size, 1)
-        in_subset = subset_rank < rows  # the first `rows` of one fixed shuffle
+        # The first `rows` of one fixed shuffle: the same for every trial, nested in `rows`.
+        subset_rank = jnp.argsort(jax.random.permutation(jax.random.key(0), n_train))
+        in_subset = subset_rank < rows
         tx = optimizer(config)
         trial_key = jax.random.wrap_key_data(state.key)
         epoch_keys = jax.random.split(trial_key)[1]
