@@ -15,6 +15,7 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 from collections.abc import Callable
 
 from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials, check
+from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
 from jaxnas.optimizers._priorband import priorband
 from jaxnas.optimizers._random_search import (
@@ -61,6 +62,7 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
 
 __all__ = [
     "BracketState",
+    "IncumbentSelection",
     "Optimizer",
     "Proposals",
     "RandomSearchState",
@@ -71,6 +73,7 @@ __all__ = [
     "complex_random_search",
     "get",
     "hyperband",
+    "incumbent_index",
     "priorband",
     "random_search",
     "successive_halving",

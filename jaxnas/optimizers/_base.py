@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas._shapes import pad_to_power_of_two
 from jaxnas.space import Config, SearchSpace
 
 
@@ -271,8 +272,7 @@ def capacity_for(max_trials: int, batch_size: int) -> int:
     A power of two lets runs of similar length share compiled programs (DESIGN, fixed
     shapes).
     """
-    needed = max(max_trials, batch_size)
-    return 1 << (needed - 1).bit_length()
+    return pad_to_power_of_two(max(max_trials, batch_size))
 
 
 def max_fidelity(spec: SearchSpace) -> float:

@@ -214,6 +214,30 @@ class SearchSpace:
             out[path] = value if choices is None else jnp.asarray(choices, jnp.float32)[value]
         return out
 
+    def config(self, values: Mapping[str, Any]) -> Config:
+        """Packs values by path into a `Config` of this space (the inverse of reading one).
+
+        Args:
+            values: `{path: value}` for every path of the space; scalars give one config,
+                arrays with a leading axis a batch. Host (numpy or Python) values stay on
+                the host: packing a stored batch compiles nothing.
+
+        Raises:
+            KeyError: a path of the space missing from `values`.
+        """
+        self._check_paths(values)
+        layout = self._t.layout
+        columns = [np.asarray(values[p]) for p in layout.paths]
+        shape = columns[0].shape if columns else ()
+
+        def pack(is_float: bool, dtype: Any) -> np.ndarray:
+            picked = [c for c, f in zip(columns, layout.is_float) if f == is_float]
+            if not picked:
+                return np.zeros((*shape, 0), dtype)
+            return np.stack([c.astype(dtype) for c in picked], axis=-1)
+
+        return Config(pack(True, np.float32), pack(False, np.int32), layout)
+
     def to_unit(self, config: Config) -> jax.Array:
         """Encodes `config` as a `(len(paths),)` float32 vector in [0, 1]."""
         t = self._t

@@ -1,7 +1,9 @@
-"""Training configurations: tasks and the bucket trainer `jn.run` uses."""
+"""Training configurations: the task protocol, the supervised task and the bucket trainer."""
 
-from jaxnas.train._population import BucketTrainer, pad_to_power_of_two
-from jaxnas.train._task import SupervisedTask, Task, TrainState, default_optimizer
+from jaxnas._shapes import pad_to_power_of_two
+from jaxnas.train._population import BucketTrainer
+from jaxnas.train._protocol import BucketTask, FixedTask, Task, as_bucket_task, task_from_function
+from jaxnas.train._task import SupervisedTask, TrainState, default_optimizer
 
-__all__ = ["BucketTrainer", "SupervisedTask", "Task", "TrainState", "default_optimizer",
-           "pad_to_power_of_two"]
+__all__ = ["BucketTask", "BucketTrainer", "FixedTask", "SupervisedTask", "Task", "TrainState",
+           "as_bucket_task", "default_optimizer", "pad_to_power_of_two", "task_from_function"]

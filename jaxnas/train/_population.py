@@ -16,17 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.train._task import Task
+from jaxnas._shapes import pad_to_power_of_two
+from jaxnas.train._protocol import Task
 
 
 # Members one vmapped pass trains on a CPU (see `BucketTrainer`). For 64 and 256 MLPs on the
 # digits, 16 and 32 at a time did about equally well; 64 or more at once were 10-25% slower.
 CPU_MEMBERS_AT_ONCE = 32
-
-
-def pad_to_power_of_two(n: int) -> int:
-    """The size a batch of `n` members is padded to: 1, 2, 4, 8, ..."""
-    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 class BucketTrainer:

@@ -17,7 +17,7 @@ member of it, then vmaps the returned functions over the bucket's configs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -26,14 +26,7 @@ import optax
 from flax import struct
 
 from jaxnas.space import SearchSpace
-
-
-class Task(NamedTuple):
-    """Pure `init`, `train` and `evaluate` of one configuration (see the module docstring)."""
-
-    init: Callable[[jax.Array, Any], Any]
-    train: Callable[[Any, Any, Any], Any]
-    evaluate: Callable[[Any, Any], Any]
+from jaxnas.train._protocol import BucketTask, Task
 
 
 @struct.dataclass
@@ -94,7 +87,7 @@ def default_optimizer(values: Mapping[str, jax.Array]) -> optax.GradientTransfor
 FIDELITIES = ("epochs", "steps", "data_fraction")
 
 
-class SupervisedTask:
+class SupervisedTask(BucketTask):
     """Classification or regression on in-memory arrays: a model from the space, trained.
 
     The model is the space entry `model` (an operation, built with `jn.nn.build`); the

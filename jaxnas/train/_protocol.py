@@ -1,0 +1,106 @@
+"""What `jn.run` trains: the `Task` triple, and the `BucketTask` protocol it drives.
+
+A `Task` is three pure functions of one configuration (jaxnas vmaps them over a bucket):
+
+* `init(key, config) -> state`: a fresh training state;
+* `train(state, config, fidelity) -> state`: trains *up to* `fidelity` (epochs, steps, ...)
+  from wherever `state` stands, so a configuration promoted to a higher rung continues from
+  its saved state instead of starting again;
+* `evaluate(state, config) -> loss or dict`: the objective (a dict carries a `"loss"` entry
+  and any other metrics).
+
+A `BucketTask` is what the runner holds: it checks a space before a run starts and makes
+the `Task` of each bucket (a group of configurations of one structure). `SupervisedTask`
+is one; `as_bucket_task` wraps a plain `Task` or a pure function `f(config, fidelity, key)`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Task(NamedTuple):
+    """Pure `init`, `train` and `evaluate` of one configuration (see the module docstring)."""
+
+    init: Callable[[jax.Array, Any], Any]
+    train: Callable[[Any, Any, Any], Any]
+    evaluate: Callable[[Any, Any], Any]
+
+
+class BucketTask(abc.ABC):
+    """An evaluation the runner trains bucket by bucket.
+
+    Attributes:
+        bucketed: group configurations by structure (`spec.buckets`) and make one `Task`
+            per bucket; False: every configuration reaches one `Task` with all its values
+            traced (a pure function has no structure to bucket).
+        saves_states: whether trained states are worth saving in the run folder, so that a
+            promotion continues from its parent's state in another process or after a
+            restart (a pure function's state is its key and fidelity: nothing to save).
+    """
+
+    bucketed: bool = True
+    saves_states: bool = True
+
+    def check_space(self, spec: Any) -> None:  # noqa: B027 - optional hook, no-op default
+        """Raises ValueError if this task cannot train `spec`; called before a run starts."""
+        del spec
+
+    @abc.abstractmethod
+    def for_bucket(self, spec: Any, config: Any, masked: bool) -> Task:
+        """The pure functions of one bucket; `config` is any member (its structure counts)."""
+
+
+class FixedTask(BucketTask):
+    """One `Task` for every bucket."""
+
+    def __init__(self, task: Task, *, bucketed: bool = True, saves_states: bool = True):
+        self.task, self.bucketed, self.saves_states = task, bucketed, saves_states
+
+    def for_bucket(self, spec: Any, config: Any, masked: bool) -> Task:
+        del spec, config, masked
+        return self.task
+
+
+def task_from_function(fn: Callable[[Any, Any, jax.Array], Any]) -> Task:
+    """`f(config, fidelity, key) -> loss` as a `Task`: its state is the key and fidelity.
+
+    So a pure function runs through the same `BucketTrainer` (jit, vmap, padding) as any
+    task. A promotion rebuilds its state exactly from the trial's key and the new fidelity.
+    """
+
+    def init(key, config):
+        del config
+        return {"key": jax.random.key_data(key), "fidelity": jnp.zeros((), jnp.float32)}
+
+    def train(state, config, fidelity):
+        del config
+        return {**state, "fidelity": jnp.asarray(fidelity, jnp.float32)}
+
+    def evaluate(state, config):
+        return fn(config, state["fidelity"], jax.random.wrap_key_data(state["key"]))
+
+    return Task(init, train, evaluate)
+
+
+def as_bucket_task(evaluate: Any, *, pure_function: bool = False) -> BucketTask | None:
+    """The `BucketTask` the runner drives for `evaluate`, or None for a plain callable.
+
+    Args:
+        evaluate: a `BucketTask` (returned as it is), a `Task` (one for every bucket), or,
+            with `pure_function=True`, a pure `f(config, fidelity, key)`.
+        pure_function: treat a callable `evaluate` as a pure JAX function (one program for
+            every configuration, nothing to save).
+    """
+    if isinstance(evaluate, BucketTask):
+        return evaluate
+    if isinstance(evaluate, Task):
+        return FixedTask(evaluate)
+    if pure_function:
+        return FixedTask(task_from_function(evaluate), bucketed=False, saves_states=False)
+    return None
