@@ -26,6 +26,7 @@ from jaxnas.nn._masked_build import exact_params
 from jaxnas.space import MaskedWidth
 from jaxnas.nn._build import build
 from jaxnas.nn._build import summary
+from jaxnas.space import _registry
 
 __all__ = [
     "Add",
@@ -55,3 +56,22 @@ __all__ = [
     "exact_width_init",
     "summary",
 ]
+
+
+def _register() -> None:
+    """Hands the space layer what it needs from this one (see `jaxnas.space._registry`)."""
+    import flax.linen as linen  # noqa: PLC0415
+
+    def is_module(operator):
+        return isinstance(operator, type) and issubclass(operator, linen.Module)
+
+    for name in __all__:
+        value = globals()[name]
+        if is_module(value) and value is not Built:
+            _registry.register_block(name, value)
+    for operator in (linen.Dense, linen.Conv):
+        _registry.register_maskable(operator)
+    _registry.register_builder(is_module=is_module, build=build)
+
+
+_register()
