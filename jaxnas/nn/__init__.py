@@ -26,7 +26,7 @@ from jaxnas.nn._masked_build import exact_params
 from jaxnas.space import MaskedWidth
 from jaxnas.nn._build import build
 from jaxnas.nn._build import summary
-from jaxnas.space import _registry
+from jaxnas.space import register_block, register_builder, register_maskable
 
 __all__ = [
     "Add",
@@ -68,10 +68,10 @@ def _register() -> None:
     for name in __all__:
         value = globals()[name]
         if is_module(value) and value is not Built:
-            _registry.register_block(name, value)
+            register_block(name, value)
     for operator in (linen.Dense, linen.Conv):
-        _registry.register_maskable(operator)
-    _registry.register_builder(is_module=is_module, build=build)
+        register_maskable(operator)
+    register_builder(is_module=is_module, build=build)
 
 
 _register()

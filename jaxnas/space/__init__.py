@@ -19,6 +19,7 @@ from jaxnas.space._parameters import (
     Space,
 )
 from jaxnas.space._config import Config
+from jaxnas.space._registry import register_block, register_builder, register_maskable
 from jaxnas.space._search_space import FidelityInfo, MaskedWidth, SearchSpace
 
 
@@ -80,4 +81,7 @@ __all__ = [
     "Space",
     "SpaceError",
     "compile",
+    "register_block",
+    "register_builder",
+    "register_maskable",
 ]
