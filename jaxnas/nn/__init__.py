@@ -1,32 +1,39 @@
-"""Architectures: Linen modules from operation trees, building blocks and space sugar."""
+"""Architectures: Linen modules from operation trees, building blocks and space sugar.
 
+Importing this package hands the space layer what it needs from this one (`_register`):
+the blocks by name, the width-maskable operators and the module builder.
+"""
+
+from jaxnas.nn import _build, _masked
 from jaxnas.nn._blocks import Add
 from jaxnas.nn._blocks import AvgPool
-from jaxnas.nn._blocks import BuildError
 from jaxnas.nn._blocks import Cell
-from jaxnas.nn._blocks import Choice
 from jaxnas.nn._blocks import Concat
 from jaxnas.nn._blocks import Flatten
 from jaxnas.nn._blocks import GlobalAvgPool
 from jaxnas.nn._blocks import Identity
-from jaxnas.nn._blocks import InputChoice
 from jaxnas.nn._blocks import MaxPool
-from jaxnas.nn._blocks import Optional
-from jaxnas.nn._blocks import Permutation
-from jaxnas.nn._blocks import Repeat
 from jaxnas.nn._blocks import Residual
 from jaxnas.nn._blocks import Sequential
-from jaxnas.nn._blocks import cell_space
 from jaxnas.nn._build import Built
+from jaxnas.nn._build import build
+from jaxnas.nn._build import summary
+from jaxnas.nn._calling import BuildError
 from jaxnas.nn._masked import MaskedConv
 from jaxnas.nn._masked import MaskedDense
 from jaxnas.nn._masked import exact_params_from_masked
 from jaxnas.nn._masked import exact_width_init
 from jaxnas.nn._masked_build import exact_params
+from jaxnas.nn._sugar import Choice
+from jaxnas.nn._sugar import InputChoice
+from jaxnas.nn._sugar import Optional
+from jaxnas.nn._sugar import Permutation
+from jaxnas.nn._sugar import Repeat
+from jaxnas.nn._sugar import cell_space
 from jaxnas.space import MaskedWidth
-from jaxnas.nn._build import build
-from jaxnas.nn._build import summary
-from jaxnas.space import register_block, register_builder, register_maskable
+from jaxnas.space import register_block
+from jaxnas.space import register_builder
+from jaxnas.space import register_maskable
 
 __all__ = [
     "Add",
@@ -59,19 +66,14 @@ __all__ = [
 
 
 def _register() -> None:
-    """Hands the space layer what it needs from this one (see `jaxnas.space._registry`)."""
-    import flax.linen as linen  # noqa: PLC0415
-
-    def is_module(operator):
-        return isinstance(operator, type) and issubclass(operator, linen.Module)
-
+    """Hands the space layer its blocks by name, the maskable operators and the builder."""
     for name in __all__:
         value = globals()[name]
-        if is_module(value) and value is not Built:
+        if _build.is_module_class(value) and value is not Built:
             register_block(name, value)
-    for operator in (linen.Dense, linen.Conv):
+    for operator in _masked.MASKED_LAYERS:
         register_maskable(operator)
-    register_builder(is_module=is_module, build=build)
+    register_builder(is_module=_build.is_module_class, build=build)
 
 
 _register()

@@ -1,79 +1,21 @@
-"""jaxnas building blocks: Linen modules that compose other layers, and Hypernets' space sugar.
+"""jaxnas building blocks: Linen modules that compose other layers.
 
 The blocks are ordinary Linen modules, usable without any search. As operators of a
 `jn.Operation` they receive their children already built by `jn.nn.build`, which names every
-module after its path in the space.
-
-The sugar functions (`Choice`, `Optional`, `Permutation`, `Repeat`) return space parameters:
-they describe choices, and `jn.compile` samples them like any `Categorical`.
+module after its path in the space. The masked build (`_masked_build.py`) interprets the same
+blocks itself, with `flatten_layers` and `check_same_shapes` from here, so that width masks
+flow through them.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-from flax.errors import FlaxError
 
-from jaxnas.space import Categorical, Operation
-
-# ------------------------------------------------------------------------- calling
-
-
-class BuildError(TypeError):
-    """An operation that cannot become a layer, or layers that do not connect.
-
-    The message names the path of the operation in the space and the shapes involved.
-    """
-
-
-def call_layer(layer: Callable, x: Any, train: bool) -> Any:
-    """Calls a built layer, passing the train/eval switch the way the layer expects it.
-
-    Linen layers spell it differently: `deterministic` (Dropout), `use_running_average`
-    (BatchNorm), or `train` (jaxnas blocks). A switch already fixed on the layer's fields
-    is left alone (Linen refuses to receive it twice). An error is reported by the path of
-    the innermost layer that raised it, with its input shape.
-    """
-    try:
-        return _call(layer, x, train)
-    except BuildError:
-        raise
-    except (TypeError, ValueError, FlaxError) as error:
-        name = getattr(layer, "name", None) or type(layer).__name__
-        kind = type(layer).__name__ if isinstance(layer, nn.Module) else getattr(
-            getattr(layer, "fn", layer), "__name__", repr(layer))
-        raise BuildError(f"{name}: cannot apply {kind} to an input of shape "
-                         f"{getattr(x, 'shape', None)}: {error}") from error
-
-
-def _call(layer: Callable, x: Any, train: bool) -> Any:
-    if not isinstance(layer, nn.Module):
-        return layer(x)
-    names = _call_parameters(type(layer))
-    if "train" in names:
-        return layer(x, train=train)
-    for name in ("deterministic", "use_running_average"):
-        if name in names and getattr(layer, name, None) is None:
-            return layer(x, **{name: not train})
-    return layer(x)
-
-
-_SIGNATURES: dict[type, frozenset] = {}
-
-
-def _call_parameters(kind: type) -> frozenset:
-    if kind not in _SIGNATURES:
-        _SIGNATURES[kind] = frozenset(inspect.signature(kind.__call__).parameters)
-    return _SIGNATURES[kind]
-
-
-# -------------------------------------------------------------------------- blocks
-
+from jaxnas.nn._calling import BuildError, call_layer
 
 class Sequential(nn.Module):
     """Applies `layers` one after another; nested sequences are flattened in order.
@@ -84,14 +26,15 @@ class Sequential(nn.Module):
     layers: Sequence[Any] = ()
 
     def __call__(self, x, train: bool = False):
-        for layer in _flatten(self.layers):
+        for layer in flatten_layers(self.layers):
             x = call_layer(layer, x, train)
         return x
 
 
-def _flatten(layers: Any) -> list:
+def flatten_layers(layers: Any) -> list:
+    """The layers of a (possibly nested) sequence, in order."""
     if isinstance(layers, (list, tuple)):
-        return [leaf for item in layers for leaf in _flatten(item)]
+        return [leaf for item in layers for leaf in flatten_layers(item)]
     return [layers]
 
 
@@ -109,7 +52,7 @@ class Residual(nn.Module):
 
     def __call__(self, x, train: bool = False):
         y = call_layer(self.body, x, train)
-        _same_shapes(self, ("input", x), ("body", y))
+        check_same_shapes(self.name, type(self).__name__, ("input", x), ("body", y))
         return x + y
 
 
@@ -119,8 +62,8 @@ class Add(nn.Module):
     branches: Sequence[Callable] = ()
 
     def __call__(self, x, train: bool = False):
-        outs = [call_layer(b, x, train) for b in self.branches]
-        _same_shapes(self, *((_label(b, i), y) for i, (b, y) in enumerate(zip(self.branches, outs))))
+        outs = [call_layer(branch, x, train) for branch in self.branches]
+        check_same_shapes(self.name, type(self).__name__, *_labelled(self.branches, outs))
         return sum(outs[1:], outs[0])
 
 
@@ -131,13 +74,8 @@ class Concat(nn.Module):
     axis: int = -1
 
     def __call__(self, x, train: bool = False):
-        outs = [call_layer(b, x, train) for b in self.branches]
-        leading = {y.shape[: self.axis % y.ndim] for y in outs}
-        if len(leading) > 1:
-            shapes = ", ".join(f"{_label(b, i)}: {y.shape}" for i, (b, y)
-                               in enumerate(zip(self.branches, outs)))
-            raise BuildError(f"{self.name}: Concat needs equal shapes before axis "
-                             f"{self.axis}; got {shapes}.")
+        outs = [call_layer(branch, x, train) for branch in self.branches]
+        check_concat_shapes(self.name, self.axis, *_labelled(self.branches, outs))
         return jnp.concatenate(outs, axis=self.axis)
 
 
@@ -204,109 +142,39 @@ class Cell(nn.Module):
                              f"pair per node; got {len(self.inputs)} and {len(self.ops)}.")
         used = set()
         for node, ((left, right), (op_left, op_right)) in enumerate(zip(self.inputs, self.ops)):
-            for index in (left, right):
-                if not 0 <= index < len(states):
-                    raise BuildError(f"{self.name}: node {node} reads state {index}; only "
-                                     f"states 0..{len(states) - 1} exist before it.")
+            check_cell_reads(self.name, node, (left, right), len(states))
             a = call_layer(op_left, states[left], train)
             b = call_layer(op_right, states[right], train)
-            _same_shapes(self, (f"node {node} left", a), (f"node {node} right", b))
+            check_same_shapes(self.name, type(self).__name__, (f"node {node} left", a),
+                              (f"node {node} right", b))
             states.append(a + b)
             used.update((left, right))
         loose = [s for i, s in enumerate(states[2:], start=2) if i not in used]
         return jnp.concatenate(loose, axis=-1)
 
 
-def _label(layer: Any, index: int) -> str:
-    return getattr(layer, "name", None) or f"branch {index}"
+def _labelled(branches: Sequence[Any], outs: Sequence[Any]) -> list[tuple[str, Any]]:
+    return [(getattr(branch, "name", None) or f"branch {i}", y)
+            for i, (branch, y) in enumerate(zip(branches, outs))]
 
 
-def _same_shapes(block: nn.Module, *named: tuple[str, Any]) -> None:
-    shapes = {y.shape for _, y in named}
-    if len(shapes) > 1:
+def check_same_shapes(path: str, kind: str, *named: tuple[str, Any]) -> None:
+    """Raises a `BuildError` naming `path` unless the named outputs share one shape."""
+    if len({y.shape for _, y in named}) > 1:
         listed = ", ".join(f"{name}: {y.shape}" for name, y in named)
-        raise BuildError(f"{block.name}: {type(block).__name__} needs equal shapes; got {listed}.")
+        raise BuildError(f"{path}: {kind} needs equal shapes; got {listed}.")
 
 
-# -------------------------------------------------------------------- space sugar
+def check_cell_reads(path: str, node: int, indices: Sequence[int], num_states: int) -> None:
+    """Raises a `BuildError` naming `path` if Cell node `node` reads a state not made yet."""
+    for index in indices:
+        if not 0 <= index < num_states:
+            raise BuildError(f"{path}: node {node} reads state {index}; only states "
+                             f"0..{num_states - 1} exist before it.")
 
 
-def Choice(*options: Any, prior: int | None = None,  # noqa: N802 - Hypernets' name
-           prior_confidence: str = "medium") -> Categorical:
-    """One of several operations (Hypernets' `Or`, HANNAH's `ChoiceOp`)."""
-    return Categorical(options, prior=prior, prior_confidence=prior_confidence, static=True)
-
-
-def Optional(operation: Any, *, prior: bool | None = None,  # noqa: N802
-             prior_confidence: str = "medium") -> Categorical:
-    """`operation` or nothing (an `Identity`); `prior=True` favours keeping it."""
-    return Categorical(
-        (Operation(Identity), operation),
-        prior=None if prior is None else int(prior),
-        prior_confidence=prior_confidence,
-        static=True,
-    )
-
-
-def Permutation(*operations: Any, prior: Sequence[int] | None = None,  # noqa: N802
-                prior_confidence: str = "medium") -> Categorical:
-    """The operations applied in a searched order (Hypernets' `Permutation`).
-
-    Args:
-        *operations: The operations to order; they are shared across orders.
-        prior: A preferred order, as a permutation of `range(len(operations))`.
-    """
-    orders = list(itertools.permutations(range(len(operations))))
-    choices = tuple(Operation(Sequential, args=(tuple(operations[i] for i in order),))
-                    for order in orders)
-    index = None if prior is None else orders.index(tuple(prior))
-    return Categorical(choices, prior=index, prior_confidence=prior_confidence, static=True)
-
-
-def InputChoice(n_inputs: int, *, prior: int | None = None,  # noqa: N802
-                prior_confidence: str = "medium") -> Categorical:
-    """The index of one of `n_inputs` inputs (Hypernets' `InputChoice` of one input)."""
-    if not isinstance(n_inputs, int) or n_inputs < 1:
-        raise ValueError(f"InputChoice(n_inputs={n_inputs!r}): must be a positive integer.")
-    return Categorical(tuple(range(n_inputs)), prior=prior, prior_confidence=prior_confidence,
-                       static=True)
-
-
-def cell_space(num_nodes: int, operations: Sequence[Any]) -> Operation:
-    """An ENAS micro-cell search space: every node picks two inputs and two operations.
-
-    Args:
-        num_nodes: Nodes in the cell (ENAS uses 4 or 5).
-        operations: Candidate operations. Every node side chooses among fresh copies
-            (`.resample()`), so two sides that pick the same operation do not share weights.
-
-    Returns:
-        An `Operation(Cell, ...)` whose inputs are `InputChoice`s and whose ops are choices.
-    """
-    if not isinstance(num_nodes, int) or num_nodes < 1:
-        raise ValueError(f"cell_space(num_nodes={num_nodes!r}): must be a positive integer.")
-    op_choice = Choice(*(op.resample() for op in operations))
-    inputs = tuple((InputChoice(2 + i), InputChoice(2 + i)) for i in range(num_nodes))
-    ops = tuple((op_choice.resample(), op_choice.resample()) for _ in range(num_nodes))
-    return Operation(Cell, kwargs={"inputs": inputs, "ops": ops})
-
-
-def Repeat(make: Callable[[int], Any], counts: Sequence[int], *,  # noqa: N802
-           prior: int | None = None, prior_confidence: str = "medium") -> Categorical:
-    """A searched number of blocks, `make(0), make(1), ...` in sequence (Hypernets' `Repeat`).
-
-    The `max(counts)` blocks are made once; a count `n` uses the first `n` of them, so a
-    block's decisions are shared by every count that includes it (dynamic depth).
-
-    Args:
-        make: Returns the block for step `i`; return fresh parameters (or `.resample()`
-            copies) for independently sampled blocks.
-        counts: The numbers of blocks to choose from.
-        prior: The index in `counts` believed to be good.
-    """
-    counts = tuple(counts)
-    if not counts or any(not isinstance(n, int) or n < 1 for n in counts):
-        raise ValueError(f"Repeat(counts={counts!r}): counts must be positive integers.")
-    blocks = [make(i) for i in range(max(counts))]
-    choices = tuple(Operation(Sequential, args=(tuple(blocks[:n]),)) for n in counts)
-    return Categorical(choices, prior=prior, prior_confidence=prior_confidence, static=True)
+def check_concat_shapes(path: str, axis: int, *named: tuple[str, Any]) -> None:
+    """Raises a `BuildError` naming `path` unless the named outputs agree before `axis`."""
+    if len({y.shape[: axis % y.ndim] for _, y in named}) > 1:
+        shapes = ", ".join(f"{name}: {y.shape}" for name, y in named)
+        raise BuildError(f"{path}: Concat needs equal shapes before axis {axis}; got {shapes}.")

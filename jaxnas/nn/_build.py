@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.nn import _blocks, _masked_build
-from jaxnas.nn._blocks import BuildError
+from jaxnas.nn import _masked_build
+from jaxnas.nn._blocks import Sequential
+from jaxnas.nn._calling import BuildError, call_layer
 from jaxnas.space import Operation
 
 
@@ -70,52 +71,54 @@ class Built(nn.Module):
     def __call__(self, x, train: bool = False, config: Any = None):
         """Applies the network; `config` gives a masked module its active widths."""
         if not self.masked:
-            layer = _Maker().make(self.operation, _path(self.operation))
-            return _blocks.call_layer(layer, x, train)
+            layer = _LayerFactory().layer(self.operation, _path(self.operation))
+            return call_layer(layer, x, train)
         if config is None:
             raise BuildError(f"{_path(self.operation)}: this module was built with masked "
                              f"widths; call it with the config whose widths are active "
                              f"(module.apply(params, x, config=config)).")
-        plan = _Maker(masked=True).make(self.operation, _path(self.operation))
-        y, _ = _masked_build.Runner(self, config, train).run(plan, x, None)
+        plan = _LayerFactory(masked=True).layer(self.operation, _path(self.operation))
+        y, _ = _masked_build.MaskedPlanRunner(self, config, train).run(plan, x, None)
         return y
 
 
 # ----------------------------------------------------------------------- making
 
 
-class _Maker:
+class _LayerFactory:
     """Turns operations into layers inside `Built`'s compact scope, one per occurrence.
 
     As in NePS, an operation object used in several places shares its searched values,
     not its weights: each place it occurs becomes its own module, named by that place's
-    path (`model.args[0][2]`).
+    path (`model.args[0][2]`). With `masked`, blocks and maskable layers become plans for
+    `_masked_build.MaskedPlanRunner` instead of modules.
     """
 
     def __init__(self, masked: bool = False):
         self.masked = masked
 
-    def make(self, op: Any, path: str) -> Any:
+    def layer(self, op: Any, path: str) -> Any:
+        """The layer (or masked plan) for `op` at `path`; anything else is returned as is."""
         if not isinstance(op, Operation):
             return op  # a constant, or a layer the user built already
-        operator = _blocks.Sequential if op.operator is nn.Sequential else op.operator
-        args = tuple(self._value(a, f"{path}.args[{i}]") for i, a in enumerate(op.args))
-        kwargs = {k: self._value(v, f"{path}.kwargs.{k}") for k, v in op.kwargs.items()}
+        operator = Sequential if op.operator is nn.Sequential else op.operator
+        args = tuple(self._argument(a, f"{path}.args[{i}]") for i, a in enumerate(op.args))
+        kwargs = {k: self._argument(v, f"{path}.kwargs.{k}") for k, v in op.kwargs.items()}
         if self.masked:
-            plan = _masked_build.make_masked(operator, args, kwargs, path)
+            plan = _masked_build.masked_plan(operator, args, kwargs, path)
             if plan is not None:
                 return plan
-        if _is_module_class(operator):
-            if operator is _blocks.Sequential:
+        if is_module_class(operator):
+            if operator is Sequential:
                 args = (args,)  # layers as varargs (torch, NePS) or one list (flax); flattened
             return _instantiate(operator, args, kwargs, path)
         return _FunctionLayer(operator, args, kwargs, path)
 
-    def _value(self, value: Any, path: str) -> Any:
+    def _argument(self, value: Any, path: str) -> Any:
         if isinstance(value, Operation):
-            return self.make(value, path)
+            return self.layer(value, path)
         if isinstance(value, (list, tuple)) and _holds_operation(value):
-            return tuple(self._value(v, f"{path}[{i}]") for i, v in enumerate(value))
+            return tuple(self._argument(v, f"{path}[{i}]") for i, v in enumerate(value))
         return value
 
 
@@ -162,7 +165,7 @@ def _check(op: Any, seen: set | None = None) -> None:
     seen.add(id(op))
     if isinstance(op, Operation):
         operator = op.operator  # callable: the Operation constructor checked that
-        if isinstance(operator, type) and not _is_module_class(operator):
+        if isinstance(operator, type) and not is_module_class(operator):
             raise BuildError(
                 f"{_path(op)}: operator {operator!r} is not a Linen module class, a jaxnas "
                 f"block or a function; wrap other callables in a function of the input."
@@ -174,7 +177,8 @@ def _check(op: Any, seen: set | None = None) -> None:
             _check(item, seen)
 
 
-def _is_module_class(operator: Any) -> bool:
+def is_module_class(operator: Any) -> bool:
+    """Whether `operator` is a Linen module class (what the space layer treats as a module)."""
     return isinstance(operator, type) and issubclass(operator, nn.Module)
 
 

@@ -87,8 +87,11 @@ def _fan_in_scale(full_in: int, active_in: Width) -> jax.Array:
     return jnp.sqrt(ratio)  # () float32
 
 
-def _active(size: int, width: Width) -> jax.Array:
-    """(size,) bool: True for the first `width` entries, or `width` itself if it is a mask."""
+def active_mask(size: int, width: Width) -> jax.Array:
+    """(size,) bool: True for the first `width` entries, or `width` itself if it is a mask.
+
+    Shared with the masked build, which carries these masks between layers.
+    """
     if jnp.ndim(width) == 1:
         return jnp.asarray(width, bool)
     return jnp.arange(size, dtype=jnp.int32) < jnp.asarray(width, jnp.int32)
@@ -100,7 +103,8 @@ def _masked_kernel_init(kernel_init: Initializer) -> Callable[..., jax.Array]:
     def init(key, shape, dtype, in_width, width):
         kernel = kernel_init(key, shape, dtype)  # (*receptive_field, max_in, max_features)
         scale = _fan_in_scale(shape[-2], in_width).astype(dtype)
-        active = _active(shape[-2], in_width)[:, None] & _active(shape[-1], width)[None, :]
+        rows, columns = active_mask(shape[-2], in_width), active_mask(shape[-1], width)
+        active = rows[:, None] & columns[None, :]
         return jnp.where(active, kernel * scale, jnp.zeros((), dtype))
 
     return init
@@ -111,7 +115,7 @@ def _masked_bias_init(bias_init: Initializer) -> Callable[..., jax.Array]:
 
     def init(key, shape, dtype, width):
         bias = bias_init(key, shape, dtype)  # (max_features,)
-        return jnp.where(_active(shape[-1], width), bias, jnp.zeros((), dtype))
+        return jnp.where(active_mask(shape[-1], width), bias, jnp.zeros((), dtype))
 
     return init
 
@@ -238,7 +242,7 @@ def _masked_parameters(layer: nn.Module, inputs: jax.Array, width: Width,
                          in_width, width)
     bias = (layer.param("bias", _masked_bias_init(layer.bias_init), (layer.max_features,),
                         layer.param_dtype, width) if layer.use_bias else None)
-    inputs = jnp.where(_active(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
+    inputs = jnp.where(active_mask(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
     inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=layer.dtype)
     return inputs, kernel, bias, width
 
@@ -248,7 +252,7 @@ def _masked_output(layer: nn.Module, y: jax.Array, bias: jax.Array | None,
     """Adds the bias and zeroes the output features past `width`."""
     if bias is not None:
         y = y + bias
-    return jnp.where(_active(layer.max_features, width), y, jnp.zeros((), y.dtype))
+    return jnp.where(active_mask(layer.max_features, width), y, jnp.zeros((), y.dtype))
 
 
 class MaskedDense(nn.Module):
@@ -395,3 +399,8 @@ class MaskedConv(nn.Module):
             dimension_numbers=_conv_dimension_numbers(inputs.ndim), precision=self.precision)
         y = _masked_output(self, y, bias, width)
         return jnp.reshape(y, batch_shape + y.shape[1:])
+
+
+# The one table of width-maskable operators: what a masked build replaces each with. Its keys
+# are handed to the space layer (`jaxnas.space.register_maskable`) when `jaxnas.nn` is imported.
+MASKED_LAYERS: dict[type, type] = {nn.Dense: MaskedDense, nn.Conv: MaskedConv}

@@ -1,10 +1,11 @@
 """Masked builds: one module for every configuration of a masked bucket.
 
 `spec.resolve(config, masked=True, build=False)` leaves each searched width open as a
-`MaskedWidth`. Building such a tree makes every `nn.Dense` / `nn.Conv` a `MaskedDense` /
-`MaskedConv` at the width's maximum, and the module reads the widths from the config it is
-called with (`module.apply(params, x, config=config)`), so configurations that differ only
-in widths run one compiled program, vmapped over their configs.
+`MaskedWidth`. Building such a tree makes every maskable layer (`nn.Dense` / `nn.Conv`, the
+keys of `MASKED_LAYERS`) its masked counterpart at the width's maximum, and the module reads
+the widths from the config it is called with (`module.apply(params, x, config=config)`), so
+configurations that differ only in widths run one compiled program, vmapped over their
+configs.
 
 The interpreter carries, next to every activation, which of its features are active: `None`
 when all are, else a `(features,)` boolean mask (traced: it depends on the widths). A masked
@@ -35,23 +36,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.errors import FlaxError
 
 from jaxnas.nn import _blocks
-from jaxnas.nn._blocks import BuildError
-from jaxnas.nn._masked import MaskedConv, MaskedDense, _active
+from jaxnas.nn._calling import CALL_ERRORS, BuildError, call_layer, layer_error
+from jaxnas.nn._masked import MASKED_LAYERS, active_mask
 from jaxnas.space import MaskedWidth, Operation
 
 MASKS = "width_masks"  # the collection `exact_params` reads the active features from
 
-_MASKED = {nn.Dense: MaskedDense, nn.Conv: MaskedConv}
+# the blocks this interpreter runs itself, and the layers that must not see masked features
 _BLOCKS = (_blocks.Sequential, _blocks.Residual, _blocks.Add, _blocks.Concat, _blocks.Cell,
            _blocks.Identity, _blocks.Flatten)
 _MIXING = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.InstanceNorm,
            nn.MultiHeadDotProductAttention, nn.SelfAttention, nn.softmax, nn.log_softmax,
            jax.nn.softmax, jax.nn.log_softmax, nn.standardize)
 
-_SUFFIX = ":mask"
+_SUFFIX = ":mask"  # a sown variable may not share its name with the layer's module
 Mask = Any  # None (every feature active) or a (features,) bool array
 
 
@@ -74,7 +74,7 @@ def holds_widths(value: Any, seen: set | None = None) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Block:
+class _BlockPlan:
     """A jaxnas block, interpreted here rather than called, so that masks flow through it."""
 
     kind: type
@@ -83,17 +83,20 @@ class _Block:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Linear:
-    """A `nn.Dense` / `nn.Conv` occurrence; made masked or exact when its input is known."""
+class _LinearPlan:
+    """A maskable layer (`nn.Dense`, `nn.Conv`); made masked or exact when its input is known."""
 
     operator: type
     fields: dict
     path: str
 
 
-def make_masked(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
-    """`_Maker.make` for masked builds: blocks and linear layers become plans, not modules."""
-    if operator in _BLOCKS or operator in _MASKED:
+def masked_plan(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
+    """A block or maskable layer of a masked build as a plan to interpret, not a module.
+
+    Returns None for any other operator: the ordinary build makes it.
+    """
+    if operator in _BLOCKS or operator in MASKED_LAYERS:
         if operator is _blocks.Sequential:
             args = (args,)
         try:
@@ -101,17 +104,17 @@ def make_masked(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
         except TypeError as error:
             raise BuildError(f"{path}: {operator.__qualname__} does not accept args, kwargs "
                              f"{sorted(kwargs)}: {error}") from error
-        kind = _Block if operator in _BLOCKS else _Linear
-        return kind(operator, fields, path)
-    if any(isinstance(a, (_Block, _Linear)) or _holds_plan(a) for a in (*args, *kwargs.values())):
+        plan = _BlockPlan if operator in _BLOCKS else _LinearPlan
+        return plan(operator, fields, path)
+    if any(_holds_plan(value) for value in (*args, *kwargs.values())):
         raise BuildError(f"{path}: {getattr(operator, '__qualname__', operator)} holds layers "
                          f"of its own; a masked build carries widths only through jaxnas "
                          f"blocks. Mark the widths inside it static=True.")
-    return None  # not special: the ordinary maker makes it
+    return None
 
 
 def _holds_plan(value: Any) -> bool:
-    if isinstance(value, (_Block, _Linear)):
+    if isinstance(value, (_BlockPlan, _LinearPlan)):
         return True
     return isinstance(value, (list, tuple)) and any(_holds_plan(v) for v in value)
 
@@ -119,39 +122,38 @@ def _holds_plan(value: Any) -> bool:
 # ---------------------------------------------------------------------- running
 
 
-class Runner:
+class MaskedPlanRunner:
     """Runs a masked plan inside `Built`'s compact call, carrying each activation's mask."""
 
     def __init__(self, module: nn.Module, config: Any, train: bool):
         self.module, self.config, self.train = module, config, train
 
     def run(self, node: Any, x: Any, mask: Mask) -> tuple[Any, Mask]:
-        if isinstance(node, _Block):
+        if isinstance(node, _BlockPlan):
             return self._block(node, x, mask)
-        if isinstance(node, _Linear):
+        if isinstance(node, _LinearPlan):
             return self._linear(node, x, mask)
         return self._leaf(node, x, mask)
 
     # -- leaves
 
-    def _linear(self, node: _Linear, x: Any, mask: Mask) -> tuple[Any, Mask]:
+    def _linear(self, node: _LinearPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
         fields = dict(node.fields)
         features = fields.pop("features")
         opened = isinstance(features, MaskedWidth)
         if not opened and mask is None:
             layer = _instantiate(node.operator, fields | {"features": features}, node.path)
-            return _blocks.call_layer(layer, x, self.train), None
+            return call_layer(layer, x, self.train), None
         maximum = features.maximum if opened else int(features)
-        layer = _instantiate(_MASKED[node.operator], fields | {"max_features": maximum},
+        layer = _instantiate(MASKED_LAYERS[node.operator], fields | {"max_features": maximum},
                              node.path)
         width = features.value(self.config) if opened else maximum
         in_mask = jnp.ones(x.shape[-1], bool) if mask is None else mask
         try:
             y = layer(x, width, in_mask)
-        except (TypeError, ValueError, FlaxError) as error:
-            raise BuildError(f"{node.path}: cannot apply {layer.__class__.__name__} to an "
-                             f"input of shape {getattr(x, 'shape', None)}: {error}") from error
-        out_mask = _active(maximum, width) if opened else None
+        except CALL_ERRORS as error:
+            raise layer_error(layer, x, error) from error
+        out_mask = active_mask(maximum, width) if opened else None
         self._record(node.path, in_mask, jnp.ones(maximum, bool) if out_mask is None
                      else out_mask)
         return y, out_mask
@@ -163,7 +165,7 @@ class Runner:
             raise BuildError(f"{name}: {_kind(operator)} mixes features, so the masked widths "
                              f"before it would change its result; mark those widths "
                              f"static=True to build them exactly.")
-        y = _blocks.call_layer(layer, x, self.train)
+        y = call_layer(layer, x, self.train)
         if mask is None:
             return y, None
         if not hasattr(y, "shape") or y.shape[-1:] != x.shape[-1:]:
@@ -176,17 +178,16 @@ class Runner:
     def _record(self, path: str, in_mask: jax.Array, out_mask: jax.Array) -> None:
         module = self.module
         if module.is_mutable_collection(MASKS) and not module.is_initializing():
-            # a variable may not share its name with the layer's module
             module.sow(MASKS, path + _SUFFIX, {"in": in_mask, "out": out_mask})
 
     # -- blocks
 
-    def _block(self, node: _Block, x: Any, mask: Mask) -> tuple[Any, Mask]:
-        kind, f = node.kind, node.fields
+    def _block(self, node: _BlockPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
+        kind, fields = node.kind, node.fields
         if kind is _blocks.Identity:
             return x, mask
         if kind is _blocks.Sequential:
-            for layer in _blocks._flatten(f.get("layers", ())):
+            for layer in _blocks.flatten_layers(fields.get("layers", ())):
                 x, mask = self.run(layer, x, mask)
             return x, mask
         if kind is _blocks.Flatten:
@@ -195,31 +196,30 @@ class Runner:
                 return y, None
             return y, jnp.broadcast_to(mask, x.shape[1:]).reshape(-1)
         if kind is _blocks.Residual:
-            y, body_mask = self.run(f["body"], x, mask)
-            self._same_shapes(node, ("input", x), ("body", y))
+            y, body_mask = self.run(fields["body"], x, mask)
+            _blocks.check_same_shapes(node.path, kind.__name__, ("input", x), ("body", y))
             return x + y, _union(mask, body_mask)
         if kind is _blocks.Add:
-            outs = [self.run(b, x, mask) for b in f.get("branches", ())]
-            self._same_shapes(node, *((f"branch {i}", y) for i, (y, _) in enumerate(outs)))
+            outs = [self.run(branch, x, mask) for branch in fields.get("branches", ())]
+            _blocks.check_same_shapes(node.path, kind.__name__,
+                                      *((f"branch {i}", y) for i, (y, _) in enumerate(outs)))
             return sum((y for y, _ in outs[1:]), outs[0][0]), _union(*(m for _, m in outs))
         if kind is _blocks.Concat:
             return self._concat(node, x, mask)
         return self._cell(node, x, mask)
 
-    def _concat(self, node: _Block, x: Any, mask: Mask) -> tuple[Any, Mask]:
+    def _concat(self, node: _BlockPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
         axis = node.fields.get("axis", -1)
-        outs = [self.run(b, x, mask) for b in node.fields.get("branches", ())]
+        outs = [self.run(branch, x, mask) for branch in node.fields.get("branches", ())]
         ys = [y for y, _ in outs]
-        if len({y.shape[: axis % y.ndim] for y in ys}) > 1:
-            shapes = ", ".join(f"branch {i}: {y.shape}" for i, y in enumerate(ys))
-            raise BuildError(f"{node.path}: Concat needs equal shapes before axis {axis}; "
-                             f"got {shapes}.")
+        _blocks.check_concat_shapes(node.path, axis,
+                                    *((f"branch {i}", y) for i, y in enumerate(ys)))
         y = jnp.concatenate(ys, axis=axis)
         if axis % y.ndim != y.ndim - 1:
             return y, _union(*(m for _, m in outs))
         return y, _concat_masks([(m, y.shape[-1]) for y, m in outs])
 
-    def _cell(self, node: _Block, x: Any, mask: Mask) -> tuple[Any, Mask]:
+    def _cell(self, node: _BlockPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
         states = list(x) if isinstance(x, (tuple, list)) else [x, x]
         masks = list(mask) if isinstance(mask, (tuple, list)) else [mask, mask]
         inputs, ops = node.fields.get("inputs", ()), node.fields.get("ops", ())
@@ -228,26 +228,17 @@ class Runner:
                              f"right) input pair and op pair per node.")
         used = set()
         for i, ((left, right), (op_left, op_right)) in enumerate(zip(inputs, ops)):
-            for index in (left, right):
-                if not 0 <= index < len(states):
-                    raise BuildError(f"{node.path}: node {i} reads state {index}; only states "
-                                     f"0..{len(states) - 1} exist before it.")
+            _blocks.check_cell_reads(node.path, i, (left, right), len(states))
             a, mask_a = self.run(op_left, states[left], masks[left])
             b, mask_b = self.run(op_right, states[right], masks[right])
-            self._same_shapes(node, (f"node {i} left", a), (f"node {i} right", b))
+            _blocks.check_same_shapes(node.path, node.kind.__name__, (f"node {i} left", a),
+                                      (f"node {i} right", b))
             states.append(a + b)
             masks.append(_union(mask_a, mask_b))
             used.update((left, right))
         loose = [i for i in range(2, len(states)) if i not in used]
         y = jnp.concatenate([states[i] for i in loose], axis=-1)
         return y, _concat_masks([(masks[i], states[i].shape[-1]) for i in loose])
-
-    @staticmethod
-    def _same_shapes(node: _Block, *named: tuple[str, Any]) -> None:
-        if len({y.shape for _, y in named}) > 1:
-            listed = ", ".join(f"{name}: {y.shape}" for name, y in named)
-            raise BuildError(f"{node.path}: {node.kind.__name__} needs equal shapes; got "
-                             f"{listed}.")
 
 
 def _union(*masks: Mask) -> Mask:
