@@ -211,7 +211,7 @@ def summary(module: nn.Module, input_shape: tuple, *, dtype: Any = jnp.float32,
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
     extra = {} if config is None else {"config": config}
     variables = jax.eval_shape(functools.partial(module.init, train=train, **extra), rngs, x)
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables.get("params", {})))
+    param_count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables.get("params", {})))
 
     def forward(variables, x):
         return module.apply(variables, x, train=train, rngs={"dropout": jax.random.key(2)},
@@ -221,5 +221,5 @@ def summary(module: nn.Module, input_shape: tuple, *, dtype: Any = jnp.float32,
     out = out[0] if train else out
     cost = jax.jit(forward).lower(variables, x).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return {"params": n_params, "flops": float((cost or {}).get("flops", 0.0)),
+    return {"params": param_count, "flops": float((cost or {}).get("flops", 0.0)),
             "output_shape": tuple(out.shape)}

@@ -22,6 +22,9 @@ class BuildError(TypeError):
     """
 
 
+CALL_ERRORS = (TypeError, ValueError, FlaxError)  # what a layer raises on an input it refuses
+
+
 def call_layer(layer: Callable, x: Any, train: bool) -> Any:
     """Calls a built layer, passing the train/eval switch the way the layer expects it.
 
@@ -38,16 +41,17 @@ def call_layer(layer: Callable, x: Any, train: bool) -> Any:
         raise layer_error(layer, x, error) from error
 
 
-CALL_ERRORS = (TypeError, ValueError, FlaxError)  # what a layer raises on an input it refuses
-
-
 def layer_error(layer: Callable, x: Any, error: Exception) -> BuildError:
     """The `BuildError` for a layer that refused its input: its path, kind and input shape."""
-    name = getattr(layer, "name", None) or type(layer).__name__
     kind = type(layer).__name__ if isinstance(layer, nn.Module) else getattr(
         getattr(layer, "fn", layer), "__name__", repr(layer))
-    return BuildError(f"{name}: cannot apply {kind} to an input of shape "
+    return BuildError(f"{layer_name(layer)}: cannot apply {kind} to an input of shape "
                       f"{getattr(x, 'shape', None)}: {error}")
+
+
+def layer_name(layer: Any) -> str:
+    """A built layer's path in the space (its module name), else its type's name."""
+    return getattr(layer, "name", None) or type(layer).__name__
 
 
 def _call(layer: Callable, x: Any, train: bool) -> Any:

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.nn import _blocks
-from jaxnas.nn._calling import CALL_ERRORS, BuildError, call_layer, layer_error
+from jaxnas.nn._calling import CALL_ERRORS, BuildError, call_layer, layer_error, layer_name
 from jaxnas.nn._masked import MASKED_LAYERS, active_mask
 from jaxnas.space import MaskedWidth, Operation
 
@@ -159,7 +159,7 @@ class MaskedPlanRunner:
         return y, out_mask
 
     def _leaf(self, layer: Any, x: Any, mask: Mask) -> tuple[Any, Mask]:
-        name = _name(layer)
+        name = layer_name(layer)
         operator = type(layer) if isinstance(layer, nn.Module) else getattr(layer, "fn", layer)
         if mask is not None and operator in _MIXING:
             raise BuildError(f"{name}: {_kind(operator)} mixes features, so the masked widths "
@@ -262,10 +262,6 @@ def _instantiate(operator: type, fields: dict, path: str) -> nn.Module:
     except TypeError as error:
         raise BuildError(f"{path}: {operator.__qualname__} does not accept {sorted(fields)} "
                          f"in a masked build ({error}).") from error
-
-
-def _name(layer: Any) -> str:
-    return getattr(layer, "name", None) or type(layer).__name__
 
 
 def _kind(operator: Any) -> str:
