@@ -219,6 +219,8 @@ def test_steps_fidelity_takes_the_epochs_minibatches_and_continues_mid_epoch(set
     assert _max_difference(one_step_short.params, by_epochs.params) > 100 * tolerance
     np.testing.assert_array_equal(results["steps"], steps)
     np.testing.assert_array_equal(results["epochs"], 3)
+    # An epoch's training loss is the mean of its steps' losses, taken one step at a time.
+    np.testing.assert_allclose(by_steps.train_curve, by_epochs.train_curve, rtol=1e-5)
     # Stopping in the middle of an epoch and continuing gives the straight result: the
     # parent's, which trained under other keys than a fresh start would.
     low, low_results = trainer(other_keys(), configs, jnp.array([4, 7, 1, 6, 11]))
