@@ -119,8 +119,8 @@ def train_fraction(bucket: SupervisedBucket, epochs: int, state: TrainState, con
     subset_rank = jnp.argsort(jax.random.permutation(jax.random.key(0), bucket.train_rows))
     tx = bucket.transformation(config)
     trial_key = jax.random.wrap_key_data(state.key)
-    epoch_keys = jax.random.split(trial_key)[1]
-    epoch = functools.partial(_subset_epoch, bucket, tx, config, epoch_keys,
+    shuffle_key = jax.random.split(trial_key)[1]
+    epoch = functools.partial(_subset_epoch, bucket, tx, config, shuffle_key,
                               subset_rank < subset_rows, subset_rows)
 
     def retrain():
@@ -130,7 +130,7 @@ def train_fraction(bucket: SupervisedBucket, epochs: int, state: TrainState, con
     return jax.lax.cond(fraction > state.fraction, retrain, lambda: state)
 
 
-def _subset_epoch(bucket: SupervisedBucket, tx, config, epoch_keys, in_subset, subset_rows,
+def _subset_epoch(bucket: SupervisedBucket, tx, config, shuffle_key, in_subset, subset_rows,
                   e, s: TrainState) -> TrainState:
     """Epoch `e` on the `subset_rows` training rows marked `in_subset`.
 
@@ -139,18 +139,18 @@ def _subset_epoch(bucket: SupervisedBucket, tx, config, epoch_keys, in_subset, s
     """
     batch_size = bucket.batch_size
     subset_steps = jnp.maximum(subset_rows // batch_size, 1)
-    epoch_key = jax.random.fold_in(epoch_keys, e)
+    epoch_key = jax.random.fold_in(shuffle_key, e)
     order = jnp.argsort(jnp.where(
         in_subset, jax.random.uniform(epoch_key, (bucket.train_rows,)), 2.0))
     step_keys = jax.random.split(jax.random.fold_in(epoch_key, 1), bucket.steps_per_epoch)
 
     def one(carry):
         k, params, model_state, opt_state, total = carry
-        idx = jax.lax.dynamic_slice(order, (k * batch_size,), (batch_size,))
+        indices = jax.lax.dynamic_slice(order, (k * batch_size,), (batch_size,))
         weights = (k * batch_size + jnp.arange(batch_size) < subset_rows).astype(
             jnp.float32)
         (params, model_state, opt_state), loss = bucket.sgd_step(
-            (params, model_state, opt_state), idx, step_keys[k], tx, config, weights)
+            (params, model_state, opt_state), indices, step_keys[k], tx, config, weights)
         return k + 1, params, model_state, opt_state, total + loss
 
     _, params, model_state, opt_state, total = jax.lax.while_loop(
