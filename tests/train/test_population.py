@@ -38,6 +38,15 @@ def member(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
 
+def other_keys(n=5):
+    """Trial keys other than `population`'s: other initial weights, other shuffles.
+
+    A parent trained under them stands where no fresh state under `population`'s keys
+    stands, so a member continued from it shows whether its parent's state was used.
+    """
+    return jax.random.split(jax.random.key(999), n)
+
+
 @pytest.fixture(scope="module")
 def setup():
     spec = jn.compile(space())
@@ -49,23 +58,71 @@ def setup():
 
 def test_continuing_from_a_lower_rung_equals_training_straight_through(setup):
     spec, _, configs, keys, trainer = setup
-    low, _ = trainer(keys, configs, jnp.full(5, 3))
+    # The parent is trained under other keys than the ones passed with it: the continued
+    # member must go on from the parent's state (its weights and its key), so it ends where
+    # the parent's own straight training ends, not where a fresh start under `keys` does.
+    low, _ = trainer(other_keys(), configs, jnp.full(5, 3))
     continued, continued_results = trainer(keys, configs, jnp.full(5, 9), parents=low)
-    straight, straight_results = trainer(keys, configs, jnp.full(5, 9))
+    straight, straight_results = trainer(other_keys(), configs, jnp.full(5, 9))
     np.testing.assert_array_equal(continued.epoch, 9)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6),
                  (continued.params, continued.opt_state, continued.val_curve),
                  (straight.params, straight.opt_state, straight.val_curve))
     np.testing.assert_allclose(continued_results["loss"], straight_results["loss"], atol=1e-6)
+    # The parent's three epochs are kept, not trained again: its curve points stand as they
+    # were, and they differ from those of a fresh start under `keys`.
+    np.testing.assert_array_equal(continued.val_curve[:, :3], low.val_curve[:, :3])
+    np.testing.assert_array_equal(continued.train_curve[:, :3], low.train_curve[:, :3])
+    fresh, _ = trainer(keys, configs, jnp.full(5, 9))
+    assert np.all(np.asarray(fresh.train_curve[:, 0] != low.train_curve[:, 0]))
 
 
 def test_mixed_batch_of_new_and_continued_members(setup):
     _, _, configs, keys, trainer = setup
-    low, _ = trainer(keys, configs, jnp.full(5, 1))
+    low, _ = trainer(other_keys(), configs, jnp.full(5, 1))
     has_parent = np.array([True, False, True, False, True])
     mixed, _ = trainer(keys, configs, jnp.full(5, 4), parents=low, has_parent=has_parent)
-    straight, _ = trainer(keys, configs, jnp.full(5, 4))
-    np.testing.assert_allclose(mixed.val_curve, straight.val_curve, atol=1e-6)
+    from_parents, _ = trainer(other_keys(), configs, jnp.full(5, 4))
+    fresh, _ = trainer(keys, configs, jnp.full(5, 4))
+    # Rows with a parent go on from it; rows without start from their own keys.
+    expected = np.where(has_parent[:, None], from_parents.val_curve, fresh.val_curve)
+    np.testing.assert_allclose(mixed.val_curve, expected, atol=1e-6)
+    assert np.all(np.asarray(from_parents.train_curve[:, 0] != fresh.train_curve[:, 0]))
+
+
+def counting_task():
+    """A task whose state counts the epochs trained and the epochs its last `train` ran."""
+
+    def init(key, config):
+        del key, config
+        return {"epochs": jnp.zeros((), jnp.int32), "last_run": jnp.zeros((), jnp.int32)}
+
+    def train(state, config, fidelity):
+        del config
+
+        def one_epoch(s):
+            return {"epochs": s["epochs"] + 1, "last_run": s["last_run"] + 1}
+
+        return jax.lax.while_loop(lambda s: s["epochs"] < fidelity, one_epoch,
+                                  {**state, "last_run": jnp.zeros((), jnp.int32)})
+
+    def evaluate(state, config):
+        del config
+        return -state["epochs"].astype(jnp.float32)
+
+    return Task(init, train, evaluate)
+
+
+@pytest.mark.parametrize("members_at_once", [None, 2])
+def test_a_continued_member_trains_only_the_epochs_its_parent_lacks(members_at_once):
+    trainer = BucketTrainer(counting_task(), members_at_once=members_at_once)
+    keys = other_keys()
+    configs = {"unused": jnp.zeros(5)}
+    low, _ = trainer(keys, configs, jnp.array([1, 2, 3, 1, 2]))
+    has_parent = np.array([True, True, False, True, True])
+    high, _ = trainer(keys, configs, jnp.full(5, 4), parents=low, has_parent=has_parent)
+    np.testing.assert_array_equal(high["epochs"], 4)
+    np.testing.assert_array_equal(high["last_run"], [3, 2, 4, 3, 2])
 
 
 def test_padding_is_never_reported_and_members_are_independent(setup):
@@ -149,19 +206,34 @@ def test_steps_fidelity_takes_the_epochs_minibatches_and_continues_mid_epoch(set
     task = SupervisedTask(*data(), batch_size=16, fidelity="steps")
     trainer = BucketTrainer(task.for_bucket(steps_spec, member(configs, 0), masked=True))
     by_epochs, _ = epochs_trainer(keys, configs, jnp.full(5, 3))
-    by_steps, results = trainer(keys, configs, jnp.full(5, 3 * steps_per_epoch))
-    assert _max_difference(by_steps.params, by_epochs.params) == 0.0
-    np.testing.assert_array_equal(results["steps"], 3 * steps_per_epoch)
+    steps = 3 * steps_per_epoch
+    by_steps, results = trainer(keys, configs, jnp.full(5, steps))
+    # The same minibatches in the same order: equal up to float32 rounding. Each of the
+    # `steps` updates may round differently by a few ulps of the largest parameter (another
+    # but equivalent order of a sum); a wrong minibatch or step moves the parameters by
+    # about the learning rate (>= 1e-3 here), far outside.
+    largest = max(float(np.max(np.abs(p))) for p in jax.tree.leaves(by_epochs.params))
+    tolerance = steps * np.finfo(np.float32).eps * max(largest, 1.0)
+    assert _max_difference(by_steps.params, by_epochs.params) <= tolerance
+    one_step_short, _ = trainer(keys, configs, jnp.full(5, steps - 1))
+    assert _max_difference(one_step_short.params, by_epochs.params) > 100 * tolerance
+    np.testing.assert_array_equal(results["steps"], steps)
     np.testing.assert_array_equal(results["epochs"], 3)
-    # Stopping in the middle of an epoch and continuing gives the straight result.
-    low, low_results = trainer(keys, configs, jnp.array([4, 7, 1, 6, 11]))
+    # An epoch's training loss is the mean of its steps' losses, taken one step at a time.
+    np.testing.assert_allclose(by_steps.train_curve, by_epochs.train_curve, rtol=1e-5)
+    # Stopping in the middle of an epoch and continuing gives the straight result: the
+    # parent's, which trained under other keys than a fresh start would.
+    low, low_results = trainer(other_keys(), configs, jnp.array([4, 7, 1, 6, 11]))
     np.testing.assert_array_equal(low_results["epochs"], [0, 1, 0, 1, 1])
-    continued, _ = trainer(keys, configs, jnp.full(5, 20), parents=low)
-    straight, _ = trainer(keys, configs, jnp.full(5, 20))
+    continued, continued_results = trainer(keys, configs, jnp.full(5, 20), parents=low)
+    straight, _ = trainer(other_keys(), configs, jnp.full(5, 20))
+    np.testing.assert_array_equal(continued_results["steps"], 20)
     assert _max_difference((continued.params, continued.opt_state, continued.val_curve),
                            (straight.params, straight.opt_state, straight.val_curve)) < 1e-6
     np.testing.assert_allclose(continued.train_curve[:, :3], straight.train_curve[:, :3],
                                atol=1e-6)
+    fresh, _ = trainer(keys, configs, jnp.full(5, 20))
+    assert _max_difference(fresh.params, straight.params) > 1e-3
 
 
 def test_data_fraction_fidelity_trains_on_nested_subsets_and_retrains_on_promotion(setup):
@@ -176,8 +248,15 @@ def test_data_fraction_fidelity_trains_on_nested_subsets_and_retrains_on_promoti
     continued, continued_results = trainer(keys, configs, jnp.full(5, 1.0), parents=low)
     straight, straight_results = trainer(keys, configs, jnp.full(5, 1.0))
     np.testing.assert_array_equal(straight_results["steps"], 3 * N_TRAIN // 16)
+    # Retraining runs the very program a straight training runs, so nothing may differ.
     assert _max_difference(continued, straight) == 0.0
     assert np.any(low_results["loss"] != straight_results["loss"])
+    # The retraining starts from the parent's trial key, not from the key passed with it.
+    other_low, _ = trainer(other_keys(), configs, jnp.full(5, 0.25))
+    from_other, _ = trainer(keys, configs, jnp.full(5, 1.0), parents=other_low)
+    other_straight, _ = trainer(other_keys(), configs, jnp.full(5, 1.0))
+    assert _max_difference(from_other, other_straight) == 0.0
+    assert _max_difference(from_other.params, straight.params) > 1e-3
     # Every member trains on the same subset: a member alone gets what it got in the batch.
     _, alone = trainer(keys[1:2], member_batch(configs, 1), jnp.full(1, 0.25))
     np.testing.assert_allclose(alone["loss"][0], low_results["loss"][1], atol=1e-6)
@@ -207,11 +286,14 @@ def test_training_a_few_members_at_a_time_gives_what_all_at_once_gives(setup):
     bucket = task.for_bucket(spec, member(configs, 0), masked=True)
     at_once = BucketTrainer(bucket, members_at_once=8)  # the whole padded batch
     two_at_a_time = BucketTrainer(bucket, members_at_once=2)  # 5 members, padded to 8
-    low, _ = two_at_a_time(keys, configs, jnp.array([1, 2, 3, 1, 2]))
+    # Parents under other keys, so that continuing from them shows in the result.
+    low, _ = two_at_a_time(other_keys(), configs, jnp.array([1, 2, 3, 1, 2]))
     states, results = two_at_a_time(keys, configs, jnp.full(5, 4), parents=low)
-    reference, reference_results = at_once(keys, configs, jnp.full(5, 4))
+    reference, reference_results = at_once(other_keys(), configs, jnp.full(5, 4))
     assert results["loss"].shape == (5,)
     assert _max_difference(states.params, reference.params) < 1e-5
     np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"], atol=1e-6)
+    fresh, _ = at_once(keys, configs, jnp.full(5, 4))
+    assert _max_difference(fresh.params, reference.params) > 1e-3
     with pytest.raises(ValueError, match="members_at_once=0 must be a positive integer"):
         BucketTrainer(bucket, members_at_once=0)
