@@ -13,9 +13,10 @@ Evidence, as NePS 0.17 intends it (`neps/optimizers/priorband.py`, `sample_confi
 successful result at the top rung, fidelity worth one full successive-halving bracket spent
 (promotions count only their extra fidelity), and a rung with at least `eta` successful
 results. The best `K = n // eta` results of the highest such rung, weighted
-`K, K - 1, ..., 1` by rank, score the prior (`spec.log_prior(config)`) against the same shape
-centred on the incumbent (`spec.log_prior(config, centre=incumbent)`: each parameter's own
-`prior_confidence`, whether it has a prior or not); the incumbent's share is `score_inc / (score_inc + score_prior)`.
+`K, K - 1, ..., 1` by rank, score the prior (`spec.log_prior(config)`) against the same
+shape centred on the incumbent (`spec.log_prior(config, centre=incumbent)`: each parameter's
+own `prior_confidence`, whether it has a prior or not); the incumbent's share is
+`score_inc / (score_inc + score_prior)`.
 
 The incumbent is the lowest loss seen at any fidelity (`incumbent_selection="any_fidelity"`),
 as in NePS 0.17 (`completed["perf"].idxmin()` over every rung) and in the implementation the
