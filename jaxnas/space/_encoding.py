@@ -18,7 +18,8 @@ those maps for their slots.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +67,21 @@ class Packing:
         self._categorical_from_ints = np.array([int_column[i] for i in categorical], np.int32)
         order = np.concatenate([self.numeric_slots, self.categorical_slots]).astype(np.int64)
         self._slot_order = np.argsort(order).astype(np.int32)
+
+    def stored_arrays(self, values: Mapping[str, Any], xp: Any) -> tuple[Any, Any]:
+        """The stored float32 and int32 arrays of `{path: value}` (paths last).
+
+        `xp` is numpy (host values stay on the host) or jax.numpy (traced values).
+        """
+        columns = [xp.asarray(values[p]) for p in self.paths]
+        shape = columns[0].shape if columns else ()
+
+        def stack(is_float: bool, dtype: Any) -> Any:
+            picked = [c.astype(dtype) for c, f in zip(columns, self.layout.is_float)
+                      if f == is_float]
+            return xp.stack(picked, axis=-1) if picked else xp.zeros((*shape, 0), dtype)
+
+        return stack(True, xp.float32), stack(False, xp.int32)
 
     def pack(self, numeric: jax.Array, indices: jax.Array) -> Config:
         """The stored `Config` of working vectors `(n_numeric,)` and `(n_categorical,)`."""

@@ -241,17 +241,7 @@ class SearchSpace:
             KeyError: a path of the space missing from `values`.
         """
         self._check_paths(values)
-        layout = self._packing.layout
-        columns = [np.asarray(values[p]) for p in layout.paths]
-        shape = columns[0].shape if columns else ()
-
-        def pack(is_float: bool, dtype: Any) -> np.ndarray:
-            picked = [c for c, f in zip(columns, layout.is_float) if f == is_float]
-            if not picked:
-                return np.zeros((*shape, 0), dtype)
-            return np.stack([c.astype(dtype) for c in picked], axis=-1)
-
-        return Config(pack(True, np.float32), pack(False, np.int32), layout)
+        return Config(*self._packing.stored_arrays(values, np), self._packing.layout)
 
     def to_unit(self, config: Config) -> jax.Array:
         """Encodes `config` as a `(len(paths),)` float32 vector in [0, 1]."""
@@ -368,15 +358,11 @@ class SearchSpace:
 
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Unpacks a config (a `Config` or any mapping by path) into the working vectors."""
-        layout = self._packing.layout
-        if isinstance(config, Config) and config.layout == layout:
+        if isinstance(config, Config) and config.layout == self._packing.layout:
             floats, ints = jnp.asarray(config.floats), jnp.asarray(config.ints)
         else:
             self._check_paths(config)
-            floats = _stack([config[p] for p, f in zip(self.paths, layout.is_float) if f],
-                            jnp.float32)
-            ints = _stack([config[p] for p, f in zip(self.paths, layout.is_float) if not f],
-                          jnp.int32)
+            floats, ints = self._packing.stored_arrays(config, jnp)
         if floats.ndim != 1 or ints.ndim != 1:
             raise ValueError(
                 "SearchSpace methods take one config of scalars; use jax.vmap for a batch."
@@ -422,12 +408,6 @@ def _number_choices(slot: Any) -> tuple[float, ...] | None:
                                      for c in slot.param.choices):
         return None
     return tuple(float(c) for c in slot.param.choices)
-
-
-def _stack(values: list, dtype: Any) -> jax.Array:
-    if not values:
-        return jnp.zeros((0,), dtype)
-    return jnp.stack([jnp.asarray(v, dtype) for v in values])
 
 
 # Run folders written before the space package was split pickled their space as a call of
