@@ -13,9 +13,10 @@ Evidence, as NePS 0.17 intends it (`neps/optimizers/priorband.py`, `sample_confi
 successful result at the top rung, fidelity worth one full successive-halving bracket spent
 (promotions count only their extra fidelity), and a rung with at least `eta` successful
 results. The best `K = n // eta` results of the highest such rung, weighted
-`K, K - 1, ..., 1` by rank, score the prior (`spec.log_prior`) against a density of the same
-shape centred on the incumbent (each parameter's own `prior_confidence`); the incumbent's
-share is `score_inc / (score_inc + score_prior)`.
+`K, K - 1, ..., 1` by rank, score the prior (`spec.log_prior(config)`) against the same
+shape centred on the incumbent (`spec.log_prior(config, centre=incumbent)`: each parameter's
+own `prior_confidence`, whether it has a prior or not); the incumbent's share is
+`score_inc / (score_inc + score_prior)`.
 
 The incumbent is the lowest loss seen at any fidelity (`incumbent_selection="any_fidelity"`),
 as in NePS 0.17 (`completed["perf"].idxmin()` over every rung) and in the implementation the
@@ -43,21 +44,19 @@ Where this differs from NePS 0.17's code:
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.scipy.special import ndtr
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
 from jaxnas.optimizers._brackets import Sampler, bracket_optimizer, full_schedule, plain_sampler
+from jaxnas.optimizers._incumbent import (
+    IncumbentSelection,
+    check_incumbent_selection,
+    incumbent_index,
+)
 from jaxnas.optimizers._schedule import Schedule
-from jaxnas.space import Categorical, Config, Integer, SearchSpace
-from jaxnas.space._search_space import PRIOR_SIGMA, PRIOR_WEIGHT
-
-INCUMBENT_SELECTIONS = ("any_fidelity", "highest_fidelity")
+from jaxnas.space import Config, SearchSpace
 
 
 def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior: bool = True,
@@ -104,10 +103,7 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     incumbent = _base.check_bool(owner, "incumbent", incumbent)
     prior = _base.check_bool(owner, "prior", prior)
-    if incumbent_selection not in INCUMBENT_SELECTIONS:
-        raise ValueError(f"{owner}: incumbent_selection={incumbent_selection!r} must be one of "
-                         f"{', '.join(map(repr, INCUMBENT_SELECTIONS))} (which result's "
-                         f"configuration incumbent sampling mutates).")
+    incumbent_selection = check_incumbent_selection(owner, incumbent_selection)
     if not 0.0 <= mutation_rate <= 1.0:
         raise ValueError(f"{owner}: mutation_rate={mutation_rate!r} must lie in [0, 1].")
     if not mutation_std > 0.0:
@@ -122,8 +118,7 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
 
 def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool,
                       mutation_rate: float, mutation_std: float,
-                      incumbent_selection: str) -> Sampler:
-    density = _IncumbentDensity(spec)
+                      incumbent_selection: IncumbentSelection) -> Sampler:
     eta = schedule.eta
     # Evidence needs one full bracket's fidelity: the largest bracket, starting at rung 0.
     bracket_cost = schedule.bracket_cost(schedule.base_rungs.index(0))
@@ -140,7 +135,7 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
         key_prior, key_incumbent = jax.random.split(key_rows, (2, batch))
         priors = _base.map_rows(spec.sample_prior, key_prior)
         if use_incumbent:
-            share, best = _incumbent_share(spec, density, trials, eta, top_rung, bracket_cost,
+            share, best = _incumbent_share(spec, trials, eta, top_rung, bracket_cost,
                                            incumbent_selection)
             p_incumbent = (1.0 - p_uniform) * share
             mutants = _base.map_rows(
@@ -157,9 +152,9 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
     return sampler
 
 
-def _incumbent_share(spec: SearchSpace, density: _IncumbentDensity, trials: Trials, eta: int,
-                     top_rung: int, bracket_cost: float,
-                     incumbent_selection: str) -> tuple[jax.Array, Config]:
+def _incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
+                     bracket_cost: float,
+                     incumbent_selection: IncumbentSelection) -> tuple[jax.Array, Config]:
     """The incumbent's share of the non-uniform mass (0 without evidence), and the incumbent.
 
     Returns:
@@ -178,10 +173,8 @@ def _incumbent_share(spec: SearchSpace, density: _IncumbentDensity, trials: Tria
     evidence = (per_rung[top_rung] > 0) & (spent >= bracket_cost) & jnp.any(wide)
 
     # The incumbent: the lowest successful loss, at any rung or at the highest rung with one.
-    candidate = success
-    if incumbent_selection == "highest_fidelity":
-        candidate &= trials.rungs == jnp.max(jnp.where(success, trials.rungs, -1))
-    best_row = jnp.argmin(jnp.where(candidate, trials.losses, jnp.inf))
+    best_row = jnp.maximum(incumbent_index(trials.losses, trials.rungs, success,
+                                           incumbent_selection), 0)
     best = jax.tree.map(lambda column: column[best_row], trials.configs)
 
     # The top K = n // eta of the highest rung with >= eta results, weighted K, ..., 1.
@@ -194,71 +187,9 @@ def _incumbent_share(spec: SearchSpace, density: _IncumbentDensity, trials: Tria
     rank_weight = jnp.maximum(k - jnp.arange(rows), 0).astype(jnp.float32)  # (rows,)
     top = jax.tree.map(lambda column: column[order], trials.configs)
     log_prior = jax.vmap(spec.log_prior)(top)  # (rows,)
-    log_incumbent = jax.vmap(density.log_prob, in_axes=(None, 0))(best, top)  # (rows,)
+    log_incumbent = jax.vmap(lambda row: spec.log_prior(row, centre=best))(top)  # (rows,)
     log_weight = jnp.where(rank_weight > 0, jnp.log(jnp.maximum(rank_weight, 1.0)), -jnp.inf)
     score_incumbent = jax.nn.logsumexp(log_weight + log_incumbent)
     score_prior = jax.nn.logsumexp(log_weight + log_prior)
     share = jax.nn.sigmoid(score_incumbent - score_prior)  # inc / (inc + prior)
     return jnp.where(evidence, share, 0.0), best
-
-
-class _IncumbentDensity:
-    """The prior's shape centred on another config, as a log density in the unit cube.
-
-    Numeric slots: a normal truncated to [0, 1] around the centre's unit value with the
-    parameter's `prior_confidence` sigma (integers: times the width of the value's bin,
-    i.e. the bin's mass, matching `spec.log_prior`'s counting measure). Categoricals: the
-    centre's choice weighs `PRIOR_WEIGHT[confidence]` against 1 for every other choice.
-    Inactive slots contribute nothing. As NePS's `Prior.from_parameters(center_values=inc)`.
-    """
-
-    def __init__(self, spec: SearchSpace):
-        self.spec = spec
-        params = spec.parameters()
-        columns = [params[path] for path in spec.paths]
-        self.is_categorical = np.array([isinstance(p, Categorical) for p in columns], bool)
-        self.is_integer = np.array([isinstance(p, Integer) for p in columns], bool)
-        self.sigma = np.array([1.0 if c else PRIOR_SIGMA[p.prior_confidence]
-                               for p, c in zip(columns, self.is_categorical)], np.float32)
-        self.weight = np.array([PRIOR_WEIGHT[p.prior_confidence] if c else 1.0
-                                for p, c in zip(columns, self.is_categorical)], np.float32)
-        self.n_choices = np.array([len(p.choices) if c else 1
-                                   for p, c in zip(columns, self.is_categorical)], np.float32)
-        # Integer bins in the unit encoding: value v owns [t(v - 0.5), t(v + 0.5)], rescaled.
-        self.is_log = np.array([bool(getattr(p, "log", False)) for p in columns], bool)
-        lower = np.array([getattr(p, "lower", 0) for p in columns], np.float64)
-        upper = np.array([getattr(p, "upper", 1) for p in columns], np.float64)
-        self.lower, self.upper = lower.astype(np.float32), upper.astype(np.float32)
-        edge_lo, edge_hi = lower - 0.5, upper + 0.5
-        self.t_lo = self._t(edge_lo, self.is_integer & self.is_log).astype(np.float32)
-        self.t_hi = self._t(edge_hi, self.is_integer & self.is_log).astype(np.float32)
-
-    @staticmethod
-    def _t(x, is_log):
-        """Integer values to the (log-)scale their unit encoding is linear in."""
-        xp = jnp if isinstance(x, jax.Array) else np
-        return xp.where(is_log, xp.log(xp.where(is_log, xp.maximum(x, 1e-30), 1.0)), x)
-
-    def log_prob(self, centre: Config, config: Config) -> jax.Array:
-        """Log density of `config` under the distribution centred on `centre` (float32)."""
-        spec = self.spec
-        u, mu = spec.to_unit(config), spec.to_unit(centre)  # (n_slots,)
-        sigma = jnp.asarray(self.sigma)
-        mass = ndtr((1.0 - mu) / sigma) - ndtr(-mu / sigma)
-        log_pdf = (-0.5 * jnp.square((u - mu) / sigma) - jnp.log(sigma)
-                   - 0.5 * math.log(2.0 * math.pi) - jnp.log(mass))
-        # Integers: density times bin width (the value is recovered from its bin centre).
-        integer_log = self.is_integer & self.is_log
-        t_lo, t_hi = jnp.asarray(self.t_lo), jnp.asarray(self.t_hi)
-        t = t_lo + u * (t_hi - t_lo)
-        value = jnp.clip(jnp.round(jnp.where(integer_log, jnp.exp(t), t)), self.lower, self.upper)
-        width = (self._t(value + 0.5, integer_log) - self._t(value - 0.5, integer_log)) / (
-            t_hi - t_lo)
-        log_numeric = log_pdf + jnp.where(self.is_integer, jnp.log(width), 0.0)
-        # Categoricals: same choice <=> same bin centre (bins are >= 1 / n_choices wide).
-        n = jnp.asarray(self.n_choices)
-        same = jnp.abs(u - mu) < 0.5 / n
-        weight = jnp.asarray(self.weight)
-        log_categorical = jnp.where(same, jnp.log(weight), 0.0) - jnp.log(weight + n - 1.0)
-        log_slot = jnp.where(self.is_categorical, log_categorical, log_numeric)
-        return jnp.sum(jnp.where(spec.active(config).array, log_slot, 0.0))

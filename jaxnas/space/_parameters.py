@@ -22,6 +22,8 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from jaxnas.space import _registry
+
 PRIOR_CONFIDENCES = ("low", "medium", "high")
 
 
@@ -296,7 +298,7 @@ class Operation(Parameter):
     def __init__(self, operator: Callable | str, args: Any = (), kwargs: Mapping | None = None,
                  *, name: str | None = None):
         if isinstance(operator, str):
-            operator = _nn_operator(operator)
+            operator = _registry.block(operator)
         if isinstance(operator, Parameter) or not callable(operator):
             raise TypeError(
                 f"Operation(operator={operator!r}): operator must be a callable (a Flax "
@@ -491,24 +493,6 @@ def callable_member(value: Any) -> bool:
     return isinstance(value, (staticmethod, classmethod, property)) or (
         callable(value) and hasattr(value, "__get__")
     )
-
-
-def _nn_operator(name: str) -> Callable:
-    """Looks up a block of `jaxnas.nn` by name (imported here: it imports this module)."""
-    import flax.linen as linen
-
-    from jaxnas import nn as blocks
-
-    def is_block(value: Any) -> bool:
-        return (isinstance(value, type) and issubclass(value, linen.Module)
-                and value is not blocks.Built)
-
-    operator = getattr(blocks, name, None) if name in blocks.__all__ else None
-    if not is_block(operator):
-        known = sorted(n for n in blocks.__all__ if is_block(getattr(blocks, n)))
-        raise ValueError(f"Operation(operator={name!r}): no block of that name in jaxnas.nn; "
-                         f"known blocks: {known}.")
-    return operator
 
 
 def _name(operator: Any) -> str:

@@ -263,3 +263,62 @@ def test_integer_log_prior_is_accurate_far_in_the_tail():
         # Upper-tail masses via erfc to avoid the very cancellation under test.
         mass = 0.5 * (math.erfc(a / math.sqrt(2)) - math.erfc(b / math.sqrt(2))) / z
         assert float(log_prior[n]) == pytest.approx(math.log(mass), rel=1e-3, abs=1e-3), n
+
+
+def _truncnorm_mass(a, b, mu, sigma):
+    """Mass of N(mu, sigma) truncated to [0, 1] on [a, b] (numpy reference)."""
+    z = _phi((1 - mu) / sigma) - _phi(-mu / sigma)
+    return (_phi((b - mu) / sigma) - _phi((a - mu) / sigma)) / z
+
+
+def test_centred_log_prior_matches_a_numpy_reference():
+    """Every slot takes its confidence around the centre, whether it has a prior or not."""
+    spec = jn.compile({
+        "x": jn.Float(0.0, 4.0, prior_confidence="low"),  # no prior: sigma 0.5 all the same
+        "n": jn.Integer(1, 64, log=True, prior=8, prior_confidence="high"),
+        "c": jn.Categorical(("a", "b", "c"), prior=2, prior_confidence="low"),
+    })
+    centre = {"x": jnp.float32(1.0), "n": jnp.int32(4), "c": jnp.int32(0)}
+    config = {"x": jnp.float32(3.0), "n": jnp.int32(20), "c": jnp.int32(0)}
+
+    def unit_n(v):
+        return (math.log(v) - math.log(0.5)) / (math.log(64.5) - math.log(0.5))
+
+    mu, sigma, u = 0.25, 0.5, 0.75
+    z = _phi((1 - mu) / sigma) - _phi(-mu / sigma)
+    log_x = (-0.5 * ((u - mu) / sigma) ** 2 - 0.5 * math.log(2 * math.pi) - math.log(sigma)
+             - math.log(z))
+    log_n = math.log(_truncnorm_mass(unit_n(19.5), unit_n(20.5), unit_n(4), 0.125))
+    log_c = math.log(2 / (2 + 2))  # the centre's choice weighs 2 ("low") against 1 + 1
+    expected = log_x + log_n + log_c
+    got = jax.jit(lambda c, k: spec.log_prior(c, centre=k))(config, centre)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    other = dict(config, c=jnp.int32(2))  # not the centre's choice: the prior's is irrelevant
+    assert float(spec.log_prior(other, centre=centre)) == pytest.approx(
+        log_x + log_n + math.log(1 / 4), rel=1e-5)
+
+
+def test_centred_log_prior_at_the_prior_is_the_prior():
+    spec = jn.compile({"x": jn.Float(1e-4, 1.0, log=True, prior=1e-2),
+                       "n": jn.Integer(0, 9, prior=3, prior_confidence="high"),
+                       "c": jn.Categorical((1, 2, 3, 4), prior=1)})
+    centre = {"x": jnp.float32(1e-2), "n": jnp.int32(3), "c": jnp.int32(1)}
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 64))
+    prior = jax.vmap(spec.log_prior)(configs)
+    centred = jax.vmap(lambda c: spec.log_prior(c, centre=centre))(configs)
+    np.testing.assert_allclose(np.asarray(centred), np.asarray(prior), rtol=1e-4, atol=1e-4)
+
+
+def test_centred_log_prior_weighs_only_feasible_choices():
+    """At `max_depth` the copy of a recursive rule has one feasible choice: probability 1."""
+    grammar = {"expr": jn.Categorical((jn.ByName("expr").resample(), jn.Integer(0, 9)),
+                                      prior_confidence="high")}
+    spec = jn.compile(grammar, max_depth=1)
+    copy = "expr.choices[0]"
+    leaf = "expr.choices[0].choices[1]"  # the shared Integer, where it is first met
+    assert spec.paths == ("expr", copy, leaf)
+    config = {"expr": jnp.int32(0), copy: jnp.int32(1), leaf: jnp.int32(5)}
+    log_integer = math.log(_truncnorm_mass(0.5, 0.6, 0.55, 0.25))
+    # The top choice: the centre's weighs 6 against 1; the copy's only feasible choice: 1.
+    expected = math.log(6 / 7) + log_integer
+    assert float(spec.log_prior(config, centre=config)) == pytest.approx(expected, rel=1e-5)

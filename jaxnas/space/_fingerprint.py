@@ -1,0 +1,68 @@
+"""The structural key of a compiled space: what `SearchSpace` equality and hashing use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jaxnas.space._ir import (
+    INFEASIBLE,
+    ChoiceNode,
+    Compiled,
+    ConstantNode,
+    DynamicNode,
+    FidelityNode,
+    MappingNode,
+    OperationNode,
+    SequenceNode,
+    SlotNode,
+)
+
+
+def fingerprint(compiled: Compiled, max_depth: int) -> tuple:
+    """A structural key: equal for spaces that sample, encode and resolve identically."""
+    slots = tuple(
+        (s.path, s.kind, s.gate, s.static, s.feasible, repr(s.param)) for s in compiled.slots
+    )
+    gates = tuple((g.kind, g.slot, g.choice, tuple(g.refs)) for g in compiled.gates)
+    return (max_depth, slots, gates, _structure(compiled.root))
+
+
+def _structure(root: Any) -> tuple:
+    """The IR's structure, with sharing and callables by identity."""
+    numbering: dict[int, int] = {}
+    parts: list = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in numbering:
+            parts.append(("ref", numbering[id(node)]))
+            continue
+        numbering[id(node)] = len(numbering)
+        if isinstance(node, ConstantNode):
+            parts.append(("const", _constant_key(node.value)))
+        elif isinstance(node, (SlotNode, ChoiceNode)):
+            parts.append((type(node).__name__, node.slot))
+            if isinstance(node, ChoiceNode):
+                stack.extend(b for b in node.branches if b is not INFEASIBLE)
+        elif isinstance(node, OperationNode):
+            parts.append(("op", id(node.operator), tuple(node.kwargs)))
+            stack.append(node.args)
+            stack.extend(node.kwargs.values())
+        elif isinstance(node, DynamicNode):
+            parts.append(("dyn", id(node.fn), tuple(node.kwargs)))
+            stack.extend(node.kwargs.values())
+        elif isinstance(node, (SequenceNode, MappingNode)):
+            parts.append((type(node).__name__,
+                          tuple(node.keys) if isinstance(node, MappingNode) else node.kind))
+            stack.extend(node.items)
+        elif isinstance(node, FidelityNode):
+            parts.append(("fid", node.path, repr(node.fidelity)))
+    return tuple(parts)
+
+
+def _constant_key(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))
+    return (type(value), value)

@@ -1,0 +1,127 @@
+"""The compiled form of a space: decision slots, the gates that activate them, and IR nodes.
+
+`expand` (in `_expand.py`) turns the user's space into a `Compiled`: one `Slot` per
+independent decision, the `Gate`s that say when each slot is active, and a tree of IR nodes
+that mirrors the space with slots in place of parameters. The resolver walks that tree to
+turn a concrete config back into the user's pytree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from jaxnas.space._parameters import Fidelity, Parameter
+
+ROOT_GATE = 0  # always on
+NEVER_GATE = 1  # intermediates (`_name`) are active only where something refers to them
+
+
+class _Infeasible:
+    """Marks a subtree that cannot be built within `max_depth`."""
+
+    def __repr__(self) -> str:
+        return "INFEASIBLE"
+
+
+INFEASIBLE = _Infeasible()
+
+
+@dataclasses.dataclass(eq=False)
+class ConstantNode:
+    """A value written in the space as is."""
+
+    value: Any
+
+
+@dataclasses.dataclass(eq=False)
+class SlotNode:
+    """A `Float` or `Integer` decision: the value of slot `slot`."""
+
+    slot: int
+
+
+@dataclasses.dataclass(eq=False)
+class ChoiceNode:
+    """A `Categorical` decision: the branch that slot `slot` picks."""
+
+    slot: int
+    branches: list  # a node per choice, INFEASIBLE where the choice cannot terminate
+
+
+@dataclasses.dataclass(eq=False)
+class OperationNode:
+    """An `Operation`: an operator applied to resolved arguments."""
+
+    path: str
+    operator: Any
+    args: Any  # a node resolving to a tuple (or a single value, wrapped at resolve time)
+    kwargs: dict
+
+
+@dataclasses.dataclass(eq=False)
+class SequenceNode:
+    """A tuple, list or named tuple of nodes."""
+
+    kind: type
+    items: list
+
+
+@dataclasses.dataclass(eq=False)
+class MappingNode:
+    """A dict or `Space` of nodes (keys starting with `_` are dropped when resolved)."""
+
+    keys: list
+    items: list
+
+
+@dataclasses.dataclass(eq=False)
+class DynamicNode:
+    """A `Dynamic`: a function evaluated on its resolved keyword arguments."""
+
+    path: str
+    fn: Any
+    kwargs: dict
+
+
+@dataclasses.dataclass(eq=False)
+class FidelityNode:
+    """The space's fidelity entry, set by the optimiser rather than sampled."""
+
+    path: str
+    fidelity: Fidelity
+
+
+@dataclasses.dataclass
+class Slot:
+    """One decision: where it is, what it samples, and the gate that activates it."""
+
+    path: str
+    param: Parameter  # the user's object (the source, for a resampled copy)
+    kind: str  # "float" | "int" | "cat"
+    gate: int
+    static: bool
+    feasible: tuple = ()  # categorical only: which choices can terminate
+
+
+@dataclasses.dataclass
+class Gate:
+    """When slots are active: always ("root"), when a categorical picks one choice
+    ("choice": slot `slot` is active and picked `choice`), or when any of `refs` is on
+    ("alias": an object shared by several places)."""
+
+    kind: str  # "root" | "choice" | "alias"
+    slot: int = -1
+    choice: int = -1
+    refs: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """Everything `SearchSpace` needs, produced by `expand`."""
+
+    root: Any
+    slots: tuple
+    gates: tuple
+    fidelity: FidelityNode | None
+    entries: tuple  # top-level names, in order

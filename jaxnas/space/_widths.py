@@ -1,0 +1,125 @@
+"""Searched widths that a masked build may leave open, and `MaskedWidth`, their stand-in.
+
+A width is a slot used only as the `features` of width-maskable operators (those
+`jaxnas.nn` registers: `nn.Dense`, `nn.Conv`). Configs that differ only in widths can share
+one module built at the maximum widths, each member masking to its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas.space import _registry
+from jaxnas.space._ir import (
+    INFEASIBLE,
+    ChoiceNode,
+    Compiled,
+    DynamicNode,
+    MappingNode,
+    OperationNode,
+    SequenceNode,
+    SlotNode,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedWidth:
+    """A searched width left open in a masked build: the config's value at `path`.
+
+    `spec.resolve(config, masked=True)` puts one in place of each width (the `features` of a
+    `nn.Dense` or `nn.Conv`) so that every config of a masked bucket resolves to the same
+    module, built at `maximum`; the module reads the width from the config it is called with.
+
+    Attributes:
+        path: the width's slot.
+        maximum: the largest width it can take (the parameter's upper bound).
+        choices: for a `Categorical` of widths, the widths by index; None for an `Integer`.
+    """
+
+    path: str
+    maximum: int
+    choices: tuple[int, ...] | None = None
+
+    def value(self, config: Mapping[str, Any]) -> jax.Array:
+        """The active width in `config`, an int32 scalar (traced under jit and vmap)."""
+        v = jnp.asarray(config[self.path], jnp.int32)
+        if self.choices is not None:
+            v = jnp.asarray(self.choices, jnp.int32)[v]
+        return v
+
+
+def width_slots(compiled: Compiled) -> dict[int, MaskedWidth]:
+    """The slots used only as `features` of maskable operators: what masking may open.
+
+    Every reference to a slot is counted (a shared slot has several); a slot qualifies
+    when each of them is the `features` argument of a maskable operation, it is not marked
+    `static=True`, and its values are positive integers.
+    """
+    widths = {}
+    for index, flags in sorted(_slot_uses(compiled).items()):
+        slot = compiled.slots[index]
+        if not all(flags) or getattr(slot.param, "static", None):
+            continue
+        if slot.kind == "int" and slot.param.lower >= 1:
+            widths[index] = MaskedWidth(slot.path, int(slot.param.upper))
+        elif slot.kind == "cat" and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                for c in slot.param.choices):
+            choices = tuple(slot.param.choices)
+            widths[index] = MaskedWidth(slot.path, max(choices), choices)
+    return widths
+
+
+def _slot_uses(compiled: Compiled) -> dict[int, list[bool]]:
+    """For each slot, one flag per reference to it: whether that use is a `features`."""
+    uses: dict[int, list[bool]] = {}
+    seen: set[int] = set()
+    stack = [compiled.root]
+
+    def use(child: Any, is_width: bool) -> None:
+        if isinstance(child, (SlotNode, ChoiceNode)):
+            uses.setdefault(child.slot, []).append(is_width)
+        stack.append(child)
+
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node is INFEASIBLE:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ChoiceNode):
+            for branch in node.branches:
+                use(branch, False)
+        elif isinstance(node, OperationNode):
+            features = _features_node(node)
+            args = node.args.items if isinstance(node.args, SequenceNode) else [node.args]
+            for child in [*args, *node.kwargs.values()]:
+                use(child, child is features)
+        elif isinstance(node, SequenceNode):
+            for child in node.items:
+                use(child, False)
+        elif isinstance(node, MappingNode):
+            for key, child in zip(node.keys, node.items):
+                if key.startswith("_"):  # an intermediate: counted where it is referenced
+                    stack.append(child)
+                else:
+                    use(child, False)
+        elif isinstance(node, DynamicNode):
+            for child in node.kwargs.values():
+                use(child, False)
+    return uses
+
+
+def _features_node(op: OperationNode) -> Any:
+    """The node of a maskable operation's `features`, else None."""
+    if not _registry.is_maskable(op.operator):
+        return None
+    if "features" in op.kwargs:
+        return op.kwargs["features"]
+    if isinstance(op.args, SequenceNode):
+        return op.args.items[0] if op.args.items else None
+    return op.args
