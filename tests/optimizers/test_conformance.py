@@ -91,6 +91,8 @@ def test_failed_results_are_recorded_and_never_reused(name):
     failed = np.flatnonzero(trials.status == optimizers.Status.FAILED)
     assert len(failed) and np.all(~np.isfinite(trials.losses[failed]) | np.isnan(
         trials.losses[failed]))
+    # Promotions name their parent; mutations, crossovers and incumbent samples do not (see
+    # test_no_configuration_is_derived_from_a_failed_trial).
     parents = np.concatenate([np.asarray(p.parent_ids) for p in history])
     assert not set(parents[parents >= 0]) & set(failed)
 
