@@ -1,4 +1,4 @@
-"""Search quality on MF-Hartmann-3 (PriorBand's benchmark suite) over 10 seeds.
+"""Search quality on MF-Hartmann-3 (PriorBand's benchmark suite) over 10 seeds (30 paired).
 
 Each optimiser runs a whole search as one `lax.scan` over ask -> evaluate -> tell under
 `jax.jit`. The score of a run is the normalised regret (`problem.regret`: 0 at the optimum,
