@@ -91,8 +91,56 @@ def test_failed_results_are_recorded_and_never_reused(name):
     failed = np.flatnonzero(trials.status == optimizers.Status.FAILED)
     assert len(failed) and np.all(~np.isfinite(trials.losses[failed]) | np.isnan(
         trials.losses[failed]))
+    # Promotions name their parent; mutations, crossovers and incumbent samples do not (see
+    # test_no_configuration_is_derived_from_a_failed_trial).
     parents = np.concatenate([np.asarray(p.parent_ids) for p in history])
     assert not set(parents[parents >= 0]) & set(failed)
+
+
+# Sources whose configuration is derived from earlier trials, and the ones each optimiser
+# must produce within STEPS asks for the check below to mean something.
+DERIVED = (optimizers.Source.INCUMBENT, optimizers.Source.PROMOTION,
+           optimizers.Source.MUTATION, optimizers.Source.CROSSOVER)
+EXPECTED_DERIVED = {
+    "random_search": set(),
+    "complex_random_search": {optimizers.Source.MUTATION, optimizers.Source.CROSSOVER},
+    "successive_halving": {optimizers.Source.PROMOTION},
+    "hyperband": {optimizers.Source.PROMOTION},
+    "priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
+}
+
+
+def _failing_near_the_optimum(configs, fidelities):
+    """`toy_loss`, except that every config with |x - 0.7| < 0.1 (the best) fails."""
+    failing = jnp.abs(configs["x"] - 0.7) < 0.1
+    return jnp.where(failing, jnp.where(configs["n"] % 2 == 0, jnp.nan, jnp.inf),
+                     toy_loss(configs, fidelities))
+
+
+def test_no_configuration_is_derived_from_a_failed_trial(name):
+    """No promotion, mutation, crossover or incumbent sample comes from a failed trial.
+
+    Looking at `parent_ids` alone misses mutations, crossovers and PriorBand's incumbent,
+    which record no parent. Here failure depends on `x` alone, so a failed trial's `x` is
+    never a successful trial's. A derived config keeps its source's `x` bit for bit (a
+    promotion always; a mutation unless it re-samples `x`, which gives a new value; a
+    crossover takes it from one parent): one whose `x` equals that of another, failed trial
+    was derived from a failed trial.
+    """
+    opt, ask, tell = _build(name)
+    state, _ = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), STEPS,
+                     loss=_failing_near_the_optimum)
+    trials = jax.device_get(state.trials)
+    rows = np.arange(int(trials.count))
+    x = np.asarray(trials.configs["x"])[rows]
+    failed = trials.status[rows] == optimizers.Status.FAILED
+    sources = trials.sources[rows]
+    derived = np.isin(sources, DERIVED)
+    from_failed = [int(i) for i in rows[derived] if np.any(failed & (x == x[i]) & (rows != i))]
+    assert not from_failed, [optimizers.Source(s).name for s in sources[from_failed]]
+    # The check saw failures and derived configs of every kind the optimiser makes.
+    assert failed.sum() >= 5
+    assert EXPECTED_DERIVED[name] <= set(sources[derived].tolist())
 
 
 def test_fewer_results_than_asked_in_any_order(name):

@@ -1,5 +1,11 @@
 """Priors of known quality: deterministic, in bounds, ordered, and wired into the space."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -54,11 +60,44 @@ def test_good_beats_bad_in_distance_and_value(problem):
         assert _regret(problem, good) < _regret(problem, priors[name]) < _regret(problem, bad)
 
 
-def test_priors_are_deterministic_constants():
+def test_priors_do_not_depend_on_bias_or_noise():
     first = problems.mf_hartmann(3).priors
     # Presets change bias and noise, which vanish at full fidelity: the same priors.
     assert problems.mf_hartmann(3, "terrible").priors == first
     assert problems.mf_hartmann(3, bias=0.0, noise=0.0).priors == first
+
+
+# Prints every problem's priors as JSON (floats round-trip exactly through repr).
+_PRINT_PRIORS = """
+import json
+from jaxnas import problems
+print(json.dumps({label: getattr(problems, name)(*args).priors
+                  for label, (name, args) in %r.items()}))
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters draw 10^6 samples per problem
+def test_priors_are_the_same_constants_in_every_process():
+    """Priors computed in two fresh interpreters (different hash seeds) equal these.
+
+    Within one process the priors are cached, so comparing them with themselves cannot
+    see a seed that changes from process to process (a hash, a time, a pid).
+    """
+    constructors = {"hartmann3": ("mf_hartmann", (3,)), "hartmann6": ("mf_hartmann", (6,)),
+                    "branin": ("mf_branin", ())}
+    here = {label: getattr(problems, name)(*args).priors
+            for label, (name, args) in constructors.items()}
+    package_root = str(Path(jn.__file__).resolve().parents[1])
+    children = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+        children.append(subprocess.Popen([sys.executable, "-c", _PRINT_PRIORS % (constructors,)],
+                                         env=env, stdout=subprocess.PIPE, text=True))
+    for child in children:
+        out, _ = child.communicate(timeout=300)
+        assert child.returncode == 0
+        assert json.loads(out) == here
 
 
 def test_at25_is_best_of_25_and_bad_is_worst_of_many(problem):
