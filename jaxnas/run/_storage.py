@@ -278,7 +278,8 @@ class RunStore:
         return {"evaluations": everything, "finished": count, "cost": cost, "fidelity": added}
 
     def _trials(self, where: str, args: tuple = ()) -> list[TrialRecord]:
-        return [_record(row) for row in self._db.execute(f"{_SELECT_TRIALS} {where}", args)]
+        rows = self._db.execute(f"{_SELECT_TRIALS} {where}", args).fetchall()
+        return [_record(row) for row in rows]
 
     # -------------------------------------------------------------------- events
 
