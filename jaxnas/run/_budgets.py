@@ -43,6 +43,7 @@ def check_budgets(**budgets: Any) -> dict[str, float]:
 
 
 def check_checkpoint_every(checkpoint_every: Any) -> None:
+    """Raises ValueError unless `checkpoint_every` is an integer >= 1."""
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
             or checkpoint_every < 1:
         raise ValueError(f"jn.run: checkpoint_every={checkpoint_every!r} must be an integer "

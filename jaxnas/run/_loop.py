@@ -27,7 +27,8 @@ from typing import Any
 
 from jaxnas import optimizers as _optimizers
 from jaxnas.optimizers import IncumbentSelection
-from jaxnas.run import _budgets
+from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
+                                 make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
 from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
 from jaxnas.run._progress import Progress
@@ -137,10 +138,10 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         StorageError: a folder that cannot be written, or a database from a newer jaxnas.
     """
     spec = space if isinstance(space, SearchSpace) else _compile(space)
-    budgets = _budgets.check_budgets(
+    budgets = check_budgets(
         max_evaluations=max_evaluations, max_cost=max_cost,
         max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
-    _budgets.check_checkpoint_every(checkpoint_every)
+    check_checkpoint_every(checkpoint_every)
     evaluator = make_evaluator(evaluate, spec, masked)
     root = Path(root_directory)
     description = describe_run(spec, optimizer, optimizer_kwargs, seed)
@@ -149,21 +150,21 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
-    show = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
+    progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
     try:
         given = (optimizer_kwargs or {}).get("max_trials")
-        max_trials = claim_folder(store, spec, description, given or _budgets.default_max_trials(
+        max_trials = claim_folder(store, spec, description, given or default_max_trials(
             optimizer, spec, max_evaluations, optimizer_kwargs), given)
         evaluator.start(store)
-        worker = Worker(_budgets.make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
+        worker = Worker(make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
                         store, seed, checkpoint_every)
-        stopped_by = _loop(spec, worker, evaluator, store, budgets, show)
+        stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line)
         worker.checkpoint(force=True)
         evaluator.close()
         trials = store.all_trials()
     finally:
         store.close()
-        show.close()
+        progress_line.close()
     incumbent = _incumbent(spec, trials)
     logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
                 None if incumbent is None else incumbent.loss)
