@@ -26,22 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from jaxnas import optimizers as _optimizers
-from jaxnas.optimizers import IncumbentSelection
 from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
                                  make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
 from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
 from jaxnas.run._progress import Progress
-from jaxnas.run._records import TrialRecord, best_trial
+from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial
 from jaxnas.run._report import summarise
 from jaxnas.run._storage import RunStore
 from jaxnas.run._worker import Worker
 from jaxnas.space import SearchSpace, compile as _compile
 
 logger = logging.getLogger("jaxnas")
-
-# The run's incumbent: a low-fidelity loss is not the loss the user will train to.
-INCUMBENT = IncumbentSelection.HIGHEST_FIDELITY
 
 
 @dataclasses.dataclass(frozen=True)

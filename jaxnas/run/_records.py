@@ -18,7 +18,10 @@ import numpy as np
 from jaxnas.optimizers import IncumbentSelection, incumbent_index
 
 SUCCESS, FAILED = "success", "failed"
-FINISHED = (SUCCESS, FAILED)
+
+# The run's incumbent (`jn.run`, `status`): a low-fidelity loss is not the loss the user
+# will train to.
+INCUMBENT = IncumbentSelection.HIGHEST_FIDELITY
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from jaxnas.optimizers import IncumbentSelection
-from jaxnas.run._records import FAILED, TrialRecord, best_trial
+from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial
 from jaxnas.run._storage import RunStore
 
 
@@ -44,7 +43,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
 
 
 def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
-    incumbent = best_trial(trials, IncumbentSelection.HIGHEST_FIDELITY)
+    incumbent = best_trial(trials, INCUMBENT)
     if incumbent is None:
         return []
     level = incumbent.fidelity or 0.0
