@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import jaxnas as jn
-from jaxnas._run import run
-from jaxnas._storage import load_results
+from jaxnas import run
+from jaxnas import load_results
 
 
 def space():

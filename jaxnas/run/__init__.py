@@ -1,0 +1,20 @@
+"""The runner: `jn.run`'s loop and the run folder it keeps (trials in SQLite, checkpoints,
+training states), and reading a run back.
+
+Files: `_loop` (`run`, `RunResult`, `Incumbent`), `_folder` (a folder's run and its
+claim), `_worker` (the event log shared by processes), `_budgets`, `_evaluators` (tasks,
+pure functions, plain callables), `_checkpoints` (Orbax), `_storage` (every SQL statement
+and file name), `_records` (the trial record), `_results` (`load_*`, `export_csv`),
+`_report` (`summarise`, `plot`) and `_progress` (the progress line).
+
+`jaxnas/__init__.py` imports `run` from here, so `jaxnas.run` is the function `jn.run`;
+`from jaxnas.run import X` still reaches this package.
+"""
+
+from jaxnas.run._loop import Incumbent, RunResult, run
+from jaxnas.run._report import plot, summarise
+from jaxnas.run._results import export_csv, load_config, load_results, load_space
+from jaxnas.run._storage import StorageError
+
+__all__ = ["Incumbent", "RunResult", "StorageError", "export_csv", "load_config",
+           "load_results", "load_space", "plot", "run", "summarise"]

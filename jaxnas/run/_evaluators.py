@@ -1,0 +1,255 @@
+"""How the runner evaluates a batch of claimed trials: the two evaluators behind `jn.run`.
+
+* `BucketEvaluator` drives a `jn.train.BucketTask` (a `jn.Task`, a `jn.SupervisedTask`,
+  or a pure function `f(config, fidelity, key)` wrapped by `jn.train.as_bucket_task`):
+  one jitted, vmapped `BucketTrainer` call per bucket, promotions continuing from their
+  parent's trained state (in memory, else from the run folder).
+* `PlainEvaluator` calls a Python callable `f(**config)` one trial at a time.
+
+Both commit each finished bucket or trial at once, through the `commit` they are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import train as _train
+from jaxnas.run._checkpoints import TrainingStates
+from jaxnas.run._records import TrialRecord
+from jaxnas.run._storage import RunStore
+from jaxnas.space import Config, SearchSpace
+
+logger = logging.getLogger("jaxnas")
+
+Commit = Callable[[list[TrialRecord]], None]
+TrialKeys = Callable[[list[int]], jax.Array]
+
+
+class Batch(NamedTuple):
+    """Claimed trials as an evaluator takes them.
+
+    Attributes:
+        trials: the claimed trials, one step's.
+        configs: their configs as one `Config` batch (leading axis: the trials), on the host.
+        key_ids: for each trial, the id its PRNG key is folded from (its first ancestor).
+    """
+
+    trials: list[TrialRecord]
+    configs: Config
+    key_ids: list[int]
+
+
+def make_batch(spec: SearchSpace, trials: list[TrialRecord], key_ids: list[int]) -> Batch:
+    """Packs the trials' stored values into a `Config` batch.
+
+    The stored values are the float32 / int32 values the optimiser proposed, so the
+    configs equal the proposals exactly.
+    """
+    configs = spec.config({p: np.asarray([t.config[p] for t in trials]) for p in spec.paths})
+    if not spec.paths:  # no decisions: one empty config per trial
+        configs = jax.tree.map(lambda a: np.broadcast_to(a, (len(trials), *a.shape)), configs)
+    return Batch(trials, configs, key_ids)
+
+
+def make_evaluator(evaluate: Any, spec: SearchSpace,
+                   masked: bool) -> BucketEvaluator | PlainEvaluator:
+    """The evaluator for `jn.run`'s `evaluate` (see its docstring for the three forms),
+    checked before the run folder is touched; `start(store)` then gives it the folder.
+
+    Raises:
+        TypeError: `evaluate` is none of them.
+        ValueError: the task cannot train `spec` (`BucketTask.check_space`).
+    """
+    pure = callable(evaluate) and is_pure_function(evaluate)
+    task = _train.as_bucket_task(evaluate, pure_function=pure)
+    if task is not None:
+        return BucketEvaluator(task, spec, masked)
+    if not callable(evaluate):
+        raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
+                        f"f(config, fidelity, key) or a callable f(**config).")
+    return PlainEvaluator(evaluate, spec)
+
+
+def is_pure_function(fn: Callable) -> bool:
+    """A pure JAX evaluate takes exactly `(config, fidelity, key)` positionally."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return [p.name for p in parameters] == ["config", "fidelity", "key"]
+
+
+class BucketEvaluator:
+    """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
+
+    def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool):
+        task.check_space(spec)  # a space the task cannot train fails here, early
+        self.task, self.spec, self.masked = task, spec, masked
+        self.trainers: dict[tuple, _train.BucketTrainer] = {}
+        self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
+        self.saved: TrainingStates | None = None
+
+    def start(self, store: RunStore) -> None:
+        """Saves trained states in the run folder, so that a promotion continues from
+        its parent's state in another process or after a restart."""
+        if self.task.saves_states:
+            self.saved = TrainingStates(store)
+
+    def close(self) -> None:
+        """Waits for the training states still being written."""
+        if self.saved is not None:
+            self.saved.finish()
+
+    def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
+        configs = batch.configs
+        signatures = (self.spec.buckets(configs, masked=self.masked) if self.task.bucketed
+                      else [()] * len(batch.trials))
+        for signature in dict.fromkeys(signatures):
+            rows = [i for i, s in enumerate(signatures) if s == signature]
+            commit(self._evaluate_bucket(batch, signature, rows, trial_keys))  # at once
+
+    def _evaluate_bucket(self, batch: Batch, signature: tuple, rows: list[int],
+                         trial_keys: TrialKeys) -> list[TrialRecord]:
+        trials = [batch.trials[i] for i in rows]
+        members = jax.tree.map(lambda a: a[np.asarray(rows)], batch.configs)
+        trainer = self._trainer(signature, members)
+        keys = trial_keys([batch.key_ids[i] for i in rows])
+        fidelities = np.asarray([math.nan if t.fidelity is None else t.fidelity
+                                 for t in trials], np.float32)
+        parents = [t.parent_id for t in trials]
+        self._load_missing_parents(parents, trainer, keys, members)
+        parent_states, has_parent = self._parent_states(parents)
+        start = time.monotonic()
+        try:
+            states, out = jax.block_until_ready(trainer(
+                keys, members, fidelities, parent_states, has_parent))
+        except Exception as error:  # noqa: BLE001 - the bucket fails, the run goes on
+            logger.warning("a bucket of %d trials failed: %r", len(rows), error)
+            seconds, trace = (time.monotonic() - start) / len(rows), traceback.format_exc()
+            return [t.finish(math.nan, seconds=seconds, trace=trace,
+                             error=f"{type(error).__name__}: {error}") for t in trials]
+        seconds = (time.monotonic() - start) / len(rows)
+        states, out = jax.device_get((states, out))  # host copies: sliced for free
+        finished = [t.finish(**_member_outcome(out, j), seconds=seconds)
+                    for j, t in enumerate(trials)]
+        for j, t in enumerate(trials):
+            self.states[t.trial_id] = jax.tree.map(lambda a, j=j: a[j], states)
+        for parent in parents:
+            self.states.pop(parent, None)  # continued: its child's state replaces it
+        return self._save_states(finished, fidelities, states)
+
+    def _trainer(self, signature: tuple, members: Config) -> _train.BucketTrainer:
+        """The bucket's trainer, made once per structure; any member stands for it."""
+        if signature not in self.trainers:
+            first = jax.tree.map(lambda a: a[0], members)
+            task = self.task.for_bucket(self.spec, first, self.masked)
+            self.trainers[signature] = _train.BucketTrainer(task)
+        return self.trainers[signature]
+
+    def _load_missing_parents(self, parents: list[int], trainer: _train.BucketTrainer,
+                              keys: jax.Array, members: Config) -> None:
+        """Loads from the run folder the parent states this process does not hold."""
+        missing = [p for p in parents if p >= 0 and p not in self.states]
+        if self.saved is None or not missing:
+            return
+        template = jax.eval_shape(  # one member's state: the bucket shares its shape
+            trainer.task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
+            jax.tree.map(lambda a: a[0], members))
+        for parent in missing:
+            restored = self.saved.load(parent, template)
+            if restored is not None:
+                self.states[parent] = restored
+
+    def _parent_states(self, parents: list[int]) -> tuple[Any, np.ndarray | None]:
+        """The parents' states stacked (a stand-in where a member has none), and which
+        members have one; (None, None) when none has."""
+        has_parent = np.array([p in self.states for p in parents])
+        if not has_parent.any():
+            return None, None
+        template = next(self.states[p] for p in parents if p in self.states)
+        stacked = jax.tree.map(_stack, *[self.states.get(p, template) for p in parents])
+        return stacked, has_parent
+
+    def _save_states(self, finished: list[TrialRecord], fidelities: np.ndarray,
+                     states: Any) -> list[TrialRecord]:
+        """Saves the bucket's states if a member may be promoted; names them in its rows."""
+        top = self.spec.fidelity.upper if self.spec.fidelity is not None else None
+        if self.saved is None or top is None or not np.any(fidelities < top):
+            return finished  # a trial at the maximum fidelity is never continued
+        reference = self.saved.save([t.trial_id for t in finished], states)
+        return [dataclasses.replace(t, state_ref=f"{reference}:{j}" if reference else None)
+                for j, t in enumerate(finished)]
+
+
+def _member_outcome(out: Any, member: int) -> dict[str, Any]:
+    """One member's loss, cost and other metrics from a bucket's evaluation output."""
+    metrics = out if isinstance(out, Mapping) else {"loss": out}
+    return {"loss": float(np.asarray(metrics["loss"])[member]),
+            "cost": float(np.asarray(metrics["cost"])[member]) if "cost" in metrics else None,
+            "extra": {k: np.asarray(v[member]).tolist() for k, v in metrics.items()
+                      if k not in ("loss", "cost")}}
+
+
+def _stack(*leaves: Any) -> Any:
+    """Stacks one leaf of several saved states: on the host, except typed PRNG keys."""
+    if jax.dtypes.issubdtype(getattr(leaves[0], "dtype", None), jax.dtypes.prng_key):
+        return jnp.stack(leaves)
+    return np.stack(leaves)
+
+
+class PlainEvaluator:
+    """`f(**config)`, one trial at a time, with the resolved values by name."""
+
+    def __init__(self, fn: Callable, spec: SearchSpace):
+        self.fn, self.spec = fn, spec
+
+    def start(self, store: RunStore) -> None:
+        """Nothing to keep in the run folder but the trials."""
+        del store
+
+    def close(self) -> None:
+        """Nothing in flight."""
+
+    def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
+        del trial_keys  # a plain callable draws its own randomness
+        for i, trial in enumerate(batch.trials):
+            config = jax.tree.map(lambda a, i=i: a[i], batch.configs)
+            commit([self._evaluate(trial, config)])  # each trial is committed as it finishes
+
+    def _evaluate(self, trial: TrialRecord, config: Config) -> TrialRecord:
+        start = time.monotonic()
+        try:
+            out = self.fn(**self.spec.resolve(config, trial.fidelity))
+            loss = float(out["loss"] if isinstance(out, Mapping) else out)
+            cost = out.get("cost") if isinstance(out, Mapping) else None
+            cost = None if cost is None else float(cost)
+            extra = ({k: v for k, v in out.items() if k not in ("loss", "cost")}
+                     if isinstance(out, Mapping) else {})
+        except Exception as error:  # noqa: BLE001 - a failing trial is recorded
+            logger.warning("trial %d failed: %r", trial.trial_id, error)
+            return trial.finish(math.nan, seconds=time.monotonic() - start,
+                                error=f"{type(error).__name__}: {error}",
+                                trace=traceback.format_exc())
+        return trial.finish(loss, seconds=time.monotonic() - start,
+                            cost=cost, extra=_jsonable(extra))
+
+
+def _jsonable(extra: dict) -> dict:
+    out = {}
+    for k, v in extra.items():
+        try:
+            out[k] = np.asarray(v).tolist()
+        except Exception:  # noqa: BLE001 - keep what can be stored
+            out[k] = repr(v)
+    return out

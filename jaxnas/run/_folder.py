@@ -1,0 +1,110 @@
+"""The run folder's identity: what a run is (space, optimiser, its arguments, seed), the
+claim that writes it into a new folder or checks that a folder's run is this one, and
+`overwrite=True`'s removal of another run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import sys
+import time
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jaxnas import optimizers as _optimizers
+from jaxnas.run._storage import RunStore, delete_run, run_exists
+from jaxnas.space import SearchSpace
+
+logger = logging.getLogger("jaxnas")
+
+_VERSIONED = ("jaxnas", "jax", "flax", "optax", "orbax-checkpoint", "numpy")
+
+
+def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
+                 seed: int) -> dict:
+    """What must match for a folder's run to be continued."""
+    if isinstance(optimizer, _optimizers.Optimizer):
+        name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
+        arguments = {}
+    else:
+        name = optimizer
+        arguments = {k: v for k, v in dict(kwargs or {}).items() if k != "max_trials"}
+    return {"space": spec.describe(), "optimizer": name,
+            "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
+            "seed": int(seed)}
+
+
+def remove_other_run(root: Path, description: dict) -> None:
+    """`overwrite=True`: deletes the folder's run if it is a different one."""
+    if not run_exists(root):
+        return
+    with RunStore(root, create=False) as store:
+        stored = store.get_meta("run")
+    if stored is not None and json.loads(stored) == description:
+        return  # the same run: continue it
+    logger.warning("jaxnas.run: overwrite=True deletes the run in %s", root)
+    delete_run(root)
+
+
+def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
+                 max_trials: int, given_max_trials: int | None) -> int:
+    """Writes a new run's metadata, or checks that the folder's run is this one.
+
+    Returns:
+        The optimiser's capacity (`max_trials`): a continued run keeps the one it started
+        with, since its state has that shape; an explicit different one is an error.
+
+    Raises:
+        ValueError: the folder holds a different run (the message says what differs).
+    """
+    with store.transaction():
+        stored = store.get_meta("run")
+        if stored is None:
+            store.set_meta(_new_run_meta(spec, description, max_trials))
+            return int(max_trials)
+        stored_max_trials = int(store.get_meta("max_trials"))
+    differences = _differences(json.loads(stored), description)
+    if given_max_trials is not None and given_max_trials != stored_max_trials:
+        differences.append(f"max_trials was {stored_max_trials}, now {given_max_trials}")
+    if differences:
+        raise ValueError(
+            f"jn.run: root_directory={str(store.root)!r} holds a different run, so it cannot "
+            f"be continued: {'; '.join(differences)}. Use a new root_directory, or pass "
+            f"overwrite=True to delete that run.")
+    return stored_max_trials
+
+
+def _new_run_meta(spec: SearchSpace, description: dict, max_trials: int) -> dict:
+    try:
+        space_blob, unpicklable = pickle.dumps(spec), None
+    except Exception as error:  # noqa: BLE001 - say why in load_space
+        space_blob, unpicklable = None, f"{type(error).__name__}: {error}"
+    return {"run": json.dumps(description), "space": space_blob,
+            "space_unpicklable": unpicklable, "created": time.time(),
+            "versions": json.dumps(_versions()), "max_trials": int(max_trials)}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for path in sorted(set(old["space"]) | set(new["space"])):
+        a, b = old["space"].get(path), new["space"].get(path)
+        if a != b:
+            out.append(f"space {path!r} was {a or 'absent'}, now {b or 'absent'}")
+    for key in ("optimizer", "optimizer_kwargs", "seed"):
+        if old[key] != new[key]:
+            out.append(f"{key} was {old[key]!r}, now {new[key]!r}")
+    return out
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for package in _VERSIONED:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out

@@ -1,0 +1,190 @@
+"""`jn.run`: ask the optimiser, train or evaluate each bucket at once, store, tell.
+
+One iteration of the loop:
+
+1. `ask` gives a batch of proposals (new configurations and promotions);
+2. the host groups the valid ones into buckets of equal structure (widths masked, so that
+   configurations differing only in widths share one);
+3. each bucket is evaluated in one jit-compiled, vmapped call (a `Task` or a pure function),
+   or one trial at a time (a plain Python callable); promoted trials continue from their
+   parent's training state, kept on the host;
+4. the results are committed to the trial table (SQLite) and only then told to the optimiser.
+
+Budgets (evaluations, cost, fidelity spent, seconds) are checked between batches; whichever
+runs out first ends the run. This file holds the loop and what it returns; the pieces live
+beside it (`_folder`, `_worker`, `_evaluators`, `_budgets`, `_storage`, `_progress`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jaxnas import optimizers as _optimizers
+from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
+                                 make_optimizer)
+from jaxnas.run._evaluators import make_batch, make_evaluator
+from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
+from jaxnas.run._progress import Progress
+from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial
+from jaxnas.run._report import summarise
+from jaxnas.run._storage import RunStore
+from jaxnas.run._worker import Worker
+from jaxnas.space import SearchSpace, compile as _compile
+
+logger = logging.getLogger("jaxnas")
+
+
+@dataclasses.dataclass(frozen=True)
+class Incumbent:
+    """The best trial: lowest loss among the successful trials at the highest fidelity."""
+
+    trial_id: int
+    loss: float
+    fidelity: float | None
+    config: Any  # the resolved config (the user's pytree, operations built)
+    values: dict  # the config's values by path
+    metrics: dict  # what else the evaluation reported (curves, test scores, ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What `jn.run` returns.
+
+    Attributes:
+        incumbent: the best trial, or None when no trial succeeded.
+        trials: every trial of the run (see `jn.load_results`).
+        root_directory: where the run is stored.
+        stopped_by: the budget that ended the run (or why it ended).
+    """
+
+    incumbent: Incumbent | None
+    trials: list
+    root_directory: Path
+    stopped_by: str
+
+    def summary(self, top: int = 5) -> str:
+        """The run's progress, best trials and failures as text, as `python -m jaxnas
+        status ROOT` prints them (read from the run folder, so all workers' trials)."""
+        return summarise(self.root_directory, top)
+
+
+def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "priorband",
+        root_directory: str | Path, max_evaluations: int | None = None,
+        max_cost: float | None = None, max_fidelity_spent: float | None = None,
+        max_seconds: float | None = None, seed: int = 0, masked: bool = True,
+        optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
+        overwrite: bool = False, checkpoint_every: int = 20) -> RunResult:
+    """Searches `space` for the configuration that minimises `evaluate`'s loss.
+
+    The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
+    moment it finishes, before the optimiser hears of it), the optimiser's history, and
+    Orbax checkpoints of its state. Calling `run` again with the same arguments on the same
+    folder continues the run: nothing finished is evaluated again, and trials that were
+    running when a process died are evaluated once more. Several processes calling `run`
+    on one folder share the work, as NePS or Optuna workers do: each asks for its own
+    batches and the optimiser's state stays one consistent history.
+
+    Failed trials: an exception raised by `evaluate` (a plain callable's trial, or a whole
+    training bucket) or a non-finite loss makes the trial `failed`, recorded with its
+    error and traceback; it is never promoted or the incumbent, and the run goes on. In a
+    vmapped bucket each member's loss is its own: one diverging member fails alone.
+
+    Args:
+        evaluate: one of
+            * a `jn.Task` (pure `init`, `train`, `evaluate`), or a `jn.train.BucketTask`
+              such as `jn.SupervisedTask`: vmapped per bucket, training states carried
+              across rungs;
+            * a pure JAX function `f(config, fidelity, key) -> loss` (jitted and vmapped);
+            * a plain Python callable `f(**config) -> float | dict`, called one trial at a
+              time with the resolved values by name (the fidelity under its own name). A
+              dict gives `loss` and optionally `cost`. An exception is a failed trial.
+        space: a space pytree or a compiled `SearchSpace`.
+        optimizer: an optimiser name (`jn.optimizers.get`) or an `Optimizer` value.
+        root_directory: the run folder; a new one starts a run, an existing one continues.
+        max_evaluations: stop once the run holds this many trials (all workers together).
+        max_cost: stop once the summed cost (a trial's `cost`, else its fidelity) reaches it.
+        max_fidelity_spent: stop once the fidelity trained reaches it (a continued trial
+            counts only the fidelity it adds).
+        max_seconds: stop this process after this much wall-clock time (checked between
+            batches).
+        seed: the run's seed: every random draw follows from `jax.random.key(seed)`.
+        masked: group configurations that differ only in widths into one bucket.
+        optimizer_kwargs: keyword arguments for a named optimiser. `max_trials` (the
+            state's capacity) defaults to `max_evaluations` plus one batch, else 1024; a
+            continued run keeps the capacity it started with.
+        progress: show a progress line (default: when stderr is a terminal).
+        overwrite: delete a run already in `root_directory` that was started with another
+            space, optimiser or seed, and start afresh (otherwise that is an error).
+        checkpoint_every: save the optimiser's state with Orbax every this many optimiser
+            events (asks and tells); a resumed run restores the newest good checkpoint
+            and replays only the events after it.
+
+    Returns:
+        A `RunResult` with the incumbent and every trial of the run.
+
+    Raises:
+        ValueError: no budget or a bad one; an existing run with another space, optimiser
+            or seed (the message says what differs).
+        StorageError: a folder that cannot be written, or a database from a newer jaxnas.
+    """
+    spec = space if isinstance(space, SearchSpace) else _compile(space)
+    budgets = check_budgets(
+        max_evaluations=max_evaluations, max_cost=max_cost,
+        max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
+    check_checkpoint_every(checkpoint_every)
+    evaluator = make_evaluator(evaluate, spec, masked)
+    root = Path(root_directory)
+    description = describe_run(spec, optimizer, optimizer_kwargs, seed)
+    if isinstance(optimizer, str):
+        _optimizers.get(optimizer, spec, **dict(optimizer_kwargs or {}))  # bad names fail here
+    if overwrite:
+        remove_other_run(root, description)
+    store = RunStore(root, create=True)
+    progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
+    try:
+        given = (optimizer_kwargs or {}).get("max_trials")
+        max_trials = claim_folder(store, spec, description, given or default_max_trials(
+            optimizer, spec, max_evaluations, optimizer_kwargs), given)
+        evaluator.start(store)
+        worker = Worker(make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
+                        store, seed, checkpoint_every)
+        stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line)
+        worker.checkpoint(force=True)
+        evaluator.close()
+        trials = store.all_trials()
+    finally:
+        store.close()
+        progress_line.close()
+    incumbent = _incumbent(spec, trials)
+    logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
+                None if incumbent is None else incumbent.loss)
+    return RunResult(incumbent, [t.as_dict() for t in trials], root, stopped_by)
+
+
+def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
+          budgets: dict, progress: Progress) -> str:
+    """Claims, evaluates and tells batches until a budget is spent; returns which."""
+    start = time.monotonic()
+    while True:
+        claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
+        if stopped_by:
+            return stopped_by
+        batch = make_batch(spec, claimed, worker.key_ids(claimed))
+        evaluator(batch, worker.trial_keys, store.finish_trials)
+        worker.finished(claimed[0].step)
+        progress.update(store, time.monotonic() - start)
+
+
+def _incumbent(spec: SearchSpace, trials: list[TrialRecord]) -> Incumbent | None:
+    best = best_trial(trials, INCUMBENT)
+    if best is None:
+        return None
+    resolved = spec.resolve(best.config, best.fidelity)
+    return Incumbent(best.trial_id, best.loss, best.fidelity, resolved, dict(best.config),
+                     dict(best.extra))

@@ -1,0 +1,99 @@
+"""What `python -m jaxnas status` and `plot` show of a run, and `RunResult.summary()`.
+
+`summarise` is the one text report of a run: trials by status, what the budgets count as
+spent (the store's `totals()`), workers, the best trials at the highest fidelity (the
+run's incumbent first) and the failures.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from pathlib import Path
+
+from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial
+from jaxnas.run._storage import RunStore
+
+
+def summarise(root: str | Path, top: int = 5) -> str:
+    """A run's progress, best trials and failures, as text (`python -m jaxnas status`).
+
+    Args:
+        root: The run folder.
+        top: How many best trials and kinds of failure to list.
+
+    Raises:
+        FileNotFoundError: no run in `root`.
+    """
+    with RunStore(root, create=False) as store:
+        trials, totals = store.all_trials(), store.totals()
+    counts = collections.Counter(t.status for t in trials)
+    workers = {t.worker for t in trials if t.worker}
+    running = {t.worker for t in trials if t.status == "running"}
+    lines = [f"run {root}: {len(trials)} trials ("
+             + ", ".join(f"{counts[s]} {s}" for s in ("success", "failed", "running", "pending")
+                         if counts[s]) + ")",
+             f"fidelity spent {totals['fidelity']:g}, cost {totals['cost']:g}; "
+             f"{len(workers)} worker(s) so far, {len(running)} running now"]
+    finished = [t.finished for t in trials if t.finished]
+    if finished:
+        lines.append(f"last trial finished {time.ctime(max(finished))}")
+    return "\n".join(lines + _best_lines(trials, top) + _failure_lines(trials, top))
+
+
+def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
+    incumbent = best_trial(trials, INCUMBENT)
+    if incumbent is None:
+        return []
+    level = incumbent.fidelity or 0.0
+    best = sorted((t for t in trials if t.succeeded and (t.fidelity or 0.0) == level),
+                  key=lambda t: t.loss)[:top]
+    lines = [f"\nbest trials at the highest fidelity ({level:g}), the incumbent first:"]
+    for t in best:
+        values = ", ".join(f"{k}={_short(v)}" for k, v in t.config.items())
+        lines.append(f"  trial {t.trial_id:>5}  loss {t.loss:.6g}  {values}")
+    return lines
+
+
+def _failure_lines(trials: list[TrialRecord], top: int) -> list[str]:
+    failures = [t for t in trials if t.status == FAILED]
+    if not failures:
+        return []
+    errors = collections.Counter(t.error or "?" for t in failures)
+    lines = [f"\nfailures ({len(failures)}):"]
+    lines += [f"  {n} x {error}" for error, n in errors.most_common(top)]
+    lines.append(f"  (the last one: trial {failures[-1].trial_id}; its traceback is in "
+                 f"jn.load_results(root)[i]['traceback'])")
+    return lines
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
+def plot(root: str | Path, out: str | Path) -> Path:
+    """Saves the best loss (any fidelity) over finished trials, and every loss coloured by
+    fidelity, as a PNG (the `[plot]` extra)."""
+    import matplotlib  # noqa: PLC0415 - the [plot] extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    with RunStore(root, create=False) as store:
+        trials = sorted((t for t in store.all_trials() if t.succeeded),
+                        key=lambda t: t.finished)
+    losses = [t.loss for t in trials]
+    best = [min(losses[: i + 1]) for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(range(len(losses)), losses, c=[t.fidelity or 0 for t in trials], s=8,
+               cmap="viridis", label="trial loss (colour: fidelity)")
+    ax.step(range(len(best)), best, where="post", color="black",
+            label="best loss so far (any fidelity)")
+    ax.set_xlabel("finished trials")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return Path(out)

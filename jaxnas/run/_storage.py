@@ -1,0 +1,345 @@
+"""The run folder's database and file names: every SQL statement of jaxnas lives here.
+
+One SQLite file, `ROOT/trials.sqlite` (Python's standard `sqlite3`), in WAL mode so that
+readers (`jn.load_results`, `python -m jaxnas status`) never block the workers, with every
+change in a transaction. Three tables:
+
+* `trials`: one row per trial, written `running` when it is asked (claimed by the worker
+  that asked it) and updated to `success` or `failed` when it finishes; `pending` is a
+  trial whose worker died, waiting to be claimed again.
+* `events`: the optimiser's history, in order: `ask` (step, the trial ids it started) and
+  `tell` (step, once every trial of that ask has finished). The optimiser is a pure
+  function of its seed and this log, so any process can rebuild its state by replaying it
+  (`_worker.py`); Orbax checkpoints (`ROOT/checkpoints`) only shorten the replay.
+* `meta`: the schema version, the space (pickled, and described slot by slot), the
+  optimiser and its arguments, the seed and the package versions.
+
+Trained states of trials live beside the database in `ROOT/states` (`_checkpoints.py`).
+The schema version is SQLite's `user_version`; a database from a newer jaxnas is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxnas.run._records import COLUMNS, TrialRecord
+
+DATABASE = "trials.sqlite"
+CHECKPOINTS = "checkpoints"
+STATES = "states"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id INTEGER PRIMARY KEY,
+    step INTEGER NOT NULL,
+    parent_id INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    fidelity REAL,
+    status TEXT NOT NULL,
+    loss REAL,
+    cost REAL,
+    extra TEXT,
+    seconds REAL,
+    created REAL,
+    finished REAL,
+    worker TEXT,
+    error TEXT,
+    traceback TEXT,
+    state_ref TEXT
+);
+CREATE INDEX IF NOT EXISTS trials_by_status ON trials (status, step);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    trial_ids TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_step ON events (step, kind);
+"""
+_SELECT_TRIALS = f"SELECT {', '.join(COLUMNS)} FROM trials"
+
+
+class StorageError(RuntimeError):
+    """A run folder that cannot be used: missing, read-only, or from a newer jaxnas."""
+
+
+def run_exists(root: str | Path) -> bool:
+    """Whether `root` holds a run's database."""
+    return (Path(root) / DATABASE).exists()
+
+
+def delete_run(root: str | Path) -> None:
+    """Deletes the run in `root`: its database, checkpoints and training states."""
+    root = Path(root)
+    for path in root.glob(DATABASE + "*"):
+        path.unlink()
+    shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(root / STATES, ignore_errors=True)
+
+
+class RunStore:
+    """A connection to one run folder's database (one per process); a context manager
+    that closes it.
+
+    Args:
+        root: The run folder.
+        create: Create the folder and the database if missing (a worker); otherwise the
+            database must exist (a reader).
+    """
+
+    def __init__(self, root: str | Path, *, create: bool):
+        self.root = Path(root)
+        self.path = self.root / DATABASE
+        if create:
+            _check_writable(self.root)
+        elif not self.path.exists():
+            raise FileNotFoundError(f"no jaxnas run in {str(self.root)!r}: {DATABASE} is "
+                                    f"missing.")
+        # isolation_level=None: transactions are explicit (`transaction`); timeout: how long
+        # a worker waits for another's write lock.
+        try:
+            self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise StorageError(f"{self.path} cannot be opened as a jaxnas run database: "
+                               f"{error}") from error
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise StorageError(f"{self.path} has schema version {version}, newer than this "
+                               f"jaxnas reads ({SCHEMA_VERSION}); upgrade jaxnas to open it.")
+        if create:
+            try:
+                self._create()
+            except sqlite3.OperationalError as error:
+                self._db.close()
+                raise StorageError(f"root_directory={str(self.root)!r} cannot hold a run: "
+                                   f"{error}") from error
+
+    @property
+    def checkpoints_directory(self) -> Path:
+        """Where the optimiser's Orbax checkpoints go."""
+        return self.root / CHECKPOINTS
+
+    @property
+    def states_directory(self) -> Path:
+        """Where the trials' trained states go."""
+        return self.root / STATES
+
+    def _create(self) -> None:
+        """WAL mode, durable commits and the tables (idempotent)."""
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed trial survives a crash of the machine, not only the process.
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction that holds the database's write lock from its start.
+
+        `BEGIN IMMEDIATE` takes the lock at once, so a worker that reads the event log
+        and then appends to it does so with no other worker in between.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ metadata
+
+    def get_meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, items: dict[str, Any]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(items.items()))
+
+    # ------------------------------------------------------------- writing trials
+
+    def add_trials(self, trials: Sequence[TrialRecord], *, worker: str) -> None:
+        """Inserts asked trials as `running`, claimed by `worker` (inside a transaction)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO trials (trial_id, step, parent_id, config, fidelity, status, "
+            "created, worker) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+            [(t.trial_id, t.step, t.parent_id, json.dumps(t.config), t.fidelity, now, worker)
+             for t in trials])
+
+    def finish_trials(self, trials: Sequence[TrialRecord]) -> None:
+        """Records finished trials (one transaction for all of them)."""
+        now = time.time()
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
+                "finished = ?, error = ?, traceback = ?, state_ref = ? WHERE trial_id = ?",
+                [(t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}),
+                  t.seconds, now, t.error, t.traceback, t.state_ref, t.trial_id)
+                 for t in trials])
+
+    def release_dead(self, alive: Callable[[str | None], bool]) -> int:
+        """Sets `running` trials whose worker is not alive back to `pending` (in a
+        transaction). Returns how many workers were dead."""
+        running = self._db.execute(
+            "SELECT DISTINCT worker FROM trials WHERE status = 'running'").fetchall()
+        dead = [w for (w,) in running if not alive(w)]
+        for worker in dead:
+            self._db.execute("UPDATE trials SET status = 'pending', worker = NULL "
+                             "WHERE status = 'running' AND worker = ?", (worker,))
+        return len(dead)
+
+    def claim_pending(self, worker: str) -> list[TrialRecord]:
+        """Claims the pending trials of the oldest step that has any (in a transaction)."""
+        step = self._db.execute(
+            "SELECT MIN(step) FROM trials WHERE status = 'pending'").fetchone()[0]
+        if step is None:
+            return []
+        self._db.execute("UPDATE trials SET status = 'running', worker = ? "
+                         "WHERE status = 'pending' AND step = ?", (worker, step))
+        return self._trials("WHERE step = ? AND worker = ? AND status = 'running' "
+                            "ORDER BY trial_id", (step, worker))
+
+    # ------------------------------------------------------------- reading trials
+
+    def all_trials(self) -> list[TrialRecord]:
+        """Every trial, in trial-id order."""
+        return self._trials("ORDER BY trial_id")
+
+    def trials_by_id(self, trial_ids: Sequence[int]) -> dict[int, TrialRecord]:
+        """The trials with these ids (those that exist), by id."""
+        marks = ",".join("?" * len(trial_ids))
+        found = self._trials(f"WHERE trial_id IN ({marks})", tuple(map(int, trial_ids)))
+        return {t.trial_id: t for t in found}
+
+    def parents(self) -> list[tuple[int, int]]:
+        """`(trial_id, parent_id)` of every trial, in trial-id order."""
+        return self._db.execute(
+            "SELECT trial_id, parent_id FROM trials ORDER BY trial_id").fetchall()
+
+    def state_ref(self, trial_id: int) -> str | None:
+        """Where the trial's trained state is saved ("folder:row"), or None."""
+        row = self._db.execute("SELECT state_ref FROM trials WHERE trial_id = ?",
+                               (int(trial_id),)).fetchone()
+        return None if row is None else row[0]
+
+    def outcomes(self) -> dict[str, np.ndarray]:
+        """Every trial's loss, fidelity (None as 0) and success, as `(n,)` host arrays
+        in trial-id order: what `jn.optimizers.incumbent_index` picks the best from."""
+        rows = self._db.execute(
+            "SELECT trial_id, loss, COALESCE(fidelity, 0), status = 'success' FROM trials "
+            "ORDER BY trial_id").fetchall()
+        table = np.asarray(rows, np.float64).reshape(len(rows), 4)  # a NULL loss is NaN
+        return {"trial_ids": table[:, 0].astype(np.int64), "losses": table[:, 1],
+                "fidelities": table[:, 2], "succeeded": table[:, 3].astype(bool)}
+
+    def totals(self) -> dict[str, float]:
+        """What the run has spent, over every trial in the table.
+
+        Returns:
+            `evaluations` (trials asked, finished or not), `finished`, `cost` (the summed
+            cost, a trial's fidelity where it reported none) and `fidelity` (the fidelity
+            trained: a continued trial counts only what it adds to its parent's).
+        """
+        count, cost = self._db.execute(
+            "SELECT COUNT(*), TOTAL(COALESCE(cost, fidelity, 0)) FROM trials "
+            "WHERE status IN ('success', 'failed')").fetchone()
+        everything = self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        added = self._db.execute(
+            "SELECT TOTAL(COALESCE(t.fidelity, 0) - COALESCE(p.fidelity, 0)) FROM trials t "
+            "LEFT JOIN trials p ON p.trial_id = t.parent_id "
+            "WHERE t.status IN ('success', 'failed')").fetchone()[0]
+        return {"evaluations": everything, "finished": count, "cost": cost, "fidelity": added}
+
+    def _trials(self, where: str, args: tuple = ()) -> list[TrialRecord]:
+        rows = self._db.execute(f"{_SELECT_TRIALS} {where}", args).fetchall()
+        return [_record(row) for row in rows]
+
+    # -------------------------------------------------------------------- events
+
+    def append_event(self, kind: str, step: int, trial_ids: Sequence[int]) -> int:
+        """Appends an `ask` or `tell` event (inside a transaction); returns its number."""
+        cursor = self._db.execute(
+            "INSERT INTO events (kind, step, trial_ids) VALUES (?, ?, ?)",
+            (kind, step, json.dumps(list(map(int, trial_ids)))))
+        return int(cursor.lastrowid)
+
+    def events(self, after: int) -> list[tuple[int, str, int, list[int]]]:
+        """`(seq, kind, step, trial_ids)` of the events after number `after`, in order."""
+        rows = self._db.execute("SELECT seq, kind, step, trial_ids FROM events WHERE seq > ? "
+                                "ORDER BY seq", (after,)).fetchall()
+        return [(seq, kind, step, json.loads(ids)) for seq, kind, step, ids in rows]
+
+    def last_event(self) -> int:
+        """The number of the newest event (0 if none)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def asked_ids(self, step: int) -> list[int]:
+        """The trial ids of step `step`'s ask, in the order it recorded them."""
+        row = self._db.execute("SELECT trial_ids FROM events WHERE kind = 'ask' AND step = ?",
+                               (step,)).fetchone()
+        if row is None:
+            raise RuntimeError(f"no ask event for step {step} in {str(self.root)!r}")
+        return json.loads(row[0])
+
+    def last_step(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(step), 0) FROM events "
+                                    "WHERE kind = 'ask'").fetchone()[0])
+
+    def untold_finished_steps(self) -> list[int]:
+        """Asked steps whose trials have all finished but that have no `tell` event."""
+        rows = self._db.execute(
+            "SELECT e.step FROM events e WHERE e.kind = 'ask' AND NOT EXISTS "
+            "(SELECT 1 FROM events t WHERE t.kind = 'tell' AND t.step = e.step) AND NOT EXISTS "
+            "(SELECT 1 FROM trials x WHERE x.step = e.step AND x.status NOT IN "
+            "('success', 'failed')) ORDER BY e.step").fetchall()
+        return [step for (step,) in rows]
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageError(f"root_directory={str(root)!r} cannot be created: "
+                           f"{error}") from error
+    if not os.access(root, os.W_OK):
+        raise StorageError(f"root_directory={str(root)!r} is read-only: a run "
+                           f"needs to write its trials there.")
+
+
+def _record(row: tuple) -> TrialRecord:
+    values = dict(zip(COLUMNS, row))
+    values["config"] = json.loads(values["config"])
+    values["extra"] = json.loads(values["extra"] or "{}")
+    values["loss"] = math.nan if values["loss"] is None else values["loss"]
+    return TrialRecord(**values)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,230 @@
+"""One process's share of a run: the optimiser's state rebuilt from the event log, the
+trials it claims, the asks it makes and the tells it appends.
+
+Every change to the log happens inside a write transaction, after replaying what other
+processes appended, so all processes apply the same events in the same order and hold the
+same state. Asks use `fold_in(key, step)`: replaying an ask proposes the same trials again,
+which is checked. A trial's PRNG key is `fold_in(fold_in(key, 1), root)`, where `root` is
+its first ancestor, so a promotion trains on with its parent's key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas import optimizers as _optimizers
+from jaxnas.run._budgets import exhausted
+from jaxnas.run._checkpoints import OptimizerCheckpoints
+from jaxnas.run._records import TrialRecord
+from jaxnas.run._storage import RunStore
+from jaxnas.train import pad_to_power_of_two
+
+logger = logging.getLogger("jaxnas")
+
+
+class Worker:
+    """One process's view of the optimiser: its state, rebuilt from the event log.
+
+    Args:
+        optimizer: the run's optimiser.
+        store: the run folder's database.
+        seed: the run's seed.
+        checkpoint_every: save the state every this many events.
+    """
+
+    def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
+                 checkpoint_every: int):
+        self.store = store
+        self.key = jax.random.key(seed)
+        self.ask, self.tell = jax.jit(optimizer.ask), jax.jit(optimizer.tell)
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.trial_keys = _key_maker(jax.random.fold_in(self.key, 1))
+        self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
+        init_key = jax.random.fold_in(self.key, 0)
+        self.state = jax.jit(optimizer.init)(init_key)  # one compile beats op-by-op dispatch
+        proposals = jax.eval_shape(optimizer.ask, self.state, init_key)[1]
+        self.batch_size = proposals.trial_ids.shape[0]
+        self.checkpoints = OptimizerCheckpoints(store.checkpoints_directory, self.state)
+        self.checkpoint_every = checkpoint_every
+        self.seq, self.saved_seq = 0, 0
+        with store.transaction():
+            restored = self.checkpoints.restore(store.last_event())
+            if restored is not None:
+                self.state, self.seq = restored
+                self.saved_seq = self.seq
+            for trial_id, parent in store.parents():
+                self._note_parent(trial_id, parent)
+            self._catch_up()
+
+    def _note_parent(self, trial_id: int, parent: int) -> None:
+        self.root_of[trial_id] = self.root_of.get(parent, parent) if parent >= 0 else trial_id
+
+    # ------------------------------------------------------------------ the log
+
+    def _catch_up(self) -> None:
+        """Applies the events other processes appended (inside a transaction)."""
+        for seq, kind, step, ids in self.store.events(self.seq):
+            if kind == "ask":
+                self.state = self._replay_ask(step, ids)
+            else:
+                self.state = self._tell(ids)
+            self.seq = seq
+
+    def _replay_ask(self, step: int, ids: list[int]) -> Any:
+        state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
+        valid = np.asarray(proposals.valid)
+        proposed = np.asarray(proposals.trial_ids)[valid].tolist()
+        if not set(ids) <= set(proposed):
+            raise RuntimeError(
+                f"jn.run: replaying step {step} of the run in {str(self.store.root)!r} "
+                f"proposed trials {proposed[:8]}..., not the stored {ids[:8]}...: the "
+                f"optimiser is not the one that wrote this run.")
+        parents = np.asarray(proposals.parent_ids)[valid].tolist()
+        for trial_id, parent in zip(proposed, parents):
+            if trial_id in ids:
+                self._note_parent(trial_id, parent)
+        return state
+
+    def _tell(self, ids: list[int]) -> Any:
+        trials = self.store.trials_by_id(ids)
+        padded = np.full((self.batch_size,), -1, np.int32)
+        losses = np.full((self.batch_size,), np.nan, np.float32)
+        for i, trial_id in enumerate(ids):
+            padded[i] = trial_id
+            losses[i] = trials[trial_id].loss if trials[trial_id].succeeded else np.nan
+        return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses))
+
+    def _tell_finished_steps(self) -> None:
+        """Appends a `tell` for every asked step whose trials have all finished."""
+        for step in self.store.untold_finished_steps():
+            self.store.append_event("tell", step, self.store.asked_ids(step))
+
+    # ------------------------------------------------------------- scheduling
+
+    def next_batch(self, budgets: dict, seconds: float) -> tuple[list[TrialRecord], str]:
+        """Claims the next trials to evaluate: a dead worker's, else a new ask.
+
+        Returns:
+            The claimed trials (one step's), and "" or why the run stops.
+        """
+        with self.store.transaction():
+            self._catch_up()
+            self.store.release_dead(_alive)
+            self._tell_finished_steps()
+            self._catch_up()
+            claimed = self.store.claim_pending(self.name)
+            if claimed:
+                return claimed, ""
+            totals = self.store.totals()
+            stopped_by = exhausted(budgets, totals, seconds)
+            if stopped_by:
+                return [], stopped_by
+            trials, stopped_by = self._ask(budgets, totals)
+        return trials, stopped_by
+
+    def _ask(self, budgets: dict, totals: dict) -> tuple[list[TrialRecord], str]:
+        """Asks for the next step's trials and claims them (inside a transaction)."""
+        step = self.store.last_step() + 1
+        state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
+        try:
+            _optimizers.check(state)
+        except ValueError as full:
+            logger.warning("jaxnas.run: %s", full)
+            return [], "the optimiser's capacity (optimizer_kwargs max_trials)"
+        proposals = jax.device_get(proposals)
+        rows = np.flatnonzero(np.asarray(proposals.valid))
+        if "max_evaluations" in budgets:
+            rows = rows[: budgets["max_evaluations"] - totals["evaluations"]]
+        if rows.size == 0:
+            return [], "the optimiser has nothing more to propose"
+        trials = _proposed(proposals, rows, step, self.name)
+        self.seq = self.store.append_event("ask", step, [t.trial_id for t in trials])
+        self.state = state
+        for t in trials:
+            self._note_parent(t.trial_id, t.parent_id)
+        self.store.add_trials(trials, worker=self.name)
+        self.checkpoint()
+        return trials, ""
+
+    def finished(self, step: int) -> None:
+        """Tells the optimiser a step's results once all its trials have finished."""
+        with self.store.transaction():
+            self._catch_up()
+            if step in self.store.untold_finished_steps():
+                self.store.append_event("tell", step, self.store.asked_ids(step))
+                self._catch_up()
+            self.checkpoint()
+
+    def key_ids(self, trials: list[TrialRecord]) -> list[int]:
+        """The id each trial's PRNG key is folded from: its first ancestor's."""
+        return [self.root_of[t.trial_id] for t in trials]
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Saves the state if `checkpoint_every` events passed (inside a transaction,
+        so that one process writes at a time)."""
+        if self.seq == self.saved_seq or (not force and
+                                          self.seq - self.saved_seq < self.checkpoint_every):
+            return
+        if force:
+            with self.store.transaction():
+                self._catch_up()
+                self.checkpoints.save(self.seq, self.state)
+        else:
+            self.checkpoints.save(self.seq, self.state)
+        self.saved_seq = self.seq
+
+
+def _alive(worker: str | None) -> bool:
+    """Whether the worker that claimed a trial still runs (False for another host's
+    worker only if it is this host's and its process is gone)."""
+    if worker is None:
+        return False
+    host, pid, _ = worker.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True  # cannot know; see `jn.run`'s docstring
+    if int(pid) == os.getpid():
+        return False  # an earlier run in this process that did not finish its trials
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _proposed(proposals: Any, rows: np.ndarray, step: int, worker: str) -> list[TrialRecord]:
+    """The valid proposals (host values) as trial records claimed by `worker`."""
+    configs = jax.tree.map(lambda a: np.asarray(a)[rows], proposals.configs)
+    fidelities = np.asarray(proposals.fidelities)[rows]
+    out = []
+    for j, i in enumerate(rows):
+        fidelity = float(fidelities[j])
+        out.append(TrialRecord(
+            trial_id=int(proposals.trial_ids[i]), step=step,
+            parent_id=int(proposals.parent_ids[i]),
+            config={path: np.asarray(configs[path][j]).item() for path in configs},
+            fidelity=None if math.isnan(fidelity) else fidelity, worker=worker))
+    return out
+
+
+def _key_maker(base: jax.Array) -> Callable[[list[int]], jax.Array]:
+    """`ids -> keys`: one PRNG key per trial, `fold_in(base, id)`, made by one jitted call."""
+    fold = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
+
+    def keys(ids: list[int]) -> jax.Array:
+        size = pad_to_power_of_two(len(ids))  # few shapes, few compiles
+        padded = np.asarray(list(ids) + [0] * (size - len(ids)), np.int32)
+        return fold(padded)[: len(ids)] if size != len(ids) else fold(padded)
+
+    return keys
