@@ -35,8 +35,8 @@ PUBLIC = {
         "default_optimizer", "pad_to_power_of_two", "task_from_function"),
     "jaxnas.space": (
         "Bool", "ByName", "Categorical", "Config", "Dynamic", "Fidelity", "FidelityInfo",
-        "Float", "FloatFidelity", "Integer", "IntegerFidelity", "Operation", "Resampled",
-        "SearchSpace", "Space", "SpaceError", "compile"),
+        "Float", "FloatFidelity", "Integer", "IntegerFidelity", "MaskedWidth", "Operation",
+        "Resampled", "SearchSpace", "Space", "SpaceError", "compile"),
 }
 
 NAMESPACES = {"jaxnas": jn, "jaxnas.nn": jn.nn, "jaxnas.optimizers": jn.optimizers,
@@ -56,9 +56,24 @@ def test_every_public_name_exists_and_is_listed(namespace):
 
 def test_names_shared_between_namespaces_are_one_object():
     for name in PUBLIC["jaxnas.space"]:
-        assert getattr(jn, name) is getattr(NAMESPACES["jaxnas.space"], name), name
+        if name in PUBLIC["jaxnas"]:
+            assert getattr(jn, name) is getattr(NAMESPACES["jaxnas.space"], name), name
+    assert jn.nn.MaskedWidth is NAMESPACES["jaxnas.space"].MaskedWidth
     assert jn.SupervisedTask is jn.train.SupervisedTask
     assert jn.Task is jn.train.Task
+
+
+def test_run_stays_the_function_after_the_runner_package_is_imported():
+    """`jaxnas/run/` is the runner's package; importing it must not replace `jn.run`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import jaxnas.run\nfrom jaxnas.run import summarise\nimport jaxnas as jn\n"
+            "import inspect\nprint(inspect.isfunction(jn.run), inspect.isfunction(summarise))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(jn.__file__).parents[1]).stdout.split()
+    assert out == ["True", "True"]
 
 
 def test_run_is_the_function_and_subpackages_are_modules():

@@ -44,8 +44,8 @@ def block(name: str) -> Any:
         ValueError: no block of that name; the message lists the known ones.
     """
     if name not in _blocks:
-        hint = ("" if _blocks else " (none are registered: import jaxnas.nn, or jaxnas, "
-                                   "first)")
+        hint = ("" if _blocks else " (none are registered yet: import jaxnas.nn first, or "
+                                   "write jaxnas.Operation, which loads it)")
         raise ValueError(f"Operation(operator={name!r}): no block of that name in jaxnas.nn; "
                          f"known blocks: {sorted(_blocks)}{hint}.")
     return _blocks[name]

@@ -3,8 +3,8 @@
 The references are ordinary `nn.Dense` / `nn.Conv` layers of the exact width, initialised on
 their own (same PRNG key, `exact_width_init`), never built from the masked parameters; the
 masked parameters are only sliced to compare them. Initial parameters are compared bit for
-bit (both sides run eagerly; see the module docstring of `jaxnas.nn._masked`); outputs,
-losses and trained parameters within 1e-6 (absolute): the masked and exact programs add the
+bit (both sides run eagerly; see the masked layers' module docstring in `jaxnas.nn`);
+outputs, losses and trained parameters within 1e-6 (absolute): the masked and exact programs add the
 same nonzero terms, the padded ones being exact zeros, but XLA may sum them in another order
 for another shape (observed: at most 2e-7 after 20 steps).
 """

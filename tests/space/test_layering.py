@@ -1,9 +1,8 @@
 """The space layer stands alone: it imports neither flax nor `jaxnas.nn`.
 
-`jaxnas/__init__.py` imports every subpackage (so that `import jaxnas` fills the space
-layer's registry of blocks), so importing `jaxnas.space` through it brings `jaxnas.nn`
-along. The subprocess below therefore registers a bare `jaxnas` package first and imports
-the space layer on its own, as a program that depends only on it would see it.
+`jaxnas/__init__.py` loads its public names on first use, so a fresh interpreter that
+imports `jaxnas.space` loads the space layer alone; using any public name of `jaxnas` loads
+`jaxnas.nn` too, which registers its blocks (an unknown block fails where it is written).
 """
 
 import ast
@@ -23,20 +22,34 @@ def _forbidden(name: str) -> bool:
     return any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
 
 
-def test_importing_the_space_layer_imports_neither_flax_nor_nn():
-    code = (
-        "import sys, types\n"
-        "package = types.ModuleType('jaxnas')\n"
-        f"package.__path__ = [{str(SPACE.parent)!r}]\n"
-        "sys.modules['jaxnas'] = package\n"
-        "import jaxnas.space\n"
-        "spec = jaxnas.space.compile({'x': jaxnas.space.Float(0, 1)})\n"
-        f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
-        f"for f in {FORBIDDEN!r})))\n"
-    )
+def _fresh(code: str) -> str:
+    """Runs `code` in a fresh interpreter (this checkout's jaxnas first); its stdout."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "[]", result.stdout
+                            check=True, cwd=SPACE.parents[1])
+    return result.stdout.strip()
+
+
+def test_importing_the_space_layer_imports_neither_flax_nor_nn():
+    loaded = _fresh(
+        "import sys\n"
+        "import jaxnas.space\n"
+        "spec = jaxnas.space.compile({'x': jaxnas.space.Float(0, 1), "
+        "'n': jaxnas.space.Integer(1, 4)})\n"
+        "import jax; spec.sample(jax.random.key(0))\n"
+        f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') "
+        f"for f in {FORBIDDEN!r})))\n")
+    assert loaded == "[]", loaded
+
+
+def test_using_jaxnas_loads_the_blocks_in_a_fresh_process():
+    out = _fresh(
+        "import jaxnas as jn\n"
+        "print(jn.Operation('Sequential').operator is jn.nn.Sequential)\n"
+        "try:\n"
+        "    jn.Operation('Sequentail')\n"
+        "except ValueError as error:\n"
+        "    print('refused:', error)\n")
+    assert out.startswith("True\nrefused: Operation(operator='Sequentail')"), out
 
 
 def test_no_space_module_imports_flax_or_nn_even_lazily():
