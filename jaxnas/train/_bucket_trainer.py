@@ -136,4 +136,6 @@ def _unpad(tree: Any, n: int) -> Any:
 
 @jax.jit
 def _take(array: jax.Array, index: jax.Array) -> jax.Array:
-    return jnp.take(array, index, axis=0)
+    # mode='clip': the indices are in range; the default fill mode cannot gather PRNG keys
+    # on jax < 0.8.2 (the floor is 0.5.3).
+    return jnp.take(array, index, axis=0, mode="clip")
