@@ -182,7 +182,7 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
     batch = _base.check_positive_int(owner, "batch_size", batch)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
     capacity = _base.capacity_for(max_trials, batch)
-    tables = _Tables(schedule, capacity)
+    tables = _ScheduleArrays(schedule, capacity)
 
     def init(key: jax.Array) -> BracketState:
         del key  # the empty state is deterministic
@@ -232,7 +232,7 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
     return Optimizer(init, ask, tell)
 
 
-class _Tables:
+class _ScheduleArrays:
     """The schedule as arrays, closed over by ask."""
 
     def __init__(self, schedule: Schedule, capacity: int):
@@ -255,7 +255,7 @@ class _Plan(NamedTuple):
     any_work: jax.Array  # () bool; False only when every instance slot is used
 
 
-def _plan(state: BracketState, tables: _Tables) -> _Plan:
+def _plan(state: BracketState, tables: _ScheduleArrays) -> _Plan:
     """Picks the bracket instance to serve, advancing it to its next rung if complete."""
     trials, capacity = state.trials, tables.capacity
     instance = jnp.arange(capacity, dtype=jnp.int32)
