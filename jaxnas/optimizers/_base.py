@@ -178,6 +178,19 @@ def record_results(trials: Trials, trial_ids: jax.Array, losses: jax.Array) -> T
     )
 
 
+def fidelity_spent(trials: Trials) -> jax.Array:
+    """The fidelity the told trials trained, `()` float32: a promotion counts only what it
+    adds to its parent's fidelity.
+
+    The same rule as `jn.run`'s `max_fidelity_spent` budget, which the run folder's store
+    applies to its trial table.
+    """
+    told = (trials.status == Status.SUCCESS) | (trials.status == Status.FAILED)
+    parents = jnp.clip(trials.parent_ids, 0)
+    parent_fidelity = jnp.where(trials.parent_ids >= 0, trials.fidelities[parents], 0.0)
+    return jnp.sum(jnp.where(told, trials.fidelities - parent_fidelity, 0.0))
+
+
 def no_proposals(trials: Trials, batch: int) -> tuple[Config, jax.Array]:
     """Padding configs (copies of row 0) and `(batch,)` False for an empty batch."""
     configs = jax.tree.map(lambda c: jnp.broadcast_to(c[0], (batch, *c.shape[1:])),

@@ -162,13 +162,10 @@ def _incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
     """
     n_rungs = top_rung + 1
     success = trials.status == Status.SUCCESS
-    told = success | (trials.status == Status.FAILED)
     per_rung = jax.ops.segment_sum(success.astype(jnp.int32),
                                    jnp.where(success, trials.rungs, n_rungs),
                                    n_rungs + 1)[:n_rungs]  # (n_rungs,)
-    parents = jnp.clip(trials.parent_ids, 0)
-    parent_fidelity = jnp.where(trials.parent_ids >= 0, trials.fidelities[parents], 0.0)
-    spent = jnp.sum(jnp.where(told, trials.fidelities - parent_fidelity, 0.0))
+    spent = _base.fidelity_spent(trials)
     wide = per_rung >= eta
     evidence = (per_rung[top_rung] > 0) & (spent >= bracket_cost) & jnp.any(wide)
 
