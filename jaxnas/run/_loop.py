@@ -146,6 +146,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
+    start = time.monotonic()  # `max_seconds` counts this process's whole run
     progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
     try:
         given = (optimizer_kwargs or {}).get("max_trials")
@@ -154,7 +155,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         evaluator.start(store)
         worker = Worker(make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
                         store, seed, checkpoint_every)
-        stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line)
+        stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         evaluator.close()
         trials = store.all_trials()
@@ -168,9 +169,11 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
 
 
 def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
-          budgets: dict, progress: Progress) -> str:
-    """Claims, evaluates and tells batches until a budget is spent; returns which."""
-    start = time.monotonic()
+          budgets: dict, progress: Progress, start: float) -> str:
+    """Claims, evaluates and tells batches until a budget is spent; returns which.
+
+    `start`: when the run began (`time.monotonic()`), for `max_seconds`.
+    """
     while True:
         claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
         if stopped_by:
