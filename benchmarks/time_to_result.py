@@ -25,11 +25,18 @@ Run from the repository root:
 Prints a markdown table (wall times, the ratio jaxnas / NePS, trials, test accuracy) and
 writes `benchmarks/results/time_to_result.json` (`--out`). The issue's target: cold at most
 half NePS's time, warm at most a quarter, with the same or better test accuracy.
+
+Time it on an otherwise idle machine (the script prints the load average at the start and
+the end, and records both). PyTorch is hurt more than JAX by other jobs on the same cores:
+on the 2-core CI machine with a load average near 3, a training step of the quickstart's
+MLPs took 1.1 ms with one torch thread and 13-32 ms with two, so a loaded machine can make
+NePS look many times slower than it is; `--torch-threads 1` shows whether that happened.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -46,6 +53,7 @@ from _common import REPO, machine_info, write_results
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "time_to_result.json"
 TARGET_COLD = 0.5  # jaxnas cold / NePS
 TARGET_WARM = 0.25  # jaxnas warm / NePS
+LOADED = 1.5  # a load average above which the timings are not worth reporting
 EXAMPLES = {
     # name: (jaxnas script, NePS script, default budget in epochs)
     "quickstart": ("examples/quickstart.py", "benchmarks/neps_quickstart.py", 27 * 40),
@@ -120,7 +128,6 @@ def run_seed(example: str, seed: int, budget: float, tmp: Path, *, warm: bool,
         [sys.executable, neps_script, *common, "--root", str(tmp / f"neps_{seed}"),
          "--out", str(neps_json), *neps_args], neps_env)
     if neps_json.exists():
-        import json  # noqa: PLC0415 - only here
         details = json.loads(neps_json.read_text())
         row["neps"].update(epochs_trained=details["epochs_trained"],
                            evaluate_pipeline_s=details["evaluate_pipeline_s"])
@@ -194,8 +201,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     neps_args = ["--device", args.neps_device, "--threads", str(args.torch_threads)]
 
     machine = machine_info("neural-pipeline-search", "torch")
+    load = machine["load_average_at_start"][0]
     print(f"{args.example}: budget {budget:g} epochs, seeds {seeds}; load average "
-          f"{machine['load_average_at_start'][0]:.2f}", flush=True)
+          f"{load:.2f}", flush=True)
+    if load > LOADED:
+        print(f"warning: load average {load:.2f} > {LOADED:g}: other jobs share the cores, "
+              f"so the timings are noisy (and torch's, with 2 threads, much slower).",
+              flush=True)
     with tempfile.TemporaryDirectory(prefix="jaxnas_time_to_result_") as tmp:
         rows = [run_seed(args.example, seed, budget, Path(tmp), warm=warm,
                          neps_args=neps_args) for seed in seeds]
