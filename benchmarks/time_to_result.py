@@ -51,8 +51,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import jaxnas as jn
-from _common import REPO, machine_info, write_results
+# This checkout's jaxnas, in this process and in the examples it runs, even where another
+# checkout is the installed one: a benchmark times the code beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jaxnas as jn  # noqa: E402
+from _common import REPO, machine_info, write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_COLD = 0.5  # jaxnas cold / NePS
@@ -63,6 +66,9 @@ EXAMPLES = {
     "quickstart": ("examples/quickstart.py", "benchmarks/neps_quickstart.py", 27 * 40),
     "mnist1d": ("examples/mnist1d_cnn.py", "benchmarks/neps_mnist1d.py", 27 * 5),
 }
+CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE")
+NAMES = {"jaxnas_uncached": "jaxnas, no cache", "jaxnas_cold": "jaxnas, cold cache",
+         "jaxnas_warm": "jaxnas, warm cache", "neps": "NePS + PyTorch"}
 _TRIALS = re.compile(r"^(\d+) trials in ([\d.]+) s", re.MULTILINE)
 _VALIDATION = re.compile(r"validation error ([\d.]+)")
 _TEST = re.compile(r"test accuracy:? ([\d.]+)")
@@ -111,15 +117,11 @@ def epochs_trained(root: Path) -> float:
                for t in trials.values() if t["status"] == "success")
 
 
-CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE")
-NAMES = {"jaxnas_uncached": "jaxnas, no cache", "jaxnas_cold": "jaxnas, cold cache",
-         "jaxnas_warm": "jaxnas, warm cache", "neps": "NePS + PyTorch"}
-
-
 def jaxnas_env(mode: str, cache: Path) -> dict[str, str]:
     """The environment of a jaxnas run: the persistent cache off, or on in `cache`."""
     env = {k: v for k, v in os.environ.items()
            if k not in CACHE_VARIABLES and not k.startswith("JAX_PERSISTENT_CACHE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
     if mode == "uncached":
         return {**env, "JAX_ENABLE_COMPILATION_CACHE": "false"}
     return {**env, "JAX_COMPILATION_CACHE_DIR": str(cache),
@@ -214,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     modes = [*(["uncached"] if args.uncached else []), "cold", *(["warm"] if warm else [])]
     neps_args = ["--device", args.neps_device, "--threads", str(args.torch_threads)]
 
-    machine = machine_info("neural-pipeline-search", "torch")
+    machine = {**machine_info("neural-pipeline-search", "torch"),
+               "jaxnas_path": str(Path(jn.__file__).parent)}
     load = machine["load_average_at_start"][0]
     print(f"{args.example}: budget {budget:g} epochs, seeds {seeds}; load average "
           f"{load:.2f}", flush=True)
