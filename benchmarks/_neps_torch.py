@@ -44,6 +44,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 Build = Callable[[dict, torch.Generator], tuple[nn.Module, str]]
 
 
+def pipeline_space(name: str, entries: dict) -> neps.PipelineSpace:
+    """A NePS `PipelineSpace` of `entries` plus the examples' shared hyperparameters: the
+    learning rate and weight decay with the jaxnas examples' priors, and epochs 1-27 as the
+    fidelity. Fresh parameter objects on every call."""
+    shared = {
+        "learning_rate": neps.Float(1e-4, 1e-1, log=True, prior=3e-3, prior_confidence="medium"),
+        "weight_decay": neps.Float(1e-6, 1e-2, log=True, prior=1e-4, prior_confidence="low"),
+        "epochs": neps.IntegerFidelity(1, 27),
+    }
+    return type(name, (neps.PipelineSpace,), {**entries, **shared})()
+
+
 def lecun_normal_(weight: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
     """Flax's default kernel initialiser: a normal truncated at 2 sigma, variance 1/fan_in."""
     std = math.sqrt(1.0 / fan_in) / 0.87962566103423978

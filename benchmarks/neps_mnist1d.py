@@ -8,7 +8,7 @@ The same CNN search as the jaxnas example, the way a NePS user would write it:
       (1e-4..1e-1, log, prior 3e-3, medium), weight decay (1e-6..1e-2, log, prior 1e-4,
       low), epochs 1..27 as the fidelity. Channel counts are log floats rounded to
       integers: NePS 0.17's log `Integer(8, 32, log=True)` has only 2 values, 8 and 32 (see
-      `neps_quickstart.QuickstartSpace`);
+      `neps_quickstart.quickstart_space`);
     * NePS's PriorBand with its defaults; MNIST-1D generated as the example does (seed 42:
       3,200 training, 800 validation and 1,000 test signals); minibatches of 100; AdamW
       as jaxnas's `default_optimizer`; Flax's initialisation ('SAME' convolutions, LeCun
@@ -30,24 +30,22 @@ import torch
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
-from _neps_torch import flax_init_, neps, parser, search
+from _neps_torch import flax_init_, neps, parser, pipeline_space, search
 
 CLASSES = 10
 LENGTH = 40
 BATCH_SIZE = 100
 
 
-class Mnist1dSpace(neps.PipelineSpace):
-    """The example's `cnn_space()` in NePS's class style."""
-
-    depth = neps.Categorical((1, 2, 3), prior=1, prior_confidence="medium")
-    kernel_size = neps.Categorical((3, 5), prior=1, prior_confidence="medium")
-    channels_1 = neps.Float(8, 32, log=True, prior=16, prior_confidence="medium")
-    channels_2 = neps.Float(8, 32, log=True, prior=16, prior_confidence="medium")
-    channels_3 = neps.Float(8, 32, log=True, prior=16, prior_confidence="medium")
-    learning_rate = neps.Float(1e-4, 1e-1, log=True, prior=3e-3, prior_confidence="medium")
-    weight_decay = neps.Float(1e-6, 1e-2, log=True, prior=1e-4, prior_confidence="low")
-    epochs = neps.IntegerFidelity(1, 27)
+def mnist1d_space() -> neps.PipelineSpace:
+    """The example's `cnn_space()` in NePS (channels as rounded log floats, see
+    `neps_quickstart.quickstart_space`)."""
+    channels = {f"channels_{i}": neps.Float(8, 32, log=True, prior=16, prior_confidence="medium")
+                for i in (1, 2, 3)}
+    return pipeline_space("Mnist1dSpace", {
+        "depth": neps.Categorical((1, 2, 3), prior=1, prior_confidence="medium"),
+        "kernel_size": neps.Categorical((3, 5), prior=1, prior_confidence="medium"),
+        **channels})
 
 
 def mnist1d(seed: int) -> tuple:
@@ -80,7 +78,7 @@ def cnn(config: dict, generator: torch.Generator) -> tuple[nn.Module, str]:
 
 def main() -> None:
     args = parser(__doc__.split("\n")[0], default_budget=27 * 5, name="neps_mnist1d")
-    search(args.parse_args(), Mnist1dSpace(), cnn, mnist1d(seed=42), batch_size=BATCH_SIZE,
+    search(args.parse_args(), mnist1d_space(), cnn, mnist1d(seed=42), batch_size=BATCH_SIZE,
            name="neps_mnist1d")
 
 

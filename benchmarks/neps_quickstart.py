@@ -9,7 +9,7 @@ side by side:
       decay (1e-6..1e-2, log, prior 1e-4, low), epochs 1..27 as the fidelity. A layer's
       width is sampled at every depth and used only where the layer exists; widths are
       log floats rounded to integers, because NePS 0.17's log `Integer` has only 4 values
-      here (see `QuickstartSpace`; `--integer-widths` uses it anyway);
+      here (see `quickstart_space`; `--integer-widths` uses it anyway);
     * NePS's PriorBand (`optimizer="priorband"`, its defaults: eta 3, Hyperband brackets);
     * the quickstart's data (the same split of scikit-learn's digits, seed 0) and training:
       AdamW (optax's defaults, as jaxnas's `default_optimizer`: betas 0.9 / 0.999, eps 1e-8,
@@ -47,42 +47,27 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from _neps_torch import flax_init_, neps, parser, search
+from _neps_torch import flax_init_, neps, parser, pipeline_space, search
 
 CLASSES = 10
 INPUTS = 64
 BATCH_SIZE = 64
 
 
-class QuickstartSpace(neps.PipelineSpace):
-    """The quickstart's `mlp_space()` in NePS's class style.
+def quickstart_space(*, integer_widths: bool) -> neps.PipelineSpace:
+    """The quickstart's `mlp_space()` in NePS.
 
     The widths are log-scaled floats, rounded when the model is built: NePS 0.17 gives a
     log-scaled `Integer` the cardinality `round(ln(upper) - ln(lower)) + 1` (its
     `Domain.integer`), so `Integer(16, 256, log=True)` only ever takes 4 values (16, 40,
-    102, 256) and its prior 128 becomes 102. `--integer-widths` uses that as it is
-    (`IntegerWidthsSpace`).
+    102, 256) and its prior 128 becomes 102. `integer_widths=True` (`--integer-widths`)
+    uses that as it is.
     """
-
+    width = neps.Integer if integer_widths else neps.Float
+    widths = {f"width_{i}": width(16, 256, log=True, prior=128, prior_confidence="medium")
+              for i in (1, 2, 3)}
     depth = neps.Categorical((1, 2, 3), prior=1, prior_confidence="medium")
-    width_1 = neps.Float(16, 256, log=True, prior=128, prior_confidence="medium")
-    width_2 = neps.Float(16, 256, log=True, prior=128, prior_confidence="medium")
-    width_3 = neps.Float(16, 256, log=True, prior=128, prior_confidence="medium")
-    learning_rate = neps.Float(1e-4, 1e-1, log=True, prior=3e-3, prior_confidence="medium")
-    weight_decay = neps.Float(1e-6, 1e-2, log=True, prior=1e-4, prior_confidence="low")
-    epochs = neps.IntegerFidelity(1, 27)
-
-
-class IntegerWidthsSpace(neps.PipelineSpace):
-    """As `QuickstartSpace`, with the widths as NePS `Integer`s (4 values each, see above)."""
-
-    depth = neps.Categorical((1, 2, 3), prior=1, prior_confidence="medium")
-    width_1 = neps.Integer(16, 256, log=True, prior=128, prior_confidence="medium")
-    width_2 = neps.Integer(16, 256, log=True, prior=128, prior_confidence="medium")
-    width_3 = neps.Integer(16, 256, log=True, prior=128, prior_confidence="medium")
-    learning_rate = neps.Float(1e-4, 1e-1, log=True, prior=3e-3, prior_confidence="medium")
-    weight_decay = neps.Float(1e-6, 1e-2, log=True, prior=1e-4, prior_confidence="low")
-    epochs = neps.IntegerFidelity(1, 27)
+    return pipeline_space("QuickstartSpace", {"depth": depth, **widths})
 
 
 def digits(seed: int) -> tuple:
@@ -110,7 +95,7 @@ def main() -> None:
                          help="widths as NePS Integers (4 values each in NePS 0.17) "
                               "instead of rounded log floats")
     args = options.parse_args()
-    space = IntegerWidthsSpace() if args.integer_widths else QuickstartSpace()
+    space = quickstart_space(integer_widths=args.integer_widths)
     search(args, space, mlp, digits(seed=0), batch_size=BATCH_SIZE, name="neps_quickstart",
            settings={"integer_widths": args.integer_widths})
 
