@@ -11,6 +11,13 @@ for flag in ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_
     if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
 
+# jn.run turns JAX's persistent compilation cache on (~/.cache/jaxnas/xla); the suite uses
+# a fresh folder of its own, so that no test depends on what an earlier run left there.
+if "JAXNAS_COMPILATION_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["JAXNAS_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxnas-test-cache-")
+
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)

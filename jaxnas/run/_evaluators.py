@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -33,7 +34,7 @@ from jaxnas.space import Config, SearchSpace
 logger = logging.getLogger("jaxnas")
 
 Commit = Callable[[list[TrialRecord]], None]
-TrialKeys = Callable[[list[int]], jax.Array]
+TrialKeys = Callable[[list[int]], np.ndarray]  # ids -> raw key data (n, ...) uint32
 
 
 class Batch(NamedTuple):
@@ -90,13 +91,28 @@ def is_pure_function(fn: Callable) -> bool:
     return [p.name for p in parameters] == ["config", "fidelity", "key"]
 
 
+# The trainers of each task, by (space, masked): a later run of the same task object in the
+# same process (a notebook's second search) reuses their compiled programs instead of
+# tracing and compiling them again. Weak keys: they go with the task.
+_TRAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _trainers_of(task: _train.BucketTask, spec: SearchSpace,
+                 masked: bool) -> dict[tuple, _train.BucketTrainer]:
+    try:
+        by_space = _TRAINERS.setdefault(task, {})
+    except TypeError:  # a task that cannot be weakly referenced keeps its trainers per run
+        return {}
+    return by_space.setdefault((spec, masked), {})
+
+
 class BucketEvaluator:
     """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
 
     def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool):
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
-        self.trainers: dict[tuple, _train.BucketTrainer] = {}
+        self.trainers = _trainers_of(task, spec, masked)  # signature -> trainer
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: TrainingStates | None = None
 
@@ -140,7 +156,6 @@ class BucketEvaluator:
             return [t.finish(math.nan, seconds=seconds, trace=trace,
                              error=f"{type(error).__name__}: {error}") for t in trials]
         seconds = (time.monotonic() - start) / len(rows)
-        states, out = jax.device_get((states, out))  # host copies: sliced for free
         finished = [t.finish(**_member_outcome(out, j), seconds=seconds)
                     for j, t in enumerate(trials)]
         for j, t in enumerate(trials):
@@ -158,13 +173,14 @@ class BucketEvaluator:
         return self.trainers[signature]
 
     def _load_missing_parents(self, parents: list[int], trainer: _train.BucketTrainer,
-                              keys: jax.Array, members: Config) -> None:
+                              keys: np.ndarray, members: Config) -> None:
         """Loads from the run folder the parent states this process does not hold."""
         missing = [p for p in parents if p >= 0 and p not in self.states]
         if self.saved is None or not missing:
             return
         template = jax.eval_shape(  # one member's state: the bucket shares its shape
-            trainer.task.init, jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
+            lambda k, c: trainer.task.init(jax.random.wrap_key_data(k), c),
+            jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
             jax.tree.map(lambda a: a[0], members))
         for parent in missing:
             restored = self.saved.load(parent, template)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnas import optimizers as _optimizers
+from jaxnas.run import _compilation_cache as persistent_cache
 from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
                                  make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
@@ -79,7 +80,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
         max_seconds: float | None = None, seed: int = 0, masked: bool = True,
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
-        overwrite: bool = False, checkpoint_every: int = 20) -> RunResult:
+        overwrite: bool = False, checkpoint_every: int = 20,
+        compilation_cache: bool | str | Path = True) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
 
     The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
@@ -124,6 +126,12 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         checkpoint_every: save the optimiser's state with Orbax every this many optimiser
             events (asks and tells); a resumed run restores the newest good checkpoint
             and replays only the events after it.
+        compilation_cache: JAX's persistent compilation cache, so that a second run
+            loads its compiled programs instead of compiling them again: True (the
+            default) uses the folder in the `JAXNAS_COMPILATION_CACHE` environment
+            variable (`0` turns it off), else `~/.cache/jaxnas/xla`; a path uses that
+            folder; False leaves JAX's cache as it is. A cache configured for JAX itself
+            (`JAX_COMPILATION_CACHE_DIR`) is used as it is.
 
     Returns:
         A `RunResult` with the incumbent and every trial of the run.
@@ -138,6 +146,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_evaluations=max_evaluations, max_cost=max_cost,
         max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
     check_checkpoint_every(checkpoint_every)
+    persistent_cache.check_setting(compilation_cache)
     evaluator = make_evaluator(evaluate, spec, masked)
     root = Path(root_directory)
     description = describe_run(spec, optimizer, optimizer_kwargs, seed)
@@ -146,6 +155,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
+    persistent_cache.enable(compilation_cache)
     start = time.monotonic()  # `max_seconds` counts this process's whole run
     progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
     try:

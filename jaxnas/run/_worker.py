@@ -218,13 +218,15 @@ def _proposed(proposals: Any, rows: np.ndarray, step: int, worker: str) -> list[
     return out
 
 
-def _key_maker(base: jax.Array) -> Callable[[list[int]], jax.Array]:
-    """`ids -> keys`: one PRNG key per trial, `fold_in(base, id)`, made by one jitted call."""
-    fold = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
+def _key_maker(base: jax.Array) -> Callable[[list[int]], np.ndarray]:
+    """`ids -> key data`: each trial's PRNG key `fold_in(base, id)` as raw key data on the
+    host (`(n, ...)` uint32, what `BucketTrainer` takes), made by one jitted call per
+    padded size and sliced on the host, so that no batch size compiles a program."""
+    fold = jax.jit(jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(base, i))))
 
-    def keys(ids: list[int]) -> jax.Array:
+    def keys(ids: list[int]) -> np.ndarray:
         size = pad_to_power_of_two(len(ids))  # few shapes, few compiles
         padded = np.asarray(list(ids) + [0] * (size - len(ids)), np.int32)
-        return fold(padded)[: len(ids)] if size != len(ids) else fold(padded)
+        return np.asarray(fold(padded))[: len(ids)]
 
     return keys

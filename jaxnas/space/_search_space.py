@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas._shapes import pad_to_power_of_two
 from jaxnas.space._config import Config, PathValues
 from jaxnas.space._distributions import Prior, categorical_draw, truncated_normal_unit
 from jaxnas.space._encoding import CategoricalEncoding, NumericEncoding, Packing
@@ -344,7 +345,7 @@ class SearchSpace:
         arrays = {p: np.asarray(configs[p]) for p in paths}
         if any(a.ndim != 1 for a in arrays.values()):
             raise ValueError("buckets takes a batch of configs with one leading axis.")
-        active = np.asarray(self._active_batch(configs).array)
+        active = self._active_rows(configs)
         static = [i for i, s in enumerate(self._static)
                   if s and not (masked and i in self._widths)]
         columns = [(paths[i], arrays[paths[i]].tolist()) for i in static]
@@ -355,6 +356,18 @@ class SearchSpace:
         ]
 
     # ------------------------------------------------------------------- internals
+
+    def _active_rows(self, configs: Mapping[str, Any]) -> np.ndarray:
+        """`(n, slots)` bool on the host: `active` of each config of a batch, computed at
+        the batch padded to a power of two (copies of the first row), so that batches of
+        every size share a handful of compiled programs."""
+        if not isinstance(configs, Config):
+            configs = self.config({p: np.asarray(configs[p]) for p in self.paths})
+        n = np.shape(configs.floats)[0]
+        index = np.concatenate([np.arange(n), np.zeros(pad_to_power_of_two(n) - n, int)])
+        padded = jax.tree.map(lambda a: np.asarray(a)[index], configs)
+        return np.asarray(self._active_batch(padded).array)[:n]
+
 
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Unpacks a config (a `Config` or any mapping by path) into the working vectors."""

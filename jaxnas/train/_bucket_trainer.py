@@ -1,15 +1,27 @@
 """Training a bucket: its members' init, train and evaluate in one jit-compiled, vmapped call.
 
 The members of a bucket share their structure, so one program serves them all; their traced
-values (learning rates, masked widths, ...) and PRNG keys are vmapped. A batch is padded to a
-power of two (copies of its first member, dropped from the results), so that a run compiles
-each bucket for a handful of sizes only. A member promoted from a lower rung passes its saved
-state and continues; a new one starts from `init`.
+values (learning rates, masked widths, ...) and PRNG keys are vmapped. A member promoted from
+a lower rung passes its saved state and continues; a new one starts from `init`.
+
+How many programs a run compiles is what its time to result hangs on (an MLP's training
+program takes seconds to compile on a CPU and a fraction of that to run), so a trainer
+compiles as few as it can:
+
+* on a CPU, *one* program per bucket: it takes a fixed `capacity` of members (padding rows are
+  copies of the first member) and trains them `members_at_once` at a time (one, by default)
+  in a loop whose trip count is traced, so a batch of 3 runs three passes and a batch of 16
+  sixteen, in the same program, and padding costs nothing; a batch larger than the
+  capacity is trained in several calls of it;
+* on an accelerator, where one wide vmapped pass is what pays, every member at once, the
+  batch padded to a power of two (one program per padded size, a handful in a run).
+
+Everything a call passes is host data (numpy) or arrays of the program's own shapes, and the
+padding is dropped on the host, so no call compiles a small eager program of its own.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -19,22 +31,34 @@ import numpy as np
 from jaxnas._shapes import pad_to_power_of_two
 from jaxnas.train._protocol import Task
 
-
-# Members one vmapped pass trains on a CPU (see `BucketTrainer`). For 64 and 256 MLPs on the
-# digits, 16 and 32 at a time did about equally well; 64 or more at once were 10-25% slower.
-CPU_MEMBERS_AT_ONCE = 32
+# Members one pass trains on a CPU. Padding rows cost what real ones do, and the rungs that
+# cost most (a few configurations trained to the top fidelity) are small, so one at a time
+# wins on the whole: the quickstart's search trains in 13.5 s one at a time, 15.5 s two at
+# a time and 27 s four at a time (vmapping 4 members saves ~25% a member, padding 1 to 4
+# costs 3x).
+CPU_MEMBERS_AT_ONCE = 1
+# Members one CPU program takes: every rung the quickstart's PriorBand asks fits (its largest
+# has 14 members), and the padded training states it moves stay a few MB.
+CPU_CAPACITY = 16
 
 
 class BucketTrainer:
-    """Trains batches of one bucket's members; compiles once per padded batch size.
+    """Trains batches of one bucket's members, compiling as few programs as it can.
 
     Args:
         task: the bucket's `Task` (for a structure-dependent task, from `for_bucket`).
-        members_at_once: how many members one vmapped pass trains; a larger batch is
-            trained that many at a time in one loop (`jax.lax.map`'s `batch_size`), inside
-            the same compiled call. None: 32 on a CPU, where the optimiser states of a whole
-            large bucket no longer fit the caches (256 MLPs of the population benchmark train
-            about 30% faster this way), and every member at once on an accelerator.
+        members_at_once: how many members one vmapped pass trains; passes run one after
+            another in a loop inside the compiled call. None: 1 on a CPU, every member at
+            once on an accelerator.
+        capacity: the members one compiled call takes when they train a few at a time (a
+            multiple of `members_at_once`; default 16 on a CPU): smaller batches are padded
+            to it, and only the passes their members need are run; larger ones take several
+            calls of the same program. Ignored when every member trains at once, where a
+            batch is padded to a power of two instead.
+
+    Raises:
+        ValueError: `members_at_once` or `capacity` is not a positive integer, or the
+            capacity is not a multiple of `members_at_once`.
 
     Example:
         >>> trainer = BucketTrainer(task)
@@ -42,24 +66,30 @@ class BucketTrainer:
         >>> states, results = trainer(keys, configs, higher, parents=states)  # continued
     """
 
-    def __init__(self, task: Task, members_at_once: int | None = None):
-        if members_at_once is not None and (isinstance(members_at_once, bool) or
-                                            not isinstance(members_at_once, int) or
-                                            members_at_once < 1):
-            raise ValueError(f"BucketTrainer: members_at_once={members_at_once!r} must be a "
-                             f"positive integer or None.")
-        if members_at_once is None and jax.default_backend() == "cpu":
+    def __init__(self, task: Task, members_at_once: int | None = None,
+                 capacity: int | None = None):
+        _check_count("members_at_once", members_at_once)
+        _check_count("capacity", capacity)
+        on_cpu = jax.default_backend() == "cpu"
+        if members_at_once is None and on_cpu:
             members_at_once = CPU_MEMBERS_AT_ONCE
+        if members_at_once is not None and capacity is None:
+            capacity = max(CPU_CAPACITY // members_at_once, 1) * members_at_once
+        if members_at_once is not None and capacity % members_at_once:
+            raise ValueError(f"BucketTrainer: capacity={capacity} must be a multiple of "
+                             f"members_at_once={members_at_once}.")
         self.task, self.members_at_once = task, members_at_once
+        self.capacity = capacity if members_at_once is not None else None
         self._run = jax.jit(self._train)
-        self._templates: dict[int, Any] = {}  # padded size -> zero states
+        self._templates: dict[int, Any] = {}  # padded size -> zero states, on the host
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
                  parents: Any = None, has_parent: Any = None) -> tuple[Any, Any]:
         """Trains `n` members to their fidelities and evaluates them.
 
         Args:
-            keys: `(n,)` PRNG keys, one per trial (a continued member reuses its own).
+            keys: `(n,)` PRNG keys, one per trial (a continued member reuses its own), or
+                their raw key data (`jax.random.key_data`, `(n, ...)` uint32).
             configs: the members' configs, leading axis `n`.
             fidelities: `(n,)` the fidelity to train up to.
             parents: saved states to continue from, leading axis `n` (rows without a parent
@@ -69,73 +99,131 @@ class BucketTrainer:
 
         Returns:
             `(states, results)`: the trained states and `task.evaluate`'s results, both
-            with leading axis `n` (padding removed).
+            with leading axis `n` (padding removed), as host (numpy) arrays; PRNG keys in
+            them stay typed keys.
         """
-        n = int(np.shape(fidelities)[0])
-        size = pad_to_power_of_two(n)
-        pad = _padder(n, size)
-        keys, configs = pad(keys), pad(configs)
-        fidelities = pad(np.asarray(fidelities))
-        if parents is None:
-            # A template of zeros, every row replaced by `init`: shapes from eval_shape, so
-            # fresh and continued batches share one compiled program and nothing runs twice.
-            if size not in self._templates:
-                shapes = jax.eval_shape(jax.vmap(self.task.init), keys, configs)
-                self._templates[size] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                                     shapes)
-            parents = self._templates[size]
-            has_parent = np.zeros(n, bool)
-        elif has_parent is None:
-            has_parent = np.ones(n, bool)
-        has_parent = np.concatenate([np.asarray(has_parent, bool), np.zeros(size - n, bool)])
-        parents = parents if np.shape(jax.tree.leaves(parents)[0])[0] == size else pad(parents)
-        states, results = self._run(keys, configs, fidelities, parents,
-                                    jnp.asarray(has_parent))
-        if size == n:
-            return states, results
-        return _unpad((states, results), n)
+        key_data = np.asarray(jax.random.key_data(keys) if _is_key(keys) else keys)
+        n = key_data.shape[0]
+        configs = jax.tree.map(np.asarray, configs)
+        fidelities = np.asarray(fidelities)
+        if has_parent is None:
+            has_parent = np.full(n, parents is not None)
+        has_parent = np.asarray(has_parent, bool)
+        size = self.capacity or pad_to_power_of_two(n)
+        pieces = []
+        for start in range(0, n, size):
+            rows = np.arange(start, min(start + size, n))
+            pieces.append(self._call(size, key_data[rows], _rows(configs, rows),
+                                     fidelities[rows], _rows(parents, rows), has_parent[rows]))
+        if len(pieces) == 1:
+            return pieces[0]
+        return jax.tree.map(lambda *parts: _concatenate(parts), *pieces)
 
-    def _train(self, keys, configs, fidelities, parents, has_parent):
-        def member(args):
-            key, config, fidelity, parent, continued = args
+    def _call(self, size: int, key_data, configs, fidelities, parents, has_parent):
+        """One compiled call on at most `size` rows, padded to `size`; padding dropped."""
+        n = key_data.shape[0]
+        index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+        pad = lambda tree: jax.tree.map(lambda a: _host(a)[index], tree)  # noqa: E731
+        key_data, configs, fidelities = pad(key_data), pad(configs), pad(fidelities)
+        if parents is None:
+            parents, has_parent = self._template(size, key_data, configs), np.zeros(n, bool)
+        else:
+            parents = pad(parents)
+        has_parent = np.concatenate([has_parent, np.zeros(size - n, bool)])
+        out = self._run(key_data, configs, fidelities, parents, has_parent,
+                        np.int32(n))
+        return jax.tree.map(lambda a: _host_rows(a, n), out)
+
+    def _template(self, size: int, key_data, configs) -> Any:
+        """Zero states of `size` members, every row then replaced by `init`: shapes from
+        `eval_shape`, so fresh and continued batches share one compiled program."""
+        if size not in self._templates:
+            keys = jax.ShapeDtypeStruct(key_data.shape[1:], key_data.dtype)
+            config = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
+                                  configs)
+            shapes = jax.eval_shape(
+                lambda k, c: self.task.init(jax.random.wrap_key_data(k), c), keys, config)
+            self._templates[size] = jax.tree.map(
+                lambda s: _zeros_host((size, *s.shape), s.dtype), shapes)
+        return self._templates[size]
+
+    def _train(self, key_data, configs, fidelities, parents, has_parent, count):
+        def member(key_data, config, fidelity, parent, continued):
+            key = jax.random.wrap_key_data(key_data)
             state = jax.tree.map(lambda p, f: jnp.where(continued, p, f), parent,
                                  self.task.init(key, config))
             state = self.task.train(state, config, fidelity)
             return state, self.task.evaluate(state, config)
 
-        members = (keys, configs, fidelities, parents, has_parent)
+        members = (key_data, configs, fidelities, parents, has_parent)
         if self.members_at_once is None or self.members_at_once >= fidelities.shape[0]:
-            return jax.vmap(member)(members)
-        return jax.lax.map(member, members, batch_size=self.members_at_once)
+            return jax.vmap(member)(*members)
+        return _in_passes(jax.vmap(member), members, self.members_at_once, count)
 
 
-def _padder(n: int, size: int):
-    """Pads every leaf's leading axis from `n` to `size` with copies of row 0.
+def _in_passes(pass_fn, members, at_once: int, count):
+    """`pass_fn` over `members` (leading axis `capacity`) `at_once` rows at a time, for the
+    passes that hold the first `count` rows only (a traced trip count: one program for
+    every batch size); rows of passes not run come back as zeros."""
+    capacity = jax.tree.leaves(members)[0].shape[0]
+    passes = capacity // at_once
+    split = jax.tree.map(lambda a: a.reshape(passes, at_once, *a.shape[1:]), members)
+    shapes = jax.eval_shape(pass_fn, *jax.tree.map(lambda a: a[0], split))
+    outputs = jax.tree.map(lambda s: _zeros((passes, *s.shape), s.dtype), shapes)
 
-    Host (numpy) leaves are padded on the host; device arrays (PRNG keys) by one small
-    jitted gather, so that no eager indexing compiles a program per shape.
-    """
-    index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
+    def one_pass(i, outputs):
+        out = pass_fn(*jax.tree.map(lambda a: a[i], split))
+        return jax.tree.map(lambda o, new: o.at[i].set(new), outputs, out)
 
-    def pad_leaf(a):
-        return a[index] if isinstance(a, np.ndarray) else _take(a, index)
-
-    def pad(tree):
-        if size == n:
-            return tree
-        return jax.tree.map(pad_leaf, tree)
-
-    return pad
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _unpad(tree: Any, n: int) -> Any:
-    """Drops the padding rows of every leaf: one small program, not one per leaf."""
-    return jax.tree.map(lambda a: a[:n], tree)
+    needed = (count + at_once - 1) // at_once
+    outputs = jax.lax.fori_loop(0, needed, one_pass, outputs)
+    return jax.tree.map(lambda a: a.reshape(capacity, *a.shape[2:]), outputs)
 
 
-@jax.jit
-def _take(array: jax.Array, index: jax.Array) -> jax.Array:
-    # mode='clip': the indices are in range; the default fill mode cannot gather PRNG keys
-    # on jax < 0.8.2 (the floor is 0.5.3).
-    return jnp.take(array, index, axis=0, mode="clip")
+def _check_count(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"BucketTrainer: {name}={value!r} must be a positive integer or "
+                         f"None.")
+
+
+def _is_key(a: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key)
+
+
+def _zeros(shape, dtype) -> jax.Array:
+    """Zeros of any dtype, typed PRNG keys included (as keys of zero data)."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
+        return jax.random.wrap_key_data(jnp.zeros(data.shape, data.dtype),
+                                        impl=jax.random.key_impl(
+                                            jax.ShapeDtypeStruct(shape, dtype)))
+    return jnp.zeros(shape, dtype)
+
+
+def _zeros_host(shape, dtype) -> Any:
+    """`_zeros` on the host (numpy), except typed keys (a device array)."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return _zeros(shape, dtype)
+    return np.zeros(shape, dtype)
+
+
+def _host(a: Any) -> Any:
+    """A leaf as a host array for row indexing; typed keys as they are (jnp indexing)."""
+    return a if _is_key(a) else np.asarray(a)
+
+
+def _host_rows(a: jax.Array, n: int) -> Any:
+    """The first `n` rows of a program output, on the host; typed keys stay keys."""
+    if _is_key(a):
+        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a))[:n],
+                                        impl=jax.random.key_impl(a))
+    return np.asarray(a)[:n]
+
+
+def _rows(tree: Any, rows: np.ndarray) -> Any:
+    return None if tree is None else jax.tree.map(lambda a: _host(a)[rows], tree)
+
+
+def _concatenate(parts: tuple) -> Any:
+    return jnp.concatenate(parts) if _is_key(parts[0]) else np.concatenate(parts)

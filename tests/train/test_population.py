@@ -160,24 +160,66 @@ def test_training_learns(setup):
     assert curves[best, -1] < curves[best, 0] and curves[best, -1] < 0.5
 
 
-def test_each_padded_size_compiles_once():
+def _trace_counting_trainer(**kwargs):
+    """A trainer whose task counts how often its `train` is traced, and its space."""
     spec = jn.compile(space())
     traces = []
     inner = SupervisedTask(*data(), batch_size=32).for_bucket(
         spec, spec.sample(jax.random.key(0)), masked=True)
 
-    def init(key, config):
+    def train(state, config, fidelity):
         traces.append(1)
-        return inner.init(key, config)
+        return inner.train(state, config, fidelity)
 
-    trainer = BucketTrainer(Task(init, inner.train, inner.evaluate))
-    for n in (3, 4, 3, 2):  # padded sizes 4, 4, 4, 2
+    return spec, traces, BucketTrainer(Task(inner.init, train, inner.evaluate), **kwargs)
+
+
+def test_one_program_serves_every_batch_size_on_a_cpu():
+    spec, traces, trainer = _trace_counting_trainer(members_at_once=2, capacity=4)
+    configs, keys = population(spec, 3)
+    trainer(keys, configs, jnp.full(3, 1))
+    once = len(traces)
+    assert once > 0
+    for n in (1, 4, 2, 9, 3):  # 9 takes three calls of the capacity-4 program
         configs, keys = population(spec, n, seed=n)
-        trainer(keys, configs, jnp.full(n, 1))
-    # init is traced by the template (fresh states) and by the training program, for each
-    # of the two padded sizes.
-    assert len(traces) == 4
+        states, results = trainer(keys, configs, jnp.full(n, 2))
+        assert results["loss"].shape == (n,) and states.epoch.shape == (n,)
+        np.testing.assert_array_equal(states.epoch, 2)
+    assert len(traces) == once  # never traced again, so never compiled again
+
+
+def test_a_batch_larger_than_the_capacity_equals_one_trained_at_once(setup):
+    spec, task, configs, keys, _ = setup
+    bucket = task.for_bucket(spec, member(configs, 0), masked=True)
+    small = BucketTrainer(bucket, members_at_once=1, capacity=2)  # 5 members: 3 calls
+    states, results = small(keys, configs, jnp.full(5, 3))
+    reference, reference_results = BucketTrainer(bucket, members_at_once=8)(
+        keys, configs, jnp.full(5, 3))
+    assert _max_difference(states.params, reference.params) < 1e-5
+    np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"],
+                               atol=1e-6)
+
+
+def test_on_an_accelerator_every_member_trains_at_once_padded_to_a_power_of_two(
+        monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    spec, traces, trainer = _trace_counting_trainer()
+    assert trainer.members_at_once is None and trainer.capacity is None
+    for n in (3, 4, 3, 2):  # padded sizes 4, 4, 4, 2: two programs
+        configs, keys = population(spec, n, seed=n)
+        _, results = trainer(keys, configs, jnp.full(n, 1))
+        assert results["loss"].shape == (n,)
+    assert len(traces) == 2
     assert [pad_to_power_of_two(n) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
+
+
+def test_bad_trainer_sizes_are_refused(setup):
+    spec, task, configs, _, _ = setup
+    bucket = task.for_bucket(spec, member(configs, 0), masked=True)
+    with pytest.raises(ValueError, match="capacity=6 must be a multiple of members_at_once=4"):
+        BucketTrainer(bucket, members_at_once=4, capacity=6)
+    with pytest.raises(ValueError, match="capacity=0 must be a positive integer"):
+        BucketTrainer(bucket, capacity=0)
 
 
 def test_supervised_task_rejects_bad_input():

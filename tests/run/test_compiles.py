@@ -1,0 +1,81 @@
+"""What a run compiles: one training program per bucket structure, whatever the rung sizes,
+and none again when the same task runs a second search in the same process.
+
+A change that brings back per-bucket or per-size retracing (a trainer rebuilt per call, a
+program per padded batch size, a fidelity in the static signature) fails here: the counts
+are of traces of the task's `train`, which JAX makes exactly when it compiles a program
+that calls it.
+"""
+
+from collections import Counter
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+import jaxnas as jn
+
+CLASSES = 3
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(120, 5)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(5, CLASSES)), axis=1).astype(np.int32)
+    return (x[:80], y[:80]), (x[80:], y[80:])
+
+
+def space():
+    def layer(_):
+        width = jn.Integer(4, 32, log=True)
+        return jn.Operation(jn.nn.Sequential, args=(jn.Operation(nn.Dense, args=(width,)),
+                                                    jn.Operation(nn.relu)))
+
+    body = jn.nn.Repeat(layer, counts=(1, 2))  # two structures; the widths are masked
+    return {"model": jn.Operation(jn.nn.Sequential,
+                                  args=(body, jn.Operation(nn.Dense, args=(CLASSES,)))),
+            "learning_rate": jn.Float(1e-3, 1e-1, log=True),
+            "epochs": jn.IntegerFidelity(1, 9)}
+
+
+class CountingTask(jn.SupervisedTask):
+    """A supervised task that counts, per bucket structure, how often `train` is traced."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.traces = Counter()
+
+    def for_bucket(self, spec, config, masked=False):
+        inner = super().for_bucket(spec, config, masked)
+        signature = spec.bucket(config, masked=masked)
+
+        def train(state, config, fidelity):
+            self.traces[signature] += 1
+            return inner.train(state, config, fidelity)
+
+        return jn.Task(inner.init, train, inner.evaluate)
+
+
+def test_each_structure_is_traced_once_and_a_second_run_traces_nothing(tmp_path):
+    task = CountingTask(*data(), batch_size=16)
+    first = jn.run(task, space(), optimizer="priorband", root_directory=tmp_path / "a",
+                   max_fidelity_spent=120, seed=0)
+    sizes = Counter((t["step"], t["fidelity"]) for t in first.trials)
+    assert len(set(sizes.values())) >= 3  # rungs of several sizes went through one program
+    assert len(task.traces) == 2
+    # Each structure's program is traced once (plus once for its output shapes), however
+    # many rungs, sizes and fidelities the run trained with it.
+    assert all(n <= 2 for n in task.traces.values()), task.traces
+    before = dict(task.traces)
+    jn.run(task, space(), optimizer="priorband", root_directory=tmp_path / "b",
+           max_fidelity_spent=120, seed=1)
+    assert dict(task.traces) == before  # the second search reused the compiled programs
+
+
+def test_the_persistent_cache_holds_the_training_programs(tmp_path):
+    folder = tmp_path / "cache"
+    jn.run(CountingTask(*data(), batch_size=16), space(), optimizer="random_search",
+           root_directory=tmp_path / "run", max_evaluations=4, seed=0,
+           compilation_cache=folder)
+    assert jax.config.jax_compilation_cache_dir == str(folder)
+    assert any(folder.iterdir())  # the programs that took long enough to compile
