@@ -48,6 +48,10 @@ if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__
 
 __version__ = "0.1.0"
 
+from jaxnas._devices import cpu_devices  # noqa: E402
+
+cpu_devices()  # one CPU device per core, if JAX has not started yet (see jaxnas._devices)
+
 # Public name -> the module that defines it (a subpackage stands for itself).
 _HOMES = {
     "Bool": "jaxnas.space",
@@ -106,6 +110,7 @@ __all__ = [
     "SupervisedTask",
     "Task",
     "compile",
+    "cpu_devices",
     "export_csv",
     "load_config",
     "load_results",

@@ -11,6 +11,10 @@ for flag in ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_
     if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
 
+# `import jaxnas` makes one CPU device per core; the suite always has two, so that spreading
+# a bucket over devices is tested on any machine.
+os.environ.setdefault("JAXNAS_CPU_DEVICES", "2")
+
 # jn.run turns JAX's persistent compilation cache on (~/.cache/jaxnas/xla); the suite uses
 # a fresh folder of its own, so that no test depends on what an earlier run left there.
 if "JAXNAS_COMPILATION_CACHE" not in os.environ:

@@ -22,11 +22,13 @@ padding is dropped on the host, so no call compiles a small eager program of its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from jaxnas._shapes import pad_to_power_of_two
 from jaxnas.train._protocol import Task
@@ -48,17 +50,22 @@ class BucketTrainer:
     Args:
         task: the bucket's `Task` (for a structure-dependent task, from `for_bucket`).
         members_at_once: how many members one vmapped pass trains; passes run one after
-            another in a loop inside the compiled call. None: 1 on a CPU, every member at
-            once on an accelerator.
+            another in a loop inside the compiled call. `"all"`: every member in one pass,
+            the batch padded to a power of two (a program per padded size). None: 1 on a
+            CPU, `"all"` on an accelerator.
         capacity: the members one compiled call takes when they train a few at a time (a
-            multiple of `members_at_once`; default 16 on a CPU): smaller batches are padded
-            to it, and only the passes their members need are run; larger ones take several
-            calls of the same program. Ignored when every member trains at once, where a
-            batch is padded to a power of two instead.
+            multiple of `members_at_once` times the devices; default 16 on a CPU): smaller
+            batches are padded to it, and only the passes their members need are run;
+            larger ones take several calls of the same program. Ignored when every member
+            trains at once, where a batch is padded to a power of two instead.
+        devices: the devices the members are spread over (the population axis is a mesh
+            axis: each device trains its share, `shard_map`); default: every local device
+            of the default backend. On a CPU, `import jaxnas` makes one device per core
+            (see `jaxnas.cpu_devices`).
 
     Raises:
         ValueError: `members_at_once` or `capacity` is not a positive integer, or the
-            capacity is not a multiple of `members_at_once`.
+            capacity is not a multiple of `members_at_once` times the devices.
 
     Example:
         >>> trainer = BucketTrainer(task)
@@ -66,21 +73,29 @@ class BucketTrainer:
         >>> states, results = trainer(keys, configs, higher, parents=states)  # continued
     """
 
-    def __init__(self, task: Task, members_at_once: int | None = None,
-                 capacity: int | None = None):
-        _check_count("members_at_once", members_at_once)
+    def __init__(self, task: Task, members_at_once: int | str | None = None,
+                 capacity: int | None = None, devices: Sequence[jax.Device] | None = None):
+        if members_at_once != "all":
+            _check_count("members_at_once", members_at_once)
         _check_count("capacity", capacity)
-        on_cpu = jax.default_backend() == "cpu"
-        if members_at_once is None and on_cpu:
-            members_at_once = CPU_MEMBERS_AT_ONCE
-        if members_at_once is not None and capacity is None:
-            capacity = max(CPU_CAPACITY // members_at_once, 1) * members_at_once
-        if members_at_once is not None and capacity % members_at_once:
-            raise ValueError(f"BucketTrainer: capacity={capacity} must be a multiple of "
-                             f"members_at_once={members_at_once}.")
+        self.devices = tuple(jax.local_devices() if devices is None else devices)
+        if not self.devices:
+            raise ValueError("BucketTrainer: devices=() must name at least one device.")
+        if members_at_once is None:
+            members_at_once = CPU_MEMBERS_AT_ONCE if self.devices[0].platform == "cpu" else "all"
+        if members_at_once == "all":
+            members_at_once = None
+        if members_at_once is not None:
+            unit = members_at_once * len(self.devices)  # one pass on every device
+            if capacity is None:
+                capacity = -(-max(CPU_CAPACITY, unit) // unit) * unit
+            if capacity % unit:
+                raise ValueError(f"BucketTrainer: capacity={capacity} must be a multiple of "
+                                 f"members_at_once={members_at_once} times the "
+                                 f"{len(self.devices)} devices.")
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
-        self._run = jax.jit(self._train)
+        self._run = jax.jit(_spread(self._train, self.devices))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the host
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
@@ -109,7 +124,8 @@ class BucketTrainer:
         if has_parent is None:
             has_parent = np.full(n, parents is not None)
         has_parent = np.asarray(has_parent, bool)
-        size = self.capacity or pad_to_power_of_two(n)
+        devices = len(self.devices)
+        size = self.capacity or -(-pad_to_power_of_two(n) // devices) * devices
         pieces = []
         for start in range(0, n, size):
             rows = np.arange(start, min(start + size, n))
@@ -122,17 +138,16 @@ class BucketTrainer:
     def _call(self, size: int, key_data, configs, fidelities, parents, has_parent):
         """One compiled call on at most `size` rows, padded to `size`; padding dropped."""
         n = key_data.shape[0]
-        index = np.concatenate([np.arange(n), np.zeros(size - n, np.int64)])
-        pad = lambda tree: jax.tree.map(lambda a: _host(a)[index], tree)  # noqa: E731
+        layout = _Layout(n, size, len(self.devices))
+        pad = lambda tree: jax.tree.map(lambda a: _host(a)[layout.index], tree)  # noqa: E731
         key_data, configs, fidelities = pad(key_data), pad(configs), pad(fidelities)
         if parents is None:
-            parents, has_parent = self._template(size, key_data, configs), np.zeros(n, bool)
+            parents = self._template(size, key_data, configs)
+            has_parent = np.zeros(size, bool)
         else:
-            parents = pad(parents)
-        has_parent = np.concatenate([has_parent, np.zeros(size - n, bool)])
-        out = self._run(key_data, configs, fidelities, parents, has_parent,
-                        np.int32(n))
-        return jax.tree.map(lambda a: _host_rows(a, n), out)
+            parents, has_parent = pad(parents), has_parent[layout.index] & layout.real
+        out = self._run(key_data, configs, fidelities, parents, has_parent, layout.counts)
+        return jax.tree.map(lambda a: _host_rows(a, layout.positions), out)
 
     def _template(self, size: int, key_data, configs) -> Any:
         """Zero states of `size` members, every row then replaced by `init`: shapes from
@@ -147,7 +162,9 @@ class BucketTrainer:
                 lambda s: _zeros_host((size, *s.shape), s.dtype), shapes)
         return self._templates[size]
 
-    def _train(self, key_data, configs, fidelities, parents, has_parent, count):
+    def _train(self, key_data, configs, fidelities, parents, has_parent, counts):
+        """One device's share: its rows, the first `counts[0]` of them real members."""
+
         def member(key_data, config, fidelity, parent, continued):
             key = jax.random.wrap_key_data(key_data)
             state = jax.tree.map(lambda p, f: jnp.where(continued, p, f), parent,
@@ -158,33 +175,72 @@ class BucketTrainer:
         members = (key_data, configs, fidelities, parents, has_parent)
         if self.members_at_once is None or self.members_at_once >= fidelities.shape[0]:
             return jax.vmap(member)(*members)
-        return _in_passes(jax.vmap(member), members, self.members_at_once, count)
+        return _in_passes(jax.vmap(member), jax.vmap(self.task.evaluate), members,
+                          self.members_at_once, counts[0])
 
 
-def _in_passes(pass_fn, members, at_once: int, count):
-    """`pass_fn` over `members` (leading axis `capacity`) `at_once` rows at a time, for the
+class _Layout:
+    """Where each of `n` members sits in a padded call of `size` rows over `devices`.
+
+    Member `m` goes to device `m % devices`, so every device holds its share of real
+    members first and the padding (copies of member 0) after them; device `d`'s rows are
+    the `d`-th block of `size // devices`.
+    """
+
+    def __init__(self, n: int, size: int, devices: int):
+        per_device = size // devices
+        device, slot = np.divmod(np.arange(size), per_device)
+        member = device + slot * devices  # the member each row would hold, in order
+        self.real = member < n  # (size,) bool
+        self.index = np.where(self.real, member, 0)  # (size,) the row each position copies
+        self.positions = np.argsort(np.where(self.real, member, size))[:n]  # member -> row
+        self.counts = np.bincount(device[self.real], minlength=devices).astype(np.int32)
+
+
+def _spread(train, devices: tuple) -> Any:
+    """`train` on every device's block of rows (`shard_map` over a `pop` mesh axis)."""
+    if len(devices) == 1:
+        return train
+    try:
+        from jax import shard_map  # noqa: PLC0415 - jax >= 0.7
+        unchecked = {"check_vma": False}
+    except ImportError:  # the floor, jax 0.5.3
+        from jax.experimental.shard_map import shard_map  # noqa: PLC0415
+        unchecked = {"check_rep": False}
+    mesh = Mesh(np.asarray(devices), ("pop",))
+    # Unchecked: each device's loop runs its own trip count, which is what is wanted.
+    return shard_map(train, mesh=mesh, in_specs=PartitionSpec("pop"),
+                     out_specs=PartitionSpec("pop"), **unchecked)
+
+
+def _in_passes(pass_fn, evaluate, members, at_once: int, count):
+    """`pass_fn` over `members` (leading axis: rows) `at_once` rows at a time, for the
     passes that hold the first `count` rows only (a traced trip count: one program for
-    every batch size); rows of passes not run come back as zeros."""
-    capacity = jax.tree.leaves(members)[0].shape[0]
-    passes = capacity // at_once
+    every batch size). Rows of passes not run come back as they went in (their parents'
+    states) with zero results."""
+    rows = jax.tree.leaves(members)[0].shape[0]
+    passes = rows // at_once
     split = jax.tree.map(lambda a: a.reshape(passes, at_once, *a.shape[1:]), members)
-    shapes = jax.eval_shape(pass_fn, *jax.tree.map(lambda a: a[0], split))
-    outputs = jax.tree.map(lambda s: _zeros((passes, *s.shape), s.dtype), shapes)
+    states = split[3]  # the parents: the states' own buffer
+    shapes = jax.eval_shape(evaluate, jax.tree.map(lambda a: a[0], states),
+                            jax.tree.map(lambda a: a[0], split[1]))
+    results = jax.tree.map(lambda s: _zeros((passes, *s.shape), s.dtype), shapes)
 
     def one_pass(i, outputs):
         out = pass_fn(*jax.tree.map(lambda a: a[i], split))
         return jax.tree.map(lambda o, new: o.at[i].set(new), outputs, out)
 
     needed = (count + at_once - 1) // at_once
-    outputs = jax.lax.fori_loop(0, needed, one_pass, outputs)
-    return jax.tree.map(lambda a: a.reshape(capacity, *a.shape[2:]), outputs)
+    outputs = jax.lax.fori_loop(0, needed, one_pass, (states, results))
+    return jax.tree.map(lambda a: a.reshape(rows, *a.shape[2:]), outputs)
 
 
 def _check_count(name: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
-        raise ValueError(f"BucketTrainer: {name}={value!r} must be a positive integer or "
-                         f"None.")
+        also = " or 'all'" if name == "members_at_once" else ""
+        raise ValueError(f"BucketTrainer: {name}={value!r} must be a positive integer"
+                         f"{also} or None.")
 
 
 def _is_key(a: Any) -> bool:
@@ -213,12 +269,12 @@ def _host(a: Any) -> Any:
     return a if _is_key(a) else np.asarray(a)
 
 
-def _host_rows(a: jax.Array, n: int) -> Any:
-    """The first `n` rows of a program output, on the host; typed keys stay keys."""
+def _host_rows(a: jax.Array, rows: np.ndarray) -> Any:
+    """Rows `rows` of a program output, on the host; typed keys stay keys."""
     if _is_key(a):
-        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a))[:n],
+        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a))[rows],
                                         impl=jax.random.key_impl(a))
-    return np.asarray(a)[:n]
+    return np.asarray(a)[rows]
 
 
 def _rows(tree: Any, rows: np.ndarray) -> Any:

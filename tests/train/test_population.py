@@ -200,10 +200,9 @@ def test_a_batch_larger_than_the_capacity_equals_one_trained_at_once(setup):
                                atol=1e-6)
 
 
-def test_on_an_accelerator_every_member_trains_at_once_padded_to_a_power_of_two(
-        monkeypatch):
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    spec, traces, trainer = _trace_counting_trainer()
+def test_all_at_once_pads_to_a_power_of_two_as_on_an_accelerator():
+    spec, traces, trainer = _trace_counting_trainer(members_at_once="all",
+                                                    devices=jax.devices()[:1])
     assert trainer.members_at_once is None and trainer.capacity is None
     for n in (3, 4, 3, 2):  # padded sizes 4, 4, 4, 2: two programs
         configs, keys = population(spec, n, seed=n)
@@ -337,5 +336,29 @@ def test_training_a_few_members_at_a_time_gives_what_all_at_once_gives(setup):
     np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"], atol=1e-6)
     fresh, _ = at_once(keys, configs, jnp.full(5, 4))
     assert _max_difference(fresh.params, reference.params) > 1e-3
-    with pytest.raises(ValueError, match="members_at_once=0 must be a positive integer"):
+    with pytest.raises(ValueError, match="members_at_once=0 must be a positive integer or .all. or None"):
         BucketTrainer(bucket, members_at_once=0)
+
+
+def test_members_spread_over_devices_train_as_on_one(setup):
+    spec, task, configs, keys, _ = setup
+    assert len(jax.devices()) >= 2  # the suite runs with two CPU devices (conftest)
+    bucket = task.for_bucket(spec, member(configs, 0), masked=True)
+    one = BucketTrainer(bucket, devices=jax.devices()[:1])
+    spread = BucketTrainer(bucket, devices=jax.devices()[:2])
+    assert spread.capacity % 2 == 0
+    low, _ = one(other_keys(), configs, jnp.array([1, 2, 3, 1, 2]))
+    has_parent = np.array([True, False, True, True, False])
+    reference, reference_results = one(keys, configs, jnp.full(5, 4), parents=low,
+                                       has_parent=has_parent)
+    states, results = spread(keys, configs, jnp.full(5, 4), parents=low,
+                             has_parent=has_parent)
+    assert _max_difference(states.params, reference.params) < 1e-6
+    np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"],
+                               atol=1e-6)
+    np.testing.assert_array_equal(results["epochs"], 4)
+    # Members land on both devices, in order: a batch of one leaves the second idle.
+    alone, alone_results = spread(keys[3:4], member_batch(configs, 3), jnp.full(1, 4),
+                                  parents=member_batch(low, 3))
+    np.testing.assert_allclose(alone_results["loss"], reference_results["loss"][3:4],
+                               atol=1e-6)
