@@ -62,6 +62,8 @@ from flax.linen.linear import canonicalize_padding
 from flax.linen.linear import default_kernel_init as _linen_kernel_init
 from jax import lax
 
+from jaxnas.nn._convolution import convolution
+
 Initializer = nn.initializers.Initializer
 Width = int | jax.Array  # a Python int or a traced int32 scalar
 
@@ -313,13 +315,6 @@ class MaskedDense(nn.Module):
         return _masked_output(self, y, bias, width)
 
 
-def _conv_dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
-    """Channels-last inputs and outputs, (*kernel_size, in, out) kernels, as Linen's Conv."""
-    lhs_spec = (0, ndim - 1) + tuple(range(1, ndim - 1))
-    rhs_spec = (ndim - 1, ndim - 2) + tuple(range(0, ndim - 2))
-    return lax.ConvDimensionNumbers(lhs_spec, rhs_spec, lhs_spec)
-
-
 class MaskedConv(nn.Module):
     """`nn.Conv` at `max_features` output channels, of which the first `width` are active.
 
@@ -393,10 +388,8 @@ class MaskedConv(nn.Module):
 
         inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width,
                                                          kernel_size)
-        y = lax.conv_general_dilated(
-            inputs, kernel, window_strides=per_axis(self.strides), padding=padding,
-            rhs_dilation=per_axis(self.kernel_dilation),
-            dimension_numbers=_conv_dimension_numbers(inputs.ndim), precision=self.precision)
+        y = convolution(inputs, kernel, per_axis(self.strides), padding,
+                        per_axis(self.kernel_dilation), self.precision)
         y = _masked_output(self, y, bias, width)
         return jnp.reshape(y, batch_shape + y.shape[1:])
 

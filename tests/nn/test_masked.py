@@ -262,6 +262,24 @@ def test_masked_conv_equals_exact_conv_forward(strides, padding):
         assert not np.any(outputs[index, ..., width:])
 
 
+@pytest.mark.parametrize("kernel_size, strides, dilation, padding", [
+    ((5,), 1, 1, "SAME"), ((3,), 2, 2, "SAME"), ((4,), 3, 1, "VALID"),
+    ((2, 3), (1, 2), (2, 1), ((1, 0), (2, 2)))], ids=["1d", "1d-dilated", "1d-even", "2d"])
+def test_masked_conv_matches_linen_for_any_window_stride_and_dilation(
+        kernel_size, strides, dilation, padding):
+    # On a CPU the masked convolution is computed as shifted windows and one matrix
+    # product (faster inside training loops); it must stay Linen's convolution.
+    x = jax.random.normal(prng_key(3), (2, *(11,) * len(kernel_size), 5), jnp.float32)
+    layer = MaskedConv(7, kernel_size, strides=strides, padding=padding,
+                       kernel_dilation=dilation)
+    params = layer.init(prng_key(4), x, 7)
+    exact = nn.Conv(7, kernel_size, strides=strides, padding=padding,
+                    kernel_dilation=dilation)
+    expected = exact.apply(params, x)
+    outputs = jax.jit(lambda p: layer.apply(p, x, 7))(params)
+    np.testing.assert_allclose(outputs, expected, rtol=0, atol=TOLERANCE)
+
+
 # ---------------------------------------------------------------------------- padding
 
 
