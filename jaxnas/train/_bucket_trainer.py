@@ -175,7 +175,8 @@ class BucketTrainer:
         members = (key_data, configs, fidelities, parents, has_parent)
         if self.members_at_once is None or self.members_at_once >= fidelities.shape[0]:
             return jax.vmap(member)(*members)
-        return _in_passes(jax.vmap(member), jax.vmap(self.task.evaluate), members,
+        return _in_passes(_batched(member, self.members_at_once),
+                          _batched(self.task.evaluate, self.members_at_once), members,
                           self.members_at_once, counts[0])
 
 
@@ -211,6 +212,20 @@ def _spread(train, devices: tuple) -> Any:
     # Unchecked: each device's loop runs its own trip count, which is what is wanted.
     return shard_map(train, mesh=mesh, in_specs=PartitionSpec("pop"),
                      out_specs=PartitionSpec("pop"), **unchecked)
+
+
+def _batched(fn, at_once: int):
+    """`fn` over a leading axis of `at_once` rows: vmapped, or for one row called on it
+    directly, so that its loops and branches run unbatched (a `cond` takes one branch, a
+    `while_loop` tests one member's condition)."""
+    if at_once > 1:
+        return jax.vmap(fn)
+
+    def one(*row):
+        out = fn(*jax.tree.map(lambda a: a[0], row))
+        return jax.tree.map(lambda a: a[None], out)
+
+    return one
 
 
 def _in_passes(pass_fn, evaluate, members, at_once: int, count):
