@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnas._shapes import pad_to_power_of_two
 from jaxnas.train._protocol import Task
@@ -96,6 +96,8 @@ class BucketTrainer:
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
         self._run = jax.jit(_spread(self._train, self.devices))
+        self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
+                                            PartitionSpec("pop"))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the host
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
@@ -146,7 +148,9 @@ class BucketTrainer:
             has_parent = np.zeros(size, bool)
         else:
             parents, has_parent = pad(parents), has_parent[layout.index] & layout.real
-        out = self._run(key_data, configs, fidelities, parents, has_parent, layout.counts)
+        rows = jax.device_put((key_data, configs, fidelities, parents, has_parent),
+                              self._rows_sharding)  # one layout for every call: one program
+        out = self._run(*rows, layout.counts)
         return jax.tree.map(lambda a: _host_rows(a, layout.positions), out)
 
     def _template(self, size: int, key_data, configs) -> Any:
@@ -158,8 +162,10 @@ class BucketTrainer:
                                   configs)
             shapes = jax.eval_shape(
                 lambda k, c: self.task.init(jax.random.wrap_key_data(k), c), keys, config)
-            self._templates[size] = jax.tree.map(
-                lambda s: _zeros_host((size, *s.shape), s.dtype), shapes)
+            # On the devices already, laid out as the program takes them: a fresh batch
+            # moves only its keys and configs.
+            self._templates[size] = jax.device_put(jax.tree.map(
+                lambda s: _zeros_host((size, *s.shape), s.dtype), shapes), self._rows_sharding)
         return self._templates[size]
 
     def _train(self, key_data, configs, fidelities, parents, has_parent, counts):
