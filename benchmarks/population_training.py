@@ -9,8 +9,9 @@ own sampled learning rate and weight decay, E epochs, the validation error after
         (`jn.compile` of "model", an operation tree of `flax.linen` layers with fixed widths,
         so every configuration is one bucket; "learning_rate" `jn.Float(log=True)`;
         "weight_decay" `jn.Float`; "epochs" `jn.IntegerFidelity(1, E)`). All P members are
-        initialised, trained and evaluated in one jit-compiled, vmapped call; the learning
-        rate and weight decay are traced values.
+        initialised, trained and evaluated in one jit-compiled call (on a CPU, one member
+        at a time on each CPU device, in one program for every P; on an accelerator, all
+        of them vmapped at once); the learning rate and weight decay are traced values.
     (b) jaxnas, one by one: the same task's `init`, `train` and `evaluate` jitted once for a
         single configuration and called P times from a Python loop.
     (c) PyTorch, as NePS runs a pipeline: the same MLP (`nn.Linear`, `nn.ReLU`), data,

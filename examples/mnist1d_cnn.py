@@ -7,8 +7,9 @@ the way MNIST no longer does: a linear model reaches about 68% accuracy and a sm
 94%. The `mnist1d` package generates it from its templates (no download). The space is a
 CNN whose depth, channel counts and kernel sizes are searched, with the learning rate and
 weight decay; channel counts are masked, so configurations that differ only in them train
-in one program. Convolutions are compute-bound on a CPU (every member of a bucket runs at the
-maximum channel counts): the default budget takes several minutes on 2 cores.
+in one program (every member of a bucket runs at the maximum channel counts). The default
+budget takes about 40 s on 2 cores the first time, most of it compiling the six structures
+(depth x kernel size), and under 20 s once the compiled programs are cached.
 
 Options: --max-fidelity-spent (the budget, in epochs), --seed, --root.
 """

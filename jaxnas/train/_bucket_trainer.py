@@ -98,7 +98,7 @@ class BucketTrainer:
         self._run = jax.jit(_spread(self._train, self.devices))
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
                                             PartitionSpec("pop"))
-        self._templates: dict[int, Any] = {}  # padded size -> zero states, on the host
+        self._templates: dict[int, Any] = {}  # padded size -> zero states, on the devices
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
                  parents: Any = None, has_parent: Any = None) -> tuple[Any, Any]:
