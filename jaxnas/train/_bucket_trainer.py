@@ -22,6 +22,8 @@ padding is dropped on the host, so no call compiles a small eager program of its
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,7 +97,7 @@ class BucketTrainer:
                                  f"{len(self.devices)} devices.")
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
-        self._run = jax.jit(_spread(self._train, self.devices))
+        self._run = _jit(_spread(self._train, self.devices), self.devices[0].platform)
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
                                             PartitionSpec("pop"))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the devices
@@ -202,6 +204,24 @@ class _Layout:
         self.index = np.where(self.real, member, 0)  # (size,) the row each position copies
         self.positions = np.argsort(np.where(self.real, member, size))[:n]  # member -> row
         self.counts = np.bincount(device[self.real], minlength=devices).astype(np.int32)
+
+
+# LLVM's optimisation level for a training program on a CPU. Its heavy work is matrix
+# products, which XLA hands to its own kernels whatever the level; level 1 compiles the
+# quickstart's programs about 10% faster than the default (24.0 s against 25.5 s for the
+# whole cold run, 33 s against 38 s for the MNIST-1D CNN's six programs), with the same
+# results and the same warm run times (15.7 s, 16.5 s).
+CPU_OPTIMIZATION_LEVEL = 1
+
+
+def _jit(fn, platform: str) -> Any:
+    """`jax.jit(fn)`, with `CPU_OPTIMIZATION_LEVEL` on a CPU where this JAX takes options
+    (unless `XLA_FLAGS` sets a level of its own)."""
+    if (platform != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters
+            or "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")):
+        return jax.jit(fn)
+    return jax.jit(fn, compiler_options={"xla_backend_optimization_level":
+                                         CPU_OPTIMIZATION_LEVEL})
 
 
 def _spread(train, devices: tuple) -> Any:
