@@ -7,11 +7,15 @@ are of traces of the task's `train`, which JAX makes exactly when it compiles a 
 that calls it.
 """
 
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 import jaxnas as jn
 
@@ -79,3 +83,19 @@ def test_the_persistent_cache_holds_the_training_programs(tmp_path):
            compilation_cache=folder)
     assert jax.config.jax_compilation_cache_dir == str(folder)
     assert any(folder.iterdir())  # the programs that took long enough to compile
+
+
+def test_the_cache_stays_off_when_turned_off_and_a_bad_setting_is_refused(tmp_path):
+    code = ("import jax, jaxnas as jn\n"
+            "jn.run(lambda config, fidelity, key: config['x'], {'x': jn.Float(0, 1)},\n"
+            f"       optimizer='random_search', root_directory={str(tmp_path / 'run')!r},\n"
+            "       max_evaluations=2)\n"
+            "print(jax.config.jax_compilation_cache_dir)")
+    env = {**os.environ, "JAXNAS_COMPILATION_CACHE": "off"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "None"
+    with pytest.raises(ValueError, match="compilation_cache=3 must be True"):
+        jn.run(CountingTask(*data()), space(), root_directory=tmp_path / "bad",
+               max_evaluations=1, compilation_cache=3)
+    assert not (tmp_path / "bad").exists()
