@@ -37,8 +37,8 @@ def cpu_devices(count: int | None = None) -> int:
         count: the number of CPU devices; None for the default.
 
     Returns:
-        The number of CPU devices JAX will have (or has), as far as this call decided it;
-        -1 when it left JAX's own setting alone.
+        `count`, or -1 when it left JAX's own setting alone (JAX had started, or the
+        user had chosen).
 
     Raises:
         ValueError: `count` (or `JAXNAS_CPU_DEVICES`) is not a positive integer.
@@ -57,8 +57,8 @@ def cpu_devices(count: int | None = None) -> int:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return -1
     current = getattr(jax.config, "jax_num_cpu_devices", None)
-    if current is None or current not in (-1, count):
-        return -1 if current is None else current  # JAX too old, or the user chose
+    if current not in (-1, count):  # None: a JAX without the setting; else the user chose
+        return -1
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # the backends have started: too late

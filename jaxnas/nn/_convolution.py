@@ -57,9 +57,8 @@ def convolution(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int], pa
         windows.append(lax.slice(padded, start, limit, [1, *strides, 1]))
     patches = jnp.stack(windows, axis=-2)  # (N, *out, window positions, C)
     flat_kernel = jnp.reshape(kernel, (math.prod(window) * kernel.shape[-2], kernel.shape[-1]))
-    y = lax.dot_general(jnp.reshape(patches, (*patches.shape[:-2], -1)), flat_kernel,
-                        (((patches.ndim - 2,), (0,)), ((), ())), precision=precision)
-    return y
+    return lax.dot_general(jnp.reshape(patches, (*patches.shape[:-2], -1)), flat_kernel,
+                           (((patches.ndim - 2,), (0,)), ((), ())), precision=precision)
 
 
 def _lax_convolution(inputs, kernel, strides, padding, dilation, precision) -> jax.Array:

@@ -178,10 +178,7 @@ class BucketEvaluator:
         missing = [p for p in parents if p >= 0 and p not in self.states]
         if self.saved is None or not missing:
             return
-        template = jax.eval_shape(  # one member's state: the bucket shares its shape
-            lambda k, c: trainer.task.init(jax.random.wrap_key_data(k), c),
-            jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype),
-            jax.tree.map(lambda a: a[0], members))
+        template = trainer.state_shapes(keys, members)  # the bucket shares one shape
         for parent in missing:
             restored = self.saved.load(parent, template)
             if restored is not None:

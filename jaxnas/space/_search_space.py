@@ -368,7 +368,6 @@ class SearchSpace:
         padded = jax.tree.map(lambda a: np.asarray(a)[index], configs)
         return np.asarray(self._active_batch(padded).array)[:n]
 
-
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Unpacks a config (a `Config` or any mapping by path) into the working vectors."""
         if isinstance(config, Config) and config.layout == self._packing.layout:

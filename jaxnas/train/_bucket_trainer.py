@@ -159,16 +159,21 @@ class BucketTrainer:
         """Zero states of `size` members, every row then replaced by `init`: shapes from
         `eval_shape`, so fresh and continued batches share one compiled program."""
         if size not in self._templates:
-            keys = jax.ShapeDtypeStruct(key_data.shape[1:], key_data.dtype)
-            config = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
-                                  configs)
-            shapes = jax.eval_shape(
-                lambda k, c: self.task.init(jax.random.wrap_key_data(k), c), keys, config)
+            shapes = self.state_shapes(key_data, configs)
             # On the devices already, laid out as the program takes them: a fresh batch
             # moves only its keys and configs.
             self._templates[size] = jax.device_put(jax.tree.map(
                 lambda s: _zeros_host((size, *s.shape), s.dtype), shapes), self._rows_sharding)
         return self._templates[size]
+
+    def state_shapes(self, key_data: Any, configs: Any) -> Any:
+        """One member's training state as `jax.ShapeDtypeStruct`s, from a batch's raw key
+        data and configs (leading axis: members); e.g. to restore a saved state."""
+        keys = jax.ShapeDtypeStruct(np.shape(key_data)[1:], key_data.dtype)
+        config = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype),
+                              configs)
+        return jax.eval_shape(lambda k, c: self.task.init(jax.random.wrap_key_data(k), c),
+                              keys, config)
 
     def _train(self, key_data, configs, fidelities, parents, has_parent, counts):
         """One device's share: its rows, the first `counts[0]` of them real members."""
@@ -265,7 +270,7 @@ def _in_passes(pass_fn, evaluate, members, at_once: int, count):
     states = split[3]  # the parents: the states' own buffer
     shapes = jax.eval_shape(evaluate, jax.tree.map(lambda a: a[0], states),
                             jax.tree.map(lambda a: a[0], split[1]))
-    results = jax.tree.map(lambda s: _zeros((passes, *s.shape), s.dtype), shapes)
+    results = jax.tree.map(lambda s: jnp.zeros((passes, *s.shape), s.dtype), shapes)
 
     def one_pass(i, outputs):
         out = pass_fn(*jax.tree.map(lambda a: a[i], split))
@@ -288,20 +293,10 @@ def _is_key(a: Any) -> bool:
     return jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key)
 
 
-def _zeros(shape, dtype) -> jax.Array:
-    """Zeros of any dtype, typed PRNG keys included (as keys of zero data)."""
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
-        return jax.random.wrap_key_data(jnp.zeros(data.shape, data.dtype),
-                                        impl=jax.random.key_impl(
-                                            jax.ShapeDtypeStruct(shape, dtype)))
-    return jnp.zeros(shape, dtype)
-
-
 def _zeros_host(shape, dtype) -> Any:
-    """`_zeros` on the host (numpy), except typed keys (a device array)."""
+    """Zeros on the host (numpy); typed PRNG keys (which numpy lacks) on the device."""
     if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return _zeros(shape, dtype)
+        return jnp.zeros(shape, dtype)
     return np.zeros(shape, dtype)
 
 

@@ -362,3 +362,29 @@ def test_members_spread_over_devices_train_as_on_one(setup):
                                   parents=member_batch(low, 3))
     np.testing.assert_allclose(alone_results["loss"], reference_results["loss"][3:4],
                                atol=1e-6)
+
+
+def test_a_state_may_hold_typed_prng_keys():
+    def init(key, config):
+        del config
+        return {"key": key, "steps": jnp.zeros((), jnp.float32)}
+
+    def train(state, config, fidelity):
+        del config
+        return {"key": jax.random.split(state["key"])[0], "steps": state["steps"] + fidelity}
+
+    def evaluate(state, config):
+        del config
+        return {"loss": state["steps"], "key": state["key"]}
+
+    trainer = BucketTrainer(Task(init, train, evaluate))
+    keys = jax.random.split(jax.random.key(0), 3)
+    configs = {"unused": np.zeros(3)}
+    low, _ = trainer(keys, configs, np.ones(3, np.float32))
+    assert jax.dtypes.issubdtype(low["key"].dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(jax.random.key_data(low["key"]),
+                                  jax.random.key_data(jax.vmap(
+                                      lambda k: jax.random.split(k)[0])(keys)))
+    _, results = trainer(keys, configs, np.full(3, 2, np.float32), parents=low,
+                         has_parent=np.array([True, False, True]))
+    np.testing.assert_array_equal(results["loss"], [3, 2, 3])
