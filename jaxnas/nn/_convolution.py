@@ -21,9 +21,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnas.nn._tiers import tiered_product
+
 
 def convolution(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Any,
-                dilation: Sequence[int], precision: Any = None) -> jax.Array:
+                dilation: Sequence[int], precision: Any = None,
+                counts: tuple | None = None) -> jax.Array:
     """A channels-last convolution (`(N, *spatial, C) * (*window, C, O) -> (N, *out, O)`).
 
     Args:
@@ -33,6 +36,9 @@ def convolution(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int], pa
         padding: `"SAME"`, `"VALID"` or `(low, high)` pairs, one per spatial axis.
         dilation: the kernel's dilation, one per spatial axis.
         precision: passed to the matrix product or convolution.
+        counts: `(in_count, out_count)`, the active input and output channels (traced
+            scalars, or None: all): the product then runs at their tiers
+            (`_tiers.tiered_product`; CPU form only). None: at the full shape.
 
     Returns:
         The convolution, as `lax.conv_general_dilated` with channels-last dimension numbers
@@ -56,6 +62,9 @@ def convolution(inputs: jax.Array, kernel: jax.Array, strides: Sequence[int], pa
                                     zip(start[1:-1], out, strides)), padded.shape[-1]]
         windows.append(lax.slice(padded, start, limit, [1, *strides, 1]))
     patches = jnp.stack(windows, axis=-2)  # (N, *out, window positions, C)
+    if counts is not None:
+        stacked = jnp.reshape(kernel, (math.prod(window), *kernel.shape[-2:]))
+        return tiered_product(patches, stacked, *counts, precision=precision)
     flat_kernel = jnp.reshape(kernel, (math.prod(window) * kernel.shape[-2], kernel.shape[-1]))
     return lax.dot_general(jnp.reshape(patches, (*patches.shape[:-2], -1)), flat_kernel,
                            (((patches.ndim - 2,), (0,)), ((), ())), precision=precision)

@@ -62,6 +62,7 @@ from flax.linen.linear import canonicalize_padding
 from flax.linen.linear import default_kernel_init as _linen_kernel_init
 from jax import lax
 
+from jaxnas.nn import _tiers
 from jaxnas.nn._convolution import convolution
 
 Initializer = nn.initializers.Initializer
@@ -249,6 +250,20 @@ def _masked_parameters(layer: nn.Module, inputs: jax.Array, width: Width,
     return inputs, kernel, bias, width
 
 
+def _counts(layer: nn.Module, width: Any, in_width: Any) -> tuple | None:
+    """`(in_count, out_count)` for a tiered product (`_tiers`), None where the layer should
+    multiply at its full shape: outside `unbatched_widths`, and at init (run once, and
+    nine branches fewer to trace). A count is None where the width is all of the axis,
+    known when tracing (no input width, or the maximum itself)."""
+    if not _tiers.branching() or layer.is_initializing():
+        return None
+    max_features = layer.max_features
+    static = lambda w, full: w is None or (isinstance(w, int) and w >= full)  # noqa: E731
+    out_count = None if static(width, max_features) else _tiers.active_count(width)
+    in_count = None if in_width is None else _tiers.active_count(in_width)
+    return in_count, out_count
+
+
 def _masked_output(layer: nn.Module, y: jax.Array, bias: jax.Array | None,
                    width: jax.Array) -> jax.Array:
     """Adds the bias and zeroes the output features past `width`."""
@@ -309,9 +324,13 @@ class MaskedDense(nn.Module):
         Raises:
           ValueError: a width that is not a scalar, or a Python int out of its range.
         """
+        counts = _counts(self, width, in_width)
         inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width, ())
-        y = lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
-                            precision=self.precision)
+        if counts is None:
+            y = lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
+                                precision=self.precision)
+        else:
+            y = _tiers.tiered_product(inputs, kernel, *counts, precision=self.precision)
         return _masked_output(self, y, bias, width)
 
 
@@ -386,10 +405,11 @@ class MaskedConv(nn.Module):
         batch_shape = inputs.shape[:inputs.ndim - rank - 1]
         inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
 
+        counts = _counts(self, width, in_width)
         inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width,
                                                          kernel_size)
         y = convolution(inputs, kernel, per_axis(self.strides), padding,
-                        per_axis(self.kernel_dilation), self.precision)
+                        per_axis(self.kernel_dilation), self.precision, counts)
         y = _masked_output(self, y, bias, width)
         return jnp.reshape(y, batch_shape + y.shape[1:])
 

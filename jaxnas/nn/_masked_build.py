@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.nn import _blocks
+from jaxnas.nn import _blocks, _tiers
 from jaxnas.nn._calling import CALL_ERRORS, BuildError, call_layer, layer_error, layer_name
 from jaxnas.nn._masked import MASKED_LAYERS, active_mask
 from jaxnas.space import MaskedWidth, Operation
@@ -150,7 +150,10 @@ class MaskedPlanRunner:
         width = features.value(self.config) if opened else maximum
         in_mask = jnp.ones(x.shape[-1], bool) if mask is None else mask
         try:
-            y = layer(x, width, in_mask)
+            # Tiered products pay in training steps; an evaluation pass (once an epoch)
+            # would not repay its branches' compile time.
+            with _tiers.unbatched_widths(_tiers.branching() and self.train):
+                y = layer(x, width, mask)  # None: every input active, known when tracing
         except CALL_ERRORS as error:
             raise layer_error(layer, x, error) from error
         out_mask = active_mask(maximum, width) if opened else None

@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnas._shapes import pad_to_power_of_two
+from jaxnas.nn._tiers import unbatched_widths
 from jaxnas.train._protocol import Task
 
 # Members one pass trains on a CPU. Padding rows cost what real ones do, and the rungs that
@@ -253,7 +254,8 @@ def _batched(fn, at_once: int):
         return jax.vmap(fn)
 
     def one(*row):
-        out = fn(*jax.tree.map(lambda a: a[0], row))
+        with unbatched_widths():  # masked layers may branch on this one member's widths
+            out = fn(*jax.tree.map(lambda a: a[0], row))
         return jax.tree.map(lambda a: a[None], out)
 
     return one
