@@ -6,10 +6,10 @@ The data are scikit-learn's handwritten digits (8x8 images, 10 classes, shipped 
 package: no download). The space is an MLP whose depth and layer widths are searched, with
 the optimiser's learning rate and weight decay, all with priors (what an expert would try
 first); the fidelity is the number of epochs. PriorBand proposes whole rungs at once; jaxnas
-groups them into buckets of equal structure (widths are masked, so only the depth splits
-them) and trains every bucket in one jit-compiled, vmapped program, continuing promoted
-configurations from their saved training state. It prints the best architecture, its
-hyperparameters, its test accuracy and where the results are.
+groups them into buckets of equal structure (widths are masked and the depth is left open,
+so every MLP of the space shares one) and trains every bucket in one jit-compiled program,
+continuing promoted configurations from their saved training state. It prints the best
+architecture, its hyperparameters, its test accuracy and where the results are.
 
 Options: --max-fidelity-spent (the budget, in epochs), --seed, --root.
 """

@@ -30,7 +30,7 @@ from jaxnas.nn._sugar import Optional
 from jaxnas.nn._sugar import Permutation
 from jaxnas.nn._sugar import Repeat
 from jaxnas.nn._sugar import cell_space
-from jaxnas.space import MaskedWidth
+from jaxnas.space import MaskedDepth, MaskedWidth
 from jaxnas.space import register_block
 from jaxnas.space import register_builder
 from jaxnas.space import register_maskable
@@ -49,6 +49,7 @@ __all__ = [
     "InputChoice",
     "MaskedConv",
     "MaskedDense",
+    "MaskedDepth",
     "MaskedWidth",
     "MaxPool",
     "Optional",

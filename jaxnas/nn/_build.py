@@ -111,6 +111,10 @@ class _LayerFactory:
         if is_module_class(operator):
             if operator is Sequential:
                 args = (args,)  # layers as varargs (torch, NePS) or one list (flax); flattened
+            if self.masked:  # made where it runs: inside a skippable block's branch
+                return _masked_build.LeafPlan(
+                    operator, functools.partial(_instantiate, operator, args, kwargs, path),
+                    path)
             return _instantiate(operator, args, kwargs, path)
         return _FunctionLayer(operator, args, kwargs, path)
 

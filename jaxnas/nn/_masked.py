@@ -62,6 +62,7 @@ from flax.linen.linear import canonicalize_padding
 from flax.linen.linear import default_kernel_init as _linen_kernel_init
 from jax import lax
 
+from jaxnas._tracing import branching
 from jaxnas.nn import _tiers
 from jaxnas.nn._convolution import convolution
 
@@ -255,7 +256,7 @@ def _counts(layer: nn.Module, width: Any, in_width: Any) -> tuple | None:
     multiply at its full shape: outside `unbatched_widths`, and at init (run once, and
     nine branches fewer to trace). A count is None where the width is all of the axis,
     known when tracing (no input width, or the maximum itself)."""
-    if not _tiers.branching() or layer.is_initializing():
+    if not branching() or layer.is_initializing():
         return None
     max_features = layer.max_features
     static = lambda w, full: w is None or (isinstance(w, int) and w >= full)  # noqa: E731

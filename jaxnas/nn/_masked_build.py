@@ -22,8 +22,18 @@ layer is the exact-width network's, parameters and outputs alike:
   padding, and one that changes the feature axis cannot be followed; after a masked width
   either is a `BuildError` naming the path (mark that width `static=True` to keep it exact).
 
+An open depth (`MaskedDepth`, a `jn.nn.Repeat`'s choice) is a `Sequential` of the longest
+block list told which prefix each config runs: the blocks every choice runs are called, each
+later one under `nn.cond` on the config's count (one branch taken where one member is traced
+at a time, both then selected under `vmap`). A skippable block must keep its input's shape
+(`DepthError` otherwise, raised at init; the run then trains those depths apart). At init
+every block runs, to make its variables, and a skipped block's output is dropped, so the
+layers after it are initialised for the config's own depth. Layers are made where they run
+(`LeafPlan`), so that a block's variables live in its branch's scope.
+
 `exact_params(module, variables, x, config)` slices one member's masked variables to the
-variables of its exact-width network (`spec.resolve(config)`), e.g. to export an incumbent.
+variables of its exact network (`spec.resolve(config)`), e.g. to export an incumbent: the
+blocks its depth skips are left out.
 """
 
 from __future__ import annotations
@@ -37,10 +47,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.nn import _blocks, _tiers
+from jaxnas._tracing import branching, unbatched_widths
+from jaxnas.nn import _blocks
 from jaxnas.nn._calling import CALL_ERRORS, BuildError, call_layer, layer_error, layer_name
 from jaxnas.nn._masked import MASKED_LAYERS, active_mask
-from jaxnas.space import MaskedWidth, Operation
+from jaxnas.space import MaskedDepth, MaskedWidth, Operation
 
 MASKS = "width_masks"  # the collection `exact_params` reads the active features from
 
@@ -52,13 +63,14 @@ _MIXING = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.InstanceNorm,
            jax.nn.softmax, jax.nn.log_softmax, nn.standardize)
 
 _SUFFIX = ":mask"  # a sown variable may not share its name with the layer's module
+_SKIPPED = ":skipped"  # sown for each layer of a block its config's depth skips
 Mask = Any  # None (every feature active) or a (features,) bool array
 
 
 def holds_widths(value: Any, seen: set | None = None) -> bool:
-    """Whether an operation tree has a `MaskedWidth` anywhere in its arguments."""
+    """Whether an operation tree has a `MaskedWidth` or `MaskedDepth` in its arguments."""
     seen = set() if seen is None else seen
-    if isinstance(value, MaskedWidth):
+    if isinstance(value, (MaskedWidth, MaskedDepth)):
         return True
     if id(value) in seen:
         return False
@@ -91,19 +103,35 @@ class _LinearPlan:
     path: str
 
 
+@dataclasses.dataclass(frozen=True)
+class LeafPlan:
+    """Any other module class of a masked build, made where it runs (`make()`), so that a
+    block under `nn.cond` (an open depth) makes its layers in the branch's scope."""
+
+    operator: type
+    make: Any  # () -> the module, named by `path`
+    path: str
+
+
 def masked_plan(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
     """A block or maskable layer of a masked build as a plan to interpret, not a module.
 
     Returns None for any other operator: the ordinary build makes it.
     """
     if operator in _BLOCKS or operator in MASKED_LAYERS:
+        depth = None
         if operator is _blocks.Sequential:
             args = (args,)
+            if isinstance(kwargs.get("depth"), MaskedDepth):
+                kwargs = dict(kwargs)
+                depth = kwargs.pop("depth")
         try:
             fields = dict(inspect.signature(operator).bind(*args, **kwargs).arguments)
         except TypeError as error:
             raise BuildError(f"{path}: {operator.__qualname__} does not accept args, kwargs "
                              f"{sorted(kwargs)}: {error}") from error
+        if depth is not None:
+            fields["depth"] = depth
         plan = _BlockPlan if operator in _BLOCKS else _LinearPlan
         return plan(operator, fields, path)
     if any(_holds_plan(value) for value in (*args, *kwargs.values())):
@@ -114,7 +142,7 @@ def masked_plan(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
 
 
 def _holds_plan(value: Any) -> bool:
-    if isinstance(value, (_BlockPlan, _LinearPlan)):
+    if isinstance(value, (_BlockPlan, _LinearPlan, LeafPlan)):
         return True
     return isinstance(value, (list, tuple)) and any(_holds_plan(v) for v in value)
 
@@ -152,7 +180,7 @@ class MaskedPlanRunner:
         try:
             # Tiered products pay in training steps; an evaluation pass (once an epoch)
             # would not repay its branches' compile time.
-            with _tiers.unbatched_widths(_tiers.branching() and self.train):
+            with unbatched_widths(branching() and self.train):
                 y = layer(x, width, mask)  # None: every input active, known when tracing
         except CALL_ERRORS as error:
             raise layer_error(layer, x, error) from error
@@ -162,6 +190,8 @@ class MaskedPlanRunner:
         return y, out_mask
 
     def _leaf(self, layer: Any, x: Any, mask: Mask) -> tuple[Any, Mask]:
+        if isinstance(layer, LeafPlan):
+            layer = layer.make()
         name = layer_name(layer)
         operator = type(layer) if isinstance(layer, nn.Module) else getattr(layer, "fn", layer)
         if mask is not None and operator in _MIXING:
@@ -190,9 +220,9 @@ class MaskedPlanRunner:
         if kind is _blocks.Identity:
             return x, mask
         if kind is _blocks.Sequential:
-            for layer in _blocks.flatten_layers(fields.get("layers", ())):
-                x, mask = self.run(layer, x, mask)
-            return x, mask
+            if "depth" in fields:
+                return self._prefix(node, x, mask)
+            return self._sequence(fields.get("layers", ()), x, mask)
         if kind is _blocks.Flatten:
             y = x.reshape(x.shape[0], -1)
             if mask is None:
@@ -210,6 +240,61 @@ class MaskedPlanRunner:
         if kind is _blocks.Concat:
             return self._concat(node, x, mask)
         return self._cell(node, x, mask)
+
+    def _sequence(self, layers: Any, x: Any, mask: Mask) -> tuple[Any, Mask]:
+        for layer in _blocks.flatten_layers(layers):
+            x, mask = self.run(layer, x, mask)
+        return x, mask
+
+    def _prefix(self, node: _BlockPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
+        """A sequence of blocks with an open depth: the config's first `count` run.
+
+        The blocks every choice runs are called; each later one runs under `nn.cond` on
+        `count > i` (unbatched: one branch taken; vmapped: both, then selected), so it must
+        keep its input's shape. At init every block runs (to make its variables) and the
+        skipped ones' outputs are dropped, so what follows sees the config's own depth.
+        """
+        depth, blocks = node.fields["depth"], _block_list(node.fields["layers"])
+        count = depth.value(self.config)
+        for i, block in enumerate(blocks):
+            if i < depth.minimum:
+                x, mask = self._sequence(block, x, mask)
+            else:
+                x, mask = self._optional(node.path, i, block, x, mask, count > i)
+        return x, mask
+
+    def _optional(self, path: str, i: int, block: Any, x: Any, mask: Mask,
+                  active: jax.Array) -> tuple[Any, Mask]:
+        module = self.module
+        masked = mask is not None or _holds_masked_widths(block)
+        full = jnp.ones(x.shape[-1], bool)
+        mask = full if masked and mask is None else mask
+        if module.is_initializing() or module.is_mutable_collection(MASKS):
+            taken = _concrete(active)
+            if taken is False and not module.is_initializing():  # exact_params: skipped
+                for name in _layer_names(block):
+                    module.sow(MASKS, name + _SKIPPED, {"skipped": jnp.zeros((), bool)})
+                return x, mask
+            y, y_mask = self._sequence(block, x, mask)
+            _check_kept(path, i, x, y)
+            if masked and y_mask is None:
+                y_mask = jnp.ones(y.shape[-1], bool)
+            if taken is True and not module.is_initializing():
+                return y, y_mask
+            return (jnp.where(active, y, x),
+                    None if not masked else jnp.where(active, y_mask, mask))
+
+        def run(mdl, x, mask, config):
+            y, y_mask = MaskedPlanRunner(mdl, config, self.train)._sequence(block, x, mask)
+            if masked and y_mask is None:
+                y_mask = jnp.ones(y.shape[-1], bool)
+            return y, y_mask
+
+        def skip(mdl, x, mask, config):
+            del mdl, config
+            return x, mask
+
+        return nn.cond(active, run, skip, module, x, mask, self.config)
 
     def _concat(self, node: _BlockPlan, x: Any, mask: Mask) -> tuple[Any, Mask]:
         axis = node.fields.get("axis", -1)
@@ -242,6 +327,62 @@ class MaskedPlanRunner:
         loose = [i for i in range(2, len(states)) if i not in used]
         y = jnp.concatenate([states[i] for i in loose], axis=-1)
         return y, _concat_masks([(masks[i], states[i].shape[-1]) for i in loose])
+
+
+def _block_list(layers: Any) -> tuple:
+    """The blocks of a depth's sequence: its one list (`Sequential((b0, b1, ...))`)."""
+    if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+        return tuple(layers[0])
+    return tuple(layers)
+
+
+def _holds_masked_widths(value: Any) -> bool:
+    """Whether a plan has an open width (so that its output may carry a mask)."""
+    if isinstance(value, _LinearPlan):
+        return isinstance(value.fields.get("features"), MaskedWidth)
+    if isinstance(value, _BlockPlan):
+        return any(_holds_masked_widths(v) for v in value.fields.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_masked_widths(v) for v in value)
+    return False
+
+
+def _layer_names(value: Any) -> list[str]:
+    """The names of the modules a plan makes (its layers' paths)."""
+    if isinstance(value, LeafPlan):
+        return [value.path]
+    if isinstance(value, (_BlockPlan, _LinearPlan)):
+        inner = [n for v in value.fields.values() for n in _layer_names(v)]
+        return [value.path, *inner]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _layer_names(v)]
+    if isinstance(value, nn.Module) and value.name:
+        return [value.name]
+    return []
+
+
+def _concrete(value: jax.Array) -> bool | None:
+    """A traced condition's value if it is known now (an eager call), else None."""
+    try:
+        return bool(value)
+    except jax.errors.ConcretizationTypeError:
+        return None
+
+
+def _check_kept(path: str, i: int, x: Any, y: Any) -> None:
+    """An optional block of an open depth must keep its input's shape and dtype."""
+    if getattr(x, "shape", None) != getattr(y, "shape", None) or x.dtype != y.dtype:
+        raise DepthError(f"{path}: block {i} of an open depth maps {_shape(x)} to "
+                         f"{_shape(y)}; a block that may be skipped must keep its input's "
+                         f"shape. Train its depths apart (masked='widths').")
+
+
+def _shape(a: Any) -> str:
+    return f"{getattr(a, 'dtype', '?')}{list(getattr(a, 'shape', ()))}"
+
+
+class DepthError(BuildError):
+    """A depth left open whose skippable blocks change the shape: it cannot be masked."""
 
 
 def _union(*masks: Mask) -> Mask:
@@ -291,11 +432,13 @@ def exact_params(module: nn.Module, variables: Any, x: Any, config: Any) -> dict
         entries of every variable whose last axis is the feature axis.
     """
     _, state = module.apply(variables, x, config=config, mutable=[MASKS])
-    masks = {name.removesuffix(_SUFFIX): {k: np.asarray(v) for k, v in sown[0].items()}
-             for name, sown in state.get(MASKS, {}).items()}
+    sown = state.get(MASKS, {})
+    masks = {name.removesuffix(_SUFFIX): {k: np.asarray(v) for k, v in values[0].items()}
+             for name, values in sown.items() if name.endswith(_SUFFIX)}
+    skipped = {name.removesuffix(_SKIPPED) for name in sown if name.endswith(_SKIPPED)}
     exact = {}
     for collection, tree in variables.items():
-        tree = dict(tree)
+        tree = {path: value for path, value in tree.items() if path not in skipped}
         for path, mask in masks.items():
             if path in tree:
                 tree[path] = _slice_layer(tree[path], mask)

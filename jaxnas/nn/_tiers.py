@@ -12,40 +12,19 @@ inputs, three for the outputs), forward and backward.
 The result is the masked product's: the rows and columns it leaves out hold exact zeros
 (the masked layers zero inactive inputs and outputs), so only the order of summation, float
 rounding, can differ. Under `vmap` a `switch` on batched widths would run every branch, so
-the tiers are used only inside `unbatched_widths()`, which the trainer enters where it
-traces one member at a time; elsewhere the masked layers multiply at the full shape.
+the tiers are used only inside `jaxnas._tracing.unbatched_widths()`, which the trainer
+enters where it traces one member at a time; elsewhere the masked layers multiply at the
+full shape.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-_UNBATCHED = contextvars.ContextVar("jaxnas_unbatched_widths", default=False)
-
-
-@contextlib.contextmanager
-def unbatched_widths(branch: bool = True) -> Iterator[None]:
-    """While tracing inside it, masked layers branch on their (unbatched) widths; with
-    `branch=False`, they do not (a forward pass that runs too rarely to pay for its
-    branches' compile time: the masked build's evaluation passes)."""
-    token = _UNBATCHED.set(branch)
-    try:
-        yield
-    finally:
-        _UNBATCHED.reset(token)
-
-
-def branching() -> bool:
-    """Whether the layer being traced may branch on its widths (see `unbatched_widths`)."""
-    return _UNBATCHED.get()
 
 
 def tiers(size: int) -> tuple[int, ...]:

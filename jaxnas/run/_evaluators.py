@@ -12,6 +12,7 @@ Both commit each finished bucket or trial at once, through the `commit` they are
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import train as _train
+from jaxnas.nn import BuildError
 from jaxnas.run._checkpoints import TrainingStates
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
@@ -95,6 +97,18 @@ def is_pure_function(fn: Callable) -> bool:
 # same process (a notebook's second search) reuses their compiled programs instead of
 # tracing and compiling them again. Weak keys: they go with the task.
 _TRAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# A task's verdicts on whether a bucket's depths may stay open, kept as its trainers are.
+_DEPTH_OPEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The first element of a bucket's signature whose depths are trained apart (widths only).
+_WIDTHS_ONLY = ("masked", "widths")
+
+
+@functools.cache
+def _key_data() -> np.ndarray:
+    """Key data that stands for any trial's when only shapes are traced (made on first use:
+    importing jaxnas must not start JAX's backend)."""
+    shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    return np.zeros((1, *shape.shape), shape.dtype)
 
 
 def _trainers_of(task: _train.BucketTask, spec: SearchSpace,
@@ -106,6 +120,14 @@ def _trainers_of(task: _train.BucketTask, spec: SearchSpace,
     return by_space.setdefault((spec, masked), {})
 
 
+def _depth_open_of(task: _train.BucketTask, spec: SearchSpace, masked: bool) -> dict:
+    try:
+        by_space = _DEPTH_OPEN.setdefault(task, {})
+    except TypeError:
+        return {}
+    return by_space.setdefault((spec, masked), {})
+
+
 class BucketEvaluator:
     """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
 
@@ -113,6 +135,7 @@ class BucketEvaluator:
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
         self.trainers = _trainers_of(task, spec, masked)  # signature -> trainer
+        self.depth_open = _depth_open_of(task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: TrainingStates | None = None
 
@@ -129,11 +152,41 @@ class BucketEvaluator:
 
     def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
         configs = batch.configs
-        signatures = (self.spec.buckets(configs, masked=self.masked) if self.task.bucketed
+        signatures = (self._signatures(configs) if self.task.bucketed
                       else [()] * len(batch.trials))
         for signature in dict.fromkeys(signatures):
             rows = [i for i, s in enumerate(signatures) if s == signature]
             commit(self._evaluate_bucket(batch, signature, rows, trial_keys))  # at once
+
+    def _signatures(self, configs: Config) -> list[tuple]:
+        """The batch's bucket signatures: depths open where the bucket's blocks allow it
+        (a block that may be skipped must keep its input's shape), else widths only."""
+        signatures = self.spec.buckets(configs, masked=self.masked)
+        if self.masked is not True or not self.spec.depth_paths:
+            return signatures
+        closed = None
+        for i, signature in enumerate(signatures):
+            if not self._opens_depth(signature, jax.tree.map(lambda a, i=i: a[i:i + 1],
+                                                             configs)):
+                if closed is None:
+                    closed = self.spec.buckets(configs, masked="widths")
+                signatures[i] = (_WIDTHS_ONLY, *closed[i])
+        return signatures
+
+    def _opens_depth(self, signature: tuple, members: Config) -> bool:
+        """Whether the bucket's masked module may skip its blocks (decided once: its
+        initial state's shapes are traced, which is where a shape-changing block shows)."""
+        if signature not in self.depth_open:
+            trainer = self._trainer(signature, members)
+            try:
+                trainer.state_shapes(_key_data(), members)
+                self.depth_open[signature] = True
+            except BuildError:  # a block that may be skipped changes the shape
+                del self.trainers[signature]
+                self.depth_open[signature] = False
+            except Exception:  # noqa: BLE001 - the bucket's own call reports it
+                self.depth_open[signature] = True
+        return self.depth_open[signature]
 
     def _evaluate_bucket(self, batch: Batch, signature: tuple, rows: list[int],
                          trial_keys: TrialKeys) -> list[TrialRecord]:
@@ -168,7 +221,8 @@ class BucketEvaluator:
         """The bucket's trainer, made once per structure; any member stands for it."""
         if signature not in self.trainers:
             first = jax.tree.map(lambda a: a[0], members)
-            task = self.task.for_bucket(self.spec, first, self.masked)
+            masked = "widths" if signature[:1] == (_WIDTHS_ONLY,) else self.masked
+            task = self.task.for_bucket(self.spec, first, masked)
             self.trainers[signature] = _train.BucketTrainer(task)
         return self.trainers[signature]
 

@@ -3,8 +3,8 @@
 One iteration of the loop:
 
 1. `ask` gives a batch of proposals (new configurations and promotions);
-2. the host groups the valid ones into buckets of equal structure (widths masked, so that
-   configurations differing only in widths share one);
+2. the host groups the valid ones into buckets of equal structure (widths masked and depths
+   open, so that configurations differing only in them share one);
 3. each bucket is evaluated in one jit-compiled, vmapped call (a `Task` or a pure function),
    or one trial at a time (a plain Python callable); promoted trials continue from their
    parent's training state, kept on the host;
@@ -78,7 +78,7 @@ class RunResult:
 def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "priorband",
         root_directory: str | Path, max_evaluations: int | None = None,
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
-        max_seconds: float | None = None, seed: int = 0, masked: bool = True,
+        max_seconds: float | None = None, seed: int = 0, masked: bool | str = True,
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True) -> RunResult:
@@ -116,7 +116,9 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_seconds: stop this process after this much wall-clock time (checked between
             batches).
         seed: the run's seed: every random draw follows from `jax.random.key(seed)`.
-        masked: group configurations that differ only in widths into one bucket.
+        masked: group configurations that differ only in widths or in depths
+            (`jn.nn.Repeat`) into one bucket (True); `"widths"`: in widths only; False:
+            every structure apart.
         optimizer_kwargs: keyword arguments for a named optimiser. `max_trials` (the
             state's capacity) defaults to `max_evaluations` plus one batch, else 1024; a
             continued run keeps the capacity it started with.

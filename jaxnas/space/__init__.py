@@ -19,7 +19,7 @@ from jaxnas.space._parameters import (
 )
 from jaxnas.space._registry import register_block, register_builder, register_maskable
 from jaxnas.space._search_space import FidelityInfo, SearchSpace
-from jaxnas.space._widths import MaskedWidth
+from jaxnas.space._widths import MaskedDepth, MaskedWidth
 
 __all__ = [
     "Bool",
@@ -33,6 +33,7 @@ __all__ = [
     "FloatFidelity",
     "Integer",
     "IntegerFidelity",
+    "MaskedDepth",
     "MaskedWidth",
     "Operation",
     "Resampled",

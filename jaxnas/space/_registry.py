@@ -51,6 +51,11 @@ def block(name: str) -> Any:
     return _blocks[name]
 
 
+def registered_block(name: str) -> Any:
+    """The operator registered as `name`, or None (nothing registered yet)."""
+    return _blocks.get(name)
+
+
 def is_maskable(operator: Any) -> bool:
     """Whether a masked build may leave `operator`'s `features` open."""
     return any(operator is m for m in _maskable)

@@ -25,16 +25,18 @@ from jaxnas.space._ir import (
     SlotNode,
 )
 from jaxnas.space._parameters import Operation
-from jaxnas.space._widths import MaskedWidth
+from jaxnas.space._widths import MaskedDepth, MaskedWidth
 
 
 class Resolver:
     """Resolves the IR of one config; shared nodes resolve to one Python object."""
 
     def __init__(self, slots: Sequence[Slot], values: Mapping[str, Any], fidelity: Any,
-                 build: bool, widths: Mapping[int, MaskedWidth]):
+                 build: bool, widths: Mapping[int, MaskedWidth],
+                 depths: Mapping[int, MaskedDepth] | None = None):
         self.slots, self.values, self.fidelity, self.build = slots, values, fidelity, build
         self.widths = widths  # {slot: MaskedWidth} left open in a masked resolve
+        self.depths = depths or {}  # {slot: MaskedDepth} left open likewise
         self.memo: dict[int, Any] = {}
 
     def resolve(self, node: Any) -> Any:
@@ -79,6 +81,8 @@ class Resolver:
     def _choice(self, node: ChoiceNode) -> Any:
         if node.slot in self.widths:
             return self.widths[node.slot]
+        if node.slot in self.depths:
+            return self._open_depth(node)
         index = self._value(node.slot)
         branch = node.branches[index]
         if branch is INFEASIBLE:
@@ -88,6 +92,16 @@ class Resolver:
             )
         return self.resolve(branch)
 
+    def _open_depth(self, node: ChoiceNode) -> Any:
+        """The longest branch's `Sequential`, told which prefix to run (`MaskedDepth`)."""
+        depth = self.depths[node.slot]
+        longest = node.branches[depth.lengths.index(max(depth.lengths))]
+        unbuilt = Resolver(self.slots, self.values, self.fidelity, False, self.widths,
+                           self.depths)
+        sequence = unbuilt.resolve(longest)
+        op = Operation(sequence.operator, sequence.args, {"depth": depth}, name=sequence.name)
+        return _registry.build(op) if self.build else op
+
     def _operation(self, node: OperationNode) -> Any:
         args = self.resolve(node.args)
         args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
@@ -95,7 +109,8 @@ class Resolver:
         if not self.build:
             return Operation(node.operator, args, kwargs, name=node.path)
         if _registry.is_module(node.operator):
-            unbuilt = Resolver(self.slots, self.values, self.fidelity, False, self.widths)
+            unbuilt = Resolver(self.slots, self.values, self.fidelity, False, self.widths,
+                               self.depths)
             return _registry.build(unbuilt.resolve(node))
         return _build_operation(node.path, node.operator, args, kwargs)
 

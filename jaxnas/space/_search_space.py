@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas._shapes import pad_to_power_of_two
+from jaxnas.space import _registry
 from jaxnas.space._config import Config, PathValues
 from jaxnas.space._distributions import Prior, categorical_draw, truncated_normal_unit
 from jaxnas.space._encoding import CategoricalEncoding, NumericEncoding, Packing
@@ -29,7 +30,7 @@ from jaxnas.space._gates import GateTable
 from jaxnas.space._ir import Compiled
 from jaxnas.space._parameters import Fidelity, Parameter
 from jaxnas.space._resolve import Resolver
-from jaxnas.space._widths import width_slots
+from jaxnas.space._widths import depth_slots, width_slots
 
 
 class FidelityInfo:
@@ -80,6 +81,7 @@ class SearchSpace:
             "_number_choices": tuple(_number_choices(s) for s in slots),
             "_fingerprint": fingerprint(compiled, max_depth),
             "_widths": width_slots(compiled),
+            "_depths": depth_slots(compiled, _registry.registered_block("Sequential")),
             "_source": None,  # the definition, for pickling (`from_source`)
         }
         for name, value in fields.items():
@@ -154,6 +156,16 @@ class SearchSpace:
         `static=True`. Values computed by a `Dynamic` stay static.
         """
         return tuple(self.paths[i] for i in self._widths)
+
+    @property
+    def depth_paths(self) -> tuple[str, ...]:
+        """Paths of the depths a masked build leaves open (`bucket(config, masked=True)`).
+
+        A depth is a `Categorical` (static) among `jn.nn.Sequential`s of one list of blocks
+        and its prefixes, as `jn.nn.Repeat` makes: the masked build holds the longest list
+        and each member runs its own prefix. `masked="widths"` keeps depths static.
+        """
+        return tuple(self.paths[i] for i in self._depths)
 
     @property
     def fidelity(self) -> FidelityInfo | None:
@@ -290,7 +302,7 @@ class SearchSpace:
     # ----------------------------------------------------------------- host helpers
 
     def resolve(self, config: Mapping[str, Any], fidelity: float | None = None, *,
-                build: bool = True, masked: bool = False) -> Any:
+                build: bool = True, masked: bool | str = False) -> Any:
         """Turns one concrete config into the user's pytree with values in place.
 
         Args:
@@ -302,11 +314,13 @@ class SearchSpace:
                 `functools.partial(fn, *args, **kwargs)` (the function itself without
                 arguments). With `build=False` operations are returned as `Operation`s
                 holding concrete arguments and named by their path.
-            masked: Leave the widths (`width_paths`) open: every config of one masked bucket
-                resolves to the same modules, built at the maximum widths with masked
-                layers, called as `module.apply(params, x, config=config)` so that each
-                member's widths are traced values. With `build=False` the widths are
-                `jn.nn.MaskedWidth`s.
+            masked: Leave the widths (`width_paths`) and depths (`depth_paths`) open:
+                every config of one masked bucket resolves to the same modules, built at
+                the maximum widths with masked layers and the longest block lists, called
+                as `module.apply(params, x, config=config)` so that each member's widths
+                and depths are traced values. With `build=False` the widths are
+                `jn.nn.MaskedWidth`s and a depth is its longest `Sequential` with a
+                `depth=jn.nn.MaskedDepth` kwarg. `"widths"`: leave only the widths open.
 
         Returns:
             The space's pytree; `_name` entries dropped; shared objects resolve to the same
@@ -317,27 +331,30 @@ class SearchSpace:
             KeyError: a path of the space missing from `config`.
             TypeError: an operator that rejects its resolved arguments (names the path).
         """
+        widths, depths = self._open(masked)
         values = self._host_values(config)
         fid_value = self._fidelity_value(fidelity)
-        widths = self._widths if masked else {}
-        resolver = Resolver(self._compiled.slots, values, fid_value, build, widths)
+        resolver = Resolver(self._compiled.slots, values, fid_value, build, widths, depths)
         return resolver.resolve(self._compiled.root)
 
-    def bucket(self, config: Mapping[str, Any], *, masked: bool = False) -> tuple:
+    def bucket(self, config: Mapping[str, Any], *, masked: bool | str = False) -> tuple:
         """Returns the hashable static signature of one config.
 
         Configs with equal signatures share program structure and array shapes and can
         be trained in one compiled, vmapped call. The signature lists
         `(path, value)` for every active static slot (the index for a categorical).
-        With `masked=True` the widths (`width_paths`) are left out: configs that differ
-        only in widths share a bucket, trained at the maximum widths with masks
-        (`resolve(config, masked=True)`).
+        With `masked=True` the widths (`width_paths`) and depths (`depth_paths`) are
+        left out: configs that differ only in them share a bucket, trained at the maximum
+        widths with masks and the longest block lists (`resolve(config, masked=True)`);
+        `masked="widths"` leaves out the widths only.
         """
         values = self._host_values(config)
         return self.buckets({p: v[None] for p, v in values.items()}, masked=masked)[0]
 
-    def buckets(self, configs: Mapping[str, Any], *, masked: bool = False) -> list[tuple]:
+    def buckets(self, configs: Mapping[str, Any], *,
+                masked: bool | str = False) -> list[tuple]:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
+        widths, depths = self._open(masked)
         paths = self.paths
         if not paths:  # no decisions: every config has the empty signature
             n = np.shape(configs.floats)[0] if isinstance(configs, Config) else 1
@@ -347,7 +364,7 @@ class SearchSpace:
             raise ValueError("buckets takes a batch of configs with one leading axis.")
         active = self._active_rows(configs)
         static = [i for i, s in enumerate(self._static)
-                  if s and not (masked and i in self._widths)]
+                  if s and i not in widths and i not in depths]
         columns = [(paths[i], arrays[paths[i]].tolist()) for i in static]
         return [
             tuple((path, column[row]) for (path, column), i in zip(columns, static)
@@ -356,6 +373,15 @@ class SearchSpace:
         ]
 
     # ------------------------------------------------------------------- internals
+
+    def _open(self, masked: bool | str) -> tuple[dict, dict]:
+        """The widths and depths that `masked` leaves open."""
+        if not (masked is True or masked is False or masked == "widths"):
+            raise ValueError(f"masked={masked!r} must be True (widths and depths open), "
+                             f"'widths' (widths only) or False.")
+        if not masked:
+            return {}, {}
+        return self._widths, (self._depths if masked is True else {})
 
     def _active_rows(self, configs: Mapping[str, Any]) -> np.ndarray:
         """`(n, slots)` bool on the host: `active` of each config of a batch, computed at

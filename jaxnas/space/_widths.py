@@ -1,8 +1,13 @@
-"""Searched widths that a masked build may leave open, and `MaskedWidth`, their stand-in.
+"""What a masked build may leave open: searched widths (`MaskedWidth`) and depths
+(`MaskedDepth`).
 
 A width is a slot used only as the `features` of width-maskable operators (those
 `jaxnas.nn` registers: `nn.Dense`, `nn.Conv`). Configs that differ only in widths can share
 one module built at the maximum widths, each member masking to its own.
+
+A depth is a choice among `Sequential`s of one list of blocks and its prefixes (what
+`jn.nn.Repeat` makes): configs that differ only in it can share one module holding the
+longest list, each member running its own prefix (the blocks past it are skipped).
 """
 
 from __future__ import annotations
@@ -51,6 +56,89 @@ class MaskedWidth:
         if self.choices is not None:
             v = jnp.asarray(self.choices, jnp.int32)[v]
         return v
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedDepth:
+    """A searched depth left open in a masked build: how many blocks of a sequence run.
+
+    `spec.resolve(config, masked=True, build=False)` resolves a depth choice to the
+    `Sequential` of its longest branch with `depth=MaskedDepth(...)` among its kwargs; the
+    masked build runs the first `value(config)` blocks and skips the rest.
+
+    Attributes:
+        path: the choice's slot.
+        lengths: the number of blocks each choice (by index) runs.
+    """
+
+    path: str
+    lengths: tuple[int, ...]
+
+    @property
+    def minimum(self) -> int:
+        """The blocks every choice runs."""
+        return min(self.lengths)
+
+    def value(self, config: Mapping[str, Any]) -> jax.Array:
+        """The number of blocks `config` runs, an int32 scalar (traced under jit and vmap)."""
+        index = jnp.asarray(config[self.path], jnp.int32)
+        return jnp.asarray(self.lengths, jnp.int32)[index]
+
+
+def depth_slots(compiled: Compiled, sequence: Any) -> dict[int, MaskedDepth]:
+    """The categorical slots whose every choice node is a depth: `sequence` operations
+    (jaxnas's `Sequential`) of one block list and its prefixes, at least two lengths.
+
+    A choice whose value a `Dynamic` reads, or that is also used as a plain value, is not
+    one (the resolved value would differ).
+    """
+    if sequence is None:
+        return {}
+    depths: dict[int, MaskedDepth] = {}
+    refused: set[int] = set()
+    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(compiled.root, False)]
+    while stack:
+        node, in_dynamic = stack.pop()
+        if id(node) in seen or node is INFEASIBLE:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SlotNode):
+            refused.add(node.slot)
+        elif isinstance(node, ChoiceNode):
+            lengths = None if in_dynamic else _prefix_lengths(node, sequence)
+            if lengths is None:
+                refused.add(node.slot)
+            else:
+                depths[node.slot] = MaskedDepth(compiled.slots[node.slot].path, lengths)
+            stack.extend((branch, in_dynamic) for branch in node.branches)
+        elif isinstance(node, OperationNode):
+            stack.extend((child, in_dynamic) for child in (node.args, *node.kwargs.values()))
+        elif isinstance(node, (SequenceNode, MappingNode)):
+            stack.extend((child, in_dynamic) for child in node.items)
+        elif isinstance(node, DynamicNode):
+            stack.extend((child, True) for child in node.kwargs.values())
+    return {slot: depth for slot, depth in depths.items() if slot not in refused}
+
+
+def _prefix_lengths(node: ChoiceNode, sequence: Any) -> tuple[int, ...] | None:
+    """Each branch's block count if the branches are `sequence` ops of one block list's
+    prefixes (the same nodes, by identity), else None."""
+    lists = []
+    for branch in node.branches:
+        if not (isinstance(branch, OperationNode) and branch.operator is sequence
+                and not branch.kwargs and isinstance(branch.args, SequenceNode)
+                and len(branch.args.items) == 1
+                and isinstance(branch.args.items[0], SequenceNode)):
+            return None
+        lists.append(branch.args.items[0].items)
+    longest = max(lists, key=len)
+    lengths = tuple(len(items) for items in lists)
+    if min(lengths) < 1 or len(set(lengths)) < 2:
+        return None
+    if any(any(a is not b for a, b in zip(items, longest)) for items in lists):
+        return None
+    return lengths
 
 
 def width_slots(compiled: Compiled) -> dict[int, MaskedWidth]:

@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnas._shapes import pad_to_power_of_two
-from jaxnas.nn._tiers import unbatched_widths
+from jaxnas._tracing import unbatched_widths
 from jaxnas.train._protocol import Task
 
 # Members one pass trains on a CPU. Padding rows cost what real ones do, and the rungs that
@@ -102,6 +102,7 @@ class BucketTrainer:
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
                                             PartitionSpec("pop"))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the devices
+        self._state_shapes: dict[tuple, Any] = {}  # input shapes -> one member's state
 
     def __call__(self, keys: jax.Array, configs: Any, fidelities: Any,
                  parents: Any = None, has_parent: Any = None) -> tuple[Any, Any]:
@@ -173,8 +174,12 @@ class BucketTrainer:
         keys = jax.ShapeDtypeStruct(np.shape(key_data)[1:], key_data.dtype)
         config = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype),
                               configs)
-        return jax.eval_shape(lambda k, c: self.task.init(jax.random.wrap_key_data(k), c),
-                              keys, config)
+        leaves, treedef = jax.tree.flatten(config)
+        signature = (keys, treedef, tuple(leaves))
+        if signature not in self._state_shapes:  # one trace of `init` per trainer
+            self._state_shapes[signature] = jax.eval_shape(
+                lambda k, c: self.task.init(jax.random.wrap_key_data(k), c), keys, config)
+        return self._state_shapes[signature]
 
     def _train(self, key_data, configs, fidelities, parents, has_parent, counts):
         """One device's share: its rows, the first `counts[0]` of them real members."""

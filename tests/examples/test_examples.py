@@ -12,6 +12,7 @@ import pytest
 
 import jaxnas as jn
 from examples import mnist1d_cnn as mnist1d
+from jaxnas.nn import BuildError
 from jaxnas.train import BucketTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +42,17 @@ def test_mnist1d_space_trains_one_masked_bucket():
     spec = jn.compile(mnist1d.cnn_space())
     assert spec.width_paths  # the channel counts are masked
     configs = jax.vmap(spec.sample_prior)(jax.random.split(jax.random.key(0), 64))
-    buckets = spec.buckets(configs, masked=True)
+    # Its pooling blocks halve the length, so they cannot be skipped: the depth stays
+    # static (masked="widths", what jn.run falls back to), and an open one is refused.
+    buckets = spec.buckets(configs, masked="widths")
     rows = np.array([b == buckets[0] for b in buckets])
     members = jax.tree.map(lambda a: a[rows][:4], configs)
     task = jn.SupervisedTask((x[:400], y[:400]), validation, batch_size=100)
-    trainer = BucketTrainer(task.for_bucket(spec, jax.tree.map(lambda a: a[0], members),
-                                            masked=True))
+    first = jax.tree.map(lambda a: a[0], members)
+    open_depth = BucketTrainer(task.for_bucket(spec, first, masked=True))
+    with pytest.raises(BuildError, match=r"block 1 of an open depth maps .* must keep"):
+        open_depth.state_shapes(np.zeros((1, 2), np.uint32), members)
+    trainer = BucketTrainer(task.for_bucket(spec, first, masked="widths"))
     n = int(np.shape(members["learning_rate"])[0])
     _, results = trainer(jax.random.split(jax.random.key(1), n), members, jnp.full(n, 1))
     assert results["loss"].shape == (n,) and np.all((results["loss"] >= 0)

@@ -35,7 +35,7 @@ def space():
         return jn.Operation(jn.nn.Sequential, args=(jn.Operation(nn.Dense, args=(width,)),
                                                     jn.Operation(nn.relu)))
 
-    body = jn.nn.Repeat(layer, counts=(1, 2))  # two structures; the widths are masked
+    body = jn.nn.Repeat(layer, counts=(1, 2))  # one structure: widths and depth are masked
     return {"model": jn.Operation(jn.nn.Sequential,
                                   args=(body, jn.Operation(nn.Dense, args=(CLASSES,)))),
             "learning_rate": jn.Float(1e-3, 1e-1, log=True),
@@ -66,7 +66,8 @@ def test_each_structure_is_traced_once_and_a_second_run_traces_nothing(tmp_path)
                    max_fidelity_spent=120, seed=0)
     sizes = Counter((t["step"], t["fidelity"]) for t in first.trials)
     assert len(set(sizes.values())) >= 3  # rungs of several sizes went through one program
-    assert len(task.traces) == 2
+    assert len({t["config"]["model.args[0]"] for t in first.trials}) == 2  # both depths
+    assert len(task.traces) == 1  # depths 1 and 2 share the program
     # Each structure's program is traced once (plus once for its output shapes), however
     # many rungs, sizes and fidelities the run trained with it.
     assert all(n <= 2 for n in task.traces.values()), task.traces
@@ -74,6 +75,27 @@ def test_each_structure_is_traced_once_and_a_second_run_traces_nothing(tmp_path)
     jn.run(task, space(), optimizer="priorband", root_directory=tmp_path / "b",
            max_fidelity_spent=120, seed=1)
     assert dict(task.traces) == before  # the second search reused the compiled programs
+
+
+def test_a_depth_whose_blocks_change_the_shape_trains_each_depth_apart(tmp_path):
+    # Every conv block halves the length, so a block cannot be skipped: the run finds that
+    # out when it first traces the bucket and trains each depth in its own program.
+    def block(_):
+        return jn.Operation(jn.nn.Sequential, args=(
+            jn.Operation(nn.Conv, args=(jn.Integer(2, 6), (3,))), jn.Operation(nn.relu),
+            jn.Operation(jn.nn.MaxPool, kwargs={"window": 2})))
+
+    space = {"model": jn.Operation(jn.nn.Sequential, args=(
+        jn.nn.Repeat(block, counts=(1, 2)), jn.Operation(jn.nn.Flatten),
+        jn.Operation(nn.Dense, args=(CLASSES,)))),
+        "learning_rate": jn.Float(1e-3, 1e-1, log=True), "epochs": jn.IntegerFidelity(1, 3)}
+    (x, y), (xv, yv) = data()
+    task = CountingTask((x[..., None], y), (xv[..., None], yv), batch_size=16)
+    result = jn.run(task, space, optimizer="random_search", root_directory=tmp_path,
+                    max_evaluations=8, seed=0)
+    assert all(t["status"] == "success" for t in result.trials), result.trials
+    assert len({t["config"]["model.args[0]"] for t in result.trials}) == 2
+    assert len(task.traces) == 2  # one program per depth
 
 
 def test_the_persistent_cache_holds_the_training_programs(tmp_path):
