@@ -112,10 +112,12 @@ class _LayerFactory:
             if operator is Sequential:
                 args = (args,)  # layers as varargs (torch, NePS) or one list (flax); flattened
             if self.masked:  # made where it runs: inside a skippable block's branch
-                return _masked_build.LeafPlan(
-                    operator, functools.partial(_instantiate, operator, args, kwargs, path),
-                    path)
+                return _masked_build.LeafPlan(operator, functools.partial(
+                    _made_layer, _instantiate, operator, args, kwargs, path), path)
             return _instantiate(operator, args, kwargs, path)
+        if self.masked and _holds_leaf_plan((args, kwargs)):  # a function of layers
+            return _masked_build.LeafPlan(operator, functools.partial(
+                _made_layer, _FunctionLayer, operator, args, kwargs, path), path)
         return _FunctionLayer(operator, args, kwargs, path)
 
     def _argument(self, value: Any, path: str) -> Any:
@@ -124,6 +126,19 @@ class _LayerFactory:
         if isinstance(value, (list, tuple)) and _holds_operation(value):
             return tuple(self._argument(v, f"{path}[{i}]") for i, v in enumerate(value))
         return value
+
+
+def _made_layer(make: Callable, operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
+    """`make(operator, args, kwargs, path)` with the layers in its arguments made first."""
+    return make(operator, _masked_build.made(args), _masked_build.made(kwargs), path)
+
+
+def _holds_leaf_plan(value: Any) -> bool:
+    if isinstance(value, _masked_build.LeafPlan):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_leaf_plan(v) for v in value.values())
+    return isinstance(value, (list, tuple)) and any(_holds_leaf_plan(v) for v in value)
 
 
 def _holds_operation(value: Any) -> bool:

@@ -105,12 +105,24 @@ class _LinearPlan:
 
 @dataclasses.dataclass(frozen=True)
 class LeafPlan:
-    """Any other module class of a masked build, made where it runs (`make()`), so that a
-    block under `nn.cond` (an open depth) makes its layers in the branch's scope."""
+    """Any other layer of a masked build, made where it runs (`make()`), so that a block
+    under `nn.cond` (an open depth) makes its layers in the branch's scope."""
 
-    operator: type
-    make: Any  # () -> the module, named by `path`
+    operator: Any
+    make: Any  # () -> the layer, named by `path`; layers in its arguments made with it
     path: str
+
+
+def made(value: Any) -> Any:
+    """`value` with every `LeafPlan` in it (in tuples, lists, dicts) made: the arguments of
+    a layer that holds other layers, when it is made."""
+    if isinstance(value, LeafPlan):
+        return value.make()
+    if isinstance(value, (list, tuple)):
+        return type(value)(made(v) for v in value)
+    if isinstance(value, dict):
+        return {k: made(v) for k, v in value.items()}
+    return value
 
 
 def masked_plan(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
@@ -142,7 +154,7 @@ def masked_plan(operator: Any, args: tuple, kwargs: dict, path: str) -> Any:
 
 
 def _holds_plan(value: Any) -> bool:
-    if isinstance(value, (_BlockPlan, _LinearPlan, LeafPlan)):
+    if isinstance(value, (_BlockPlan, _LinearPlan)):
         return True
     return isinstance(value, (list, tuple)) and any(_holds_plan(v) for v in value)
 
@@ -266,33 +278,31 @@ class MaskedPlanRunner:
     def _optional(self, path: str, i: int, block: Any, x: Any, mask: Mask,
                   active: jax.Array) -> tuple[Any, Mask]:
         module = self.module
-        masked = mask is not None or _holds_masked_widths(block)
-        full = jnp.ones(x.shape[-1], bool)
-        mask = full if masked and mask is None else mask
+        # Both ways out (run, skip) must agree on whether a mask comes with the output:
+        # if either may carry one, both carry an array (all True where it would be None).
+        masked = mask is not None or _carries_mask(block, False)
+        out = lambda y, m: (y, jnp.ones(y.shape[-1], bool) if masked and m is None  # noqa: E731
+                                else m)
         if module.is_initializing() or module.is_mutable_collection(MASKS):
             taken = _concrete(active)
             if taken is False and not module.is_initializing():  # exact_params: skipped
                 for name in _layer_names(block):
                     module.sow(MASKS, name + _SKIPPED, {"skipped": jnp.zeros((), bool)})
-                return x, mask
-            y, y_mask = self._sequence(block, x, mask)
+                return out(x, mask)
+            y, y_mask = out(*self._sequence(block, x, mask))
             _check_kept(path, i, x, y)
-            if masked and y_mask is None:
-                y_mask = jnp.ones(y.shape[-1], bool)
             if taken is True and not module.is_initializing():
                 return y, y_mask
+            _, mask = out(x, mask)
             return (jnp.where(active, y, x),
                     None if not masked else jnp.where(active, y_mask, mask))
 
         def run(mdl, x, mask, config):
-            y, y_mask = MaskedPlanRunner(mdl, config, self.train)._sequence(block, x, mask)
-            if masked and y_mask is None:
-                y_mask = jnp.ones(y.shape[-1], bool)
-            return y, y_mask
+            return out(*MaskedPlanRunner(mdl, config, self.train)._sequence(block, x, mask))
 
         def skip(mdl, x, mask, config):
             del mdl, config
-            return x, mask
+            return out(x, mask)
 
         return nn.cond(active, run, skip, module, x, mask, self.config)
 
@@ -336,15 +346,34 @@ def _block_list(layers: Any) -> tuple:
     return tuple(layers)
 
 
-def _holds_masked_widths(value: Any) -> bool:
-    """Whether a plan has an open width (so that its output may carry a mask)."""
-    if isinstance(value, _LinearPlan):
-        return isinstance(value.fields.get("features"), MaskedWidth)
-    if isinstance(value, _BlockPlan):
-        return any(_holds_masked_widths(v) for v in value.fields.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_masked_widths(v) for v in value)
-    return False
+def _carries_mask(plan: Any, carried: bool) -> bool:
+    """Whether `MaskedPlanRunner.run` of `plan` returns a mask (not None) when its input
+    `carried` one: the runner's rules, without running it."""
+    if isinstance(plan, _LinearPlan):
+        return isinstance(plan.fields.get("features"), MaskedWidth)
+    if isinstance(plan, (list, tuple)):  # a sequence of layers
+        for layer in _blocks.flatten_layers(plan):
+            carried = _carries_mask(layer, carried)
+        return carried
+    if not isinstance(plan, _BlockPlan):  # a leaf keeps its input's mask
+        return carried
+    kind, fields = plan.kind, plan.fields
+    if kind is _blocks.Sequential:
+        if "depth" in fields:  # an open depth's later blocks: run or skipped
+            for i, block in enumerate(_block_list(fields["layers"])):
+                after = _carries_mask(block, carried)
+                carried = after if i < fields["depth"].minimum else carried or after
+            return carried
+        return _carries_mask(fields.get("layers", ()), carried)
+    if kind is _blocks.Residual:
+        return carried and _carries_mask(fields["body"], carried)
+    if kind is _blocks.Add:
+        return all(_carries_mask(b, carried) for b in fields.get("branches", ()))
+    if kind in (_blocks.Concat, _blocks.Cell):  # a mask if any part has one
+        parts = fields.get("branches", ()) if kind is _blocks.Concat else [
+            op for pair in fields.get("ops", ()) for op in pair]
+        return carried or any(_carries_mask(b, carried) for b in parts)
+    return carried  # Identity, Flatten
 
 
 def _layer_names(value: Any) -> list[str]:
@@ -371,13 +400,16 @@ def _concrete(value: jax.Array) -> bool | None:
 
 def _check_kept(path: str, i: int, x: Any, y: Any) -> None:
     """An optional block of an open depth must keep its input's shape and dtype."""
-    if getattr(x, "shape", None) != getattr(y, "shape", None) or x.dtype != y.dtype:
+    if _shape(x) != _shape(y):
         raise DepthError(f"{path}: block {i} of an open depth maps {_shape(x)} to "
                          f"{_shape(y)}; a block that may be skipped must keep its input's "
                          f"shape. Train its depths apart (masked='widths').")
 
 
 def _shape(a: Any) -> str:
+    """`float32[2, 8]`, or the shapes of a pair's arrays."""
+    if isinstance(a, (tuple, list)):
+        return "(" + ", ".join(_shape(v) for v in a) + ")"
     return f"{getattr(a, 'dtype', '?')}{list(getattr(a, 'shape', ()))}"
 
 

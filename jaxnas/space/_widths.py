@@ -89,35 +89,40 @@ def depth_slots(compiled: Compiled, sequence: Any) -> dict[int, MaskedDepth]:
     """The categorical slots whose every choice node is a depth: `sequence` operations
     (jaxnas's `Sequential`) of one block list and its prefixes, at least two lengths.
 
-    A choice whose value a `Dynamic` reads, or that is also used as a plain value, is not
-    one (the resolved value would differ).
+    Every reference counts (a shared choice has several): a depth must sit inside an
+    operation each time, not be a space entry itself (the module built from an entry is
+    named after the chosen branch) nor be read by a `Dynamic` (it would get the open
+    sequence, not the config's).
     """
     if sequence is None:
         return {}
     depths: dict[int, MaskedDepth] = {}
     refused: set[int] = set()
     seen: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(compiled.root, False)]
+    stack: list[tuple[Any, str]] = [(compiled.root, "entry")]
     while stack:
-        node, in_dynamic = stack.pop()
-        if id(node) in seen or node is INFEASIBLE:
-            continue
-        seen.add(id(node))
-        if isinstance(node, SlotNode):
-            refused.add(node.slot)
-        elif isinstance(node, ChoiceNode):
-            lengths = None if in_dynamic else _prefix_lengths(node, sequence)
+        node, where = stack.pop()  # where: "entry", "op" or "dynamic" (what reads it)
+        if isinstance(node, ChoiceNode):  # every use is judged, seen before or not
+            lengths = _prefix_lengths(node, sequence) if where == "op" else None
             if lengths is None:
                 refused.add(node.slot)
             else:
                 depths[node.slot] = MaskedDepth(compiled.slots[node.slot].path, lengths)
-            stack.extend((branch, in_dynamic) for branch in node.branches)
+        if id(node) in seen or node is INFEASIBLE:
+            continue
+        seen.add(id(node))
+        inner = "dynamic" if where == "dynamic" else "op"
+        if isinstance(node, ChoiceNode):
+            stack.extend((branch, inner) for branch in node.branches)
         elif isinstance(node, OperationNode):
-            stack.extend((child, in_dynamic) for child in (node.args, *node.kwargs.values()))
-        elif isinstance(node, (SequenceNode, MappingNode)):
-            stack.extend((child, in_dynamic) for child in node.items)
+            stack.extend((child, inner) for child in (node.args, *node.kwargs.values()))
+        elif isinstance(node, SequenceNode):
+            stack.extend((child, where) for child in node.items)
+        elif isinstance(node, MappingNode):
+            stack.extend((child, "dynamic" if where == "dynamic" else "entry")
+                         for child in node.items)
         elif isinstance(node, DynamicNode):
-            stack.extend((child, True) for child in node.kwargs.values())
+            stack.extend((child, "dynamic") for child in node.kwargs.values())
     return {slot: depth for slot, depth in depths.items() if slot not in refused}
 
 

@@ -52,8 +52,13 @@ class BucketTask(abc.ABC):
         del spec
 
     @abc.abstractmethod
-    def for_bucket(self, spec: Any, config: Any, masked: bool) -> Task:
-        """The pure functions of one bucket; `config` is any member (its structure counts)."""
+    def for_bucket(self, spec: Any, config: Any, masked: bool | str) -> Task:
+        """The pure functions of one bucket; `config` is any member (its structure counts).
+
+        `masked` is what the bucket's signature left open, to pass on to
+        `spec.resolve(config, masked=masked)`: True (widths and depths), `"widths"` (a
+        bucket whose depths could not be skipped) or False.
+        """
 
 
 class FixedTask(BucketTask):
@@ -62,7 +67,7 @@ class FixedTask(BucketTask):
     def __init__(self, task: Task, *, bucketed: bool = True, saves_states: bool = True):
         self.task, self.bucketed, self.saves_states = task, bucketed, saves_states
 
-    def for_bucket(self, spec: Any, config: Any, masked: bool) -> Task:
+    def for_bucket(self, spec: Any, config: Any, masked: bool | str) -> Task:
         del spec, config, masked
         return self.task
 

@@ -97,7 +97,8 @@ class SupervisedTask(BucketTask):
                              f"{self.fidelity}, so the space's fidelity bounds must be whole "
                              f"numbers >= 1, not [{bounds.lower}, {bounds.upper}].")
 
-    def for_bucket(self, spec: SearchSpace, config: Mapping, masked: bool = False) -> Task:
+    def for_bucket(self, spec: SearchSpace, config: Mapping,
+                   masked: bool | str = False) -> Task:
         """The pure functions for one bucket; `config` is any member (its structure counts)."""
         self.check_space(spec)
         resolved = spec.resolve(config, masked=masked)
