@@ -111,18 +111,12 @@ def _key_data() -> np.ndarray:
     return np.zeros((1, *shape.shape), shape.dtype)
 
 
-def _trainers_of(task: _train.BucketTask, spec: SearchSpace,
-                 masked: bool) -> dict[tuple, _train.BucketTrainer]:
+def _per_task(cache: weakref.WeakKeyDictionary, task: _train.BucketTask, spec: SearchSpace,
+              masked: bool | str) -> dict:
+    """The task's dict in `cache` for this space and masking (a fresh one for a task that
+    cannot be weakly referenced: kept for this run only)."""
     try:
-        by_space = _TRAINERS.setdefault(task, {})
-    except TypeError:  # a task that cannot be weakly referenced keeps its trainers per run
-        return {}
-    return by_space.setdefault((spec, masked), {})
-
-
-def _depth_open_of(task: _train.BucketTask, spec: SearchSpace, masked: bool) -> dict:
-    try:
-        by_space = _DEPTH_OPEN.setdefault(task, {})
+        by_space = cache.setdefault(task, {})
     except TypeError:
         return {}
     return by_space.setdefault((spec, masked), {})
@@ -134,8 +128,8 @@ class BucketEvaluator:
     def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool):
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
-        self.trainers = _trainers_of(task, spec, masked)  # signature -> trainer
-        self.depth_open = _depth_open_of(task, spec, masked)  # signature -> bool
+        self.trainers = _per_task(_TRAINERS, task, spec, masked)  # signature -> trainer
+        self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: TrainingStates | None = None
 
@@ -164,29 +158,28 @@ class BucketEvaluator:
         signatures = self.spec.buckets(configs, masked=self.masked)
         if self.masked is not True or not self.spec.depth_paths:
             return signatures
-        closed = None
-        for i, signature in enumerate(signatures):
-            if not self._opens_depth(signature, jax.tree.map(lambda a, i=i: a[i:i + 1],
-                                                             configs)):
-                if closed is None:
-                    closed = self.spec.buckets(configs, masked="widths")
-                signatures[i] = (_WIDTHS_ONLY, *closed[i])
-        return signatures
+        for signature in dict.fromkeys(signatures):  # decided once per bucket and task
+            if signature not in self.depth_open:
+                row = signatures.index(signature)
+                self._decide_depth(signature, jax.tree.map(lambda a: a[row:row + 1], configs))
+        if all(self.depth_open[s] for s in signatures):
+            return signatures
+        closed = self.spec.buckets(configs, masked="widths")
+        return [s if self.depth_open[s] else (_WIDTHS_ONLY, *c)
+                for s, c in zip(signatures, closed)]
 
-    def _opens_depth(self, signature: tuple, members: Config) -> bool:
-        """Whether the bucket's masked module may skip its blocks (decided once: its
-        initial state's shapes are traced, which is where a shape-changing block shows)."""
-        if signature not in self.depth_open:
-            trainer = self._trainer(signature, members)
-            try:
-                trainer.state_shapes(_key_data(), members)
-                self.depth_open[signature] = True
-            except BuildError:  # a block that may be skipped changes the shape
-                del self.trainers[signature]
-                self.depth_open[signature] = False
-            except Exception:  # noqa: BLE001 - the bucket's own call reports it
-                self.depth_open[signature] = True
-        return self.depth_open[signature]
+    def _decide_depth(self, signature: tuple, members: Config) -> None:
+        """Whether the bucket's masked module may skip its blocks: its initial state's
+        shapes are traced, which is where a shape-changing block shows."""
+        trainer = self._trainer(signature, members)
+        try:
+            trainer.state_shapes(_key_data(), members)
+            self.depth_open[signature] = True
+        except BuildError:  # a block that may be skipped changes the shape
+            del self.trainers[signature]
+            self.depth_open[signature] = False
+        except Exception:  # noqa: BLE001 - the bucket's own call reports it
+            self.depth_open[signature] = True
 
     def _evaluate_bucket(self, batch: Batch, signature: tuple, rows: list[int],
                          trial_keys: TrialKeys) -> list[TrialRecord]:
