@@ -60,7 +60,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
 from flax.linen.linear import default_kernel_init as _linen_kernel_init
-from jax import lax
 
 from jaxnas._tracing import branching
 from jaxnas.nn import _tiers
@@ -327,11 +326,8 @@ class MaskedDense(nn.Module):
         """
         counts = _counts(self, width, in_width)
         inputs, kernel, bias, width = _masked_parameters(self, inputs, width, in_width, ())
-        if counts is None:
-            y = lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
-                                precision=self.precision)
-        else:
-            y = _tiers.tiered_product(inputs, kernel, *counts, precision=self.precision)
+        y = _tiers.tiered_product(inputs, kernel, *(counts or (None, None)),
+                                  precision=self.precision)  # no counts: the full product
         return _masked_output(self, y, bias, width)
 
 

@@ -68,10 +68,9 @@ def tiered_product(lhs: jax.Array, rhs: jax.Array, in_count: Any, out_count: Any
 
 
 def _tier_index(count: Any, tiers_: tuple[int, ...]) -> jax.Array:
-    if len(tiers_) == 1:
-        return jnp.zeros((), jnp.int32)
-    count = jnp.asarray(count, jnp.int32)
-    return sum((count > t).astype(jnp.int32) for t in tiers_[:-1])
+    """The index of the smallest tier that holds `count` (0 for a single tier)."""
+    count = jnp.asarray(0 if count is None else count, jnp.int32)
+    return sum((count > t).astype(jnp.int32) for t in tiers_[:-1]) + jnp.zeros((), jnp.int32)
 
 
 def _product(lhs: jax.Array, rhs: jax.Array, precision: Any) -> jax.Array:
@@ -80,7 +79,7 @@ def _product(lhs: jax.Array, rhs: jax.Array, precision: Any) -> jax.Array:
                                        tuple(range(axes))), ((), ())), precision=precision)
 
 
-def _pad_last(a: jax.Array, size: int, axis: int = -1) -> jax.Array:
+def _pad(a: jax.Array, size: int, axis: int = -1) -> jax.Array:
     axis %= a.ndim
     if a.shape[axis] == size:
         return a
@@ -98,7 +97,7 @@ def _tiered_forward(pairs, precision, lhs, rhs, index):
     outputs = rhs.shape[-1]
 
     def branch(a: int, b: int):
-        return lambda lhs, rhs: _pad_last(
+        return lambda lhs, rhs: _pad(
             _product(lhs[..., :a], rhs[..., :a, :b], precision), outputs)
 
     y = lax.switch(index, [branch(a, b) for a, b in pairs], lhs, rhs)
@@ -119,8 +118,8 @@ def _tiered_backward(pairs, precision, residuals, dy):
             d_rhs = lax.dot_general(lhs[..., :a], d, ((tuple(range(batch)),
                                                        tuple(range(batch))), ((), ())),
                                     precision=precision)
-            d_rhs = _pad_last(_pad_last(d_rhs, rhs.shape[-1]), rhs.shape[-2], axis=-2)
-            return _pad_last(d_lhs, lhs.shape[-1]), d_rhs
+            d_rhs = _pad(_pad(d_rhs, rhs.shape[-1]), rhs.shape[-2], axis=-2)
+            return _pad(d_lhs, lhs.shape[-1]), d_rhs
 
         return grads
 
