@@ -11,6 +11,7 @@ Both commit each finished bucket or trial at once, through the `commit` they are
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import inspect
@@ -31,7 +32,7 @@ from jaxnas.nn import BuildError
 from jaxnas.run._checkpoints import TrainingStates
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
-from jaxnas.space import Config, SearchSpace
+from jaxnas.space import Categorical, Config, SearchSpace
 
 logger = logging.getLogger("jaxnas")
 
@@ -132,6 +133,34 @@ class BucketEvaluator:
         self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: TrainingStates | None = None
+        self._warming: concurrent.futures.Future | None = None
+
+    def warm_up(self) -> None:
+        """Compiles, in a background thread, the training program of the bucket the
+        prior's configuration falls in (`prior_mode`), while the run claims its folder and
+        compiles the optimiser's programs: on a CPU, where an optimiser's ask and a
+        training program each take seconds to compile on one core, the two compile side
+        by side. The first batch waits for it, so that nothing is compiled twice. A guess
+        that fails (an infeasible prior) costs only its thread's time; the batch that
+        needs the program compiles it as it would have."""
+        if self._warming is not None or not self.task.bucketed:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnas-warm-up")
+        self._warming = pool.submit(self._compile_prior_bucket)
+        pool.shutdown(wait=False)
+
+    def _compile_prior_bucket(self) -> None:
+        try:
+            configs = prior_mode(self.spec)
+            signature = self._signatures(configs)[0]
+            self._trainer(signature, configs).compile(_key_data(), configs)
+        except Exception as error:  # noqa: BLE001 - only a guess: the batch will tell
+            logger.debug("jaxnas: compiling the prior's bucket ahead failed: %r", error)
+
+    def _wait_for_warm_up(self) -> None:
+        if self._warming is not None:
+            self._warming.result()
+            self._warming = None
 
     def start(self, store: RunStore) -> None:
         """Saves trained states in the run folder, so that a promotion continues from
@@ -140,11 +169,13 @@ class BucketEvaluator:
             self.saved = TrainingStates(store)
 
     def close(self) -> None:
-        """Waits for the training states still being written."""
+        """Waits for the training states still being written (and a warm-up)."""
+        self._wait_for_warm_up()
         if self.saved is not None:
             self.saved.finish()
 
     def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
+        self._wait_for_warm_up()  # its trainers and verdicts are this call's to use
         configs = batch.configs
         signatures = (self._signatures(configs) if self.task.bucketed
                       else [()] * len(batch.trials))
@@ -252,6 +283,19 @@ class BucketEvaluator:
                 for j, t in enumerate(finished)]
 
 
+def prior_mode(spec: SearchSpace) -> Config:
+    """A batch of one config, each parameter at its prior (a numeric one without a prior
+    at its lower bound, a categorical one at its first choice), on the host: the
+    configuration a prior-guided optimiser's first proposals centre on."""
+    values = {}
+    for path, parameter in spec.parameters().items():
+        prior = getattr(parameter, "prior", None)
+        if prior is None:
+            prior = 0 if isinstance(parameter, Categorical) else parameter.lower
+        values[path] = np.asarray([prior])
+    return spec.config(values)
+
+
 def _member_outcome(out: Any, member: int) -> dict[str, Any]:
     """One member's loss, cost and other metrics from a bucket's evaluation output."""
     metrics = out if isinstance(out, Mapping) else {"loss": out}
@@ -277,6 +321,9 @@ class PlainEvaluator:
     def start(self, store: RunStore) -> None:
         """Nothing to keep in the run folder but the trials."""
         del store
+
+    def warm_up(self) -> None:
+        """Nothing to compile ahead: the callable is the user's."""
 
     def close(self) -> None:
         """Nothing in flight."""

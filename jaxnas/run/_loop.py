@@ -158,6 +158,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         remove_other_run(root, description)
     store = RunStore(root, create=True)
     persistent_cache.enable(compilation_cache)
+    evaluator.warm_up()  # the first bucket's program compiles beside the optimiser's
     start = time.monotonic()  # `max_seconds` counts this process's whole run
     progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
     try:

@@ -22,12 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas import optimizers as _optimizers
+from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.run._budgets import exhausted
 from jaxnas.run._checkpoints import OptimizerCheckpoints
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
-from jaxnas.train import pad_to_power_of_two
 
 logger = logging.getLogger("jaxnas")
 
@@ -46,12 +47,14 @@ class Worker:
                  checkpoint_every: int):
         self.store = store
         self.key = jax.random.key(seed)
-        self.ask, self.tell = jax.jit(optimizer.ask), jax.jit(optimizer.tell)
+        self.ask = jit_with(optimizer.ask, HELPER_OPTIONS)
+        self.tell = jit_with(optimizer.tell, HELPER_OPTIONS)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.trial_keys = _key_maker(jax.random.fold_in(self.key, 1))
         self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
         init_key = jax.random.fold_in(self.key, 0)
-        self.state = jax.jit(optimizer.init)(init_key)  # one compile beats op-by-op dispatch
+        # One compile beats op-by-op dispatch.
+        self.state = jit_with(optimizer.init, HELPER_OPTIONS)(init_key)
         proposals = jax.eval_shape(optimizer.ask, self.state, init_key)[1]
         self.batch_size = proposals.trial_ids.shape[0]
         self.checkpoints = OptimizerCheckpoints(store.checkpoints_directory, self.state)
@@ -222,10 +225,11 @@ def _key_maker(base: jax.Array) -> Callable[[list[int]], np.ndarray]:
     """`ids -> key data`: each trial's PRNG key `fold_in(base, id)` as raw key data on the
     host (`(n, ...)` uint32, what `BucketTrainer` takes), made by one jitted call per
     padded size and sliced on the host, so that no batch size compiles a program."""
-    fold = jax.jit(jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(base, i))))
+    fold = jit_with(jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(base, i))),
+                         HELPER_OPTIONS)
 
     def keys(ids: list[int]) -> np.ndarray:
-        size = pad_to_power_of_two(len(ids))  # few shapes, few compiles
+        size = pad_to_power_of_two(len(ids), HELPER_MIN_ROWS)  # one shape, one compile
         padded = np.asarray(list(ids) + [0] * (size - len(ids)), np.int32)
         return np.asarray(fold(padded))[: len(ids)]
 

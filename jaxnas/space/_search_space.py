@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas._shapes import pad_to_power_of_two
+from jaxnas._compiling import HELPER_OPTIONS, jit_with
+from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.space import _registry
 from jaxnas.space._config import Config, PathValues
 from jaxnas.space._distributions import Prior, categorical_draw, truncated_normal_unit
@@ -86,8 +87,9 @@ class SearchSpace:
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
-        # Host helpers run this on every batch: jitted once per batch size, not op by op.
-        object.__setattr__(self, "_active_batch", jax.jit(jax.vmap(self.active)))
+        # Host helpers run this on every batch: jitted (on first use: making a space does
+        # not start JAX's backend), not op by op.
+        object.__setattr__(self, "_active_program", None)
 
     @classmethod
     def from_source(cls, source: Any, max_depth: int, max_slots: int) -> SearchSpace:
@@ -390,9 +392,13 @@ class SearchSpace:
         if not isinstance(configs, Config):
             configs = self.config({p: np.asarray(configs[p]) for p in self.paths})
         n = np.shape(configs.floats)[0]
-        index = np.concatenate([np.arange(n), np.zeros(pad_to_power_of_two(n) - n, int)])
+        rows = pad_to_power_of_two(n, HELPER_MIN_ROWS)
+        index = np.concatenate([np.arange(n), np.zeros(rows - n, int)])
         padded = jax.tree.map(lambda a: np.asarray(a)[index], configs)
-        return np.asarray(self._active_batch(padded).array)[:n]
+        if self._active_program is None:
+            object.__setattr__(self, "_active_program", jit_with(
+                jax.vmap(self.active), HELPER_OPTIONS))
+        return np.asarray(self._active_program(padded).array)[:n]
 
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Unpacks a config (a `Config` or any mapping by path) into the working vectors."""

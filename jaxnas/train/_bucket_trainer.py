@@ -22,8 +22,6 @@ padding is dropped on the host, so no call compiles a small eager program of its
 
 from __future__ import annotations
 
-import inspect
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxnas._compiling import TRAINING_OPTIONS, jit_with
 from jaxnas._shapes import pad_to_power_of_two
 from jaxnas._tracing import unbatched_widths
 from jaxnas.train._protocol import Task
@@ -98,7 +97,8 @@ class BucketTrainer:
                                  f"{len(self.devices)} devices.")
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
-        self._run = _jit(_spread(self._train, self.devices), self.devices[0].platform)
+        self._run = jit_with(_spread(self._train, self.devices),
+                                   TRAINING_OPTIONS, self.devices[0].platform)
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
                                             PartitionSpec("pop"))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the devices
@@ -143,6 +143,12 @@ class BucketTrainer:
 
     def _call(self, size: int, key_data, configs, fidelities, parents, has_parent):
         """One compiled call on at most `size` rows, padded to `size`; padding dropped."""
+        rows, layout = self._arguments(size, key_data, configs, fidelities, parents, has_parent)
+        out = self._run(*rows, layout.counts)
+        return jax.tree.map(lambda a: _host_rows(a, layout.positions), out)
+
+    def _arguments(self, size: int, key_data, configs, fidelities, parents, has_parent):
+        """A call's arguments, padded to `size` rows and laid out on the devices."""
         n = key_data.shape[0]
         layout = _Layout(n, size, len(self.devices))
         pad = lambda tree: jax.tree.map(lambda a: _host(a)[layout.index], tree)  # noqa: E731
@@ -154,8 +160,33 @@ class BucketTrainer:
             parents, has_parent = pad(parents), has_parent[layout.index] & layout.real
         rows = jax.device_put((key_data, configs, fidelities, parents, has_parent),
                               self._rows_sharding)  # one layout for every call: one program
-        out = self._run(*rows, layout.counts)
-        return jax.tree.map(lambda a: _host_rows(a, layout.positions), out)
+        return rows, layout
+
+    def compile(self, key_data: Any, configs: Any) -> bool:
+        """Compiles (or loads from JAX's persistent cache) the program that a call on a
+        batch like this one runs, without running it, so that the first call does not
+        wait for it: `jn.run` does this for its first bucket in a background thread
+        while the optimiser's own programs compile.
+
+        Only a trainer with a fixed capacity (the CPU's) knows its program before the
+        first batch's size; one that pads every batch to a power of two compiles nothing.
+
+        Args:
+            key_data: raw key data `(n, ...)` uint32, as a call takes (any values).
+            configs: configs of the bucket, leading axis `n` (any members).
+
+        Returns:
+            Whether a program was compiled (or found compiled).
+        """
+        if self.capacity is None:
+            return False
+        configs = jax.tree.map(np.asarray, configs)
+        key_data = np.asarray(key_data)
+        n = key_data.shape[0]
+        rows, layout = self._arguments(self.capacity, key_data, configs,
+                                       np.zeros(n, np.float32), None, None)
+        self._run.lower(*rows, layout.counts).compile()
+        return True
 
     def _template(self, size: int, key_data, configs) -> Any:
         """Zero states of `size` members, every row then replaced by `init`: shapes from
@@ -215,24 +246,6 @@ class _Layout:
         self.index = np.where(self.real, member, 0)  # (size,) the row each position copies
         self.positions = np.argsort(np.where(self.real, member, size))[:n]  # member -> row
         self.counts = np.bincount(device[self.real], minlength=devices).astype(np.int32)
-
-
-# LLVM's optimisation level for a training program on a CPU. Its heavy work is matrix
-# products, which XLA hands to its own kernels whatever the level; level 1 compiles the
-# quickstart's programs about 10% faster than the default (24.0 s against 25.5 s for the
-# whole cold run, 33 s against 38 s for the MNIST-1D CNN's six programs), with the same
-# results and the same warm run times (15.7 s, 16.5 s).
-CPU_OPTIMIZATION_LEVEL = 1
-
-
-def _jit(fn, platform: str) -> Any:
-    """`jax.jit(fn)`, with `CPU_OPTIMIZATION_LEVEL` on a CPU where this JAX takes options
-    (unless `XLA_FLAGS` sets a level of its own)."""
-    if (platform != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters
-            or "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")):
-        return jax.jit(fn)
-    return jax.jit(fn, compiler_options={"xla_backend_optimization_level":
-                                         CPU_OPTIMIZATION_LEVEL})
 
 
 def _spread(train, devices: tuple) -> Any:
