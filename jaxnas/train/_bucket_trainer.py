@@ -112,7 +112,7 @@ class BucketTrainer:
             keys: `(n,)` PRNG keys, one per trial (a continued member reuses its own), or
                 their raw key data (`jax.random.key_data`, `(n, ...)` uint32).
             configs: the members' configs, leading axis `n`.
-            fidelities: `(n,)` the fidelity to train up to.
+            fidelities: `(n,)` the fidelity to train up to (the task sees float32).
             parents: saved states to continue from, leading axis `n` (rows without a parent
                 are ignored); None when every member is new.
             has_parent: `(n,)` bool, which rows continue from `parents` (default: all,
@@ -126,7 +126,7 @@ class BucketTrainer:
         key_data = np.asarray(jax.random.key_data(keys) if _is_key(keys) else keys)
         n = key_data.shape[0]
         configs = jax.tree.map(np.asarray, configs)
-        fidelities = np.asarray(fidelities)
+        fidelities = np.asarray(fidelities, np.float32)  # whatever the caller's: one program
         if has_parent is None:
             has_parent = np.full(n, parents is not None)
         has_parent = np.asarray(has_parent, bool)

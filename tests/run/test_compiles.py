@@ -77,6 +77,45 @@ def test_each_structure_is_traced_once_and_a_second_run_traces_nothing(tmp_path)
     assert dict(task.traces) == before  # the second search reused the compiled programs
 
 
+def test_the_first_bucket_compiles_ahead_and_a_failing_guess_changes_nothing(tmp_path):
+    # jn.run compiles the prior configuration's bucket in a background thread while the
+    # optimiser's programs compile; the run then traces that structure no more than a run
+    # without it would, and a guess that fails (here: the task cannot make the prior's
+    # bucket the first time it is asked) only costs the thread its time.
+    class FailsFirst(CountingTask):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.asked = 0
+
+        def for_bucket(self, spec, config, masked=False):
+            self.asked += 1
+            if self.asked == 1:
+                raise RuntimeError("not this time")
+            return super().for_bucket(spec, config, masked)
+
+    for task in (CountingTask(*data(), batch_size=16), FailsFirst(*data(), batch_size=16)):
+        result = jn.run(task, space(), optimizer="priorband", root_directory=tmp_path /
+                        type(task).__name__, max_fidelity_spent=40, seed=0)
+        assert all(t["status"] == "success" for t in result.trials)
+        assert len(task.traces) == 1 and all(n <= 2 for n in task.traces.values())
+    assert task.asked == 2  # the warm-up's failed call, then the first batch's
+
+
+def test_host_helpers_compile_one_program_for_every_batch_size():
+    spec = jn.compile(space())
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, seconds, **kwargs: compiles.append(event)
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    configs = jax.tree.map(np.asarray, jax.jit(jax.vmap(spec.sample))(
+        jax.random.split(jax.random.key(0), 40)))
+    before = len(compiles)
+    for n in (1, 3, 17, 40):  # one padded size (64 rows), so one program
+        rows = jax.tree.map(lambda a, n=n: a[:n], configs)
+        assert len(spec.buckets(rows, masked=True)) == n
+    assert len(compiles) - before == 1
+
+
 def test_a_depth_whose_blocks_change_the_shape_trains_each_depth_apart(tmp_path):
     # Every conv block halves the length, so a block cannot be skipped: the run finds that
     # out when it first traces the bucket and trains each depth in its own program.

@@ -188,6 +188,21 @@ def test_one_program_serves_every_batch_size_on_a_cpu():
     assert len(traces) == once  # never traced again, so never compiled again
 
 
+def test_compile_ahead_makes_the_first_call_trace_nothing():
+    spec, traces, trainer = _trace_counting_trainer(members_at_once=1, capacity=4)
+    configs, keys = population(spec, 3)
+    assert trainer.compile(jax.random.key_data(keys), configs)
+    compiled = len(traces)
+    assert compiled > 0
+    for n in (3, 1, 6):  # fresh and continued members, one call and two
+        configs, keys = population(spec, n, seed=n)
+        states, _ = trainer(keys, configs, jnp.full(n, 1))
+        trainer(keys, configs, jnp.full(n, 2), parents=states)
+    assert len(traces) == compiled  # the calls ran the program compiled ahead
+    _, _, padding = _trace_counting_trainer(members_at_once="all")
+    assert not padding.compile(jax.random.key_data(keys), configs)  # size unknown ahead
+
+
 def test_a_batch_larger_than_the_capacity_equals_one_trained_at_once(setup):
     spec, task, configs, keys, _ = setup
     bucket = task.for_bucket(spec, member(configs, 0), masked=True)
