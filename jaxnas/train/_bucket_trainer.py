@@ -215,18 +215,22 @@ class BucketTrainer:
     def _train(self, key_data, configs, fidelities, parents, has_parent, counts):
         """One device's share: its rows, the first `counts[0]` of them real members."""
 
+        # Jitted inside the program (inlined there), so that `_in_passes`' look at
+        # evaluate's output shapes and the call after training share one trace.
+        evaluate = jax.jit(self.task.evaluate)
+
         def member(key_data, config, fidelity, parent, continued):
             key = jax.random.wrap_key_data(key_data)
             state = jax.tree.map(lambda p, f: jnp.where(continued, p, f), parent,
                                  self.task.init(key, config))
             state = self.task.train(state, config, fidelity)
-            return state, self.task.evaluate(state, config)
+            return state, evaluate(state, config)
 
         members = (key_data, configs, fidelities, parents, has_parent)
         if self.members_at_once is None or self.members_at_once >= fidelities.shape[0]:
             return jax.vmap(member)(*members)
         return _in_passes(_batched(member, self.members_at_once),
-                          _batched(self.task.evaluate, self.members_at_once), members,
+                          _batched(evaluate, self.members_at_once), members,
                           self.members_at_once, counts[0])
 
 
