@@ -5,9 +5,10 @@ spends most of it in LLVM. jaxnas compiles two kinds of program:
 
 * **training programs** (`BucketTrainer`), which run thousands of steps: their matrix
   products are library calls whatever the level, but their elementwise fusions (an
-  optimiser's update) run several times slower below LLVM level 1. Level 1 with LLVM's
-  expensive passes off compiles the quickstart's program ~20% faster than XLA's default
-  (3.4 s against 4.3 s) with the same step times;
+  optimiser's update) run several times slower below LLVM level 1. Level 1 compiles the
+  quickstart's program ~10% faster than XLA's default level, and with LLVM's expensive
+  passes off another ~12% (2.9-3.0 s against 3.2-3.6 s, 4.3-4.7 s of CPU time against
+  5.1-5.6 s), with the same step times (within 2%);
 * **host helpers** (an optimiser's `init`, `ask` and `tell`, a space's activity masks, the
   trial keys), each run a few dozen times in a run: level 0 compiles PriorBand's `ask` in
   1.7 s instead of 2.6 s, and runs it in 2.5 ms instead of 1.5 ms.
