@@ -143,7 +143,7 @@ class BucketEvaluator:
         by side. The first batch waits for it, so that nothing is compiled twice. A guess
         that fails (an infeasible prior) costs only its thread's time; the batch that
         needs the program compiles it as it would have."""
-        if self._warming is not None or not self.task.bucketed:
+        if self._warming is not None:
             return
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnas-warm-up")
         self._warming = pool.submit(self._compile_prior_bucket)
@@ -152,7 +152,7 @@ class BucketEvaluator:
     def _compile_prior_bucket(self) -> None:
         try:
             configs = prior_mode(self.spec)
-            signature = self._signatures(configs)[0]
+            signature = self._signatures(configs)[0] if self.task.bucketed else ()
             self._trainer(signature, configs).compile(_key_data(), configs)
         except Exception as error:  # noqa: BLE001 - only a guess: the batch will tell
             logger.debug("jaxnas: compiling the prior's bucket ahead failed: %r", error)

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas import optimizers as _optimizers
+from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.run._budgets import exhausted
 from jaxnas.run._checkpoints import OptimizerCheckpoints
@@ -223,10 +223,11 @@ def _proposed(proposals: Any, rows: np.ndarray, step: int, worker: str) -> list[
 
 def _key_maker(base: jax.Array) -> Callable[[list[int]], np.ndarray]:
     """`ids -> key data`: each trial's PRNG key `fold_in(base, id)` as raw key data on the
-    host (`(n, ...)` uint32, what `BucketTrainer` takes), made by one jitted call per
-    padded size and sliced on the host, so that no batch size compiles a program."""
+    host (`(n, ...)` uint32, what `BucketTrainer` takes), made by one jitted call on the
+    ids padded to at least `HELPER_MIN_ROWS` and sliced on the host, so that a run's
+    batches of every size share one program."""
     fold = jit_with(jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(base, i))),
-                         HELPER_OPTIONS)
+                    HELPER_OPTIONS)
 
     def keys(ids: list[int]) -> np.ndarray:
         size = pad_to_power_of_two(len(ids), HELPER_MIN_ROWS)  # one shape, one compile

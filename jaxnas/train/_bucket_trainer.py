@@ -97,8 +97,8 @@ class BucketTrainer:
                                  f"{len(self.devices)} devices.")
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
-        self._run = jit_with(_spread(self._train, self.devices),
-                                   TRAINING_OPTIONS, self.devices[0].platform)
+        self._run = jit_with(_spread(self._train, self.devices), TRAINING_OPTIONS,
+                             self.devices[0].platform)
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
                                             PartitionSpec("pop"))
         self._templates: dict[int, Any] = {}  # padded size -> zero states, on the devices

@@ -10,6 +10,7 @@ that calls it.
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import flax.linen as nn
@@ -99,6 +100,20 @@ def test_the_first_bucket_compiles_ahead_and_a_failing_guess_changes_nothing(tmp
         assert all(t["status"] == "success" for t in result.trials)
         assert len(task.traces) == 1 and all(n <= 2 for n in task.traces.values())
     assert task.asked == 2  # the warm-up's failed call, then the first batch's
+
+
+def test_a_pure_function_is_traced_once_ahead_of_the_first_batch(tmp_path):
+    threads = []
+
+    def evaluate(config, fidelity, key):
+        threads.append(threading.current_thread().name)  # runs only while tracing
+        return (config["x"] - 0.3) ** 2 + 1.0 / fidelity
+
+    result = jn.run(evaluate, {"x": jn.Float(0.0, 1.0, prior=0.5),
+                               "epochs": jn.IntegerFidelity(1, 9)},
+                    optimizer="priorband", root_directory=tmp_path, max_fidelity_spent=60)
+    assert len(result.trials) > 9
+    assert len(threads) == 1 and threads[0].startswith("jaxnas-warm-up"), threads
 
 
 def test_host_helpers_compile_one_program_for_every_batch_size():
