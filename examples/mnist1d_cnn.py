@@ -9,8 +9,8 @@ CNN whose depth, channel counts and kernel sizes are searched, with the learning
 weight decay; channel counts are masked, so configurations that differ only in them train
 in one program (every member of a bucket holds the maximum channel counts). Each block
 pools, so a shallower CNN is no prefix of a deeper one with the same shapes: the depth stays
-a structure. The default budget takes about 55 s on 2 cores the first time, most of it
-compiling the six structures (depth x kernel size), and about 25 s once the compiled
+a structure. The default budget takes about 40 s on 2 cores the first time, most of it
+compiling the six structures (depth x kernel size), and about 18 s once the compiled
 programs are cached.
 
 Options: --max-fidelity-spent (the budget, in epochs), --seed, --root.
