@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -114,6 +115,25 @@ def test_a_pure_function_is_traced_once_ahead_of_the_first_batch(tmp_path):
                     optimizer="priorband", root_directory=tmp_path, max_fidelity_spent=60)
     assert len(result.trials) > 9
     assert len(threads) == 1 and threads[0].startswith("jaxnas-warm-up"), threads
+
+
+def test_a_run_compiles_with_jaxnas_own_compiler_options(tmp_path):
+    # The suite's XLA_FLAGS set an optimisation level, which jaxnas defers to; a user's
+    # process has none, so jaxnas's own options (level 1 for training, level 0 and the
+    # older emitters for the host helpers) reach XLA there: this run must compile with them.
+    code = ("import sys; sys.path.insert(0, {tests!r})\n"
+            "import jaxnas as jn\n"
+            "from run.test_compiles import CountingTask, data, space\n"
+            "r = jn.run(CountingTask(*data(), batch_size=16), space(), optimizer='priorband',\n"
+            "           root_directory={root!r}, max_fidelity_spent=30, seed=0)\n"
+            "print(sum(t['status'] == 'success' for t in r.trials), len(r.trials))\n")
+    code = code.format(tests=str(Path(__file__).resolve().parents[1]), root=str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    succeeded, trials = map(int, done.stdout.split())
+    assert succeeded == trials > 0
 
 
 def test_host_helpers_compile_one_program_for_every_batch_size():
