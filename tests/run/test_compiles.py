@@ -137,18 +137,26 @@ def test_a_run_compiles_with_jaxnas_own_compiler_options(tmp_path):
 
 
 def test_host_helpers_compile_one_program_for_every_batch_size():
+    # Counted as traces, which happen whether or not the persistent cache holds the program.
     spec = jn.compile(space())
-    compiles = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, seconds, **kwargs: compiles.append(event)
-        if event == "/jax/core/compile/backend_compile_duration" else None)
     configs = jax.tree.map(np.asarray, jax.jit(jax.vmap(spec.sample))(
         jax.random.split(jax.random.key(0), 40)))
-    before = len(compiles)
-    for n in (1, 3, 17, 40):  # one padded size (64 rows), so one program
-        rows = jax.tree.map(lambda a, n=n: a[:n], configs)
-        assert len(spec.buckets(rows, masked=True)) == n
-    assert len(compiles) - before == 1
+    traces = []
+
+    def listen(event, seconds, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        for n in (1, 3, 17, 40):  # one padded size (64 rows), so one program
+            rows = jax.tree.map(lambda a, n=n: a[:n], configs)
+            assert len(spec.buckets(rows, masked=True)) == n
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is not None:
+            unregister(listen)
+    assert len(traces) == 1
 
 
 def test_a_depth_whose_blocks_change_the_shape_trains_each_depth_apart(tmp_path):
