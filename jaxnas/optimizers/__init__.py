@@ -18,6 +18,7 @@ from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials
 from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
 from jaxnas.optimizers._priorband import priorband
+from jaxnas.optimizers._tpe import tpe
 from jaxnas.optimizers._random_search import (
     RandomSearchState,
     complex_random_search,
@@ -31,17 +32,18 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "successive_halving": successive_halving,
     "hyperband": hyperband,
     "priorband": priorband,
+    "tpe": tpe,
 }
 # Names in the DESIGN contract that have no implementation yet.
-_PLANNED = ("regularized_evolution", "tpe", "grid_search", "bayesian_optimization")
+_PLANNED = ("regularized_evolution", "grid_search", "bayesian_optimization")
 
 
 def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
     """Builds the optimiser called `name` (as `jn.run(optimizer=name)` accepts it).
 
     Args:
-        name: One of `random_search`, `complex_random_search`, `successive_halving`,
-            `hyperband`, `priorband`.
+        name: One of the names in `_CONSTRUCTORS` (`random_search`, `tpe`, `hyperband`,
+            `priorband`, ...); the error for any other lists them.
         spec: A compiled search space.
         **kwargs: Keyword arguments of that constructor.
 
@@ -77,4 +79,5 @@ __all__ = [
     "priorband",
     "random_search",
     "successive_halving",
+    "tpe",
 ]

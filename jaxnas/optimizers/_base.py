@@ -67,6 +67,7 @@ class Source(enum.IntEnum):
     PROMOTION = 3  # an earlier trial's config at the next rung
     MUTATION = 4  # a mutation of one of the best configs (complex random search)
     CROSSOVER = 5  # a mix of two of the best configs (complex random search)
+    MODEL = 6  # proposed by a model of the results (TPE, Bayesian optimisation)
 
 
 class Trials(NamedTuple):

@@ -271,6 +271,29 @@ class SearchSpace:
         return self._packing.pack(self._numeric.from_unit(u_numeric),
                                   self._categorical.from_unit(u_categorical))
 
+    def unit_intervals(self, config: Config) -> tuple[jax.Array, jax.Array]:
+        """The unit values that decode to each of `config`'s values, as `(lower, upper)`.
+
+        For a model of the unit encoding (TPE's Parzen estimators): a `Float`'s interval is
+        its own point (`lower == upper`, a density applies); an `Integer`'s is its bin (a
+        probability mass applies); a `Categorical`'s is its choice's bin, `1 / n` wide for
+        `n` feasible choices (`to_unit` gives the bin's centre).
+
+        Returns:
+            `(lower, upper)`, each `(len(paths),)` float32 in [0, 1], in `paths` order.
+        """
+        numeric, indices = self._split(config)
+        point = self._numeric.to_unit(numeric)
+        bin_lower, bin_upper = self._numeric.bin_edges(numeric)
+        is_integer = jnp.asarray(self._numeric.is_integer)
+        centre = self._categorical.to_unit(indices)
+        half = 0.5 / jnp.asarray(self._categorical.feasible.sum(-1), jnp.float32)
+        lower = self._packing.to_slot_order(jnp.where(is_integer, bin_lower, point),
+                                            centre - half)
+        upper = self._packing.to_slot_order(jnp.where(is_integer, bin_upper, point),
+                                            centre + half)
+        return lower, upper
+
     def mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
                std: float | jax.Array) -> Config:
         """Perturbs each slot with probability `rate` (PriorBand's incumbent sampling).

@@ -17,6 +17,7 @@ OPTIMIZERS = {
     "successive_halving": dict(max_trials=200),
     "hyperband": dict(max_trials=200),
     "priorband": dict(max_trials=200),
+    "tpe": dict(batch_size=8, max_trials=200),
 }
 STEPS = 12
 
@@ -100,13 +101,14 @@ def test_failed_results_are_recorded_and_never_reused(name):
 # Sources whose configuration is derived from earlier trials, and the ones each optimiser
 # must produce within STEPS asks for the check below to mean something.
 DERIVED = (optimizers.Source.INCUMBENT, optimizers.Source.PROMOTION,
-           optimizers.Source.MUTATION, optimizers.Source.CROSSOVER)
+           optimizers.Source.MUTATION, optimizers.Source.CROSSOVER, optimizers.Source.MODEL)
 EXPECTED_DERIVED = {
     "random_search": set(),
     "complex_random_search": {optimizers.Source.MUTATION, optimizers.Source.CROSSOVER},
     "successive_halving": {optimizers.Source.PROMOTION},
     "hyperband": {optimizers.Source.PROMOTION},
     "priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
+    "tpe": {optimizers.Source.MODEL},
 }
 
 
@@ -239,8 +241,8 @@ def test_bad_types_raise_type_errors():
 
 def test_get_lists_the_available_optimisers():
     assert optimizers.get("hyperband", space("mixed27")).init is not None
-    with pytest.raises(ValueError, match=r"'tpe' is not implemented yet; available: "
-                                         r"complex_random_search, hyperband, priorband"):
-        optimizers.get("tpe", space("mixed27"))
+    with pytest.raises(ValueError, match=r"'bayesian_optimization' is not implemented yet; "
+                                         r"available: complex_random_search, "):
+        optimizers.get("bayesian_optimization", space("mixed27"))
     with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available:"):
         optimizers.get("bohb", space("mixed27"))

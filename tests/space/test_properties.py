@@ -442,7 +442,8 @@ def _jit_method(name):
 # calls compile every primitive for each new shape, which costs more; they are compared
 # with these in test_jit_and_vmap_match_single_eager_draws.
 jitted = types.SimpleNamespace(**{name: _jit_method(name) for name in (
-    "sample", "sample_prior", "log_prior", "to_unit", "from_unit", "mutate", "active")})
+    "sample", "sample_prior", "log_prior", "to_unit", "from_unit", "mutate", "active",
+    "unit_intervals")})
 
 
 @_property()
@@ -491,19 +492,24 @@ def test_unit_decoding_is_stable_under_re_encoding(drawn, seed):
     _assert_in_space(spec, config, feasible)
     u_again = np.asarray(jitted.to_unit(spec, config))
     _assert_same(config, jitted.from_unit(spec, u_again), spec=spec, exact_floats=False)
+    lower, upper = (np.asarray(a) for a in jitted.unit_intervals(spec, config))
     values = _host(config)
     for col, path in enumerate(spec.paths):
         param, value = spec.parameters()[path], values[path]
         if isinstance(param, jn.Float):
             assert abs(u_again[col] - u[col]) <= _unit_tolerance(param), (path, u[col], u_again[col])
+            assert lower[col] == upper[col] == u_again[col], (path, lower[col], upper[col])
         elif isinstance(param, jn.Integer):  # u lies in the bin of the value it decodes to
             lo, hi = _bin(param, int(value))
             assert lo - 1e-5 <= u[col] <= hi + 1e-5, (path, u[col], int(value), (lo, hi))
             assert lo - 1e-5 <= u_again[col] <= hi + 1e-5, (path, u_again[col], (lo, hi))
+            np.testing.assert_allclose([lower[col], upper[col]], [lo, hi], atol=1e-5)
         else:  # equal bins over the feasible choices, in order
             n, rank = len(feasible[path]), feasible[path].index(int(value))
             assert rank / n - 1e-6 <= u[col] <= (rank + 1) / n + 1e-6, (path, u[col], rank, n)
             assert abs(u_again[col] - (rank + 0.5) / n) <= 1e-6, (path, u_again[col])
+            np.testing.assert_allclose([lower[col], upper[col]], [rank / n, (rank + 1) / n],
+                                       atol=1e-6)
 
 
 @_property()
