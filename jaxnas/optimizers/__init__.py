@@ -14,10 +14,14 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 
 from collections.abc import Callable
 
+from jaxnas.optimizers._bo import bayesian_optimization
 from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials, check
 from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
+from jaxnas.optimizers._evolution import regularized_evolution
+from jaxnas.optimizers._grid import GridSearchState, grid_search
 from jaxnas.optimizers._priorband import priorband
+from jaxnas.optimizers._priorband_bo import priorband_bo
 from jaxnas.optimizers._tpe import tpe
 from jaxnas.optimizers._random_search import (
     RandomSearchState,
@@ -29,13 +33,17 @@ from jaxnas.space import SearchSpace
 _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "random_search": random_search,
     "complex_random_search": complex_random_search,
+    "grid_search": grid_search,
+    "regularized_evolution": regularized_evolution,
     "successive_halving": successive_halving,
     "hyperband": hyperband,
     "priorband": priorband,
+    "priorband_bo": priorband_bo,
     "tpe": tpe,
+    "bayesian_optimization": bayesian_optimization,
 }
 # Names in the DESIGN contract that have no implementation yet.
-_PLANNED = ("regularized_evolution", "grid_search", "bayesian_optimization")
+_PLANNED = ("asha", "nsga2")
 
 
 def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
@@ -64,6 +72,7 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
 
 __all__ = [
     "BracketState",
+    "GridSearchState",
     "IncumbentSelection",
     "Optimizer",
     "Proposals",
@@ -71,13 +80,17 @@ __all__ = [
     "Source",
     "Status",
     "Trials",
+    "bayesian_optimization",
     "check",
     "complex_random_search",
     "get",
+    "grid_search",
     "hyperband",
     "incumbent_index",
     "priorband",
+    "priorband_bo",
     "random_search",
+    "regularized_evolution",
     "successive_halving",
     "tpe",
 ]

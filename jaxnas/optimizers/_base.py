@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -271,6 +272,27 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner}: {name}={value!r} must be an integer >= 1.")
     return int(value)
+
+
+def check_positive_float(owner: str, name: str, value: Any) -> float:
+    """Returns `value` as a float or raises: it must be a finite number > 0."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{owner}: {name}={value!r} must be a positive, finite number.")
+    return float(value)
+
+
+def check_non_negative_float(owner: str, name: str, value: Any) -> float:
+    """Returns `value` as a float or raises: it must be a finite number >= 0."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value < 0):
+        raise ValueError(f"{owner}: {name}={value!r} must be a finite number >= 0.")
+    return float(value)
+
+
+def has_priors(spec: SearchSpace) -> bool:
+    """Whether any parameter of the space has a prior."""
+    return any(getattr(p, "prior", None) is not None for p in spec.parameters().values())
 
 
 def check_bool(owner: str, name: str, value: Any) -> bool:

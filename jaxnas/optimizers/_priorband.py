@@ -101,6 +101,17 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     """
     owner = "priorband"
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
+    sampler = priorband_sampler(owner, spec, schedule, incumbent=incumbent, prior=prior,
+                                mutation_rate=mutation_rate, mutation_std=mutation_std,
+                                incumbent_selection=incumbent_selection)
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+
+
+def priorband_sampler(owner: str, spec: SearchSpace, schedule: Schedule, *, incumbent: bool,
+                      prior: bool, mutation_rate: float, mutation_std: float,
+                      incumbent_selection: str) -> Sampler:
+    """PriorBand's sampling policy after checking its arguments (shared with
+    `priorband_bo`, which replaces its uniform draws by the model's)."""
     incumbent = _base.check_bool(owner, "incumbent", incumbent)
     prior = _base.check_bool(owner, "prior", prior)
     incumbent_selection = check_incumbent_selection(owner, incumbent_selection)
@@ -109,11 +120,9 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     if not mutation_std > 0.0:
         raise ValueError(f"{owner}: mutation_std={mutation_std!r} must be > 0.")
     if not prior:
-        sampler = plain_sampler(spec, use_prior=False)
-    else:
-        sampler = _ensemble_sampler(spec, schedule, incumbent, mutation_rate, mutation_std,
-                                    incumbent_selection)
-    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+        return plain_sampler(spec, use_prior=False)
+    return _ensemble_sampler(spec, schedule, incumbent, mutation_rate, mutation_std,
+                             incumbent_selection)
 
 
 def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool,

@@ -102,13 +102,12 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
     batch_size = _base.check_positive_int(owner, "batch_size", batch_size)
     n_startup_trials = _base.check_positive_int(owner, "n_startup_trials", n_startup_trials)
     n_ei_candidates = _base.check_positive_int(owner, "n_ei_candidates", n_ei_candidates)
-    prior_weight = _check_positive_float(owner, "prior_weight", prior_weight)
+    prior_weight = _base.check_positive_float(owner, "prior_weight", prior_weight)
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
     parameters = spec.parameters()
     kinds = _Kinds(spec)
-    with_prior = use_prior and any(getattr(parameters[p], "prior", None) is not None
-                                   for p in spec.paths)
+    with_prior = use_prior and _base.has_priors(spec)
     start = spec.sample_prior if with_prior else spec.sample
     start_source = Source.PRIOR if with_prior else Source.UNIFORM
 
@@ -340,10 +339,3 @@ def _recency_weights(members: jax.Array) -> jax.Array:
     step = (1.0 - 1.0 / n_float) / jnp.maximum(ramp_length - 1, 1).astype(jnp.float32)
     ramp = 1.0 / n_float + position.astype(jnp.float32) * step
     return jnp.where((n < _FLAT_WEIGHTS) | (position >= ramp_length), 1.0, ramp)
-
-
-def _check_positive_float(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name}={value!r} must be a positive, finite number.")
-    return float(value)

@@ -18,6 +18,13 @@ OPTIMIZERS = {
     "hyperband": dict(max_trials=200),
     "priorband": dict(max_trials=200),
     "tpe": dict(batch_size=8, max_trials=200),
+    "priorband_bo": dict(max_trials=200, min_model_points=4, model_size=16),
+    "bayesian_optimization": dict(batch_size=8, max_trials=200, model_size=32),
+    "regularized_evolution": dict(batch_size=8, population_size=20, sample_size=5,
+                                  max_trials=200),
+    # 10 x 4 x 3 = 120 points: more than STEPS asks take, so that every ask proposes.
+    "grid_search": dict(batch_size=8, points_per_float=10, points_per_integer=4,
+                        shuffle=True, max_trials=200),
 }
 STEPS = 12
 
@@ -109,6 +116,11 @@ EXPECTED_DERIVED = {
     "hyperband": {optimizers.Source.PROMOTION},
     "priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
     "tpe": {optimizers.Source.MODEL},
+    "priorband_bo": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT,
+                     optimizers.Source.MODEL},
+    "bayesian_optimization": {optimizers.Source.MODEL},
+    "regularized_evolution": {optimizers.Source.MUTATION},
+    "grid_search": set(),
 }
 
 
@@ -241,8 +253,8 @@ def test_bad_types_raise_type_errors():
 
 def test_get_lists_the_available_optimisers():
     assert optimizers.get("hyperband", space("mixed27")).init is not None
-    with pytest.raises(ValueError, match=r"'bayesian_optimization' is not implemented yet; "
-                                         r"available: complex_random_search, "):
-        optimizers.get("bayesian_optimization", space("mixed27"))
+    with pytest.raises(ValueError, match=r"'nsga2' is not implemented yet; available: "
+                                         r"bayesian_optimization, complex_random_search, "):
+        optimizers.get("nsga2", space("mixed27"))
     with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available:"):
         optimizers.get("bohb", space("mixed27"))

@@ -40,7 +40,10 @@ def _conditional_loss(config):
     """Best in branch "a" at xa = 0.3, n = 8, k = 2, c = "q", lr = 1e-2 (loss 0)."""
     spec = _conditional()
     values = spec.values(config)
-    by_suffix = lambda suffix: next(v for p, v in values.items() if p.endswith(suffix))  # noqa: E731
+
+    def by_suffix(suffix):
+        return next(v for p, v in values.items() if p.endswith(suffix))
+
     branch = config["b"]
     xa, xb = by_suffix("xa"), by_suffix("xb")
     branch_loss = jnp.where(branch == 0, (xa - 0.3) ** 2,
@@ -134,7 +137,10 @@ def test_estimators_match_a_numpy_reference(n_told):
     observed = _tpe._Observations(spec, _tpe._Kinds(spec), configs)
     candidates = jax.vmap(spec.sample)(jax.random.split(jax.random.key(1), 8))
     x = _tpe._Observations(spec, _tpe._Kinds(spec), candidates)
-    host = lambda o: [np.asarray(a, np.float64) for a in (o.units, o.active, o.lower, o.upper)]  # noqa: E731
+
+    def host(o):
+        return [np.asarray(a, np.float64) for a in (o.units, o.active, o.lower, o.upper)]
+
     units, active, lower, upper = host(observed)
     c = host(x)
     for members, prior_weight in ((below, 1.0), (above, 2.5)):

@@ -1,0 +1,218 @@
+"""Bayesian optimisation with a Gaussian process, and PiBO when the space has priors.
+
+Each proposal maximises log expected improvement (Ament et al., NeurIPS 2023) under the GP
+of `_gp.py`, fitted to the best `model_size` trials. The acquisition is maximised by
+scoring many candidates at once (uniform draws, prior draws and local moves around the
+best trials), then local moves around the best candidates. A batch is chosen one row at a
+time, each chosen configuration then added to the GP at its predicted mean (the Kriging
+believer, Ginsbourger et al. 2010), as are the pending trials of other workers.
+
+With priors (PiBO, Hvarfner et al., "piBO: Augmenting Acquisition Functions with User
+Beliefs for Bayesian Optimization", ICLR 2022, Eq. (4)): the acquisition is multiplied by
+`prior(x) ** (beta / n)`, `n` the successful trials so far, so the prior leads early and
+fades as evidence grows; the random start samples the prior.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.optimizers import _base, _gp
+from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
+from jaxnas.optimizers._random_search import _single_fidelity
+from jaxnas.space import Categorical, Config, SearchSpace
+
+# Acquisition search: candidates per proposal from each source, then local refinement of
+# the best few. Local moves perturb each slot with probability `_MOVE_RATE` by a normal of
+# sigma `_MOVE_STD` (then `_REFINE_STD`) in the unit encoding (`SearchSpace.mutate`).
+_UNIFORM, _PRIOR, _LOCAL_PARENTS, _LOCAL_PER_PARENT = 256, 64, 8, 16
+_REFINE_PARENTS, _REFINE_PER_PARENT = 8, 16
+_MOVE_RATE, _MOVE_STD, _REFINE_STD = 0.3, 0.1, 0.025
+# A failed trial enters the model at the worst successful loss (it ranks after every
+# success when rows are chosen); a pending one at the model's predicted mean.
+_FAILED_KEY, _PENDING_KEY = 1e30, 2e30
+
+
+def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
+                          n_startup_trials: int = 10, model_size: int = 128,
+                          prior_beta: float = 10.0, use_prior: bool = True,
+                          max_trials: int = 1024) -> Optimizer:
+    """GP-based Bayesian optimisation (log EI); PiBO when the space has priors.
+
+    Trials are evaluated at the space's maximum fidelity (NaN without one). See the module
+    docstrings of `_bo.py` and `_gp.py` for the model, the acquisition and its search.
+
+    Args:
+        spec: A compiled search space with at least one `Float` or `Integer`.
+        batch_size: Configurations per ask, chosen one after another with the Kriging
+            believer.
+        n_startup_trials: Random configurations until this many trials succeeded (Optuna's
+            `GPSampler`: 10); from the prior with `use_prior` and a space with priors.
+        model_size: The most trials the GP is fitted to (the best ones): its cost per ask
+            is bounded by this, not by the run's length.
+        prior_beta: PiBO's `beta`: the acquisition is weighted by `prior ** (beta / n)`.
+        use_prior: Use the space's priors (PiBO and the start); False ignores them.
+        max_trials: Trials the state must hold (see `random_search`).
+
+    Returns:
+        An `Optimizer` whose state is a `RandomSearchState`.
+
+    Raises:
+        TypeError, ValueError: a bad argument (named with its value), or a space without a
+            numeric slot (use `tpe` or `grid_search` there).
+    """
+    owner = "bayesian_optimization"
+    spec = _base.check_space(owner, spec, needs_fidelity=False)
+    batch_size = _base.check_positive_int(owner, "batch_size", batch_size)
+    n_startup_trials = _base.check_positive_int(owner, "n_startup_trials", n_startup_trials)
+    model_size = _base.check_positive_int(owner, "model_size", model_size)
+    prior_beta = _base.check_non_negative_float(owner, "prior_beta", prior_beta)
+    use_prior = _base.check_bool(owner, "use_prior", use_prior)
+    max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
+    categorical = categorical_slots(owner, spec)
+    with_prior = use_prior and _base.has_priors(spec)
+    start = spec.sample_prior if with_prior else spec.sample
+    start_source = Source.PRIOR if with_prior else Source.UNIFORM
+    model = Model(spec, categorical, min(model_size, max_trials), batch_size,
+                  prior_beta if with_prior else None)
+
+    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
+        warm = jnp.sum(trials.status == Status.SUCCESS) >= n_startup_trials
+
+        def random(key):
+            return (_base.map_rows(start, jax.random.split(key, batch_size)),
+                    jnp.full((batch_size,), start_source, jnp.int32))
+
+        def modelled(key):
+            return model.propose(trials, key), jnp.full((batch_size,), Source.MODEL,
+                                                        jnp.int32)
+
+        return jax.lax.cond(warm, modelled, random, key)
+
+    return _single_fidelity(spec, propose, batch_size, max_trials)
+
+
+def categorical_slots(owner: str, spec: SearchSpace) -> np.ndarray:
+    """`(D,)` bool, the categorical slots; raises for a space without a numeric one."""
+    parameters = spec.parameters()
+    categorical = np.array([isinstance(parameters[p], Categorical) for p in spec.paths], bool)
+    if categorical.all():
+        raise ValueError(
+            f"{owner}: the space has no numeric dimension (its slots "
+            f"{', '.join(spec.paths) or '(none)'} are all categorical); a Gaussian process "
+            f"needs a Float or Integer. Use optimizer='tpe' or 'grid_search'.")
+    return categorical
+
+
+class Model:
+    """The GP proposals of one space: static settings, pure methods (shared with
+    `priorband_bo`)."""
+
+    def __init__(self, spec: SearchSpace, categorical: np.ndarray, model_size: int,
+                 batch: int, prior_beta: float | None):
+        _gp.single_threaded_lapack()
+        self.spec, self.categorical = spec, jnp.asarray(categorical)
+        self.model_size, self.batch, self.prior_beta = model_size, batch, prior_beta
+
+    def encode(self, configs: Config) -> tuple[jax.Array, jax.Array]:
+        """`(n, D)` unit values and used slots of a batch of configs."""
+        return (jax.vmap(self.spec.to_unit)(configs),
+                jax.vmap(lambda c: self.spec.active(c).array)(configs))
+
+    def fit(self, trials: Trials, eligible: jax.Array) -> tuple[_gp.Posterior, Config,
+                                                                 jax.Array]:
+        """The GP of the best `model_size` `eligible` trials (failed ones at the worst
+        loss), pending ones added at their predicted mean, `batch` empty rows for the
+        batch's own believers. Also the model rows' configs and which of them succeeded."""
+        success = eligible & (trials.status == Status.SUCCESS)
+        keys = jnp.where(success, trials.losses,
+                         jnp.where(trials.status == Status.FAILED, _FAILED_KEY,
+                                   jnp.where(trials.status == Status.PENDING, _PENDING_KEY,
+                                             jnp.inf)))
+        keys = jnp.where(eligible, keys, jnp.inf)
+        size = min(self.model_size, keys.shape[0])
+        order = jax.lax.top_k(-keys, size)[1]
+        rows = jnp.concatenate([order, jnp.zeros((self.batch,), order.dtype)])
+        chosen = jnp.concatenate([keys[order], jnp.full((self.batch,), jnp.inf)])
+        told, pending = chosen < _PENDING_KEY, chosen == _PENDING_KEY
+        worst = jnp.max(jnp.where(success, trials.losses, -jnp.inf))
+        targets = jnp.where(chosen < _FAILED_KEY, chosen, worst)
+        configs = jax.tree.map(lambda c: c[rows], trials.configs)
+        units, active = self.encode(configs)
+        posterior = _gp.fit(_gp.Data(units, active, self.categorical, targets, told))
+        believed, _ = _gp.predict(posterior, units, active)
+        data = posterior.data
+        posterior = _gp.condition(posterior._replace(data=data._replace(
+            targets=jnp.where(pending, believed, data.targets), mask=told | pending)))
+        return posterior, configs, success[rows] & told
+
+    def propose(self, trials: Trials, key: jax.Array, eligible: jax.Array | None = None
+                ) -> Config:
+        """`batch` configurations, each maximising the acquisition given the ones before;
+        the model sees the `eligible` trials (default: all)."""
+        if eligible is None:
+            eligible = jnp.ones(trials.status.shape, bool)
+        posterior, configs, succeeded = self.fit(trials, eligible)
+        best = jnp.min(jnp.where(succeeded, posterior.data.targets, jnp.inf))
+        n_success = jnp.sum(eligible & (trials.status == Status.SUCCESS)).astype(jnp.float32)
+        first_free = min(self.model_size, trials.status.shape[0])  # the believers' rows
+
+        def one(posterior, inputs):
+            row, key = inputs
+            config = self._maximise(posterior, configs, succeeded, best, n_success, key)
+            units, active = self.encode(jax.tree.map(lambda a: a[None], config))
+            mean, _ = _gp.predict(posterior, units, active)
+            data = posterior.data
+            at = first_free + row
+            posterior = _gp.condition(posterior._replace(data=data._replace(
+                units=data.units.at[at].set(units[0]), active=data.active.at[at].set(active[0]),
+                targets=data.targets.at[at].set(mean[0]), mask=data.mask.at[at].set(True))))
+            return posterior, config
+
+        _, proposals = jax.lax.scan(one, posterior, (jnp.arange(self.batch),
+                                                    jax.random.split(key, self.batch)))
+        return proposals
+
+    def _score(self, posterior, candidates: Config, best, n_success) -> jax.Array:
+        units, active = self.encode(candidates)
+        mean, std = _gp.predict(posterior, units, active)
+        score = _gp.log_expected_improvement(mean, std, best)
+        if self.prior_beta is not None:  # PiBO, Eq. (4), in logs
+            score = score + (self.prior_beta / jnp.maximum(n_success, 1.0)) * jax.vmap(
+                self.spec.log_prior)(candidates)
+        return jnp.where(jnp.isfinite(score), score, -jnp.inf)
+
+    def _maximise(self, posterior, configs, succeeded, best, n_success, key) -> Config:
+        """The best of uniform, prior and local candidates, then of local moves around
+        the best of those."""
+        spec = self.spec
+        key_uniform, key_prior, key_local, key_refine = jax.random.split(key, 4)
+        uniform = jax.vmap(spec.from_unit)(
+            jax.random.uniform(key_uniform, (_UNIFORM, len(spec.paths))))
+        pools = [uniform]
+        if self.prior_beta is not None:
+            pools.append(_base.map_rows(spec.sample_prior,
+                                        jax.random.split(key_prior, _PRIOR)))
+        losses = jnp.where(succeeded, posterior.data.targets, jnp.inf)
+        parents = jax.lax.top_k(-losses, _LOCAL_PARENTS)[1]
+        pools.append(self._moves(key_local, jax.tree.map(lambda c: c[parents], configs),
+                                 _LOCAL_PER_PARENT, _MOVE_STD))
+        candidates = jax.tree.map(lambda *c: jnp.concatenate(c), *pools)
+        score = self._score(posterior, candidates, best, n_success)
+        top = jax.lax.top_k(score, _REFINE_PARENTS)[1]
+        refined = self._moves(key_refine, jax.tree.map(lambda c: c[top], candidates),
+                              _REFINE_PER_PARENT, _REFINE_STD)
+        refined_score = self._score(posterior, refined, best, n_success)
+        everything = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), candidates, refined)
+        choice = jnp.argmax(jnp.concatenate([score, refined_score]))
+        return jax.tree.map(lambda c: c[choice], everything)
+
+    def _moves(self, key, parents: Config, per_parent: int, std: float) -> Config:
+        """`per_parent` local moves of each parent (`SearchSpace.mutate`)."""
+        n = jax.tree.leaves(parents)[0].shape[0]
+        repeated = jax.tree.map(lambda c: jnp.repeat(c, per_parent, axis=0), parents)
+        keys = jax.random.split(key, n * per_parent)
+        return _base.map_rows(lambda k, c: self.spec.mutate(k, c, _MOVE_RATE, std),
+                              keys, repeated)

@@ -1,0 +1,271 @@
+"""A Gaussian process on the unit encoding of mixed, conditional configurations.
+
+The model of `bayesian_optimization` and `priorband_bo`, written for fixed shapes: it holds
+`M` rows, of which a mask says which are observations, so that a search of any length
+compiles one program (a masked row is an identity row of the kernel matrix with target 0,
+which leaves the marginal likelihood and the posterior of the others exactly unchanged).
+
+Kernel (as Optuna's `GPSampler`, `optuna/_gp/gp.py`): Matérn-5/2 with one inverse squared
+lengthscale per slot (ARD), times a kernel scale, plus noise:
+`k(x, x') = scale * matern52(sqrt(sum_d theta_d * delta_d(x, x')**2))`, where `delta_d` is
+the difference of unit values for a number and the Hamming distance (0 or 1) for a
+categorical. Conditional slots are handled explicitly: a slot neither configuration uses
+is no difference (0), a slot only one of them uses is the largest (1).
+
+Hyperparameters maximise the marginal likelihood times Optuna's default prior
+(`optuna/_gp/prior.py`: a `-(0.1 / theta + 0.1 * theta)` penalty per lengthscale,
+Gamma(2, 1) on the scale, Gamma(1.1, 30) on the noise, noise at least 1e-6), by L-BFGS
+(`optax.lbfgs`) from fixed starting values, on targets standardised to mean 0, variance 1.
+Rasmussen & Williams, "Gaussian Processes for Machine Learning", 2006, Alg. 2.1 (the
+Cholesky solve and the marginal likelihood).
+
+No GP library is used: tinygp and GPJax fit the kernel, but neither masks rows of a
+fixed-size training set nor mixes Hamming and Matérn distances with activity masks without
+a custom kernel and a custom solve, which are most of this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import os
+import sys
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.scipy.special import log_ndtr
+
+MIN_NOISE = 1e-6  # Optuna's `DEFAULT_MINIMUM_NOISE_VAR`
+# Added to the noise: float32 (Optuna fits in float64) needs the kernel matrix's condition
+# number below ~1e5 for the inverse to keep a few digits.
+_JITTER = 1e-5
+_FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
+_LINE_SEARCH_STEPS = 8
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def single_threaded_lapack() -> None:
+    """Loads the LAPACK that jaxlib calls on a CPU (SciPy's OpenBLAS) with one thread.
+
+    XLA runs the model's Cholesky factorisation and inverse through SciPy's OpenBLAS,
+    whose own threads then compete with XLA's for the cores: on 2 cores under load a
+    129 x 129 inverse or triangular solve took 10-17x longer with OpenBLAS's default
+    threads than with one. OpenBLAS reads its thread count once, when it is loaded, which
+    jaxlib does on its first LAPACK call; a model's constructor calls this first, so that
+    the load happens here with `OPENBLAS_NUM_THREADS=1` (unless the user set it). Once
+    SciPy is loaded (imported by the user's code) this changes nothing.
+    """
+    if "scipy.linalg" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with contextlib.suppress(ImportError):  # jaxlib then uses its own LAPACK
+            importlib.import_module("scipy.linalg.cython_lapack")
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
+class Data(NamedTuple):
+    """A GP's rows: inputs in the unit encoding and which rows are observations.
+
+    Attributes:
+        units: `(M, D)` float32 unit values.
+        active: `(M, D)` bool, the slots each row uses.
+        categorical: `(D,)` bool, the categorical slots.
+        targets: `(M,)` float32 (any value where `mask` is False).
+        mask: `(M,)` bool, the rows that are observations.
+    """
+
+    units: jax.Array
+    active: jax.Array
+    categorical: jax.Array
+    targets: jax.Array
+    mask: jax.Array
+
+
+class Params(NamedTuple):
+    """Unconstrained hyperparameters: logs of the inverse squared lengthscales `(D,)`, of
+    the kernel scale and of the noise above `MIN_NOISE`."""
+
+    log_theta: jax.Array
+    log_scale: jax.Array
+    log_noise: jax.Array
+
+
+class Posterior(NamedTuple):
+    """A GP conditioned on its observations (targets standardised).
+
+    Attributes:
+        data: the rows, targets standardised (`(y - y_mean) / y_std`).
+        params: the fitted hyperparameters.
+        inverse: `(M, M)` the inverse of the masked kernel matrix plus noise.
+        alpha: `(M,)` the kernel matrix's inverse times the targets.
+        y_mean, y_std: `()` the standardisation.
+    """
+
+    data: Data
+    params: Params
+    inverse: jax.Array
+    alpha: jax.Array
+    y_mean: jax.Array
+    y_std: jax.Array
+
+
+def squared_differences(units_a, active_a, units_b, active_b, categorical) -> jax.Array:
+    """`(n_a, n_b, D)`: each slot's squared difference (see the module docstring)."""
+    both = active_a[:, None] & active_b[None]
+    neither = ~active_a[:, None] & ~active_b[None]
+    difference = units_a[:, None] - units_b[None]
+    numeric = difference * difference
+    hamming = (jnp.abs(difference) > 1e-6).astype(jnp.float32)
+    per_slot = jnp.where(categorical, hamming, numeric)
+    return jnp.where(both, per_slot, jnp.where(neither, 0.0, 1.0))
+
+
+def kernel(params: Params, squared: jax.Array) -> jax.Array:
+    """Matérn-5/2 of the ARD distance, times the scale, from `squared_differences`."""
+    r2 = jnp.sum(squared * jnp.exp(params.log_theta), axis=-1)
+    r = jnp.sqrt(5.0 * r2 + 1e-12)  # differentiable at 0
+    return jnp.exp(params.log_scale) * (1.0 + r + r * r / 3.0) * jnp.exp(-r)
+
+
+def _matrix(params: Params, data: Data) -> jax.Array:
+    """The masked `K + noise I` (a masked row and column: the identity's)."""
+    squared = squared_differences(data.units, data.active, data.units, data.active,
+                                  data.categorical)
+    pair = data.mask[:, None] & data.mask[None]
+    noise = MIN_NOISE + jnp.exp(params.log_noise)
+    eye = jnp.eye(data.mask.shape[0], dtype=jnp.float32)
+    return jnp.where(pair, kernel(params, squared), 0.0) + eye * jnp.where(
+        data.mask, noise + _JITTER, 1.0)
+
+
+@jax.custom_vjp
+def _negative_log_likelihood(matrix: jax.Array, y: jax.Array, n: jax.Array) -> jax.Array:
+    """`0.5 y^T K^-1 y + 0.5 log det K + 0.5 n log 2 pi` (Alg. 2.1), differentiable in
+    `K` by the closed form `0.5 (K^-1 - alpha alpha^T)` (R&W Eq. (5.9)): on a CPU that is
+    an order of magnitude faster than differentiating through the Cholesky factor."""
+    return _likelihood_forward(matrix, y, n)[0]
+
+
+def _likelihood_forward(matrix, y, n):
+    cholesky = jnp.linalg.cholesky(matrix)
+    inverse = _inverse(matrix)
+    alpha = inverse @ y
+    value = 0.5 * y @ alpha + jnp.sum(jnp.log(jnp.diag(cholesky))) + 0.5 * n * _LOG_2PI
+    return value, (inverse, alpha)
+
+
+def _likelihood_backward(residuals, g):
+    inverse, alpha = residuals
+    return 0.5 * g * (inverse - jnp.outer(alpha, alpha)), None, None
+
+
+_negative_log_likelihood.defvjp(_likelihood_forward, _likelihood_backward)
+
+
+def _inverse(matrix: jax.Array) -> jax.Array:
+    """A symmetric positive definite matrix's inverse, symmetrised (LU: XLA's CPU
+    triangular solves are far slower than its LU-based inverse at these sizes)."""
+    inverse = jnp.linalg.inv(matrix)
+    return 0.5 * (inverse + inverse.T)
+
+
+def _negative_log_posterior(params: Params, data: Data) -> jax.Array:
+    """Minus (log marginal likelihood + log prior) of standardised targets."""
+    y = jnp.where(data.mask, data.targets, 0.0)
+    n = jnp.sum(data.mask).astype(jnp.float32)
+    return _negative_log_likelihood(_matrix(params, data), y, n) - _log_prior(params)
+
+
+def _log_prior(params: Params) -> jax.Array:
+    """Optuna's default prior (constants dropped)."""
+    theta, scale = jnp.exp(params.log_theta), jnp.exp(params.log_scale)
+    noise = MIN_NOISE + jnp.exp(params.log_noise)
+
+    def gamma(x, concentration, rate):  # Gamma's log density, constants dropped
+        return (concentration - 1.0) * jnp.log(x) - rate * x
+
+    return (-jnp.sum(0.1 / theta + 0.1 * theta) + gamma(scale, 2.0, 1.0)
+            + gamma(noise, 1.1, 30.0))
+
+
+def initial_params(dims: int) -> Params:
+    """Optuna's starting values: every `theta` 1, scale 1, noise 0.01."""
+    return Params(jnp.zeros((dims,), jnp.float32), jnp.zeros((), jnp.float32),
+                  jnp.asarray(math.log(1e-2), jnp.float32))
+
+
+def fit(data: Data) -> Posterior:
+    """Standardises the targets, fits the hyperparameters, conditions on the rows."""
+    n = jnp.maximum(jnp.sum(data.mask), 1).astype(jnp.float32)
+    y = jnp.where(data.mask, data.targets, 0.0)
+    y_mean = jnp.sum(y) / n
+    y_var = jnp.sum(jnp.where(data.mask, (y - y_mean) ** 2, 0.0)) / n
+    y_std = jnp.where(y_var > 1e-12, jnp.sqrt(y_var), 1.0)
+    data = data._replace(targets=jnp.where(data.mask, (y - y_mean) / y_std, 0.0))
+    params = _maximise(data, initial_params(data.units.shape[-1]))
+    return condition(Posterior(data, params, jnp.zeros(()), jnp.zeros(()), y_mean, y_std))
+
+
+def _maximise(data: Data, start: Params) -> Params:
+    """L-BFGS on the negative log posterior; the start where it ends non-finite."""
+    objective = lambda p: _negative_log_posterior(p, data)  # noqa: E731
+    solver = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=_LINE_SEARCH_STEPS))
+    value_and_grad = optax.value_and_grad_from_state(objective)
+
+    def step(_, carry):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = solver.update(grad, state, params, value=value, grad=grad,
+                                       value_fn=objective)
+        return optax.apply_updates(params, updates), state
+
+    params, _ = jax.lax.fori_loop(0, _FIT_STEPS, step, (start, solver.init(start)))
+    finite = jnp.isfinite(objective(params)) & jnp.all(jnp.isfinite(params.log_theta))
+    params = jax.tree.map(lambda p: jnp.clip(p, -12.0, 12.0), params)
+    return jax.tree.map(lambda p, s: jnp.where(finite, p, s), params, start)
+
+
+def condition(posterior: Posterior) -> Posterior:
+    """The factor and weights for the posterior's rows (after their mask or targets
+    changed: a fantasy added), keeping its hyperparameters and standardisation."""
+    inverse = _inverse(_matrix(posterior.params, posterior.data))
+    y = jnp.where(posterior.data.mask, posterior.data.targets, 0.0)
+    return posterior._replace(inverse=inverse, alpha=inverse @ y)
+
+
+def predict(posterior: Posterior, units: jax.Array, active: jax.Array) -> tuple[jax.Array,
+                                                                                jax.Array]:
+    """Posterior mean and standard deviation `(n,)` at `n` points, standardised units."""
+    data = posterior.data
+    squared = squared_differences(units, active, data.units, data.active, data.categorical)
+    cross = jnp.where(data.mask[None], kernel(posterior.params, squared), 0.0)  # (n, M)
+    mean = cross @ posterior.alpha
+    prior_variance = jnp.exp(posterior.params.log_scale)
+    explained = jnp.sum((cross @ posterior.inverse) * cross, axis=-1)
+    variance = jnp.maximum(prior_variance - explained, 1e-12)
+    return mean, jnp.sqrt(variance)
+
+
+def log_expected_improvement(mean: jax.Array, std: jax.Array, best: jax.Array) -> jax.Array:
+    """log EI of a minimisation at `best` (Ament et al., "Unexpected Improvements to
+    Expected Improvement", NeurIPS 2023, Eq. (9)-(10): stable where EI underflows)."""
+    z = (best - mean) / std
+    return jnp.log(std) + _log_h(z)
+
+
+def _log_h(z: jax.Array) -> jax.Array:
+    """`log(phi(z) + z Phi(z))`, computed in three ranges (Ament et al., Eq. (9))."""
+    log_phi = -0.5 * z * z - 0.5 * _LOG_2PI
+    direct = jnp.log(jnp.maximum(jnp.exp(log_phi) + z * jnp.exp(log_ndtr(z)), 1e-300))
+    # z < -1: phi(z) (1 + z Phi(z) / phi(z)), the ratio by log_ndtr; for z below -100
+    # the asymptotic 1 / z**2.
+    ratio = jnp.exp(log_ndtr(jnp.minimum(z, -1.0)) - log_phi)
+    middle = log_phi + jnp.log(jnp.maximum(1.0 + z * ratio, 1e-30))
+    far = log_phi - 2.0 * jnp.log(jnp.abs(jnp.minimum(z, -1.0)))
+    return jnp.where(z > -1.0, direct, jnp.where(z > -100.0, middle, far))

@@ -1,0 +1,93 @@
+"""PriorBand+BO (Mallik et al., NeurIPS 2023, Sec. 6 and App. F): PriorBand whose uniform
+draws come from a Gaussian process once a rung holds enough results.
+
+PriorBand's ensemble policy is kept as it is: each new configuration of a bracket is a
+uniform draw, a prior draw or an incumbent mutation, with the same probabilities. Once
+some rung holds at least `min_model_points` successful results, the uniform draws are
+replaced by the proposals of the GP of `bayesian_optimization` (`_bo.Model`), fitted to
+the results of the highest such rung (where the most informative, least biased losses
+are), its log-EI acquisition weighted by the prior as in PiBO (`prior ** (beta / n)`, `n`
+that rung's results), so the prior still leads the model while evidence is scarce.
+Promotions are Hyperband's. A rung's model proposals are a batch chosen with the
+Kriging believer, so they spread out.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas.optimizers import _base
+from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
+from jaxnas.optimizers._bo import Model, categorical_slots
+from jaxnas.optimizers._brackets import Sampler, bracket_optimizer, full_schedule
+from jaxnas.optimizers._priorband import priorband_sampler
+from jaxnas.space import Config, SearchSpace
+
+
+def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
+                 model_size: int = 64, prior_beta: float = 10.0,
+                 mutation_rate: float = 0.5, mutation_std: float = 0.25,
+                 incumbent_selection: str = "any_fidelity", bracket_sizes: str = "hpbandster",
+                 batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
+    """PriorBand with model-based sampling (the paper's PriorBand+BO).
+
+    Args:
+        spec: A compiled search space with a fidelity, priors on its parameters, and at
+            least one `Float` or `Integer` (the GP's).
+        eta: The reduction factor of the Hyperband schedule (>= 2).
+        min_model_points: Successful results a rung needs before its GP replaces the
+            uniform draws.
+        model_size: The most results the GP is fitted to (the best of the rung).
+        prior_beta: PiBO's `beta` for the acquisition (0: the prior does not weigh it).
+        mutation_rate, mutation_std, incumbent_selection, bracket_sizes: as `priorband`.
+        batch_size: Proposals per ask; defaults to the largest rung.
+        max_trials: Trials the state must hold (see `successive_halving`).
+
+    Returns:
+        An `Optimizer` whose state is a `BracketState`; model proposals have
+        `Source.MODEL`.
+
+    Raises:
+        TypeError, ValueError: a bad argument (named with its value), a space without a
+            fidelity or without a numeric slot.
+    """
+    owner = "priorband_bo"
+    schedule = full_schedule(owner, spec, eta, bracket_sizes)
+    ensemble = priorband_sampler(owner, spec, schedule, incumbent=True, prior=True,
+                                 mutation_rate=mutation_rate, mutation_std=mutation_std,
+                                 incumbent_selection=incumbent_selection)
+    min_model_points = _base.check_positive_int(owner, "min_model_points", min_model_points)
+    model_size = _base.check_positive_int(owner, "model_size", model_size)
+    prior_beta = _base.check_non_negative_float(owner, "prior_beta", prior_beta)
+    categorical = categorical_slots(owner, spec)
+    beta = prior_beta if _base.has_priors(spec) and prior_beta > 0 else None
+    sampler = _model_sampler(spec, ensemble, categorical, schedule.n_rungs,
+                             min_model_points, model_size, beta)
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+
+
+def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, n_rungs: int,
+                   min_model_points: int, model_size: int, beta: float | None) -> Sampler:
+
+    def sampler(trials: Trials, key: jax.Array, base_rung: jax.Array,
+                batch: int) -> tuple[Config, jax.Array]:
+        key_ensemble, key_model = jax.random.split(key)
+        configs, sources = ensemble(trials, key_ensemble, base_rung, batch)
+        success = trials.status == Status.SUCCESS
+        per_rung = jax.ops.segment_sum(success.astype(jnp.int32),
+                                       jnp.where(success, trials.rungs, n_rungs),
+                                       n_rungs + 1)[:n_rungs]
+        rung = jnp.max(jnp.where(per_rung >= min_model_points, jnp.arange(n_rungs), -1))
+        wanted = (rung >= 0) & jnp.any(sources == Source.UNIFORM)
+        model = Model(spec, categorical, min(model_size, trials.status.shape[0]), batch, beta)
+        modelled = jax.lax.cond(
+            wanted, lambda k: model.propose(trials, k, eligible=trials.rungs == rung),
+            lambda k: configs, key_model)
+        replace = wanted & (sources == Source.UNIFORM)
+        configs = jax.tree.map(
+            lambda m, c: jnp.where(replace.reshape(-1, *([1] * (c.ndim - 1))), m, c),
+            modelled, configs)
+        return configs, jnp.where(replace, Source.MODEL, sources).astype(jnp.int32)
+
+    return sampler
