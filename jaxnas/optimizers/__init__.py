@@ -15,7 +15,15 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 from collections.abc import Callable
 
 from jaxnas.optimizers._bo import bayesian_optimization
-from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials, check
+from jaxnas.optimizers._base import (
+    Optimizer,
+    Proposals,
+    Source,
+    Status,
+    Trials,
+    check,
+    has_priors,
+)
 from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
 from jaxnas.optimizers._evolution import regularized_evolution
@@ -28,7 +36,7 @@ from jaxnas.optimizers._random_search import (
     complex_random_search,
     random_search,
 )
-from jaxnas.space import SearchSpace
+from jaxnas.space import Categorical, SearchSpace
 
 _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "random_search": random_search,
@@ -46,12 +54,45 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
 _PLANNED = ("asha", "nsga2")
 
 
+# Optimisers that ignore the space's priors unless this argument is True (None: always).
+_PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior",
+                 "hyperband": "use_prior", "regularized_evolution": "use_prior",
+                 "grid_search": None}
+
+
+def auto_choice(spec: SearchSpace) -> str:
+    """The optimiser `"auto"` stands for, as NePS chooses by the space: PriorBand with a
+    fidelity and priors, Hyperband with a fidelity alone, Bayesian optimisation without a
+    fidelity (PiBO with priors), TPE for a space of categoricals only (no GP dimension).
+
+    Args:
+        spec: A compiled search space.
+
+    Returns:
+        An optimiser name of `get`.
+    """
+    with_prior = has_priors(spec)
+    if spec.fidelity is not None:
+        return "priorband" if with_prior else "hyperband"
+    numeric = any(not isinstance(spec.parameters()[p], Categorical) for p in spec.paths)
+    return "bayesian_optimization" if numeric else "tpe"
+
+
+def ignores_priors(name: str, spec: SearchSpace, kwargs: dict | None = None) -> bool:
+    """Whether optimiser `name` with `kwargs` would ignore priors that `spec` has."""
+    if name not in _PRIOR_SWITCH or not has_priors(spec):
+        return False
+    switch = _PRIOR_SWITCH[name]
+    return switch is None or not (kwargs or {}).get(switch, False)
+
+
 def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
     """Builds the optimiser called `name` (as `jn.run(optimizer=name)` accepts it).
 
     Args:
         name: One of the names in `_CONSTRUCTORS` (`random_search`, `tpe`, `hyperband`,
-            `priorband`, ...); the error for any other lists them.
+            `priorband`, ...), or `"auto"` (see `auto_choice`); the error for any other
+            lists them.
         spec: A compiled search space.
         **kwargs: Keyword arguments of that constructor.
 
@@ -62,6 +103,8 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
         ValueError: an unknown name, or one not implemented yet; the message lists the
             available names.
     """
+    if name == "auto":
+        name = auto_choice(spec)
     available = ", ".join(sorted(_CONSTRUCTORS))
     if name in _PLANNED:
         raise ValueError(f"optimizer {name!r} is not implemented yet; available: {available}.")
@@ -80,12 +123,14 @@ __all__ = [
     "Source",
     "Status",
     "Trials",
+    "auto_choice",
     "bayesian_optimization",
     "check",
     "complex_random_search",
     "get",
     "grid_search",
     "hyperband",
+    "ignores_priors",
     "incumbent_index",
     "priorband",
     "priorband_bo",

@@ -148,20 +148,26 @@ class Model:
             targets=jnp.where(pending, believed, data.targets), mask=told | pending)))
         return posterior, configs, success[rows] & told
 
-    def propose(self, trials: Trials, key: jax.Array, eligible: jax.Array | None = None
-                ) -> Config:
+    def propose(self, trials: Trials, key: jax.Array, eligible: jax.Array | None = None,
+                count: jax.Array | None = None) -> Config:
         """`batch` configurations, each maximising the acquisition given the ones before;
-        the model sees the `eligible` trials (default: all)."""
+        the model sees the `eligible` trials (default: all). With a traced `count`, only
+        the first `count` rows are proposed (a loop of that many trips); the rest are
+        copies of the best model row, for the caller to ignore."""
         if eligible is None:
             eligible = jnp.ones(trials.status.shape, bool)
         posterior, configs, succeeded = self.fit(trials, eligible)
         best = jnp.min(jnp.where(succeeded, posterior.data.targets, jnp.inf))
         n_success = jnp.sum(eligible & (trials.status == Status.SUCCESS)).astype(jnp.float32)
         first_free = min(self.model_size, trials.status.shape[0])  # the believers' rows
+        keys = jax.random.split(key, self.batch)
+        start = jnp.argmin(jnp.where(succeeded, posterior.data.targets, jnp.inf))
+        proposals = jax.tree.map(lambda c: jnp.broadcast_to(c[start], (self.batch,
+                                                                       *c.shape[1:])), configs)
 
-        def one(posterior, inputs):
-            row, key = inputs
-            config = self._maximise(posterior, configs, succeeded, best, n_success, key)
+        def one(row, carry):
+            posterior, proposals = carry
+            config = self._maximise(posterior, configs, succeeded, best, n_success, keys[row])
             units, active = self.encode(jax.tree.map(lambda a: a[None], config))
             mean, _ = _gp.predict(posterior, units, active)
             data = posterior.data
@@ -169,11 +175,11 @@ class Model:
             posterior = _gp.condition(posterior._replace(data=data._replace(
                 units=data.units.at[at].set(units[0]), active=data.active.at[at].set(active[0]),
                 targets=data.targets.at[at].set(mean[0]), mask=data.mask.at[at].set(True))))
-            return posterior, config
+            proposals = jax.tree.map(lambda p, c: p.at[row].set(c), proposals, config)
+            return posterior, proposals
 
-        _, proposals = jax.lax.scan(one, posterior, (jnp.arange(self.batch),
-                                                    jax.random.split(key, self.batch)))
-        return proposals
+        trips = self.batch if count is None else jnp.minimum(count, self.batch)
+        return jax.lax.fori_loop(0, trips, one, (posterior, proposals))[1]
 
     def _score(self, posterior, candidates: Config, best, n_success) -> jax.Array:
         units, active = self.encode(candidates)

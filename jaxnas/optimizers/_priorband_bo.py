@@ -82,11 +82,14 @@ def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, n_rungs: i
         wanted = (rung >= 0) & jnp.any(sources == Source.UNIFORM)
         model = Model(spec, categorical, min(model_size, trials.status.shape[0]), batch, beta)
         modelled = jax.lax.cond(
-            wanted, lambda k: model.propose(trials, k, eligible=trials.rungs == rung),
+            wanted, lambda k: model.propose(trials, k, eligible=trials.rungs == rung,
+                                            count=jnp.sum(sources == Source.UNIFORM)),
             lambda k: configs, key_model)
         replace = wanted & (sources == Source.UNIFORM)
+        # The k-th uniform row takes the k-th model proposal.
+        slot = jnp.clip(jnp.cumsum(replace) - 1, 0, batch - 1)
         configs = jax.tree.map(
-            lambda m, c: jnp.where(replace.reshape(-1, *([1] * (c.ndim - 1))), m, c),
+            lambda m, c: jnp.where(replace.reshape(-1, *([1] * (c.ndim - 1))), m[slot], c),
             modelled, configs)
         return configs, jnp.where(replace, Source.MODEL, sources).astype(jnp.int32)
 

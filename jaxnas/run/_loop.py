@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ class RunResult:
         return summarise(self.root_directory, top)
 
 
-def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "priorband",
+def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "auto",
         root_directory: str | Path, max_evaluations: int | None = None,
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
         max_seconds: float | None = None, seed: int = 0, masked: bool | str = True,
@@ -108,6 +109,11 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
               dict gives `loss` and optionally `cost`. An exception is a failed trial.
         space: a space pytree or a compiled `SearchSpace`.
         optimizer: an optimiser name (`jn.optimizers.get`) or an `Optimizer` value.
+            `"auto"` (the default) picks one from the space as NePS does
+            (`jn.optimizers.auto_choice`: PriorBand with a fidelity and priors, Hyperband
+            with a fidelity alone, Bayesian optimisation, PiBO with priors, without a
+            fidelity); the run's metadata and `python -m jaxnas status` name the choice.
+            A named optimiser that would ignore the space's priors warns.
         root_directory: the run folder; a new one starts a run, an existing one continues.
         max_evaluations: stop once the run holds this many trials (all workers together).
         max_cost: stop once the summed cost (a trial's `cost`, else its fidelity) reaches it.
@@ -151,9 +157,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     persistent_cache.check_setting(compilation_cache)
     evaluator = make_evaluator(evaluate, spec, masked)
     root = Path(root_directory)
+    optimizer = _named_optimizer(optimizer, spec, optimizer_kwargs)
     description = describe_run(spec, optimizer, optimizer_kwargs, seed)
-    if isinstance(optimizer, str):
-        _optimizers.get(optimizer, spec, **dict(optimizer_kwargs or {}))  # bad names fail here
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
@@ -179,6 +184,27 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
                 None if incumbent is None else incumbent.loss)
     return RunResult(incumbent, [t.as_dict() for t in trials], root, stopped_by)
+
+
+def _named_optimizer(optimizer: Any, spec: SearchSpace, kwargs: Mapping | None) -> Any:
+    """`"auto"` resolved to a name; a name checked (bad names and arguments fail here,
+    before the run folder is touched), with a warning when it would ignore priors."""
+    if not isinstance(optimizer, str):
+        return optimizer
+    if optimizer == "auto":
+        optimizer = _optimizers.auto_choice(spec)
+        logger.info("jaxnas.run: optimizer='auto' chose %r", optimizer)
+    _optimizers.get(optimizer, spec, **dict(kwargs or {}))
+    if _optimizers.ignores_priors(optimizer, spec, dict(kwargs or {})):
+        with_prior = [p for p, q in spec.parameters().items()
+                      if getattr(q, "prior", None) is not None]
+        warnings.warn(
+            f"jn.run: optimizer={optimizer!r} ignores the priors of the space (on "
+            f"{', '.join(with_prior)}). Use 'priorband' or 'priorband_bo' (with a "
+            f"fidelity), 'tpe' or 'bayesian_optimization' to use them, or pass "
+            f"optimizer_kwargs={{'use_prior': True}} where the optimiser has it.",
+            UserWarning, stacklevel=3)
+    return optimizer
 
 
 def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,

@@ -8,6 +8,7 @@ run's incumbent first) and the failures.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
     """
     with RunStore(root, create=False) as store:
         trials, totals = store.all_trials(), store.totals()
+        description = json.loads(store.get_meta("run") or "{}")
     counts = collections.Counter(t.status for t in trials)
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
@@ -36,6 +38,8 @@ def summarise(root: str | Path, top: int = 5) -> str:
                          if counts[s]) + ")",
              f"fidelity spent {totals['fidelity']:g}, cost {totals['cost']:g}; "
              f"{len(workers)} worker(s) so far, {len(running)} running now"]
+    if description.get("optimizer"):
+        lines.append(f"optimizer {description['optimizer']}, seed {description.get('seed')}")
     finished = [t.finished for t in trials if t.finished]
     if finished:
         lines.append(f"last trial finished {time.ctime(max(finished))}")
