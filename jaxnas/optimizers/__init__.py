@@ -12,6 +12,7 @@ States are NamedTuples of arrays with fixed capacity (`max_trials` rounded up to
 two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work on them.
 """
 
+import inspect
 from collections.abc import Callable
 
 from jaxnas.optimizers._bo import bayesian_optimization
@@ -100,8 +101,9 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
         An `Optimizer`.
 
     Raises:
-        ValueError: an unknown name, or one not implemented yet; the message lists the
-            available names.
+        ValueError: an unknown name, or one not implemented yet (the message lists the
+            available names); an option the optimiser does not have (the message lists
+            its options).
     """
     if name == "auto":
         name = auto_choice(spec)
@@ -110,7 +112,14 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
         raise ValueError(f"optimizer {name!r} is not implemented yet; available: {available}.")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown optimizer {name!r}; available: {available}.")
-    return _CONSTRUCTORS[name](spec, **kwargs)
+    constructor = _CONSTRUCTORS[name]
+    options = [p for p in inspect.signature(constructor).parameters if p != "spec"]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(f"{name}: unknown option{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}; its options are "
+                         f"{', '.join(options)}.")
+    return constructor(spec, **kwargs)
 
 
 __all__ = [

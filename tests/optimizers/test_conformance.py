@@ -258,3 +258,6 @@ def test_get_lists_the_available_optimisers():
         optimizers.get("nsga2", space("mixed27"))
     with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available:"):
         optimizers.get("bohb", space("mixed27"))
+    with pytest.raises(ValueError, match=r"tpe: unknown option 'n_candidates'; its options "
+                                         r"are batch_size, n_startup_trials, n_ei_candidates"):
+        optimizers.get("tpe", space("mixed27"), n_candidates=10)
