@@ -149,16 +149,20 @@ class Model:
         return posterior, configs, success[rows] & told
 
     def propose(self, trials: Trials, key: jax.Array, eligible: jax.Array | None = None,
-                count: jax.Array | None = None) -> Config:
+                count: jax.Array | None = None, prior_scale: jax.Array | float = 1.0
+                ) -> Config:
         """`batch` configurations, each maximising the acquisition given the ones before;
         the model sees the `eligible` trials (default: all). With a traced `count`, only
         the first `count` rows are proposed (a loop of that many trips); the rest are
-        copies of the best model row, for the caller to ignore."""
+        copies of the best model row, for the caller to ignore. `prior_scale` (traced)
+        multiplies PiBO's `beta`."""
         if eligible is None:
             eligible = jnp.ones(trials.status.shape, bool)
         posterior, configs, succeeded = self.fit(trials, eligible)
         best = jnp.min(jnp.where(succeeded, posterior.data.targets, jnp.inf))
         n_success = jnp.sum(eligible & (trials.status == Status.SUCCESS)).astype(jnp.float32)
+        # PiBO's exponent beta / n (Eq. (4)), in logs a weight on log prior.
+        prior_power = (self.prior_beta or 0.0) * prior_scale / jnp.maximum(n_success, 1.0)
         first_free = min(self.model_size, trials.status.shape[0])  # the believers' rows
         keys = jax.random.split(key, self.batch)
         start = jnp.argmin(jnp.where(succeeded, posterior.data.targets, jnp.inf))
@@ -167,7 +171,7 @@ class Model:
 
         def one(row, carry):
             posterior, proposals = carry
-            config = self._maximise(posterior, configs, succeeded, best, n_success, keys[row])
+            config = self._maximise(posterior, configs, succeeded, best, prior_power, keys[row])
             units, active = self.encode(jax.tree.map(lambda a: a[None], config))
             mean, _ = _gp.predict(posterior, units, active)
             data = posterior.data
@@ -181,16 +185,15 @@ class Model:
         trips = self.batch if count is None else jnp.minimum(count, self.batch)
         return jax.lax.fori_loop(0, trips, one, (posterior, proposals))[1]
 
-    def _score(self, posterior, candidates: Config, best, n_success) -> jax.Array:
+    def _score(self, posterior, candidates: Config, best, prior_power) -> jax.Array:
         units, active = self.encode(candidates)
         mean, std = _gp.predict(posterior, units, active)
         score = _gp.log_expected_improvement(mean, std, best)
         if self.prior_beta is not None:  # PiBO, Eq. (4), in logs
-            score = score + (self.prior_beta / jnp.maximum(n_success, 1.0)) * jax.vmap(
-                self.spec.log_prior)(candidates)
+            score = score + prior_power * jax.vmap(self.spec.log_prior)(candidates)
         return jnp.where(jnp.isfinite(score), score, -jnp.inf)
 
-    def _maximise(self, posterior, configs, succeeded, best, n_success, key) -> Config:
+    def _maximise(self, posterior, configs, succeeded, best, prior_power, key) -> Config:
         """The best of uniform, prior and local candidates, then of local moves around
         the best of those."""
         spec = self.spec
@@ -206,11 +209,11 @@ class Model:
         pools.append(self._moves(key_local, jax.tree.map(lambda c: c[parents], configs),
                                  _LOCAL_PER_PARENT, _MOVE_STD))
         candidates = jax.tree.map(lambda *c: jnp.concatenate(c), *pools)
-        score = self._score(posterior, candidates, best, n_success)
+        score = self._score(posterior, candidates, best, prior_power)
         top = jax.lax.top_k(score, _REFINE_PARENTS)[1]
         refined = self._moves(key_refine, jax.tree.map(lambda c: c[top], candidates),
                               _REFINE_PER_PARENT, _REFINE_STD)
-        refined_score = self._score(posterior, refined, best, n_success)
+        refined_score = self._score(posterior, refined, best, prior_power)
         everything = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), candidates, refined)
         choice = jnp.argmax(jnp.concatenate([score, refined_score]))
         return jax.tree.map(lambda c: c[choice], everything)

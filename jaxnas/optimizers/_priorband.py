@@ -144,7 +144,7 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
         key_prior, key_incumbent = jax.random.split(key_rows, (2, batch))
         priors = _base.map_rows(spec.sample_prior, key_prior)
         if use_incumbent:
-            share, best = _incumbent_share(spec, trials, eta, top_rung, bracket_cost,
+            share, best = incumbent_share(spec, trials, eta, top_rung, bracket_cost,
                                            incumbent_selection)
             p_incumbent = (1.0 - p_uniform) * share
             mutants = _base.map_rows(
@@ -161,7 +161,7 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
     return sampler
 
 
-def _incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
+def incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
                      bracket_cost: float,
                      incumbent_selection: IncumbentSelection) -> tuple[jax.Array, Config]:
     """The incumbent's share of the non-uniform mass (0 without evidence), and the incumbent.

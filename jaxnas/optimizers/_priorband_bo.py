@@ -6,8 +6,11 @@ uniform draw, a prior draw or an incumbent mutation, with the same probabilities
 some rung holds at least `min_model_points` successful results, the uniform draws are
 replaced by the proposals of the GP of `bayesian_optimization` (`_bo.Model`), fitted to
 the results of the highest such rung (where the most informative, least biased losses
-are), its log-EI acquisition weighted by the prior as in PiBO (`prior ** (beta / n)`, `n`
-that rung's results), so the prior still leads the model while evidence is scarce.
+are), its log-EI acquisition weighted by the prior as in PiBO (`prior ** (beta s / n)`, `n`
+that rung's results), so the prior still leads the model while evidence is scarce. The
+factor `s` is the prior's share in PriorBand's own ensemble (Sec. 5.2: the prior against
+the incumbent, 1 until there is evidence): once the results say the prior is worse than
+the incumbent, it stops pulling the model towards itself, as it stops drawing samples.
 Promotions are Hyperband's. A rung's model proposals are a batch chosen with the
 Kriging believer, so they spread out.
 """
@@ -21,7 +24,9 @@ from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
 from jaxnas.optimizers._bo import Model, categorical_slots
 from jaxnas.optimizers._brackets import Sampler, bracket_optimizer, full_schedule
-from jaxnas.optimizers._priorband import priorband_sampler
+from jaxnas.optimizers._incumbent import check_incumbent_selection
+from jaxnas.optimizers._priorband import incumbent_share, priorband_sampler
+from jaxnas.optimizers._schedule import Schedule
 from jaxnas.space import Config, SearchSpace
 
 
@@ -62,13 +67,17 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
     prior_beta = _base.check_non_negative_float(owner, "prior_beta", prior_beta)
     categorical = categorical_slots(owner, spec)
     beta = prior_beta if _base.has_priors(spec) and prior_beta > 0 else None
-    sampler = _model_sampler(spec, ensemble, categorical, schedule.n_rungs,
+    selection = check_incumbent_selection(owner, incumbent_selection)
+    sampler = _model_sampler(spec, ensemble, categorical, schedule, selection,
                              min_model_points, model_size, beta)
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
 
 
-def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, n_rungs: int,
-                   min_model_points: int, model_size: int, beta: float | None) -> Sampler:
+def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, schedule: Schedule,
+                   selection, min_model_points: int, model_size: int,
+                   beta: float | None) -> Sampler:
+    n_rungs = schedule.n_rungs
+    bracket_cost = schedule.bracket_cost(schedule.base_rungs.index(0))
 
     def sampler(trials: Trials, key: jax.Array, base_rung: jax.Array,
                 batch: int) -> tuple[Config, jax.Array]:
@@ -81,9 +90,14 @@ def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, n_rungs: i
         rung = jnp.max(jnp.where(per_rung >= min_model_points, jnp.arange(n_rungs), -1))
         wanted = (rung >= 0) & jnp.any(sources == Source.UNIFORM)
         model = Model(spec, categorical, min(model_size, trials.status.shape[0]), batch, beta)
+        # The prior weighs the acquisition as much as PriorBand still trusts it: its share
+        # of the non-uniform mass against the incumbent (1 until there is evidence).
+        share, _ = incumbent_share(spec, trials, schedule.eta, n_rungs - 1, bracket_cost,
+                                   selection)
         modelled = jax.lax.cond(
             wanted, lambda k: model.propose(trials, k, eligible=trials.rungs == rung,
-                                            count=jnp.sum(sources == Source.UNIFORM)),
+                                            count=jnp.sum(sources == Source.UNIFORM),
+                                            prior_scale=1.0 - share),
             lambda k: configs, key_model)
         replace = wanted & (sources == Source.UNIFORM)
         # The k-th uniform row takes the k-th model proposal.

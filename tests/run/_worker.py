@@ -31,8 +31,12 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=1)
+    parser.add_argument("--optimizer", default="priorband")
+    parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
-    jn.run(objective(args.sleep), space(), optimizer="priorband", root_directory=args.root,
+    kwargs = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    jn.run(objective(args.sleep), space(), optimizer=args.optimizer, optimizer_kwargs=kwargs,
+           root_directory=args.root,
            max_evaluations=args.evaluations, seed=args.seed,
            checkpoint_every=args.checkpoint_every, progress=False)
 
