@@ -1,4 +1,4 @@
-"""What every benchmark script records and how it writes its results.
+"""What every benchmark script records, how it writes its results, and its statistics.
 
 The scripts run as `python benchmarks/NAME.py`, so this folder is on `sys.path` and they
 import this module as `_common`.
@@ -12,10 +12,13 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 import jaxnas as jn
 
@@ -62,3 +65,64 @@ def write_results(path: Path, results: dict[str, Any], *, indent: int = 2) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=indent) + "\n")
     print(f"\nwrote {path}")
+
+
+# ----------------------------------------------------------------------- statistics
+
+
+def quartiles(values: np.ndarray) -> dict[str, list]:
+    """Median and quartiles over seeds (axis 0); None where no seed has a value yet."""
+    with warnings.catch_warnings():
+        # Before an optimiser's first evaluation every seed is NaN: that point stays NaN.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
+
+    def listed(column: np.ndarray) -> list:
+        return [None if np.isnan(v) else float(v) for v in np.atleast_1d(column)]
+
+    return {"q25": listed(q25), "median": listed(q50), "q75": listed(q75)}
+
+
+def probability_of_superiority(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """P(a run of ours has lower regret than a run of theirs), ties counting half.
+
+    The Mann-Whitney U statistic over all pairs of seeds, divided by the number of pairs
+    (the common-language effect size): 0.5 means no difference between the two samples.
+    """
+    ours, theirs = ours[:, None], theirs[None, :]
+    return float(np.mean((ours < theirs) + 0.5 * (ours == theirs)))
+
+
+def one_sided_p(ours: np.ndarray, theirs: np.ndarray, alternative: str) -> float:
+    """One-sided Mann-Whitney U test over seeds: the p-value that our regrets tend to be
+    higher (`alternative="greater"`) or lower (`"less"`) than theirs.
+
+    Below 0.05, the difference is beyond what the spread over seeds explains. Seeds with
+    no evaluation yet (NaN) are dropped.
+    """
+    from scipy.stats import mannwhitneyu  # noqa: PLC0415 - scipy comes with jax
+
+    ours, theirs = ours[~np.isnan(ours)], theirs[~np.isnan(theirs)]
+    if len(ours) == 0 or len(theirs) == 0:
+        return float("nan")
+    return float(mannwhitneyu(ours, theirs, alternative=alternative).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (Holm 1979).
+
+    The i-th smallest of m p-values is multiplied by m - i (i from 0), the products are
+    made non-decreasing in that order and capped at 1. An adjusted p-value below alpha
+    rejects its hypothesis with a family-wise error rate of at most alpha. A NaN (a test
+    that could not run) counts as 1.
+
+    Returns:
+        The adjusted p-values, in the order given.
+    """
+    p = np.nan_to_num(np.asarray(p_values, np.float64), nan=1.0)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum((m - np.arange(m)) * p[order], 1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted.tolist()

@@ -68,7 +68,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
-from _common import machine_info, write_results
+from _common import (machine_info, one_sided_p, probability_of_superiority, quartiles,
+                     write_results)
 from jaxnas import optimizers, problems
 
 with warnings.catch_warnings():
@@ -276,19 +277,6 @@ def incumbent_regret(problem: problems.Problem, run: Run, points: np.ndarray) ->
     return np.asarray(problem.regret(incumbent), np.float64)
 
 
-def quartiles(values: np.ndarray) -> dict[str, list]:
-    """Median and quartiles over seeds (axis 0); None where no seed has a value yet."""
-    with warnings.catch_warnings():
-        # Before an optimiser's first evaluation every seed is NaN: that point stays NaN.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
-
-    def listed(column: np.ndarray) -> list:
-        return [None if np.isnan(v) else float(v) for v in column]
-
-    return {"q25": listed(q25), "median": listed(q50), "q75": listed(q75)}
-
-
 def summarize(problem: problems.Problem, runs: Sequence[Run], points: Sequence[float],
               grid: np.ndarray) -> dict:
     """Regret statistics at the budget points and on the plot grid, and the overhead."""
@@ -353,31 +341,6 @@ def run_problem(dim: int, settings: Mapping[str, Any], seeds: Sequence[int],
         "jaxnas_compile_s": compile_s,
         "results": results,
     }
-
-
-def probability_of_superiority(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """P(a run of ours has lower regret than a run of theirs), ties counting half.
-
-    The Mann-Whitney U statistic over all pairs of seeds, divided by the number of pairs
-    (the common-language effect size): 0.5 means no difference between the two samples.
-    """
-    ours, theirs = ours[:, None], theirs[None, :]
-    return float(np.mean((ours < theirs) + 0.5 * (ours == theirs)))
-
-
-def one_sided_p(ours: np.ndarray, theirs: np.ndarray, alternative: str) -> float:
-    """One-sided Mann-Whitney U test over seeds: the p-value that our regrets tend to be
-    higher (`alternative="greater"`) or lower (`"less"`) than theirs.
-
-    Below 0.05, the difference is beyond what the spread over seeds explains. Seeds with
-    no evaluation yet (NaN) are dropped.
-    """
-    from scipy.stats import mannwhitneyu  # noqa: PLC0415 - scipy comes with jax
-
-    ours, theirs = ours[~np.isnan(ours)], theirs[~np.isnan(theirs)]
-    if len(ours) == 0 or len(theirs) == 0:
-        return float("nan")
-    return float(mannwhitneyu(ours, theirs, alternative=alternative).pvalue)
 
 
 def check_targets(problems_results: Mapping[str, dict], points: Sequence[float]) -> dict:

@@ -1,7 +1,7 @@
 """Bayesian optimisation with a Gaussian process, and PiBO when the space has priors.
 
 Each proposal maximises log expected improvement (Ament et al., NeurIPS 2023) under the GP
-of `_gp.py`, fitted to the best `model_size` trials. The acquisition is maximised by
+of `gp.py`, fitted to the best `model_size` trials. The acquisition is maximised by
 scoring many candidates at once (uniform draws, prior draws and local moves around the
 best trials), then local moves around the best candidates. A batch is chosen one row at a
 time, each chosen configuration then added to the GP at its predicted mean (the Kriging
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.optimizers import _base, _gp
+from jaxnas.optimizers import _base, gp
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
 from jaxnas.optimizers._random_search import _single_fidelity
 from jaxnas.space import Categorical, Config, SearchSpace
@@ -42,7 +42,7 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
     """GP-based Bayesian optimisation (log EI); PiBO when the space has priors.
 
     Trials are evaluated at the space's maximum fidelity (NaN without one). See the module
-    docstrings of `_bo.py` and `_gp.py` for the model, the acquisition and its search.
+    docstrings of `_bo.py` and `gp.py` for the model, the acquisition and its search.
 
     Args:
         spec: A compiled search space with at least one `Float` or `Integer`.
@@ -112,7 +112,7 @@ class Model:
 
     def __init__(self, spec: SearchSpace, categorical: np.ndarray, model_size: int,
                  batch: int, prior_beta: float | None):
-        _gp.single_threaded_lapack()
+        gp.single_threaded_lapack()
         self.spec, self.categorical = spec, jnp.asarray(categorical)
         self.model_size, self.batch, self.prior_beta = model_size, batch, prior_beta
 
@@ -121,7 +121,7 @@ class Model:
         return (jax.vmap(self.spec.to_unit)(configs),
                 jax.vmap(lambda c: self.spec.active(c).array)(configs))
 
-    def fit(self, trials: Trials, eligible: jax.Array) -> tuple[_gp.Posterior, Config,
+    def fit(self, trials: Trials, eligible: jax.Array) -> tuple[gp.Posterior, Config,
                                                                  jax.Array]:
         """The GP of the best `model_size` `eligible` trials (failed ones at the worst
         loss), pending ones added at their predicted mean, `batch` empty rows for the
@@ -141,10 +141,10 @@ class Model:
         targets = jnp.where(chosen < _FAILED_KEY, chosen, worst)
         configs = jax.tree.map(lambda c: c[rows], trials.configs)
         units, active = self.encode(configs)
-        posterior = _gp.fit(_gp.Data(units, active, self.categorical, targets, told))
-        believed, _ = _gp.predict(posterior, units, active)
+        posterior = gp.fit(gp.Data(units, active, self.categorical, targets, told))
+        believed, _ = gp.predict(posterior, units, active)
         data = posterior.data
-        posterior = _gp.condition(posterior._replace(data=data._replace(
+        posterior = gp.condition(posterior._replace(data=data._replace(
             targets=jnp.where(pending, believed, data.targets), mask=told | pending)))
         return posterior, configs, success[rows] & told
 
@@ -173,10 +173,10 @@ class Model:
             posterior, proposals = carry
             config = self._maximise(posterior, configs, succeeded, best, prior_power, keys[row])
             units, active = self.encode(jax.tree.map(lambda a: a[None], config))
-            mean, _ = _gp.predict(posterior, units, active)
+            mean, _ = gp.predict(posterior, units, active)
             data = posterior.data
             at = first_free + row
-            posterior = _gp.condition(posterior._replace(data=data._replace(
+            posterior = gp.condition(posterior._replace(data=data._replace(
                 units=data.units.at[at].set(units[0]), active=data.active.at[at].set(active[0]),
                 targets=data.targets.at[at].set(mean[0]), mask=data.mask.at[at].set(True))))
             proposals = jax.tree.map(lambda p, c: p.at[row].set(c), proposals, config)
@@ -187,8 +187,8 @@ class Model:
 
     def _score(self, posterior, candidates: Config, best, prior_power) -> jax.Array:
         units, active = self.encode(candidates)
-        mean, std = _gp.predict(posterior, units, active)
-        score = _gp.log_expected_improvement(mean, std, best)
+        mean, std = gp.predict(posterior, units, active)
+        score = gp.log_expected_improvement(mean, std, best)
         if self.prior_beta is not None:  # PiBO, Eq. (4), in logs
             score = score + prior_power * jax.vmap(self.spec.log_prior)(candidates)
         return jnp.where(jnp.isfinite(score), score, -jnp.inf)

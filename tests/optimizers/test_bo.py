@@ -11,7 +11,7 @@ from scipy import special, stats
 
 import jaxnas as jn
 from jaxnas import optimizers, problems
-from jaxnas.optimizers import _gp
+from jaxnas.optimizers import gp
 from tests.optimizers.test_tpe import _conditional, _conditional_loss
 
 
@@ -24,7 +24,7 @@ def _data(rows=12, masked=3, seed=0):
     active[::2, 3] = False
     targets = (np.sin(6 * units[:, 0]) + units[:, 1] ** 2).astype(np.float32)
     mask = np.arange(rows) < rows - masked
-    return _gp.Data(jnp.asarray(units), jnp.asarray(active), jnp.asarray([False, False, True,
+    return gp.Data(jnp.asarray(units), jnp.asarray(active), jnp.asarray([False, False, True,
                                                                            False]),
                     jnp.asarray(targets), jnp.asarray(mask))
 
@@ -51,15 +51,15 @@ def _numpy_kernel(params, a_units, a_active, b_units, b_active, categorical):
 
 def test_posterior_matches_the_closed_form_and_ignores_masked_rows():
     data = _data()
-    params = _gp.Params(jnp.log(jnp.asarray([2.0, 0.5, 1.0, 3.0])), jnp.log(1.3),
+    params = gp.Params(jnp.log(jnp.asarray([2.0, 0.5, 1.0, 3.0])), jnp.log(1.3),
                         jnp.log(0.05))
-    posterior = _gp.condition(_gp.Posterior(data, params, jnp.zeros(()), jnp.zeros(()),
+    posterior = gp.condition(gp.Posterior(data, params, jnp.zeros(()), jnp.zeros(()),
                                             jnp.zeros(()), jnp.ones(())))
     query = _data(rows=7, masked=0, seed=1)
-    mean, std = _gp.predict(posterior, query.units, query.active)
+    mean, std = gp.predict(posterior, query.units, query.active)
     keep = np.asarray(data.mask)
     u, a, c = (np.asarray(x) for x in (data.units, data.active, data.categorical))
-    noise = _gp.MIN_NOISE + 0.05 + _gp._JITTER
+    noise = gp.MIN_NOISE + 0.05 + gp.JITTER
     k = _numpy_kernel(params, u[keep], a[keep], u[keep], a[keep], c) + noise * np.eye(keep.sum())
     cross = _numpy_kernel(params, np.asarray(query.units), np.asarray(query.active), u[keep],
                           a[keep], c)
@@ -70,14 +70,14 @@ def test_posterior_matches_the_closed_form_and_ignores_masked_rows():
     # The same likelihood with the masked rows' inputs and targets changed.
     moved = data._replace(units=data.units.at[-1].set(0.123), targets=data.targets.at[-1]
                           .set(99.0))
-    np.testing.assert_allclose(_gp._negative_log_posterior(params, data),
-                               _gp._negative_log_posterior(params, moved), rtol=1e-6)
+    np.testing.assert_allclose(gp.negative_log_posterior(params, data),
+                               gp.negative_log_posterior(params, moved), rtol=1e-6)
 
 
 def test_likelihood_gradient_matches_finite_differences_and_fit_improves_it():
     data = _data()
-    params = _gp.initial_params(4)
-    objective = lambda p: _gp._negative_log_posterior(p, data)  # noqa: E731
+    params = gp.initial_params(4)
+    objective = lambda p: gp.negative_log_posterior(p, data)  # noqa: E731
     grad = jax.grad(objective)(params)
     step = 1e-2
     for d in range(4):
@@ -85,15 +85,15 @@ def test_likelihood_gradient_matches_finite_differences_and_fit_improves_it():
         down = params._replace(log_theta=params.log_theta.at[d].add(-step))
         numeric = (objective(up) - objective(down)) / (2 * step)
         np.testing.assert_allclose(grad.log_theta[d], numeric, rtol=5e-2, atol=5e-3)
-    fitted = _gp.fit(data)
-    assert _gp._negative_log_posterior(fitted.params, fitted.data) < _gp._negative_log_posterior(
+    fitted = gp.fit(data)
+    assert gp.negative_log_posterior(fitted.params, fitted.data) < gp.negative_log_posterior(
         params, fitted.data)
 
 
 def test_log_expected_improvement_is_the_closed_form_and_finite_far_below():
     mean = jnp.asarray([0.0, 0.5, 1.0, 3.0, 10.0, 60.0, 500.0])
     std = jnp.ones_like(mean)
-    got = np.asarray(_gp.log_expected_improvement(mean, std, jnp.asarray(0.2)))
+    got = np.asarray(gp.log_expected_improvement(mean, std, jnp.asarray(0.2)))
     z = (0.2 - np.asarray(mean, np.float64))
     # log(phi(z) + z Phi(z)) in float64, with Phi / phi by logs where both underflow.
     log_phi = stats.norm.logpdf(z)

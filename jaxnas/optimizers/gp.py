@@ -1,4 +1,5 @@
-"""A Gaussian process on the unit encoding of mixed, conditional configurations.
+"""A Gaussian process on the unit encoding of mixed, conditional configurations (public: the
+model of `bayesian_optimization` and `priorband_bo`, usable on its own).
 
 The model of `bayesian_optimization` and `priorband_bo`, written for fixed shapes: it holds
 `M` rows, of which a mask says which are observations, so that a search of any length
@@ -39,9 +40,9 @@ import optax
 from jax.scipy.special import log_ndtr
 
 MIN_NOISE = 1e-6  # Optuna's `DEFAULT_MINIMUM_NOISE_VAR`
-# Added to the noise: float32 (Optuna fits in float64) needs the kernel matrix's condition
+# Added to the noise (a constant, not fitted): float32 (Optuna fits in float64) needs the kernel matrix's condition
 # number below ~1e5 for the inverse to keep a few digits.
-_JITTER = 1e-5
+JITTER = 1e-5
 _FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
 _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -140,7 +141,7 @@ def _matrix(params: Params, data: Data) -> jax.Array:
     noise = MIN_NOISE + jnp.exp(params.log_noise)
     eye = jnp.eye(data.mask.shape[0], dtype=jnp.float32)
     return jnp.where(pair, kernel(params, squared), 0.0) + eye * jnp.where(
-        data.mask, noise + _JITTER, 1.0)
+        data.mask, noise + JITTER, 1.0)
 
 
 @jax.custom_vjp
@@ -174,7 +175,7 @@ def _inverse(matrix: jax.Array) -> jax.Array:
     return 0.5 * (inverse + inverse.T)
 
 
-def _negative_log_posterior(params: Params, data: Data) -> jax.Array:
+def negative_log_posterior(params: Params, data: Data) -> jax.Array:
     """Minus (log marginal likelihood + log prior) of standardised targets."""
     y = jnp.where(data.mask, data.targets, 0.0)
     n = jnp.sum(data.mask).astype(jnp.float32)
@@ -213,7 +214,7 @@ def fit(data: Data) -> Posterior:
 
 def _maximise(data: Data, start: Params) -> Params:
     """L-BFGS on the negative log posterior; the start where it ends non-finite."""
-    objective = lambda p: _negative_log_posterior(p, data)  # noqa: E731
+    objective = lambda p: negative_log_posterior(p, data)  # noqa: E731
     solver = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(
         max_linesearch_steps=_LINE_SEARCH_STEPS))
     value_and_grad = optax.value_and_grad_from_state(objective)

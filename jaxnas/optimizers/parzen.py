@@ -1,0 +1,239 @@
+"""Parzen estimators of configurations in the unit encoding: the model of `tpe` (public,
+for use on its own and for checking against Optuna's).
+
+`Observations` reads configs through the space's public encoding; `ParzenEstimator` is one
+group's mixture of product kernels and a prior kernel (`log_density`, `sample`); `split`
+divides a trial table into the good and the bad group. The rules, and where they follow
+Optuna 5's `_ParzenEstimator` and where they differ, are in `jaxnas/optimizers/_tpe.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import log_ndtr, ndtr
+
+from jaxnas.optimizers import _base
+from jaxnas.optimizers._base import Status, Trials
+from jaxnas.space import Categorical, Config, Integer, SearchSpace
+
+# Optuna's constants: `default_gamma`'s cap and share, `default_weights`' flat tail, the
+# magic clip's cap.
+GAMMA_SHARE, GAMMA_CAP = 0.1, 25
+_FLAT_WEIGHTS = 25
+_MAGIC_CLIP_CAP = 100.0
+# Optuna's uninformative prior kernel, in the unit encoding: centred, sigma the range.
+_PRIOR_MEAN, _PRIOR_SIGMA = 0.5, 1.0
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class SlotKinds:
+    """Static column indices of the float, integer and categorical slots (`paths` order)."""
+
+    def __init__(self, spec: SearchSpace):
+        parameters = spec.parameters()
+        kind = np.array([2 if isinstance(parameters[p], Categorical) else
+                         1 if isinstance(parameters[p], Integer) else 0 for p in spec.paths])
+        self.floats, self.integers, self.categoricals = (np.flatnonzero(kind == k)
+                                                         for k in range(3))
+        self.is_categorical = kind == 2
+
+
+class Observations:
+    """Configs in the unit encoding: values, used slots, categorical ranks."""
+
+    def __init__(self, spec: SearchSpace, kinds: SlotKinds, configs: Config):
+        categorical = kinds.is_categorical
+        self.kinds = kinds
+        self.units = jax.vmap(spec.to_unit)(configs)  # (C, D) float32
+        self.active = jax.vmap(lambda c: spec.active(c).array)(configs)  # (C, D) bool
+        lower, upper = jax.vmap(spec.unit_intervals)(configs)
+        self.lower, self.upper = lower, upper  # (C, D): a float's point, else its bin
+        # Choices per slot (1 for numbers) and each categorical's rank among them.
+        self.choices = jnp.where(categorical, jnp.round(1.0 / jnp.maximum(upper - lower,
+                                                                          1e-6)), 1.0)
+        self.ranks = jnp.round(lower * self.choices).astype(jnp.int32)  # (C, D)
+        self.categorical = jnp.asarray(categorical)  # (D,)
+
+    def rows(self, index: jax.Array) -> Observations:
+        """The observations of rows `index` only."""
+        subset = object.__new__(Observations)
+        subset.kinds, subset.categorical = self.kinds, self.categorical
+        for name in ("units", "active", "lower", "upper", "choices", "ranks"):
+            setattr(subset, name, getattr(self, name)[index])
+        return subset
+
+
+def split(trials: Trials) -> tuple[jax.Array, jax.Array]:
+    """`(below, above)` `(C,)` bool: the best `gamma(n)` of the `n` successes, and the
+    rest of the told and pending trials (failures and pending ones count as bad)."""
+    success = trials.status == Status.SUCCESS
+    n = jnp.sum(success, dtype=jnp.int32)
+    n_below = jnp.minimum(jnp.ceil(GAMMA_SHARE * n).astype(jnp.int32), GAMMA_CAP)
+    order = jnp.argsort(jnp.where(success, trials.losses, jnp.inf), stable=True)
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+    below = success & (rank < n_below)
+    used = (trials.status != Status.EMPTY)
+    return below, used & ~below
+
+
+class ParzenEstimator:
+    """A Parzen estimator: one product kernel per member trial and a prior kernel.
+
+    Attributes:
+        log_weights: `(C + 1,)` the mixture's log weights (members by recency, then the
+            prior); -inf for rows outside the group.
+        sigmas: `(C, D)` each member's bandwidth per slot in the unit encoding.
+    """
+
+    def __init__(self, observed: Observations, members: jax.Array, prior_weight: float):
+        self.observed, self.members, self.prior_weight = observed, members, prior_weight
+        n = jnp.sum(members, dtype=jnp.int32)
+        self.n = n
+        weights = jnp.where(members, _recency_weights(members), 0.0)
+        mixture = jnp.concatenate([weights, jnp.asarray([prior_weight], jnp.float32)])
+        self.log_weights = jnp.log(mixture / jnp.sum(mixture))
+        self.sigmas = _neighbour_bandwidths(observed.units, observed.active, members)
+        # A categorical kernel: `prior_weight / (n + 1)` on every choice, 1 more on its own.
+        self.spread = prior_weight / (n.astype(jnp.float32) + 1.0)
+
+    def _kernel(self):
+        """Per member and slot: the mean and sigma of the numeric kernel (the prior's
+        where the member does not use the slot), and whether the slot is its own."""
+        own = self.observed.active  # (C, D)
+        means = jnp.where(own, self.observed.units, _PRIOR_MEAN)
+        sigmas = jnp.where(own, self.sigmas, _PRIOR_SIGMA)
+        return means, sigmas, own
+
+    def sample(self, spec: SearchSpace, key: jax.Array, count: int) -> tuple[Config, jax.Array]:
+        """`count` draws from the mixture, and `(count,)` bool: which came from the prior
+        component (drawn here from the uninformative prior)."""
+        observed = self.observed
+        capacity, dims = observed.units.shape
+        key_pick, key_normal, key_uniform = jax.random.split(key, 3)
+        u = jax.random.uniform(key_pick, (count,))
+        component = _base.inverse_cdf(u, jnp.exp(self.log_weights))  # (count,) 0..C
+        prior_drawn = component == capacity
+        row = jnp.minimum(component, capacity - 1)
+        means, sigmas, own = self._kernel()
+        from_prior = prior_drawn[:, None]
+        mean = jnp.where(from_prior, _PRIOR_MEAN, means[row])  # (count, D)
+        sigma = jnp.where(from_prior, _PRIOR_SIGMA, sigmas[row])
+        z = jax.random.truncated_normal(key_normal, -mean / sigma, (1.0 - mean) / sigma,
+                                        (count, dims))
+        numeric = jnp.clip(mean + sigma * z, 0.0, 1.0)
+        # A categorical keeps its member's choice with probability 1 / total, else draws
+        # uniformly: (spread + [own choice]) / total per choice, total = spread * n + 1.
+        choices = observed.choices[0]  # (D,)
+        uniform = jax.random.uniform(key_uniform, (count, 2, dims))
+        kept = (own[row] & ~from_prior) & (
+            uniform[:, 0] * (self.spread * choices + 1.0) < 1.0)
+        drawn = jnp.minimum(jnp.floor(uniform[:, 1] * choices), choices - 1)
+        rank = jnp.where(kept, observed.ranks[row], drawn.astype(jnp.int32))
+        units = jnp.where(observed.categorical, (rank + 0.5) / choices, numeric)
+        return jax.vmap(spec.from_unit)(units), prior_drawn
+
+    def log_density(self, x: Observations, prior_log_density: jax.Array | None) -> jax.Array:
+        """`(count,)` log density of candidates `x` (their used slots only); the prior
+        component is the uninformative prior, or `prior_log_density` when given.
+
+        Costs `count * C * D` cheap operations: the truncation masses depend on the
+        kernels only, and an integer's bin mass is taken on the integer columns alone.
+        """
+        means, sigmas, own = self._kernel()  # (C, D)
+        kinds = self.observed.kinds
+        per_slot = jnp.zeros((x.units.shape[0], *means.shape), jnp.float32)  # (count, C, D)
+        normaliser = _log_mass(-means / sigmas, (1.0 - means) / sigmas) + jnp.log(sigmas)
+        cols = kinds.floats
+        if cols.size:
+            z = (x.units[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
+            per_slot = per_slot.at[..., cols].set(
+                -0.5 * z * z - _LOG_SQRT_2PI - normaliser[None, :, cols])
+        cols = kinds.integers
+        if cols.size:
+            lower = (x.lower[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
+            upper = (x.upper[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
+            per_slot = per_slot.at[..., cols].set(
+                _log_mass(lower, upper) - normaliser[None, :, cols] + jnp.log(
+                    sigmas[None, :, cols]))
+        cols = kinds.categoricals
+        if cols.size:
+            same = x.ranks[:, None, cols] == self.observed.ranks[None, :, cols]
+            choices = x.choices[:, None, cols]
+            own_choice = jnp.log((self.spread + same) / (self.spread * choices + 1.0))
+            per_slot = per_slot.at[..., cols].set(
+                jnp.where(own[None, :, cols], own_choice, -jnp.log(choices)))
+        members = jnp.sum(jnp.where(x.active[:, None], per_slot, 0.0), axis=-1)
+        if prior_log_density is None:
+            prior_log_density = _uninformative_log_density(x)
+        components = jnp.concatenate([members, prior_log_density[:, None]], axis=-1)
+        weighted = jnp.where(jnp.isfinite(self.log_weights)[None],
+                             components + self.log_weights[None], -jnp.inf)  # empty rows
+        return jax.nn.logsumexp(weighted, axis=-1)
+
+
+def _uninformative_log_density(x: Observations) -> jax.Array:
+    """`(count,)` Optuna's prior kernel at candidates `x`, over their used slots."""
+    numeric = _numeric_log_density(x.units, x.lower, x.upper, _PRIOR_MEAN, _PRIOR_SIGMA)
+    per_slot = jnp.where(x.categorical, -jnp.log(x.choices), numeric)
+    return jnp.sum(jnp.where(x.active, per_slot, 0.0), axis=-1)
+
+
+def _numeric_log_density(units, lower, upper, mean, sigma) -> jax.Array:
+    """Log density (a float: `lower == upper`) or log mass over `[lower, upper]` (an
+    integer's bin) of N(mean, sigma) truncated to [0, 1]."""
+    normaliser = _log_mass((0.0 - mean) / sigma, (1.0 - mean) / sigma)
+    z = (units - mean) / sigma
+    log_pdf = -0.5 * z * z - _LOG_SQRT_2PI - jnp.log(sigma)
+    log_bin = _log_mass((lower - mean) / sigma, (upper - mean) / sigma)
+    return jnp.where(upper > lower, log_bin, log_pdf) - normaliser
+
+
+def _log_mass(a: jax.Array, b: jax.Array) -> jax.Array:
+    """`log(Phi(b) - Phi(a))` for `a <= b`, accurate in either tail (reflected when the
+    interval lies above zero, where `Phi` nears 1 and loses precision)."""
+    flip = a > 0
+    lo, hi = jnp.where(flip, -b, a), jnp.where(flip, -a, b)
+    log_hi, log_lo = log_ndtr(hi), log_ndtr(lo)
+    diff = jnp.maximum(ndtr(hi) - ndtr(lo), 0.0)
+    tiny = jnp.log1p(-jnp.exp(jnp.minimum(log_lo - log_hi, -1e-12))) + log_hi
+    return jnp.where(diff > 1e-6, jnp.log(jnp.maximum(diff, 1e-38)), tiny)
+
+
+def _neighbour_bandwidths(units: jax.Array, active: jax.Array, members: jax.Array
+                          ) -> jax.Array:
+    """`(C, D)` Optuna's bandwidths: per slot, over the members that use it, the larger
+    distance to a neighbouring value (0 and 1 are the outer neighbours, but the lowest and
+    highest values take their inner neighbour's distance when there are two or more),
+    clipped to `[1 / min(100, n + 2), 1]` for `n` such members. Rows that are not members
+    get meaningless values."""
+    capacity = units.shape[0]
+    has = members[:, None] & active  # (C, D)
+    n = jnp.sum(has, axis=0)  # (D,)
+    order = jnp.argsort(jnp.where(has, units, 2.0), axis=0)  # members first, ascending
+    values = jnp.take_along_axis(jnp.where(has, units, 2.0), order, axis=0)
+    position = jnp.arange(capacity)[:, None]
+    left = jnp.concatenate([jnp.zeros_like(values[:1]), values[:-1]])  # 0: the low end
+    right = jnp.where(position + 1 >= n, 1.0, jnp.concatenate([values[1:], values[-1:]]))
+    sigma = jnp.maximum(values - left, right - values)
+    several = n >= 2
+    sigma = jnp.where((position == 0) & several, right - values, sigma)
+    sigma = jnp.where((position == n - 1) & several, values - left, sigma)
+    smallest = 1.0 / jnp.minimum(_MAGIC_CLIP_CAP, n.astype(jnp.float32) + 2.0)
+    sigma = jnp.clip(sigma, smallest, 1.0)
+    return jnp.take_along_axis(sigma, jnp.argsort(order, axis=0), axis=0)
+
+
+def _recency_weights(members: jax.Array) -> jax.Array:
+    """Optuna's `default_weights` over a group in trial order: all 1 up to 25 members;
+    beyond, a linear ramp from `1 / n` for the oldest to 1, the newest 25 at 1."""
+    n = jnp.sum(members, dtype=jnp.int32)
+    position = jnp.cumsum(members) - 1  # (C,) a member's rank by trial id
+    ramp_length = n - _FLAT_WEIGHTS
+    n_float = n.astype(jnp.float32)
+    step = (1.0 - 1.0 / n_float) / jnp.maximum(ramp_length - 1, 1).astype(jnp.float32)
+    ramp = 1.0 / n_float + position.astype(jnp.float32) * step
+    return jnp.where((n < _FLAT_WEIGHTS) | (position >= ramp_length), 1.0, ramp)
