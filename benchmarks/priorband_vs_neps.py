@@ -45,6 +45,10 @@ Run it from the repository root:
     python benchmarks/priorband_vs_neps.py --quick    # smoke run: 2 seeds, good prior, budget 5
     python benchmarks/priorband_vs_neps.py --seeds 5 --priors good at25 --out other.json
     python benchmarks/priorband_vs_neps.py --first-seed 100 --out fresh.json  # seeds 100..119
+    python benchmarks/priorband_vs_neps.py --jaxnas priorband_bo --dims 6 --no-reference \
+        --first-seed 200 --out benchmarks/results/priorband_bo_vs_neps.json
+        # PriorBand+BO in jaxnas PriorBand's place (seeds 200..219, never used in developing
+        # it), on MF-Hartmann-6 only, without the Hyperband and random-search rows
 
 It prints a markdown table, writes JSON (default `benchmarks/results/priorband_vs_neps.json`)
 and a regret-over-budget plot next to it (same name, `.png`).
@@ -89,6 +93,7 @@ TARGET_OVERHEAD_RATIO = 100.0
 TARGET_MACHINE = "2-core CPU"
 
 PRIORBAND, NEPS_PRIORBAND = "jaxnas PriorBand", "NePS PriorBand"
+JAXNAS_PRIORBAND = "priorband"  # the jaxnas optimiser in that row (`--jaxnas`)
 HYPERBAND, RANDOM_SEARCH = "jaxnas Hyperband", "jaxnas random search"
 OPTIMIZERS = (PRIORBAND, NEPS_PRIORBAND, HYPERBAND, RANDOM_SEARCH)
 PRIOR_FREE = (HYPERBAND, RANDOM_SEARCH)
@@ -198,7 +203,7 @@ class JaxnasDriver:
 def jaxnas_optimizer(name: str, spec: jn.SearchSpace) -> optimizers.Optimizer:
     """The jaxnas optimiser called `name` (see OPTIMIZERS) on `spec`."""
     if name == PRIORBAND:
-        return optimizers.priorband(spec, eta=ETA, max_trials=MAX_TRIALS)
+        return optimizers.get(JAXNAS_PRIORBAND, spec, eta=ETA, max_trials=MAX_TRIALS)
     if name == HYPERBAND:
         return optimizers.hyperband(spec, eta=ETA, max_trials=MAX_TRIALS)
     return optimizers.random_search(spec, batch_size=RANDOM_SEARCH_BATCH, max_trials=MAX_TRIALS)
@@ -400,6 +405,7 @@ def run(settings: Mapping[str, Any], seeds: Sequence[int]) -> dict:
         "settings": {**settings, "budget_points": list(settings["budget_points"]),
                      "priors": list(settings["priors"]), "seeds": list(seeds),
                      "eta": ETA, "confidence_jaxnas": CONFIDENCE,
+                     "jaxnas_optimizer": JAXNAS_PRIORBAND, "dims": list(DIMS),
                      "confidence_neps": NEPS_CONFIDENCE[CONFIDENCE],
                      "random_search_batch": RANDOM_SEARCH_BATCH, "max_trials": MAX_TRIALS,
                      "fidelity_accounting": "full fidelity per evaluation (NePS 0.17)",
@@ -513,6 +519,18 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _choose(jaxnas: str, dims: Sequence[int] | None, no_reference: bool) -> None:
+    """Sets the module's tables for the flags: which jaxnas optimiser stands in the
+    PriorBand row (and its label), which problems, which reference rows."""
+    global JAXNAS_PRIORBAND, PRIORBAND, OPTIMIZERS, DIMS, PRIOR_FREE  # noqa: PLW0603
+    JAXNAS_PRIORBAND = jaxnas
+    if jaxnas == "priorband_bo":
+        PRIORBAND = "jaxnas PriorBand+BO"
+    DIMS = tuple(dims) if dims else DIMS
+    PRIOR_FREE = () if no_reference else PRIOR_FREE
+    OPTIMIZERS = (PRIORBAND, NEPS_PRIORBAND, *PRIOR_FREE)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses flags, runs the benchmark, prints the table, writes JSON and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -531,7 +549,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"JSON output path (default: {DEFAULT_OUT}); the plot goes next "
                              f"to it as .png")
+    parser.add_argument("--jaxnas", choices=("priorband", "priorband_bo"), default="priorband",
+                        help="the jaxnas optimiser compared with NePS PriorBand")
+    parser.add_argument("--dims", nargs="+", type=int, choices=(3, 6), default=None,
+                        help="MF-Hartmann dimensions (default 3 6)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the jaxnas Hyperband and random-search rows")
     args = parser.parse_args(argv)
+    _choose(args.jaxnas, args.dims, args.no_reference)
 
     settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
     if args.priors is not None:
