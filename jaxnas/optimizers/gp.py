@@ -40,8 +40,8 @@ import optax
 from jax.scipy.special import log_ndtr
 
 MIN_NOISE = 1e-6  # Optuna's `DEFAULT_MINIMUM_NOISE_VAR`
-# Added to the noise (a constant, not fitted): float32 (Optuna fits in float64) needs the kernel matrix's condition
-# number below ~1e5 for the inverse to keep a few digits.
+# Added to the noise (a constant, not fitted): float32 (Optuna fits in float64) needs the
+# kernel matrix's condition number below ~1e5 for the inverse to keep a few digits.
 JITTER = 1e-5
 _FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
 _LINE_SEARCH_STEPS = 8

@@ -70,3 +70,21 @@ def rungs_served(history) -> list[tuple[int, float]]:
         assert np.all(fidelity == fidelity[0]), "one ask serves one rung"
         out.append((int(valid.sum()), float(fidelity[0])))
     return out
+
+
+def problem_search(problem, opt, evaluations: int):
+    """A whole search of `opt` on a `jn.problems` problem, one proposal per ask, as a pure
+    `key -> best loss` (jit or vmap it): `lax.scan` over ask -> evaluate -> tell."""
+
+    def step(state, key):
+        ask_key, evaluate_key = jax.random.split(key)
+        state, proposals = opt.ask(state, ask_key)
+        losses = jax.vmap(problem.evaluate)(proposals.configs, proposals.fidelities,
+                                            jax.random.split(evaluate_key, 1))
+        return opt.tell(state, proposals.trial_ids, losses), None
+
+    def run(key):
+        state, _ = jax.lax.scan(step, opt.init(key), jax.random.split(key, evaluations))
+        return jnp.nanmin(state.trials.losses)
+
+    return run

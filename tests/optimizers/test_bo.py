@@ -12,6 +12,7 @@ from scipy import special, stats
 import jaxnas as jn
 from jaxnas import optimizers, problems
 from jaxnas.optimizers import gp
+from tests.optimizers._shared import problem_search
 from tests.optimizers.test_tpe import _conditional, _conditional_loss
 
 
@@ -164,19 +165,7 @@ def test_pibo_a_good_prior_helps():
     def make(use_prior):
         opt = optimizers.bayesian_optimization(spec, use_prior=use_prior, n_startup_trials=5,
                                                model_size=16, max_trials=16)
-
-        @jax.jit
-        @jax.vmap
-        def run(key):
-            def step(state, key):
-                ask_key, evaluate_key = jax.random.split(key)
-                state, p = opt.ask(state, ask_key)
-                losses = jax.vmap(problem.evaluate)(p.configs, p.fidelities,
-                                                    jax.random.split(evaluate_key, 1))
-                return opt.tell(state, p.trial_ids, losses), None
-            state, _ = jax.lax.scan(step, opt.init(key), jax.random.split(key, 15))
-            return jnp.nanmin(state.trials.losses)
-        return run
+        return jax.jit(jax.vmap(problem_search(problem, opt, 15)))
 
     keys = jax.vmap(jax.random.key)(jnp.asarray(SEEDS))
     regret = {flag: np.asarray(problem.regret(np.asarray(make(flag)(keys))))

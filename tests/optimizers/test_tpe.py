@@ -18,6 +18,7 @@ from scipy import special, stats
 import jaxnas as jn
 from jaxnas import optimizers, problems
 from jaxnas.optimizers import parzen
+from tests.optimizers._shared import problem_search
 
 # A conditional space: the branch `b` decides whether `xa` or `xb` is used.
 CONDITIONAL = {
@@ -92,7 +93,8 @@ def _reference_log_density(members, order, units, active, lower, upper, kinds, p
         if len(ends) >= 4:  # consider_endpoints=False
             sorted_sigmas[0] = ends[2] - ends[1]
             sorted_sigmas[-1] = ends[-2] - ends[-3]
-        clipped = np.clip(sorted_sigmas[np.argsort(order, kind="stable")], 1.0 / min(100.0, len(users) + 2),
+        clipped = np.clip(sorted_sigmas[np.argsort(order, kind="stable")],
+                          1.0 / min(100.0, len(users) + 2),
                           1.0)
         sigmas.update({(m, d): sigma for m, sigma in zip(users, clipped)})
     components = []
@@ -155,18 +157,21 @@ def test_estimators_match_a_numpy_reference(n_told):
     np.testing.assert_array_equal(np.flatnonzero(above), np.setdiff1d(
         np.arange(n_told + 2), expected_below))
 
-    observed = parzen.Observations(spec, parzen.SlotKinds(spec), configs)
+    kinds_ = parzen.SlotKinds(spec)
+    observed = parzen.Observations(spec, kinds_, configs)
     candidates = jax.vmap(spec.sample)(jax.random.split(jax.random.key(1), 8))
-    x = parzen.Observations(spec, parzen.SlotKinds(spec), candidates)
+    x = parzen.Observations(spec, kinds_, candidates)
 
     def host(o):
         return [np.asarray(a, np.float64) for a in (o.units, o.active, o.lower, o.upper)]
 
     units, active, lower, upper = host(observed)
     c = host(x)
+    density = jax.jit(lambda configs, members, candidates, prior_weight: parzen.ParzenEstimator(
+        parzen.Observations(spec, kinds_, configs), members, prior_weight).log_density(
+        parzen.Observations(spec, kinds_, candidates), None), static_argnums=3)
     for members, prior_weight in ((below, 1.0), (above, 2.5)):
-        got = np.asarray(parzen.ParzenEstimator(observed, jnp.asarray(members), prior_weight)
-                         .log_density(x, None))
+        got = np.asarray(density(configs, jnp.asarray(members), candidates, prior_weight))
         rows = np.flatnonzero(members)
         want = [_reference_log_density(rows, rows, units, active.astype(bool), lower, upper,
                                        kinds, prior_weight,
@@ -224,24 +229,8 @@ SEEDS = range(12)
 
 @functools.cache
 def _search(make, evaluations: int):
-    """A jitted whole search on Hartmann-6 at full fidelity `key -> best loss` (one
-    proposal per ask)."""
-    spec = jn.compile(HARTMANN6.space())
-    opt = make(spec)
-
-    def step(state, key):
-        ask_key, evaluate_key = jax.random.split(key)
-        state, p = opt.ask(state, ask_key)
-        losses = jax.vmap(HARTMANN6.evaluate)(p.configs, p.fidelities,
-                                              jax.random.split(evaluate_key, 1))
-        return opt.tell(state, p.trial_ids, losses), None
-
-    @jax.jit
-    def run(key):
-        state, _ = jax.lax.scan(step, opt.init(key), jax.random.split(key, evaluations))
-        return jnp.nanmin(state.trials.losses)
-
-    return run
+    """A jitted whole search on Hartmann-6 at full fidelity `key -> best loss`."""
+    return jax.jit(problem_search(HARTMANN6, make(jn.compile(HARTMANN6.space())), evaluations))
 
 
 def test_tpe_beats_random_search_on_hartmann6():
@@ -266,42 +255,14 @@ def test_a_good_prior_helps_tpe():
     spec = jn.compile(problem.space(prior="good"))
 
     def make(use_prior):
-        opt = optimizers.tpe(spec, use_prior=use_prior, max_trials=32)
-
-        @jax.jit
-        def run(key):
-            def step(state, key):
-                ask_key, evaluate_key = jax.random.split(key)
-                state, p = opt.ask(state, ask_key)
-                losses = jax.vmap(problem.evaluate)(p.configs, p.fidelities,
-                                                    jax.random.split(evaluate_key, 1))
-                return opt.tell(state, p.trial_ids, losses), None
-            state, _ = jax.lax.scan(step, opt.init(key), jax.random.split(key, 25))
-            return jnp.nanmin(state.trials.losses)
-        return run
+        return jax.jit(problem_search(
+            problem, optimizers.tpe(spec, use_prior=use_prior, max_trials=32), 25))
 
     with_prior, without = make(True), make(False)
     regret = {flag: np.array([float(problem.regret(run(jax.random.key(s)))) for s in SEEDS])
               for flag, run in ((True, with_prior), (False, without))}
     log_ratio = np.log(regret[False] + 1e-3) - np.log(regret[True] + 1e-3)
     assert log_ratio.mean() > 0, regret
-
-
-def test_tpe_runs_through_jn_run_and_resumes(tmp_path):
-    spec = _conditional()
-
-    def loss(config, fidelity, key):
-        del fidelity, key
-        return _conditional_loss(config)
-
-    first = jn.run(loss, spec, optimizer="tpe", root_directory=tmp_path, max_evaluations=14,
-                   optimizer_kwargs={"batch_size": 2, "n_startup_trials": 4, "max_trials": 32})
-    assert len(first.trials) == 14
-    again = jn.run(loss, spec, optimizer="tpe", root_directory=tmp_path, max_evaluations=20,
-                   optimizer_kwargs={"batch_size": 2, "n_startup_trials": 4, "max_trials": 32})
-    assert len(again.trials) == 20
-    assert [t["trial_id"] for t in again.trials[:14]] == [t["trial_id"] for t in first.trials]
-    assert again.incumbent.loss <= first.incumbent.loss
 
 
 @pytest.mark.parametrize("kwargs, match", [
