@@ -958,6 +958,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--verdict", action="store_true",
                         help=f"run the verdict seeds {VERDICT_FIRST_SEED}.. (never used "
                              f"while developing) and give verdicts")
+    parser.add_argument("--verdict-first-seed", type=int, default=VERDICT_FIRST_SEED,
+                        help=f"the first verdict seed (default {VERDICT_FIRST_SEED}); a "
+                             f"verdict on a change that an earlier verdict prompted takes "
+                             f"seeds that verdict did not use (e.g. 20000)")
     parser.add_argument("--only", nargs="+", choices=sections, default=sections,
                         metavar="NAME", help=f"sections to run, of {sections} (default all)")
     parser.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS),
@@ -977,7 +981,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.verdict and n_seeds < MIN_VERDICT_SEEDS:
         parser.error(f"--verdict needs at least {MIN_VERDICT_SEEDS} seeds (the project's "
                      f"rules); a smaller run would only spend verdict seeds")
-    first = VERDICT_FIRST_SEED if args.verdict else DEVELOPMENT_FIRST_SEED
+    if args.verdict_first_seed < VERDICT_FIRST_SEED:
+        parser.error(f"--verdict-first-seed must be at least {VERDICT_FIRST_SEED}")
+    first = args.verdict_first_seed if args.verdict else DEVELOPMENT_FIRST_SEED
     if not args.verdict and first + n_seeds > VERDICT_FIRST_SEED:
         parser.error(f"development seeds must stay below the verdict seeds "
                      f"({VERDICT_FIRST_SEED}): use at most {VERDICT_FIRST_SEED} seeds")

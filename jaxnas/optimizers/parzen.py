@@ -66,17 +66,26 @@ class Observations:
             setattr(subset, name, getattr(self, name)[index])
         return subset
 
+    def slots(self, mask) -> Observations:
+        """The same observations with only the slots in `mask` (`(D,)` bool) counted as
+        used: an estimator of them models and scores those slots alone."""
+        subset = self.rows(slice(None))
+        subset.active = self.active & jnp.asarray(mask)[None]
+        return subset
 
-def split(trials: Trials) -> tuple[jax.Array, jax.Array]:
+
+def split(trials: Trials, eligible: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """`(below, above)` `(C,)` bool: the best `gamma(n)` of the `n` successes, and the
-    rest of the told and pending trials (failures and pending ones count as bad)."""
-    success = trials.status == Status.SUCCESS
+    rest of the told and pending trials (failures and pending ones count as bad); only
+    `eligible` trials (default: all) take part."""
+    eligible = jnp.ones_like(trials.losses, bool) if eligible is None else eligible
+    success = eligible & (trials.status == Status.SUCCESS)
     n = jnp.sum(success, dtype=jnp.int32)
     n_below = jnp.minimum(jnp.ceil(GAMMA_SHARE * n).astype(jnp.int32), GAMMA_CAP)
     order = jnp.argsort(jnp.where(success, trials.losses, jnp.inf), stable=True)
     rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
     below = success & (rank < n_below)
-    used = (trials.status != Status.EMPTY)
+    used = eligible & (trials.status != Status.EMPTY)
     return below, used & ~below
 
 
