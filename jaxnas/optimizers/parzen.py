@@ -99,9 +99,8 @@ class ParzenEstimator:
     """
 
     def __init__(self, observed: Observations, members: jax.Array, prior_weight: float):
-        self.observed, self.members, self.prior_weight = observed, members, prior_weight
+        self.observed = observed
         n = jnp.sum(members, dtype=jnp.int32)
-        self.n = n
         weights = jnp.where(members, _recency_weights(members), 0.0)
         mixture = jnp.concatenate([weights, jnp.asarray([prior_weight], jnp.float32)])
         self.log_weights = jnp.log(mixture / jnp.sum(mixture))
