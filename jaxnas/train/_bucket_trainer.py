@@ -14,7 +14,11 @@ compiles as few as it can:
   sixteen, in the same program, and padding costs nothing; a batch larger than the
   capacity is trained in several calls of it;
 * on an accelerator, where one wide vmapped pass is what pays, every member at once, the
-  batch padded to a power of two (one program per padded size, a handful in a run).
+  batch padded to a power of two but to at least `ACCELERATOR_MIN_MEMBERS` (32) rows: a
+  padding row of a small model costs an accelerator next to nothing, and a program costs
+  seconds to compile (6 s for the quickstart's on an H200, against milliseconds to run),
+  so every batch up to 32 members shares one program and only larger ones add a program
+  per power of two.
 
 Everything a call passes is host data (numpy) or arrays of the program's own shapes, and the
 padding is dropped on the host, so no call compiles a small eager program of its own.
@@ -44,6 +48,10 @@ CPU_MEMBERS_AT_ONCE = 1
 # Members one CPU program takes: every rung the quickstart's PriorBand asks fits (its largest
 # has 14 members), and the padded training states it moves stay a few MB.
 CPU_CAPACITY = 16
+# The fewest rows an accelerator's call is padded to. On an H200 the quickstart's cold run
+# compiled its training program six times (padded sizes 1, 2, 4, 8, 16 and 32), 5.6-6.6 s
+# each, 38 s of its 57; at 32 rows its members (MLPs up to 256 wide) leave the GPU idle.
+ACCELERATOR_MIN_MEMBERS = 32
 
 
 class BucketTrainer:
@@ -60,14 +68,18 @@ class BucketTrainer:
             batches are padded to it, and only the passes their members need are run;
             larger ones take several calls of the same program. Ignored when every member
             trains at once, where a batch is padded to a power of two instead.
+        min_members: when every member trains at once, the fewest rows a call is padded
+            to (default 32 on an accelerator, 1 on a CPU): every batch up to it runs one
+            program. Lower it for models so large that padding rows cost real time;
+            ignored when members train a few at a time.
         devices: the devices the members are spread over (the population axis is a mesh
             axis: each device trains its share, `shard_map`); default: every local device
             of the default backend. On a CPU, `import jaxnas` makes one device per core
             (see `jaxnas.cpu_devices`).
 
     Raises:
-        ValueError: `members_at_once` or `capacity` is not a positive integer, or the
-            capacity is not a multiple of `members_at_once` times the devices.
+        ValueError: `members_at_once`, `capacity` or `min_members` is not a positive
+            integer, or the capacity is not a multiple of `members_at_once` times the devices.
 
     Example:
         >>> trainer = BucketTrainer(task)
@@ -76,15 +88,20 @@ class BucketTrainer:
     """
 
     def __init__(self, task: Task, members_at_once: int | str | None = None,
-                 capacity: int | None = None, devices: Sequence[jax.Device] | None = None):
+                 capacity: int | None = None, devices: Sequence[jax.Device] | None = None,
+                 min_members: int | None = None):
         if members_at_once != "all":
             _check_count("members_at_once", members_at_once)
         _check_count("capacity", capacity)
+        _check_count("min_members", min_members)
         self.devices = tuple(jax.local_devices() if devices is None else devices)
         if not self.devices:
             raise ValueError("BucketTrainer: devices=() must name at least one device.")
+        on_cpu = self.devices[0].platform == "cpu"
         if members_at_once is None:
-            members_at_once = CPU_MEMBERS_AT_ONCE if self.devices[0].platform == "cpu" else "all"
+            members_at_once = CPU_MEMBERS_AT_ONCE if on_cpu else "all"
+        if min_members is None:
+            min_members = 1 if on_cpu else ACCELERATOR_MIN_MEMBERS
         if members_at_once == "all":
             members_at_once = None
         if members_at_once is not None:
@@ -97,6 +114,7 @@ class BucketTrainer:
                                  f"{len(self.devices)} devices.")
         self.task, self.members_at_once = task, members_at_once
         self.capacity = capacity if members_at_once is not None else None
+        self.min_members = min_members if members_at_once is None else None
         self._run = jit_with(_spread(self._train, self.devices), TRAINING_OPTIONS,
                              self.devices[0].platform)
         self._rows_sharding = NamedSharding(Mesh(np.asarray(self.devices), ("pop",)),
@@ -130,8 +148,7 @@ class BucketTrainer:
         if has_parent is None:
             has_parent = np.full(n, parents is not None)
         has_parent = np.asarray(has_parent, bool)
-        devices = len(self.devices)
-        size = self.capacity or -(-pad_to_power_of_two(n) // devices) * devices
+        size = self._size(n)
         pieces = []
         for start in range(0, n, size):
             rows = np.arange(start, min(start + size, n))
@@ -140,6 +157,13 @@ class BucketTrainer:
         if len(pieces) == 1:
             return pieces[0]
         return jax.tree.map(lambda *parts: _concatenate(parts), *pieces)
+
+    def _size(self, n: int) -> int:
+        """The rows of the call that trains a batch of `n` (its first, if several)."""
+        if self.capacity is not None:
+            return self.capacity
+        devices = len(self.devices)
+        return -(-pad_to_power_of_two(n, self.min_members) // devices) * devices
 
     def _call(self, size: int, key_data, configs, fidelities, parents, has_parent):
         """One compiled call on at most `size` rows, padded to `size`; padding dropped."""
@@ -168,22 +192,25 @@ class BucketTrainer:
         wait for it: `jn.run` does this for its first bucket in a background thread
         while the optimiser's own programs compile.
 
-        Only a trainer with a fixed capacity (the CPU's) knows its program before the
-        first batch's size; one that pads every batch to a power of two compiles nothing.
+        A trainer with a fixed capacity (the CPU's) runs one program for every batch;
+        one that trains every member at once compiles the program of a batch of `n`,
+        which for every batch up to `min_members` (32 on an accelerator) is the same.
 
         Args:
             key_data: raw key data `(n, ...)` uint32, as a call takes (any values).
             configs: configs of the bucket, leading axis `n` (any members).
 
         Returns:
-            Whether a program was compiled (or found compiled).
+            Whether a program was compiled (or found compiled): always True.
         """
-        if self.capacity is None:
-            return False
         configs = jax.tree.map(np.asarray, configs)
         key_data = np.asarray(key_data)
         n = key_data.shape[0]
-        rows, layout = self._arguments(self.capacity, key_data, configs,
+        size = self._size(n)
+        if n > size:  # a fixed capacity: the program of its first call
+            key_data, configs = key_data[:size], jax.tree.map(lambda a: a[:size], configs)
+            n = size
+        rows, layout = self._arguments(size, key_data, configs,
                                        np.zeros(n, np.float32), None, None)
         self._run.lower(*rows, layout.counts).compile()
         return True

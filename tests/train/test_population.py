@@ -199,8 +199,6 @@ def test_compile_ahead_makes_the_first_call_trace_nothing():
         states, _ = trainer(keys, configs, jnp.full(n, 1))
         trainer(keys, configs, jnp.full(n, 2), parents=states)
     assert len(traces) == compiled  # the calls ran the program compiled ahead
-    _, _, padding = _trace_counting_trainer(members_at_once="all")
-    assert not padding.compile(jax.random.key_data(keys), configs)  # size unknown ahead
 
 
 def test_a_batch_larger_than_the_capacity_equals_one_trained_at_once(setup):
@@ -227,6 +225,39 @@ def test_all_at_once_pads_to_a_power_of_two_as_on_an_accelerator():
     assert [pad_to_power_of_two(n) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
 
 
+def test_all_at_once_shares_one_program_up_to_min_members():
+    # An accelerator's trainer (min_members 32 there), on the CPU: every batch up to the
+    # minimum runs the one program compiled ahead, the first larger one adds one.
+    spec, traces, trainer = _trace_counting_trainer(members_at_once="all", min_members=8,
+                                                    devices=jax.devices()[:1])
+    assert trainer.min_members == 8
+    configs, keys = population(spec, 1)
+    assert trainer.compile(jax.random.key_data(keys), configs)
+    compiled = len(traces)
+    for n in (1, 5, 8, 2):  # the quickstart's PriorBand asks 1 to 27 members at a time
+        configs, keys = population(spec, n, seed=n)
+        states, results = trainer(keys, configs, jnp.full(n, 1))
+        assert results["loss"].shape == (n,)
+        trainer(keys, configs, jnp.full(n, 2), parents=states)
+    assert len(traces) == compiled
+    configs, keys = population(spec, 9, seed=9)
+    trainer(keys, configs, jnp.full(9, 1))  # padded to 16
+    assert len(traces) == 2 * compiled
+
+
+def test_an_accelerators_trainer_pads_to_32_rows_a_cpus_to_none(setup):
+    spec, task, configs, _, _ = setup
+    bucket = task.for_bucket(spec, member(configs, 0), masked=True)
+
+    class Accelerator:  # a stand-in: the defaults read only the platform
+        platform, id = "gpu", 0
+
+    accelerator = BucketTrainer(bucket, devices=(Accelerator(),))
+    assert accelerator.members_at_once is None and accelerator.min_members == 32
+    assert BucketTrainer(bucket, members_at_once="all").min_members == 1  # on the CPU
+    assert BucketTrainer(bucket).min_members is None  # a few at a time: a capacity
+
+
 def test_bad_trainer_sizes_are_refused(setup):
     spec, task, configs, _, _ = setup
     bucket = task.for_bucket(spec, member(configs, 0), masked=True)
@@ -234,6 +265,8 @@ def test_bad_trainer_sizes_are_refused(setup):
         BucketTrainer(bucket, members_at_once=4, capacity=6)
     with pytest.raises(ValueError, match="capacity=0 must be a positive integer"):
         BucketTrainer(bucket, capacity=0)
+    with pytest.raises(ValueError, match="min_members=-1 must be a positive integer"):
+        BucketTrainer(bucket, members_at_once="all", min_members=-1)
 
 
 def test_supervised_task_rejects_bad_input():
