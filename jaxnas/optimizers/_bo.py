@@ -3,7 +3,9 @@
 Each proposal maximises log expected improvement (Ament et al., NeurIPS 2023) under the GP
 of `gp.py`, fitted to the best `model_size` trials. The acquisition is maximised by
 scoring many candidates at once (uniform draws, prior draws and local moves around the
-best trials), then local moves around the best candidates. A batch is chosen one row at a
+best trials), then three rounds of ever smaller local moves around the best candidates so
+far (steps of 0.025, 0.006 and 0.0015 of each slot's range), which a search's last digits
+need. A batch is chosen one row at a
 time, each chosen configuration then added to the GP at its predicted mean (the Kriging
 believer, Ginsbourger et al. 2010), as are the pending trials of other workers.
 
@@ -26,10 +28,12 @@ from jaxnas.space import Categorical, Config, SearchSpace
 
 # Acquisition search: candidates per proposal from each source, then local refinement of
 # the best few. Local moves perturb each slot with probability `_MOVE_RATE` by a normal of
-# sigma `_MOVE_STD` (then `_REFINE_STD`) in the unit encoding (`SearchSpace.mutate`).
+# sigma `_MOVE_STD` (then each of `_REFINE_STDS` in turn) in the unit encoding
+# (`SearchSpace.mutate`).
 _UNIFORM, _PRIOR, _LOCAL_PARENTS, _LOCAL_PER_PARENT = 256, 64, 8, 16
 _REFINE_PARENTS, _REFINE_PER_PARENT = 8, 16
-_MOVE_RATE, _MOVE_STD, _REFINE_STD = 0.3, 0.1, 0.025
+_MOVE_RATE, _MOVE_STD = 0.3, 0.1
+_REFINE_STDS = (0.025, 0.006, 0.0015)
 # A failed trial enters the model at the worst successful loss (it ranks after every
 # success when rows are chosen); a pending one at the model's predicted mean.
 _FAILED_KEY, _PENDING_KEY = 1e30, 2e30
@@ -211,12 +215,16 @@ class Model:
         candidates = jax.tree.map(lambda *c: jnp.concatenate(c), *pools)
         score = self._score(posterior, candidates, best, prior_power)
         top = jax.lax.top_k(score, _REFINE_PARENTS)[1]
-        refined = self._moves(key_refine, jax.tree.map(lambda c: c[top], candidates),
-                              _REFINE_PER_PARENT, _REFINE_STD)
-        refined_score = self._score(posterior, refined, best, prior_power)
-        everything = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), candidates, refined)
-        choice = jnp.argmax(jnp.concatenate([score, refined_score]))
-        return jax.tree.map(lambda c: c[choice], everything)
+        parents, parent_score = jax.tree.map(lambda c: c[top], candidates), score[top]
+        for std, round_key in zip(_REFINE_STDS, jax.random.split(key_refine,
+                                                                  len(_REFINE_STDS))):
+            moved = self._moves(round_key, parents, _REFINE_PER_PARENT, std)
+            moved_score = self._score(posterior, moved, best, prior_power)
+            pool = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), parents, moved)
+            pool_score = jnp.concatenate([parent_score, moved_score])
+            top = jax.lax.top_k(pool_score, _REFINE_PARENTS)[1]
+            parents, parent_score = jax.tree.map(lambda c: c[top], pool), pool_score[top]
+        return jax.tree.map(lambda c: c[0], parents)  # top_k sorts: the best first
 
     def _moves(self, key, parents: Config, per_parent: int, std: float) -> Config:
         """`per_parent` local moves of each parent (`SearchSpace.mutate`)."""

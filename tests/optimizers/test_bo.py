@@ -75,6 +75,60 @@ def test_posterior_matches_the_closed_form_and_ignores_masked_rows():
                                gp.negative_log_posterior(params, moved), rtol=1e-6)
 
 
+def _branin(units):
+    x1, x2 = units[:, 0] * 15.0 - 5.0, units[:, 1] * 15.0
+    b, c, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1 ** 2 + c * x1 - 6) ** 2 + 10 * (1 - t) * np.cos(x1) + 10
+
+
+def test_posterior_mean_keeps_its_digits_where_rows_cluster():
+    """30 of 50 Branin rows within ~0.03 of the optimum (where a search ends up) make the
+    kernel matrix ill-conditioned (~1e7); the float32 posterior mean near the optimum must
+    still match float64's (through an explicit inverse it was off by ~4, more than the
+    function varies there)."""
+    rng = np.random.default_rng(0)
+    optimum = np.array([(math.pi + 5) / 15, 2.275 / 15])
+    units = np.concatenate([rng.uniform(size=(20, 2)),
+                            optimum + 0.03 * rng.normal(size=(30, 2))]).clip(0, 1)
+    targets = _branin(units)
+    targets = (targets - targets.mean()) / targets.std()
+    rows = 64
+    data = gp.Data(jnp.zeros((rows, 2)).at[:50].set(units.astype(np.float32)),
+                   jnp.ones((rows, 2), bool), jnp.zeros(2, bool),
+                   jnp.zeros(rows).at[:50].set(targets.astype(np.float32)),
+                   jnp.arange(rows) < 50)
+    params = gp.Params(jnp.log(jnp.asarray([2.65, 0.57])), jnp.log(5.47), jnp.log(7e-6))
+    posterior = gp.condition(gp.Posterior(data, params, jnp.zeros(()), jnp.zeros(()),
+                                          jnp.zeros(()), jnp.ones(())))
+    query = (optimum + 0.02 * rng.normal(size=(100, 2))).clip(0, 1)
+    mean, _ = gp.predict(posterior, jnp.asarray(query, jnp.float32), jnp.ones((100, 2), bool))
+    noise = gp.MIN_NOISE + 7e-6 + gp.JITTER
+    active = np.ones((50, 2), bool)
+    k = _numpy_kernel(params, units, active, units, active, [False, False]) + noise * np.eye(50)
+    cross = _numpy_kernel(params, query, np.ones((100, 2), bool), units, active, [False, False])
+    want = cross @ np.linalg.solve(k, targets)
+    # In Branin's units (std ~50): 0.02 through the factor, 3.9 through the inverse.
+    error = np.median(np.abs(np.asarray(mean) - want)) * _branin(units).std()
+    assert error < 0.1, error
+
+
+def test_rows_at_one_point_still_give_a_finite_posterior():
+    """Identical rows and a large kernel scale: the Cholesky factorisation fails with the
+    default jitter, and the fallback jitter makes it succeed."""
+    rows = 129
+    units = np.full((rows, 2), 0.3, np.float32)
+    units[:5] = np.random.default_rng(1).uniform(size=(5, 2))
+    data = gp.Data(jnp.asarray(units), jnp.ones((rows, 2), bool), jnp.zeros(2, bool),
+                   jnp.asarray(np.random.default_rng(2).normal(size=rows), jnp.float32),
+                   jnp.ones(rows, bool))
+    params = gp.Params(jnp.zeros(2), jnp.asarray(5.0), jnp.asarray(-30.0))
+    posterior = gp.condition(gp.Posterior(data, params, jnp.zeros(()), jnp.zeros(()),
+                                          jnp.zeros(()), jnp.ones(())))
+    mean, std = gp.predict(posterior, data.units[:8], data.active[:8])
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    assert np.all(np.isfinite(gp.negative_log_posterior(params, data)))
+
+
 def test_likelihood_gradient_matches_finite_differences_and_fit_improves_it():
     data = _data()
     params = gp.initial_params(4)
