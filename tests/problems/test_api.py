@@ -15,7 +15,8 @@ BATCH = 64
 @pytest.mark.parametrize("make", [
     lambda: problems.mf_hartmann(6, "terrible"),
     lambda: problems.mf_branin(noise=1.0),
-], ids=["hartmann6", "branin"])
+    lambda: problems.mf_mixed(noise=1.0),
+], ids=["hartmann6", "branin", "mixed"])
 def test_evaluate_vmaps_over_configs_fidelities_and_keys(make):
     chex.clear_trace_counter()
     p = make()

@@ -2,7 +2,6 @@
 
 import math
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,26 +78,6 @@ def test_values_match_a_float64_reference(mixed, z):
     for i in range(BATCH):
         expected = _reference_value(_host(configs, i), z, 1.0)
         assert float(losses[i]) == pytest.approx(expected, rel=2e-5, abs=2e-5)
-
-
-def test_evaluate_vmaps_over_configs_fidelities_and_keys(mixed):
-    chex.clear_trace_counter()
-    p, _, configs = mixed
-    fidelities = jnp.linspace(1, 100, BATCH).round()
-    keys = jax.random.split(jax.random.key(1), BATCH)
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def batch(configs, fidelities, keys):
-        return jax.vmap(p.evaluate)(configs, fidelities, keys)
-
-    losses = batch(configs, fidelities, keys)
-    assert losses.shape == (BATCH,) and losses.dtype == jnp.float32
-    assert np.all(np.isfinite(losses))
-    batch(configs, fidelities, jax.random.split(jax.random.key(2), BATCH))  # no retrace
-    first = jax.tree.map(lambda leaf: leaf[5], configs)
-    assert float(jax.jit(p.evaluate)(first, fidelities[5], keys[5])) == pytest.approx(
-        float(losses[5]), rel=1e-6, abs=1e-6)
 
 
 def test_inactive_branches_do_not_change_the_loss(mixed):
