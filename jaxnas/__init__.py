@@ -14,6 +14,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__` loads them
+    from jaxnas import metrics
     from jaxnas import nn
     from jaxnas import optimizers
     from jaxnas import problems
@@ -71,6 +72,7 @@ _HOMES = {
     "load_config": "jaxnas.run",
     "load_results": "jaxnas.run",
     "load_space": "jaxnas.run",
+    "metrics": "jaxnas.metrics",
     "nn": "jaxnas.nn",
     "Operation": "jaxnas.space",
     "optimizers": "jaxnas.optimizers",
@@ -115,6 +117,7 @@ __all__ = [
     "load_config",
     "load_results",
     "load_space",
+    "metrics",
     "nn",
     "optimizers",
     "problems",

@@ -29,6 +29,7 @@ from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
 from jaxnas.optimizers._evolution import regularized_evolution
 from jaxnas.optimizers._grid import GridSearchState, grid_search
+from jaxnas.optimizers._nsga2 import NSGA2State, nsga2
 from jaxnas.optimizers._priorband import priorband
 from jaxnas.optimizers._priorband_bo import priorband_bo
 from jaxnas.optimizers._tpe import tpe
@@ -50,14 +51,31 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "priorband_bo": priorband_bo,
     "tpe": tpe,
     "bayesian_optimization": bayesian_optimization,
+    "nsga2": nsga2,
 }
 # Names in the DESIGN contract that have no implementation yet.
-_PLANNED = ("asha", "nsga2")
+_PLANNED = ("asha",)
+
+
+# Optimisers that take several objectives: `nsga2` is told every objective; random and grid
+# search only read whether a trial failed, so they run with any number (told the first).
+MULTI_OBJECTIVE = ("nsga2", "random_search", "grid_search")
+
+
+def takes_objective_vectors(optimizer: Optimizer) -> bool:
+    """Whether `optimizer.tell(state, ids, losses, violations)` takes every objective
+    (`losses` `(B, k)`, each minimised) and each trial's violation of the bounds on its
+    outcomes (`(B,)`, 0 when feasible): a multi-objective optimiser such as `nsga2`."""
+    try:
+        return "violations" in inspect.signature(optimizer.tell).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 # Optimisers that ignore the space's priors unless this argument is True (None: always).
 _PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior",
                  "hyperband": "use_prior", "regularized_evolution": "use_prior",
+                 "nsga2": "use_prior",
                  "grid_search": None}
 
 
@@ -107,25 +125,36 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
     """
     if name == "auto":
         name = auto_choice(spec)
+    known = options(name)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown option{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}; its options are "
+                         f"{', '.join(known)}.")
+    return _CONSTRUCTORS[name](spec, **kwargs)
+
+
+def options(name: str) -> list[str]:
+    """The keyword arguments optimiser `name` takes (after the space).
+
+    Raises:
+        ValueError: an unknown name, or one not implemented yet (the message lists the
+            available names).
+    """
     available = ", ".join(sorted(_CONSTRUCTORS))
     if name in _PLANNED:
         raise ValueError(f"optimizer {name!r} is not implemented yet; available: {available}.")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown optimizer {name!r}; available: {available}.")
-    constructor = _CONSTRUCTORS[name]
-    options = [p for p in inspect.signature(constructor).parameters if p != "spec"]
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        raise ValueError(f"{name}: unknown option{'s' * (len(unknown) > 1)} "
-                         f"{', '.join(map(repr, unknown))}; its options are "
-                         f"{', '.join(options)}.")
-    return constructor(spec, **kwargs)
+    return [p for p in inspect.signature(_CONSTRUCTORS[name]).parameters if p != "spec"]
 
 
 __all__ = [
+    "MULTI_OBJECTIVE",
     "BracketState",
     "GridSearchState",
     "IncumbentSelection",
+    "NSGA2State",
     "Optimizer",
     "Proposals",
     "RandomSearchState",
@@ -141,10 +170,13 @@ __all__ = [
     "hyperband",
     "ignores_priors",
     "incumbent_index",
+    "nsga2",
+    "options",
     "priorband",
     "priorband_bo",
     "random_search",
     "regularized_evolution",
     "successive_halving",
+    "takes_objective_vectors",
     "tpe",
 ]

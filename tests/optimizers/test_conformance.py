@@ -22,6 +22,7 @@ OPTIMIZERS = {
     "bayesian_optimization": dict(batch_size=8, max_trials=200, model_size=32),
     "regularized_evolution": dict(batch_size=8, population_size=20, sample_size=5,
                                   max_trials=200),
+    "nsga2": dict(n_objectives=1, population_size=8, max_trials=200),
     # 10 x 4 x 3 = 120 points: more than STEPS asks take, so that every ask proposes.
     "grid_search": dict(batch_size=8, points_per_float=10, points_per_integer=4,
                         shuffle=True, max_trials=200),
@@ -120,6 +121,7 @@ EXPECTED_DERIVED = {
                      optimizers.Source.MODEL},
     "bayesian_optimization": {optimizers.Source.MODEL},
     "regularized_evolution": {optimizers.Source.MUTATION},
+    "nsga2": {optimizers.Source.CROSSOVER, optimizers.Source.MUTATION},
     "grid_search": set(),
 }
 
@@ -253,9 +255,9 @@ def test_bad_types_raise_type_errors():
 
 def test_get_lists_the_available_optimisers():
     assert optimizers.get("hyperband", space("mixed27")).init is not None
-    with pytest.raises(ValueError, match=r"'nsga2' is not implemented yet; available: "
+    with pytest.raises(ValueError, match=r"'asha' is not implemented yet; available: "
                                          r"bayesian_optimization, complex_random_search, "):
-        optimizers.get("nsga2", space("mixed27"))
+        optimizers.get("asha", space("mixed27"))
     with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available:"):
         optimizers.get("bohb", space("mixed27"))
     with pytest.raises(ValueError, match=r"tpe: unknown option 'n_candidates'; its options "
