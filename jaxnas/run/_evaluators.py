@@ -30,6 +30,7 @@ import numpy as np
 from jaxnas import train as _train
 from jaxnas.nn import BuildError
 from jaxnas.run._checkpoints import TrainingStates
+from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
 from jaxnas.space import Categorical, Config, SearchSpace
@@ -66,8 +67,8 @@ def make_batch(spec: SearchSpace, trials: list[TrialRecord], key_ids: list[int])
     return Batch(trials, configs, key_ids)
 
 
-def make_evaluator(evaluate: Any, spec: SearchSpace,
-                   masked: bool) -> BucketEvaluator | PlainEvaluator:
+def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool,
+                   objectives: Objectives) -> BucketEvaluator | PlainEvaluator:
     """The evaluator for `jn.run`'s `evaluate` (see its docstring for the three forms),
     checked before the run folder is touched; `start(store)` then gives it the folder.
 
@@ -78,11 +79,11 @@ def make_evaluator(evaluate: Any, spec: SearchSpace,
     pure = callable(evaluate) and is_pure_function(evaluate)
     task = _train.as_bucket_task(evaluate, pure_function=pure)
     if task is not None:
-        return BucketEvaluator(task, spec, masked)
+        return BucketEvaluator(task, spec, masked, objectives)
     if not callable(evaluate):
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
                         f"f(config, fidelity, key) or a callable f(**config).")
-    return PlainEvaluator(evaluate, spec)
+    return PlainEvaluator(evaluate, spec, objectives)
 
 
 def is_pure_function(fn: Callable) -> bool:
@@ -126,9 +127,11 @@ def _per_task(cache: weakref.WeakKeyDictionary, task: _train.BucketTask, spec: S
 class BucketEvaluator:
     """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
 
-    def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool):
+    def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool,
+                 objectives: Objectives):
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
+        self.objectives = objectives
         self.trainers = _per_task(_TRAINERS, task, spec, masked)  # signature -> trainer
         self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
@@ -233,7 +236,7 @@ class BucketEvaluator:
             return [t.finish(math.nan, seconds=seconds, trace=trace,
                              error=f"{type(error).__name__}: {error}") for t in trials]
         seconds = (time.monotonic() - start) / len(rows)
-        finished = [t.finish(**_member_outcome(out, j), seconds=seconds)
+        finished = [finish(t, _member(out, j), self.objectives, seconds)
                     for j, t in enumerate(trials)]
         for j, t in enumerate(trials):
             self.states[t.trial_id] = jax.tree.map(lambda a, j=j: a[j], states)
@@ -296,13 +299,29 @@ def prior_mode(spec: SearchSpace) -> Config:
     return spec.config(values)
 
 
-def _member_outcome(out: Any, member: int) -> dict[str, Any]:
-    """One member's loss, cost and other metrics from a bucket's evaluation output."""
-    metrics = out if isinstance(out, Mapping) else {"loss": out}
-    return {"loss": float(np.asarray(metrics["loss"])[member]),
-            "cost": float(np.asarray(metrics["cost"])[member]) if "cost" in metrics else None,
-            "extra": {k: np.asarray(v[member]).tolist() for k, v in metrics.items()
-                      if k not in ("loss", "cost")}}
+def _member(out: Any, member: int) -> Any:
+    """One member's output (a dict of values, or its loss or objective vector) from a
+    bucket's evaluation output (leading axis: the members)."""
+    if isinstance(out, Mapping):
+        return {k: np.asarray(v)[member] for k, v in out.items()}
+    return np.asarray(out)[member]
+
+
+def finish(trial: TrialRecord, out: Any, objectives: Objectives,
+           seconds: float) -> TrialRecord:
+    """The trial finished with evaluation output `out`: its objectives (a missing or
+    non-finite one fails it, named), its cost, feasibility and other metrics."""
+    outcome = objectives.outcome(out)
+    mapping = isinstance(out, Mapping)
+    cost = out.get("cost") if mapping else None
+    metrics = set(objectives.metrics)
+    extra = ({k: v for k, v in out.items() if k not in metrics and k != "cost"}
+             if mapping else {})
+    return trial.finish(outcome.loss, seconds=seconds,
+                        cost=None if cost is None else float(np.asarray(cost)),
+                        error=outcome.error, extra=_jsonable(extra),
+                        objectives=outcome.values if outcome.error is None else None,
+                        feasible=(outcome.violation == 0.0) if objectives.bounds else None)
 
 
 def _stack(*leaves: Any) -> Any:
@@ -315,8 +334,8 @@ def _stack(*leaves: Any) -> Any:
 class PlainEvaluator:
     """`f(**config)`, one trial at a time, with the resolved values by name."""
 
-    def __init__(self, fn: Callable, spec: SearchSpace):
-        self.fn, self.spec = fn, spec
+    def __init__(self, fn: Callable, spec: SearchSpace, objectives: Objectives):
+        self.fn, self.spec, self.objectives = fn, spec, objectives
 
     def start(self, store: RunStore) -> None:
         """Nothing to keep in the run folder but the trials."""
@@ -338,18 +357,12 @@ class PlainEvaluator:
         start = time.monotonic()
         try:
             out = self.fn(**self.spec.resolve(config, trial.fidelity))
-            loss = float(out["loss"] if isinstance(out, Mapping) else out)
-            cost = out.get("cost") if isinstance(out, Mapping) else None
-            cost = None if cost is None else float(cost)
-            extra = ({k: v for k, v in out.items() if k not in ("loss", "cost")}
-                     if isinstance(out, Mapping) else {})
+            return finish(trial, out, self.objectives, time.monotonic() - start)
         except Exception as error:  # noqa: BLE001 - a failing trial is recorded
             logger.warning("trial %d failed: %r", trial.trial_id, error)
             return trial.finish(math.nan, seconds=time.monotonic() - start,
                                 error=f"{type(error).__name__}: {error}",
                                 trace=traceback.format_exc())
-        return trial.finish(loss, seconds=time.monotonic() - start,
-                            cost=cost, extra=_jsonable(extra))
 
 
 def _jsonable(extra: dict) -> dict:

@@ -25,7 +25,7 @@ _VERSIONED = ("jaxnas", "jax", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
 def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
-                 seed: int) -> dict:
+                 seed: int, objectives: dict | None = None) -> dict:
     """What must match for a folder's run to be continued."""
     if isinstance(optimizer, _optimizers.Optimizer):
         name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
@@ -35,7 +35,7 @@ def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
         arguments = {k: v for k, v in dict(kwargs or {}).items() if k != "max_trials"}
     return {"space": spec.describe(), "optimizer": name,
             "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
-            "seed": int(seed)}
+            "seed": int(seed), "objectives": objectives or {"loss": "minimize"}}
 
 
 def remove_other_run(root: Path, description: dict) -> None:
@@ -44,7 +44,7 @@ def remove_other_run(root: Path, description: dict) -> None:
         return
     with RunStore(root, create=False) as store:
         stored = store.get_meta("run")
-    if stored is not None and json.loads(stored) == description:
+    if stored is not None and not _differences(json.loads(stored), description):
         return  # the same run: continue it
     logger.warning("jaxnas.run: overwrite=True deletes the run in %s", root)
     delete_run(root)
@@ -94,9 +94,10 @@ def _differences(old: dict, new: dict) -> list[str]:
         a, b = old["space"].get(path), new["space"].get(path)
         if a != b:
             out.append(f"space {path!r} was {a or 'absent'}, now {b or 'absent'}")
-    for key in ("optimizer", "optimizer_kwargs", "seed"):
-        if old[key] != new[key]:
-            out.append(f"{key} was {old[key]!r}, now {new[key]!r}")
+    for key in ("optimizer", "optimizer_kwargs", "seed", "objectives"):
+        before = old.get(key, {"loss": "minimize"} if key == "objectives" else None)
+        if before != new[key]:
+            out.append(f"{key} was {before!r}, now {new[key]!r}")
     return out
 
 

@@ -18,6 +18,7 @@ beside it (`_folder`, `_worker`, `_evaluators`, `_budgets`, `_storage`, `_progre
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import sys
 import time
@@ -32,8 +33,9 @@ from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_
                                  make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
 from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
+from jaxnas.run._objectives import Objectives
 from jaxnas.run._progress import Progress
-from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial
+from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._report import summarise
 from jaxnas.run._storage import RunStore
 from jaxnas.run._worker import Worker
@@ -44,7 +46,9 @@ logger = logging.getLogger("jaxnas")
 
 @dataclasses.dataclass(frozen=True)
 class Incumbent:
-    """The best trial: lowest loss among the successful trials at the highest fidelity."""
+    """The best trial: lowest loss among the successful (and feasible) trials at the
+    highest fidelity; `loss` is the objective negated where it is maximised, `objectives`
+    the values as the evaluation returned them."""
 
     trial_id: int
     loss: float
@@ -52,6 +56,7 @@ class Incumbent:
     config: Any  # the resolved config (the user's pytree, operations built)
     values: dict  # the config's values by path
     metrics: dict  # what else the evaluation reported (curves, test scores, ...)
+    objectives: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +64,30 @@ class RunResult:
     """What `jn.run` returns.
 
     Attributes:
-        incumbent: the best trial, or None when no trial succeeded.
+        incumbent: the best trial, or None when no trial succeeded (and with several
+            objectives: see `pareto_front`).
         trials: every trial of the run (see `jn.load_results`).
         root_directory: where the run is stored.
         stopped_by: the budget that ended the run (or why it ended).
+        objectives: the run's objectives and their directions (and bounds), by name.
     """
 
     incumbent: Incumbent | None
     trials: list
     root_directory: Path
     stopped_by: str
+    objectives: dict = dataclasses.field(default_factory=lambda: {"loss": "minimize"})
+
+    @property
+    def pareto_front(self) -> list[dict]:
+        """The non-dominated trials: successful, feasible, at the highest fidelity any
+        reached, no other such trial at least as good in every objective and better in
+        one (each in its direction); in trial-id order, as `trials` holds them. With one
+        objective, the trials that share the best value."""
+        parsed = Objectives.parse(self.objectives)
+        records = [TrialRecord(**t) for t in self.trials]
+        front = pareto_trials(records, parsed.names, parsed.signs())
+        return [t.as_dict() for t in front]
 
     def summary(self, top: int = 5) -> str:
         """The run's progress, best trials and failures as text, as `python -m jaxnas
@@ -79,7 +98,8 @@ class RunResult:
 def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "auto",
         root_directory: str | Path, max_evaluations: int | None = None,
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
-        max_seconds: float | None = None, seed: int = 0, masked: bool | str = True,
+        max_seconds: float | None = None, seed: int = 0, objectives: Any = None,
+        masked: bool | str = True,
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True) -> RunResult:
@@ -122,6 +142,18 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_seconds: stop this process after this much wall-clock time (checked between
             batches).
         seed: the run's seed: every random draw follows from `jax.random.key(seed)`.
+        objectives: what to optimise, by the names the evaluation returns:
+            `{"loss": "minimize"}` (the default), or several, each `"minimize"` or
+            `"maximize"` (`{"accuracy": "maximize", "params": "minimize"}`); a bound such
+            as `{"latency_ms": ("<=", 5.0)}` makes a returned metric a constraint: a trial
+            that breaks it is recorded `feasible=False`, never the incumbent nor on the
+            Pareto front, and ranked below every feasible trial (`nsga2`: constrained
+            domination; other optimisers are told it failed). The evaluation returns a
+            dict with every name (a pure function may return one value per name, in this
+            order, bounds last); a missing or non-finite one fails the trial, named.
+            Several objectives need an optimiser that takes them
+            (`jn.optimizers.MULTI_OBJECTIVE`: `nsga2`, which `"auto"` then picks, or
+            random and grid search); see `RunResult.pareto_front`.
         masked: group configurations that differ only in widths or in depths
             (`jn.nn.Repeat`) into one bucket (True); `"widths"`: in widths only; False:
             every structure apart.
@@ -155,24 +187,27 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
     check_checkpoint_every(checkpoint_every)
     persistent_cache.check_setting(compilation_cache)
-    evaluator = make_evaluator(evaluate, spec, masked)
+    parsed = Objectives.parse(objectives)
+    evaluator = make_evaluator(evaluate, spec, masked, parsed)
     root = Path(root_directory)
-    optimizer = _named_optimizer(optimizer, spec, optimizer_kwargs)
-    description = describe_run(spec, optimizer, optimizer_kwargs, seed)
+    optimizer, optimizer_kwargs = _named_optimizer(
+        _several_objectives(optimizer, parsed), spec, optimizer_kwargs, parsed)
+    description = describe_run(spec, optimizer, optimizer_kwargs, seed, parsed.describe())
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
     persistent_cache.enable(compilation_cache)
     evaluator.warm_up()  # the first bucket's program compiles beside the optimiser's
     start = time.monotonic()  # `max_seconds` counts this process's whole run
-    progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets)
+    progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets,
+                             parsed)
     try:
         given = (optimizer_kwargs or {}).get("max_trials")
         max_trials = claim_folder(store, spec, description, given or default_max_trials(
             optimizer, spec, max_evaluations, optimizer_kwargs), given)
         evaluator.start(store)
         worker = Worker(make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
-                        store, seed, checkpoint_every)
+                        store, seed, checkpoint_every, parsed)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         evaluator.close()
@@ -180,20 +215,49 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     finally:
         store.close()
         progress_line.close()
-    incumbent = _incumbent(spec, trials)
+    incumbent = None if parsed.several else _incumbent(spec, trials)
     logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
                 None if incumbent is None else incumbent.loss)
-    return RunResult(incumbent, [t.as_dict() for t in trials], root, stopped_by)
+    return RunResult(incumbent, [t.as_dict() for t in trials], root, stopped_by,
+                     parsed.describe())
 
 
-def _named_optimizer(optimizer: Any, spec: SearchSpace, kwargs: Mapping | None) -> Any:
-    """`"auto"` resolved to a name; a name checked (bad names and arguments fail here,
-    before the run folder is touched), with a warning when it would ignore priors."""
-    if not isinstance(optimizer, str):
+def _several_objectives(optimizer: Any, objectives: Objectives) -> Any:
+    """`"auto"` with several objectives is `nsga2`; a single-objective optimiser given
+    several is an error that names the ones that take them."""
+    if not objectives.several:
         return optimizer
+    if optimizer == "auto":
+        logger.info("jaxnas.run: optimizer='auto' chose 'nsga2' for %d objectives",
+                    len(objectives.names))
+        return "nsga2"
+    takes = (optimizer in _optimizers.MULTI_OBJECTIVE if isinstance(optimizer, str)
+             else _optimizers.takes_objective_vectors(optimizer))
+    if not takes:
+        raise ValueError(
+            f"jn.run: optimizer={optimizer!r} optimises one objective, but objectives "
+            f"names {len(objectives.names)} ({', '.join(objectives.names)}). Use one that "
+            f"takes several: {', '.join(_optimizers.MULTI_OBJECTIVE)} (or 'auto').")
+    return optimizer
+
+
+def _named_optimizer(optimizer: Any, spec: SearchSpace, kwargs: Mapping | None,
+                     objectives: Objectives) -> tuple[Any, Mapping | None]:
+    """`"auto"` resolved to a name; a name checked (bad names and arguments fail here,
+    before the run folder is touched), with a warning when it would ignore priors. A
+    multi-objective optimiser's `n_objectives` comes from the run's objectives."""
+    if not isinstance(optimizer, str):
+        return optimizer, kwargs
     if optimizer == "auto":
         optimizer = _optimizers.auto_choice(spec)
         logger.info("jaxnas.run: optimizer='auto' chose %r", optimizer)
+    if "n_objectives" in _optimizers.options(optimizer):
+        kwargs = dict(kwargs or {})
+        given = kwargs.setdefault("n_objectives", len(objectives.names))
+        if given != len(objectives.names):
+            raise ValueError(
+                f"jn.run: optimizer_kwargs n_objectives={given!r}, but objectives names "
+                f"{len(objectives.names)} ({', '.join(objectives.names)}).")
     _optimizers.get(optimizer, spec, **dict(kwargs or {}))
     if _optimizers.ignores_priors(optimizer, spec, dict(kwargs or {})):
         with_prior = [p for p, q in spec.parameters().items()
@@ -204,7 +268,7 @@ def _named_optimizer(optimizer: Any, spec: SearchSpace, kwargs: Mapping | None) 
             f"fidelity), 'tpe' or 'bayesian_optimization' to use them, or pass "
             f"optimizer_kwargs={{'use_prior': True}} where the optimiser has it.",
             UserWarning, stacklevel=3)
-    return optimizer
+    return optimizer, kwargs
 
 
 def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
@@ -229,4 +293,4 @@ def _incumbent(spec: SearchSpace, trials: list[TrialRecord]) -> Incumbent | None
         return None
     resolved = spec.resolve(best.config, best.fidelity)
     return Incumbent(best.trial_id, best.loss, best.fidelity, resolved, dict(best.config),
-                     dict(best.extra))
+                     dict(best.extra), dict(best.objectives))

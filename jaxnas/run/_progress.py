@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from jaxnas.optimizers import IncumbentSelection
 from jaxnas.run._budgets import fraction_spent
-from jaxnas.run._records import best_trial
+from jaxnas.run._objectives import Objectives
+from jaxnas.run._records import best_trial, pareto_trials
 from jaxnas.run._storage import RunStore
 
 logger = logging.getLogger("jaxnas")
@@ -31,8 +32,10 @@ class Progress:
         budgets: the run's budgets, for the share spent.
     """
 
-    def __init__(self, show: bool, budgets: Mapping[str, float]):
+    def __init__(self, show: bool, budgets: Mapping[str, float],
+                 objectives: Objectives | None = None):
         self.show, self.budgets = show, budgets
+        self.objectives = objectives
 
     def update(self, store: RunStore, seconds: float) -> None:
         """Reports the run as `store` holds it, `seconds` into this process's run."""
@@ -40,13 +43,18 @@ class Progress:
         if not (self.show or debug):
             return  # the best trial costs a read of the whole table
         totals = store.totals()
-        best = best_trial(store.all_trials(), SHOWN)
-        loss = math.nan if best is None else best.loss
+        if self.objectives is not None and self.objectives.several:
+            front = pareto_trials(store.all_trials(), self.objectives.names,
+                                  self.objectives.signs())
+            shown = f"Pareto front {len(front)} trials"
+        else:
+            best = best_trial(store.all_trials(), SHOWN)
+            shown = f"{LABEL} {math.nan if best is None else best.loss:.6g}"
         fraction = fraction_spent(self.budgets, totals, seconds)
-        logger.debug("%d trials, %s %.6g, %.0f%% of the budget", totals["evaluations"],
-                     LABEL, loss, 100 * fraction)
+        logger.debug("%d trials, %s, %.0f%% of the budget", totals["evaluations"], shown,
+                     100 * fraction)
         if self.show:
-            print(f"\rjaxnas: {totals['finished']} trials | {LABEL} {loss:.6g} | "
+            print(f"\rjaxnas: {totals['finished']} trials | {shown} | "
                   f"budget {100 * min(fraction, 1):5.1f}% | {seconds:6.1f}s", end="",
                   file=sys.stderr, flush=True)
 

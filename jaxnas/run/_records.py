@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnas.metrics import non_dominated
 from jaxnas.optimizers import IncumbentSelection, incumbent_index
 
 SUCCESS, FAILED = "success", "failed"
@@ -35,7 +36,8 @@ class TrialRecord:
         config: its values by decision path (host Python numbers).
         fidelity: the fidelity it trains to, or None in a space without one.
         status: "pending", "running", "success" or "failed".
-        loss: NaN unless it succeeded.
+        loss: what the optimiser minimised: the objective, negated where it is maximised;
+            NaN unless it succeeded, and with several objectives (see `objectives`).
         cost: the cost it reported, else its fidelity.
         extra: the other metrics and curves it reported.
         seconds: its share of the evaluation's wall-clock time.
@@ -43,6 +45,9 @@ class TrialRecord:
         worker: the process that claimed it.
         error, traceback: why it failed.
         state_ref: where its trained state is saved ("folder:row"), if anywhere.
+        objectives: the value of each objective and bounded metric, by name, as the
+            evaluation returned it (not negated).
+        feasible: whether every bound on the outcomes holds; None in a run without bounds.
     """
 
     trial_id: int
@@ -61,6 +66,8 @@ class TrialRecord:
     error: str | None = None
     traceback: str | None = None
     state_ref: str | None = None
+    objectives: dict = dataclasses.field(default_factory=dict)
+    feasible: bool | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -68,17 +75,20 @@ class TrialRecord:
 
     def finish(self, loss: float, *, seconds: float, cost: float | None = None,
                error: str | None = None, trace: str | None = None,
-               extra: dict | None = None) -> TrialRecord:
-        """This trial with its outcome: failed if `error` is given or the loss is not finite.
+               extra: dict | None = None, objectives: dict | None = None,
+               feasible: bool | None = None) -> TrialRecord:
+        """This trial with its outcome: failed if `error` is given, or if it has no
+        `objectives` and the loss is not finite (with them, the caller checked them).
 
         The cost defaults to the fidelity (the trial's training budget).
         """
-        ok = error is None and math.isfinite(loss)
+        ok = error is None and (objectives is not None or math.isfinite(loss))
         return dataclasses.replace(
             self, loss=float(loss), status=SUCCESS if ok else FAILED,
             cost=cost if cost is not None else self.fidelity, seconds=seconds,
             error=error if error else (None if ok else "non-finite loss"), traceback=trace,
-            extra=extra or {})
+            extra=extra or {}, objectives=objectives or {},
+            feasible=feasible if ok else None)
 
     def as_dict(self) -> dict[str, Any]:
         """The trial as `jn.load_results` returns it (a dict, keys in column order)."""
@@ -90,10 +100,29 @@ COLUMNS = tuple(field.name for field in dataclasses.fields(TrialRecord))
 
 def best_trial(trials: Sequence[TrialRecord],
                selection: IncumbentSelection | str) -> TrialRecord | None:
-    """The best trial under `selection` (`jn.optimizers.incumbent_index`'s one rule; a
-    trial without a fidelity counts as fidelity 0), or None when none succeeded."""
+    """The best feasible trial under `selection` (`jn.optimizers.incumbent_index`'s one
+    rule; a trial without a fidelity counts as fidelity 0), or None when none succeeded
+    (or every success broke a bound). Several objectives have no best trial (NaN losses):
+    see `pareto_trials`."""
     losses = np.asarray([t.loss for t in trials], np.float64)
     levels = np.asarray([t.fidelity or 0.0 for t in trials], np.float64)
-    succeeded = np.asarray([t.succeeded for t in trials], bool)
+    succeeded = np.asarray([t.succeeded and t.feasible is not False
+                            and math.isfinite(t.loss) for t in trials], bool)
     row = int(incumbent_index(losses, levels, succeeded, selection))
     return None if row < 0 else trials[row]
+
+
+def pareto_trials(trials: Sequence[TrialRecord], names: Sequence[str],
+                  signs: Sequence[float]) -> list[TrialRecord]:
+    """The non-dominated feasible successful trials at the highest fidelity any of them
+    reached, in trial-id order (`RunResult.pareto_front`); objectives `names`, each
+    multiplied by its sign (+1 minimised, -1 maximised)."""
+    done = [t for t in trials if t.succeeded and t.feasible is not False
+            and all(n in t.objectives for n in names)]
+    if not done:
+        return []
+    top = max(t.fidelity or 0.0 for t in done)
+    done = [t for t in done if (t.fidelity or 0.0) == top]
+    points = np.asarray([[s * t.objectives[n] for n, s in zip(names, signs)] for t in done])
+    keep = non_dominated(points)
+    return [t for t, k in zip(done, keep) if k]

@@ -13,7 +13,8 @@ import math
 import time
 from pathlib import Path
 
-from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial
+from jaxnas.run._objectives import Objectives
+from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._storage import RunStore
 
 
@@ -43,7 +44,27 @@ def summarise(root: str | Path, top: int = 5) -> str:
     finished = [t.finished for t in trials if t.finished]
     if finished:
         lines.append(f"last trial finished {time.ctime(max(finished))}")
-    return "\n".join(lines + _best_lines(trials, top) + _failure_lines(trials, top))
+    objectives = Objectives.parse(description.get("objectives"))
+    best = (_front_lines(trials, top, objectives) if objectives.several
+            else _best_lines(trials, top))
+    return "\n".join(lines + best + _failure_lines(trials, top))
+
+
+def _front_lines(trials: list[TrialRecord], top: int, objectives: Objectives) -> list[str]:
+    """The Pareto front at the highest fidelity (its first `top` trials by the first
+    objective)."""
+    front = pareto_trials(trials, objectives.names, objectives.signs())
+    if not front:
+        return []
+    first, sign = objectives.names[0], objectives.signs()[0]
+    shown = sorted(front, key=lambda t: sign * t.objectives[first])[:top]
+    lines = [f"\nPareto front at the highest fidelity: {len(front)} trials ("
+             + ", ".join(f"{n} {d}" for n, d in zip(objectives.names, objectives.directions))
+             + f"), the first {len(shown)} by {first}:"]
+    for t in shown:
+        values = ", ".join(f"{n}={_short(t.objectives[n])}" for n in objectives.names)
+        lines.append(f"  trial {t.trial_id:>5}  {values}")
+    return lines
 
 
 def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
@@ -56,7 +77,8 @@ def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
     lines = [f"\nbest trials at the highest fidelity ({level:g}), the incumbent first:"]
     for t in best:
         values = ", ".join(f"{k}={_short(v)}" for k, v in t.config.items())
-        lines.append(f"  trial {t.trial_id:>5}  loss {t.loss:.6g}  {values}")
+        named = "".join(f"{k} {_short(v)}  " for k, v in t.objectives.items() if k != "loss")
+        lines.append(f"  trial {t.trial_id:>5}  loss {t.loss:.6g}  {named}{values}")
     return lines
 
 

@@ -19,14 +19,17 @@ def load_results(root: str | Path, *, as_frame: bool = False) -> Any:
 
     Each trial is a dict: `trial_id`, `parent_id` (the lower-rung trial it continued from,
     or -1), `step` (the ask that proposed it), `config` (its values by decision path),
-    `fidelity`, `status` (`"pending"`, `"running"`, `"success"` or `"failed"`), `loss` (NaN
-    unless successful), `cost`, `extra` (the other metrics and curves it reported),
-    `seconds`, `created` and `finished` (Unix times), `worker`, `error` and `traceback`.
+    `fidelity`, `status` (`"pending"`, `"running"`, `"success"` or `"failed"`), `loss` (what
+    the optimiser minimised: the objective, negated where maximised; NaN unless successful
+    and with several objectives), `cost`, `extra` (the other metrics and curves it
+    reported), `seconds`, `created` and `finished` (Unix times), `worker`, `error`,
+    `traceback`, `state_ref`, `objectives` (each objective's and bounded metric's value
+    as returned, by name) and `feasible` (whether the bounds held; None without bounds).
 
     Args:
         root: The run folder.
         as_frame: Return a `pandas.DataFrame` (pandas must be installed) with the config
-            values as `config.<path>` columns.
+            values as `config.<path>` columns and the objectives as `objective.<name>`.
 
     Raises:
         FileNotFoundError: no run in `root`.
@@ -40,8 +43,9 @@ def load_results(root: str | Path, *, as_frame: bool = False) -> Any:
     except ImportError as error:
         raise ImportError("load_results(as_frame=True) needs pandas: pip install pandas") \
             from error
-    flat = [{**{k: v for k, v in t.items() if k not in ("config", "extra")},
-             **{f"config.{p}": v for p, v in t["config"].items()}} for t in trials]
+    flat = [{**{k: v for k, v in t.items() if k not in ("config", "extra", "objectives")},
+             **{f"config.{p}": v for p, v in t["config"].items()},
+             **{f"objective.{n}": v for n, v in t["objectives"].items()}} for t in trials]
     return pd.DataFrame(flat)
 
 
@@ -80,15 +84,19 @@ def load_space(root: str | Path) -> Any:
 
 
 def export_csv(root: str | Path, path: str | Path) -> Path:
-    """Writes the trials of a run as CSV (config values as `config.<path>` columns)."""
+    """Writes the trials of a run as CSV (config values as `config.<path>` columns, the
+    objectives as `objective.<name>`)."""
     trials = load_results(root)
     paths = sorted({p for t in trials for p in t["config"]})
-    columns = [c for c in COLUMNS if c not in ("config", "extra")]
+    names = list(dict.fromkeys(n for t in trials for n in t["objectives"]))
+    columns = [c for c in COLUMNS if c not in ("config", "extra", "objectives")]
     path = Path(path)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(columns + [f"config.{p}" for p in paths] + ["extra"])
+        writer.writerow(columns + [f"config.{p}" for p in paths]
+                        + [f"objective.{n}" for n in names] + ["extra"])
         for t in trials:
             writer.writerow([t[c] for c in columns] + [t["config"].get(p) for p in paths]
+                            + [t["objectives"].get(n) for n in names]
                             + [json.dumps(t["extra"])])
     return path

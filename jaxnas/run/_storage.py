@@ -38,7 +38,7 @@ from jaxnas.run._records import COLUMNS, TrialRecord
 DATABASE = "trials.sqlite"
 CHECKPOINTS = "checkpoints"
 STATES = "states"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the trials' `objectives` and `feasible` columns
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS trials (
     worker TEXT,
     error TEXT,
     traceback TEXT,
-    state_ref TEXT
+    state_ref TEXT,
+    objectives TEXT,
+    feasible INTEGER
 );
 CREATE INDEX IF NOT EXISTS trials_by_status ON trials (status, step);
 CREATE TABLE IF NOT EXISTS events (
@@ -69,7 +71,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_step ON events (step, kind);
 """
-_SELECT_TRIALS = f"SELECT {', '.join(COLUMNS)} FROM trials"
+# Columns added after version 1, with their types: a version-1 database gets them when a
+# worker opens it, and a reader of one sees them as NULL.
+_ADDED_COLUMNS = {"objectives": "TEXT", "feasible": "INTEGER"}
 
 
 class StorageError(RuntimeError):
@@ -127,6 +131,7 @@ class RunStore:
                 self._db.close()
                 raise StorageError(f"root_directory={str(self.root)!r} cannot hold a run: "
                                    f"{error}") from error
+        self._select = self._select_trials()  # the columns, once the schema is settled
 
     @property
     def checkpoints_directory(self) -> Path:
@@ -147,7 +152,20 @@ class RunStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            present = self._columns()
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+
+    def _select_trials(self) -> str:
+        """`SELECT` of every `TrialRecord` column (NULL for one an older database lacks)."""
+        present = self._columns()
+        columns = [c if c in present else f"NULL AS {c}" for c in COLUMNS]
+        return f"SELECT {', '.join(columns)} FROM trials"
 
     def close(self) -> None:
         self._db.close()
@@ -199,9 +217,11 @@ class RunStore:
         with self.transaction():
             self._db.executemany(
                 "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
-                "finished = ?, error = ?, traceback = ?, state_ref = ? WHERE trial_id = ?",
+                "finished = ?, error = ?, traceback = ?, state_ref = ?, objectives = ?, "
+                "feasible = ? WHERE trial_id = ?",
                 [(t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}),
-                  t.seconds, now, t.error, t.traceback, t.state_ref, t.trial_id)
+                  t.seconds, now, t.error, t.traceback, t.state_ref,
+                  json.dumps(t.objectives or {}), t.feasible, t.trial_id)
                  for t in trials])
 
     def release_dead(self, alive: Callable[[str | None], bool]) -> int:
@@ -278,7 +298,7 @@ class RunStore:
         return {"evaluations": everything, "finished": count, "cost": cost, "fidelity": added}
 
     def _trials(self, where: str, args: tuple = ()) -> list[TrialRecord]:
-        rows = self._db.execute(f"{_SELECT_TRIALS} {where}", args).fetchall()
+        rows = self._db.execute(f"{self._select} {where}", args).fetchall()
         return [_record(row) for row in rows]
 
     # -------------------------------------------------------------------- events
@@ -338,6 +358,8 @@ def _record(row: tuple) -> TrialRecord:
     values["config"] = json.loads(values["config"])
     values["extra"] = json.loads(values["extra"] or "{}")
     values["loss"] = math.nan if values["loss"] is None else values["loss"]
+    values["objectives"] = json.loads(values["objectives"] or "{}")
+    values["feasible"] = None if values["feasible"] is None else bool(values["feasible"])
     return TrialRecord(**values)
 
 

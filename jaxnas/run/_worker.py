@@ -27,6 +27,7 @@ from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.run._budgets import exhausted
 from jaxnas.run._checkpoints import OptimizerCheckpoints
+from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
 
@@ -41,11 +42,17 @@ class Worker:
         store: the run folder's database.
         seed: the run's seed.
         checkpoint_every: save the state every this many events.
+        objectives: the run's objectives: what each trial's told loss is.
     """
 
     def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
-                 checkpoint_every: int):
+                 checkpoint_every: int, objectives: Objectives):
         self.store = store
+        self.objectives = objectives
+        # A multi-objective optimiser (`jn.optimizers.takes_objective_vectors`) is told
+        # every objective and the bounds' violation; any other the single loss, NaN for
+        # a trial that broke a bound (it ranks below every feasible one).
+        self.vector = _optimizers.takes_objective_vectors(optimizer)
         self.key = jax.random.key(seed)
         self.ask = jit_with(optimizer.ask, HELPER_OPTIONS)
         self.tell = jit_with(optimizer.tell, HELPER_OPTIONS)
@@ -101,11 +108,26 @@ class Worker:
     def _tell(self, ids: list[int]) -> Any:
         trials = self.store.trials_by_id(ids)
         padded = np.full((self.batch_size,), -1, np.int32)
-        losses = np.full((self.batch_size,), np.nan, np.float32)
+        k = len(self.objectives.names)
+        losses = np.full((self.batch_size, k), np.nan, np.float32)
+        violations = np.zeros((self.batch_size,), np.float32)
+        signs = self.objectives.signs()
         for i, trial_id in enumerate(ids):
             padded[i] = trial_id
-            losses[i] = trials[trial_id].loss if trials[trial_id].succeeded else np.nan
-        return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses))
+            trial = trials[trial_id]
+            if not trial.succeeded:
+                continue
+            if self.vector:
+                losses[i] = [s * trial.objectives[n]
+                             for s, n in zip(signs, self.objectives.names)]
+                violations[i] = _violation(trial, self.objectives)
+            elif trial.feasible is not False:
+                losses[i, 0] = (trial.loss if not self.objectives.several
+                                else signs[0] * trial.objectives[self.objectives.names[0]])
+        if self.vector:
+            return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses),
+                             jnp.asarray(violations))
+        return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses[:, 0]))
 
     def _tell_finished_steps(self) -> None:
         """Appends a `tell` for every asked step whose trials have all finished."""
@@ -185,6 +207,13 @@ class Worker:
         else:
             self.checkpoints.save(self.seq, self.state)
         self.saved_seq = self.seq
+
+
+def _violation(trial: TrialRecord, objectives: Objectives) -> float:
+    """How far a finished trial is from its bounds (0 when feasible)."""
+    if trial.feasible is not False:
+        return 0.0
+    return max(objectives.outcome(trial.objectives).violation, np.finfo(np.float32).tiny)
 
 
 def _alive(worker: str | None) -> bool:

@@ -80,6 +80,8 @@ def test_csv_writes_every_trial_as_load_results_reads_it(root, tmp_path):
                 assert json.loads(row[column]) == trial["extra"]
             elif column.startswith("config."):
                 assert row[column] == _as_csv(trial["config"][column[len("config."):]])
+            elif column.startswith("objective."):
+                assert row[column] == _as_csv(trial["objectives"].get(column[10:]))
             elif column == "loss" and math.isnan(trial["loss"]):
                 assert math.isnan(float(row[column]))
             else:
