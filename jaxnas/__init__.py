@@ -14,6 +14,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__` loads them
+    from jaxnas import constraints
     from jaxnas import metrics
     from jaxnas import nn
     from jaxnas import optimizers
@@ -60,6 +61,7 @@ _HOMES = {
     "Categorical": "jaxnas.space",
     "compile": "jaxnas.space",
     "Config": "jaxnas.space",
+    "constraints": "jaxnas.constraints",
     "Dynamic": "jaxnas.space",
     "export_csv": "jaxnas.run",
     "Fidelity": "jaxnas.space",
@@ -112,6 +114,7 @@ __all__ = [
     "SupervisedTask",
     "Task",
     "compile",
+    "constraints",
     "cpu_devices",
     "export_csv",
     "load_config",

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "jaxnas"
-LAYER = {"space": 0, "metrics": 0, "nn": 1, "optimizers": 1, "train": 1, "problems": 1, "run": 2}
+LAYER = {"space": 0, "metrics": 0, "constraints": 0, "nn": 1, "optimizers": 1, "train": 1, "problems": 1, "run": 2}
 
 
 def _imports(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:

@@ -140,8 +140,11 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
         # One table of uniforms picks the distribution and makes the uniform samples (fewer
         # PRNG call sites compile faster on CPU); a row uses only the option it picks.
         draws = jax.random.uniform(key_draws, (batch, 1 + len(spec.paths)))
-        uniform = jax.vmap(spec.from_unit)(draws[:, 1:])  # uniform in the unit encoding
         key_prior, key_incumbent = jax.random.split(key_rows, (2, batch))
+        if spec.constrained:  # rejection inside `sample` (`SearchSpace.constrain`)
+            uniform = _base.map_rows(spec.sample, jax.random.split(key_draws, batch))
+        else:
+            uniform = jax.vmap(spec.from_unit)(draws[:, 1:])  # uniform in the unit encoding
         priors = _base.map_rows(spec.sample_prior, key_prior)
         if use_incumbent:
             share, best = incumbent_share(spec, trials, eta, top_rung, bracket_cost,

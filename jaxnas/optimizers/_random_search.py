@@ -168,7 +168,10 @@ def _complex_batch(spec: SearchSpace, trials: Trials, key: jax.Array, batch: int
     second = second + (second >= first)  # distinct from `first`
     mutation = draws[:, 3]  # (B,) which of the four mutations, and k
     slot_draws = draws[:, 4: 4 + n_slots]  # (B, d) subset to mutate; crossover mask
-    uniform = jax.vmap(spec.from_unit)(draws[:, 4 + n_slots:])  # also "forgotten" values
+    if spec.constrained:  # rejection inside `sample` (`SearchSpace.constrain`)
+        uniform = _base.map_rows(spec.sample, jax.random.split(key_draws, batch))
+    else:
+        uniform = jax.vmap(spec.from_unit)(draws[:, 4 + n_slots:])  # also "forgotten" values
     key_prior, key_centred = jax.random.split(key_rows, (2, batch))
     prior = _base.map_rows(spec.sample_prior, key_prior)
 

@@ -30,6 +30,7 @@ import numpy as np
 from jaxnas import train as _train
 from jaxnas.nn import BuildError
 from jaxnas.run._checkpoints import TrainingStates
+from jaxnas.run._constraints import Screen
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
@@ -67,8 +68,8 @@ def make_batch(spec: SearchSpace, trials: list[TrialRecord], key_ids: list[int])
     return Batch(trials, configs, key_ids)
 
 
-def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool,
-                   objectives: Objectives) -> BucketEvaluator | PlainEvaluator:
+def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool, objectives: Objectives,
+                   constraints: Any = None) -> BucketEvaluator | PlainEvaluator:
     """The evaluator for `jn.run`'s `evaluate` (see its docstring for the three forms),
     checked before the run folder is touched; `start(store)` then gives it the folder.
 
@@ -79,11 +80,13 @@ def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool,
     pure = callable(evaluate) and is_pure_function(evaluate)
     task = _train.as_bucket_task(evaluate, pure_function=pure)
     if task is not None:
-        return BucketEvaluator(task, spec, masked, objectives)
+        return BucketEvaluator(task, spec, masked, objectives,
+                               Screen(constraints, spec, task, objectives))
     if not callable(evaluate):
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
                         f"f(config, fidelity, key) or a callable f(**config).")
-    return PlainEvaluator(evaluate, spec, objectives)
+    return PlainEvaluator(evaluate, spec, objectives,
+                          Screen(constraints, spec, None, objectives))
 
 
 def is_pure_function(fn: Callable) -> bool:
@@ -128,10 +131,10 @@ class BucketEvaluator:
     """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
 
     def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool,
-                 objectives: Objectives):
+                 objectives: Objectives, screen: Screen):
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
-        self.objectives = objectives
+        self.objectives, self.screen = objectives, screen
         self.trainers = _per_task(_TRAINERS, task, spec, masked)  # signature -> trainer
         self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
@@ -179,12 +182,16 @@ class BucketEvaluator:
 
     def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
         self._wait_for_warm_up()  # its trainers and verdicts are this call's to use
+        batch, measures = screen_batch(self.screen, batch, commit)
+        if not batch.trials:
+            return
         configs = batch.configs
         signatures = (self._signatures(configs) if self.task.bucketed
                       else [()] * len(batch.trials))
         for signature in dict.fromkeys(signatures):
             rows = [i for i, s in enumerate(signatures) if s == signature]
-            commit(self._evaluate_bucket(batch, signature, rows, trial_keys))  # at once
+            commit(self._evaluate_bucket(batch, signature, rows, trial_keys,
+                                         [measures[i] for i in rows]))  # at once
 
     def _signatures(self, configs: Config) -> list[tuple]:
         """The batch's bucket signatures: depths open where the bucket's blocks allow it
@@ -216,7 +223,7 @@ class BucketEvaluator:
             self.depth_open[signature] = True
 
     def _evaluate_bucket(self, batch: Batch, signature: tuple, rows: list[int],
-                         trial_keys: TrialKeys) -> list[TrialRecord]:
+                         trial_keys: TrialKeys, measures: list[dict]) -> list[TrialRecord]:
         trials = [batch.trials[i] for i in rows]
         members = jax.tree.map(lambda a: a[np.asarray(rows)], batch.configs)
         trainer = self._trainer(signature, members)
@@ -236,7 +243,7 @@ class BucketEvaluator:
             return [t.finish(math.nan, seconds=seconds, trace=trace,
                              error=f"{type(error).__name__}: {error}") for t in trials]
         seconds = (time.monotonic() - start) / len(rows)
-        finished = [finish(t, _member(out, j), self.objectives, seconds)
+        finished = [finish(t, _with(measures[j], _member(out, j)), self.objectives, seconds)
                     for j, t in enumerate(trials)]
         for j, t in enumerate(trials):
             self.states[t.trial_id] = jax.tree.map(lambda a, j=j: a[j], states)
@@ -299,6 +306,35 @@ def prior_mode(spec: SearchSpace) -> Config:
     return spec.config(values)
 
 
+def screen_batch(screen: Screen, batch: Batch, commit: Commit) -> tuple[Batch, list[dict]]:
+    """Commits the batch's infeasible trials (never trained) and returns the rest, with
+    each one's architecture measurements."""
+    n = len(batch.trials)
+    if not screen.active:
+        return batch, [{} for _ in range(n)]
+    reasons, measures = screen(batch.configs)
+    infeasible = [batch.trials[i].infeasible(reasons[i], measures[i])
+                  for i in range(n) if reasons[i] is not None]
+    if infeasible:
+        commit(infeasible)
+    keep = [i for i in range(n) if reasons[i] is None]
+    if len(keep) == n:
+        return batch, measures
+    rows = np.asarray(keep, np.int64)
+    return (Batch([batch.trials[i] for i in keep],
+                  jax.tree.map(lambda a: a[rows], batch.configs),
+                  [batch.key_ids[i] for i in keep]), [measures[i] for i in keep])
+
+
+def _with(measures: dict, out: Any) -> Any:
+    """The evaluation's output with the architecture measurements it does not report
+    itself (a bare loss becomes `{"loss": ...}`)."""
+    if not measures:
+        return out
+    named = dict(out) if isinstance(out, Mapping) else {"loss": out}
+    return {**measures, **named}
+
+
 def _member(out: Any, member: int) -> Any:
     """One member's output (a dict of values, or its loss or objective vector) from a
     bucket's evaluation output (leading axis: the members)."""
@@ -334,8 +370,9 @@ def _stack(*leaves: Any) -> Any:
 class PlainEvaluator:
     """`f(**config)`, one trial at a time, with the resolved values by name."""
 
-    def __init__(self, fn: Callable, spec: SearchSpace, objectives: Objectives):
-        self.fn, self.spec, self.objectives = fn, spec, objectives
+    def __init__(self, fn: Callable, spec: SearchSpace, objectives: Objectives,
+                 screen: Screen):
+        self.fn, self.spec, self.objectives, self.screen = fn, spec, objectives, screen
 
     def start(self, store: RunStore) -> None:
         """Nothing to keep in the run folder but the trials."""
@@ -349,6 +386,7 @@ class PlainEvaluator:
 
     def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
         del trial_keys  # a plain callable draws its own randomness
+        batch, _ = screen_batch(self.screen, batch, commit)
         for i, trial in enumerate(batch.trials):
             config = jax.tree.map(lambda a, i=i: a[i], batch.configs)
             commit([self._evaluate(trial, config)])  # each trial is committed as it finishes

@@ -25,7 +25,8 @@ _VERSIONED = ("jaxnas", "jax", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
 def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
-                 seed: int, objectives: dict | None = None) -> dict:
+                 seed: int, objectives: dict | None = None,
+                 constraints: list | None = None) -> dict:
     """What must match for a folder's run to be continued."""
     if isinstance(optimizer, _optimizers.Optimizer):
         name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
@@ -35,7 +36,8 @@ def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
         arguments = {k: v for k, v in dict(kwargs or {}).items() if k != "max_trials"}
     return {"space": spec.describe(), "optimizer": name,
             "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
-            "seed": int(seed), "objectives": objectives or {"loss": "minimize"}}
+            "seed": int(seed), "objectives": objectives or {"loss": "minimize"},
+            "constraints": constraints or []}
 
 
 def remove_other_run(root: Path, description: dict) -> None:
@@ -94,8 +96,9 @@ def _differences(old: dict, new: dict) -> list[str]:
         a, b = old["space"].get(path), new["space"].get(path)
         if a != b:
             out.append(f"space {path!r} was {a or 'absent'}, now {b or 'absent'}")
-    for key in ("optimizer", "optimizer_kwargs", "seed", "objectives"):
-        before = old.get(key, {"loss": "minimize"} if key == "objectives" else None)
+    defaults = {"objectives": {"loss": "minimize"}, "constraints": []}  # older runs'
+    for key in ("optimizer", "optimizer_kwargs", "seed", "objectives", "constraints"):
+        before = old.get(key, defaults.get(key))
         if before != new[key]:
             out.append(f"{key} was {before!r}, now {new[key]!r}")
     return out

@@ -99,7 +99,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         root_directory: str | Path, max_evaluations: int | None = None,
         max_cost: float | None = None, max_fidelity_spent: float | None = None,
         max_seconds: float | None = None, seed: int = 0, objectives: Any = None,
-        masked: bool | str = True,
+        constraints: Any = None, masked: bool | str = True,
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True) -> RunResult:
@@ -154,6 +154,15 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             Several objectives need an optimiser that takes them
             (`jn.optimizers.MULTI_OBJECTIVE`: `nsga2`, which `"auto"` then picks, or
             random and grid search); see `RunResult.pareto_front`.
+        constraints: which configurations may be trained, checked before training: pure,
+            jittable predicates `fn(config) -> bool` on the config's values, and
+            constraints on the built model (`jn.constraints.max_params(n)`,
+            `max_flops(n)`, `architecture(measure, limit)`; a `jn.SupervisedTask`'s model,
+            measured with `jn.nn.summary` once per structure). A configuration that breaks
+            one is recorded `infeasible` (what was measured in `extra`, the constraint in
+            `error`), never trained, not counted in `max_evaluations` or cost, and told
+            to the optimiser as a failure. A run with objectives `params` or `flops` gets
+            them from the same measurement.
         masked: group configurations that differ only in widths or in depths
             (`jn.nn.Repeat`) into one bucket (True); `"widths"`: in widths only; False:
             every structure apart.
@@ -188,11 +197,12 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     check_checkpoint_every(checkpoint_every)
     persistent_cache.check_setting(compilation_cache)
     parsed = Objectives.parse(objectives)
-    evaluator = make_evaluator(evaluate, spec, masked, parsed)
+    evaluator = make_evaluator(evaluate, spec, masked, parsed, constraints)
     root = Path(root_directory)
     optimizer, optimizer_kwargs = _named_optimizer(
         _several_objectives(optimizer, parsed), spec, optimizer_kwargs, parsed)
-    description = describe_run(spec, optimizer, optimizer_kwargs, seed, parsed.describe())
+    description = describe_run(spec, optimizer, optimizer_kwargs, seed, parsed.describe(),
+                               evaluator.screen.describe())
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
@@ -203,10 +213,15 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
                              parsed)
     try:
         given = (optimizer_kwargs or {}).get("max_trials")
-        max_trials = claim_folder(store, spec, description, given or default_max_trials(
+        # Infeasible trials take rows of the optimiser's table without counting as
+        # evaluations: a constrained run gets twice the default room.
+        room = 2 if evaluator.screen.active else 1
+        max_trials = claim_folder(store, spec, description, given or room * default_max_trials(
             optimizer, spec, max_evaluations, optimizer_kwargs), given)
         evaluator.start(store)
-        worker = Worker(make_optimizer(optimizer, spec, max_trials, optimizer_kwargs),
+        # The optimiser samples and mutates within the constraints on the config.
+        constrained = spec.constrain(tuple(evaluator.screen.predicates))
+        worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs),
                         store, seed, checkpoint_every, parsed)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)

@@ -18,7 +18,8 @@ import numpy as np
 from jaxnas.metrics import non_dominated
 from jaxnas.optimizers import IncumbentSelection, incumbent_index
 
-SUCCESS, FAILED = "success", "failed"
+SUCCESS, FAILED, INFEASIBLE = "success", "failed", "infeasible"
+FINISHED = (SUCCESS, FAILED, INFEASIBLE)
 
 # The run's incumbent (`jn.run`, `status`): a low-fidelity loss is not the loss the user
 # will train to.
@@ -35,7 +36,8 @@ class TrialRecord:
         parent_id: the lower-rung trial it continues from, or -1.
         config: its values by decision path (host Python numbers).
         fidelity: the fidelity it trains to, or None in a space without one.
-        status: "pending", "running", "success" or "failed".
+        status: "pending", "running", "success", "failed" or "infeasible" (it broke a
+            constraint of `jn.run(constraints=...)` and was never trained).
         loss: what the optimiser minimised: the objective, negated where it is maximised;
             NaN unless it succeeded, and with several objectives (see `objectives`).
         cost: the cost it reported, else its fidelity.
@@ -89,6 +91,12 @@ class TrialRecord:
             error=error if error else (None if ok else "non-finite loss"), traceback=trace,
             extra=extra or {}, objectives=objectives or {},
             feasible=feasible if ok else None)
+
+    def infeasible(self, reason: str, measures: dict) -> TrialRecord:
+        """This trial, refused before training: `reason` names the broken constraint,
+        `extra` holds what was measured. It costs nothing."""
+        return dataclasses.replace(self, status=INFEASIBLE, error=reason, cost=0.0,
+                                   seconds=0.0, extra=dict(measures), feasible=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The trial as `jn.load_results` returns it (a dict, keys in column order)."""

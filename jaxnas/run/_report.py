@@ -35,7 +35,8 @@ def summarise(root: str | Path, top: int = 5) -> str:
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
     lines = [f"run {root}: {len(trials)} trials ("
-             + ", ".join(f"{counts[s]} {s}" for s in ("success", "failed", "running", "pending")
+             + ", ".join(f"{counts[s]} {s}" for s in ("success", "failed", "infeasible", "running",
+                                                     "pending")
                          if counts[s]) + ")",
              f"fidelity spent {totals['fidelity']:g}, cost {totals['cost']:g}; "
              f"{len(workers)} worker(s) so far, {len(running)} running now"]

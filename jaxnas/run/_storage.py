@@ -283,14 +283,16 @@ class RunStore:
         """What the run has spent, over every trial in the table.
 
         Returns:
-            `evaluations` (trials asked, finished or not), `finished`, `cost` (the summed
-            cost, a trial's fidelity where it reported none) and `fidelity` (the fidelity
-            trained: a continued trial counts only what it adds to its parent's).
+            `evaluations` (trials asked, finished or not, except infeasible ones, which
+            were never trained), `finished`, `cost` (the summed cost, a trial's fidelity
+            where it reported none) and `fidelity` (the fidelity trained: a continued
+            trial counts only what it adds to its parent's).
         """
         count, cost = self._db.execute(
             "SELECT COUNT(*), TOTAL(COALESCE(cost, fidelity, 0)) FROM trials "
             "WHERE status IN ('success', 'failed')").fetchone()
-        everything = self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        everything = self._db.execute(
+            "SELECT COUNT(*) FROM trials WHERE status != 'infeasible'").fetchone()[0]
         added = self._db.execute(
             "SELECT TOTAL(COALESCE(t.fidelity, 0) - COALESCE(p.fidelity, 0)) FROM trials t "
             "LEFT JOIN trials p ON p.trial_id = t.parent_id "
@@ -338,7 +340,7 @@ class RunStore:
             "SELECT e.step FROM events e WHERE e.kind = 'ask' AND NOT EXISTS "
             "(SELECT 1 FROM events t WHERE t.kind = 'tell' AND t.step = e.step) AND NOT EXISTS "
             "(SELECT 1 FROM trials x WHERE x.step = e.step AND x.status NOT IN "
-            "('success', 'failed')) ORDER BY e.step").fetchall()
+            "('success', 'failed', 'infeasible')) ORDER BY e.step").fetchall()
         return [step for (step,) in rows]
 
 

@@ -18,11 +18,12 @@ from jaxnas.space._parameters import (
     Space,
 )
 from jaxnas.space._registry import register_block, register_builder, register_maskable
-from jaxnas.space._search_space import FidelityInfo, SearchSpace
+from jaxnas.space._search_space import CONSTRAINT_TRIES, FidelityInfo, SearchSpace
 from jaxnas.space._widths import MaskedDepth, MaskedWidth
 
 __all__ = [
     "Bool",
+    "CONSTRAINT_TRIES",
     "ByName",
     "Categorical",
     "Config",

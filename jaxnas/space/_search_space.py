@@ -34,6 +34,10 @@ from jaxnas.space._resolve import Resolver
 from jaxnas.space._widths import depth_slots, width_slots
 
 
+# Candidates a constrained space draws at once per sample or mutation (`constrain`).
+CONSTRAINT_TRIES = 32
+
+
 class FidelityInfo:
     """Where the space's fidelity sits and its range."""
 
@@ -84,6 +88,7 @@ class SearchSpace:
             "_widths": width_slots(compiled),
             "_depths": depth_slots(compiled, _registry.registered_block("Sequential")),
             "_source": None,  # the definition, for pickling (`from_source`)
+            "_constraints": (),  # predicates every draw must satisfy (`constrain`)
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -119,11 +124,54 @@ class SearchSpace:
 
     def __reduce__(self) -> tuple:
         """Pickles the space as its definition, compiled again on load (the compiled
-        tables hold jitted functions, which do not pickle)."""
+        tables hold jitted functions, which do not pickle), and its constraints."""
         if self._source is None:
             raise TypeError("this SearchSpace was not made by jaxnas.compile and cannot be "
                             "pickled.")
+        if self._constraints:
+            return (_constrained, (self._source, self.max_depth, self.max_slots,
+                                   self._constraints))
         return (SearchSpace.from_source, (self._source, self.max_depth, self.max_slots))
+
+    def constrain(self, predicates: tuple) -> SearchSpace:
+        """This space with `predicates` (pure, jittable `fn(config) -> bool`) that
+        `sample`, `sample_prior` and `mutate` satisfy: each draws `CONSTRAINT_TRIES`
+        candidates at once and returns the first feasible one (a mutation with none
+        keeps its input; a sample with none returns an infeasible draw, so a caller that
+        must be sure checks `feasible`). `from_unit` and `to_unit` are unchanged. A space
+        with constraints equals only the same space with the same predicates."""
+        if not predicates:
+            return self
+        out = object.__new__(SearchSpace)
+        for name, value in self.__dict__.items():
+            object.__setattr__(out, name, value)
+        object.__setattr__(out, "_constraints", self._constraints + tuple(predicates))
+        object.__setattr__(out, "_fingerprint", (self._fingerprint, tuple(predicates)))
+        return out
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the space has constraints (`constrain`)."""
+        return bool(self._constraints)
+
+    def feasible(self, config: Config) -> jax.Array:
+        """`()` bool: whether `config` satisfies the space's constraints (True without)."""
+        ok = jnp.ones((), bool)
+        for predicate in self._constraints:
+            ok = ok & jnp.asarray(predicate(config), bool)
+        return ok
+
+    def _first_feasible(self, draw, key: jax.Array, fallback: Config | None = None) -> Config:
+        """`draw(key)` without constraints; else the first feasible of
+        `CONSTRAINT_TRIES` draws (`fallback`, else the first draw, where none is)."""
+        if not self._constraints:
+            return draw(key)
+        candidates = jax.vmap(draw)(jax.random.split(key, CONSTRAINT_TRIES))
+        ok = jax.vmap(self.feasible)(candidates)
+        first = jax.tree.map(lambda c: c[jnp.argmax(ok)], candidates)
+        if fallback is None:
+            return first
+        return jax.tree.map(lambda a, b: jnp.where(jnp.any(ok), a, b), first, fallback)
 
     def describe(self) -> dict[str, str]:
         """Each slot's path and definition, as text: what a resumed run compares."""
@@ -184,14 +232,22 @@ class SearchSpace:
     # ---------------------------------------------------------------- pure methods
 
     def sample(self, key: jax.Array) -> Config:
-        """Samples a config uniformly (log-uniformly where `log=True`), ignoring priors."""
+        """Samples a config uniformly (log-uniformly where `log=True`), ignoring priors
+        (and satisfying the constraints, see `constrain`)."""
+        return self._first_feasible(self._sample, key)
+
+    def _sample(self, key: jax.Array) -> Config:
         n_numeric = self._packing.n_numeric
         u = jax.random.uniform(key, (len(self.paths),), jnp.float32)
         indices = categorical_draw(u[n_numeric:], self._categorical.uniform_logits)
         return self._packing.pack(self._numeric.from_unit(u[:n_numeric]), indices)
 
     def sample_prior(self, key: jax.Array) -> Config:
-        """Samples a config from the prior (uniform for parameters without one)."""
+        """Samples a config from the prior (uniform for parameters without one; satisfying
+        the constraints, see `constrain`)."""
+        return self._first_feasible(self._sample_prior, key)
+
+    def _sample_prior(self, key: jax.Array) -> Config:
         n_numeric = self._packing.n_numeric
         u = jax.random.uniform(key, (len(self.paths),), jnp.float32)
         u_numeric = self._prior.sample_unit(u[:n_numeric])
@@ -300,8 +356,14 @@ class SearchSpace:
 
         A mutated numeric slot moves by a normal with sigma `std` in the unit encoding,
         truncated to [0, 1]; a mutated categorical takes a different feasible choice,
-        uniformly. `rate` and `std` may be traced.
+        uniformly. `rate` and `std` may be traced. With constraints (`constrain`), the
+        first of several mutations that satisfies them, else `config` itself.
         """
+        return self._first_feasible(lambda k: self._mutate(k, config, rate, std), key,
+                                    fallback=config if self._constraints else None)
+
+    def _mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
+                std: float | jax.Array) -> Config:
         numeric, indices = self._split(config)
         n, n_numeric = len(self.paths), self._packing.n_numeric
         u = jax.random.uniform(key, (2 * n,), jnp.float32)
@@ -480,3 +542,9 @@ def _number_choices(slot: Any) -> tuple[float, ...] | None:
 # Run folders written before the space package was split pickled their space as a call of
 # this name; it stays so that they load.
 _recompile = SearchSpace.from_source
+
+
+def _constrained(source: Any, max_depth: int, max_slots: int,
+                 constraints: tuple) -> SearchSpace:
+    """Unpickles a constrained space (`SearchSpace.__reduce__`)."""
+    return SearchSpace.from_source(source, max_depth, max_slots).constrain(constraints)

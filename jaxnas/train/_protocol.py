@@ -51,6 +51,13 @@ class BucketTask(abc.ABC):
         """Raises ValueError if this task cannot train `spec`; called before a run starts."""
         del spec
 
+    def architecture(self, resolved: Any) -> tuple[Any, tuple] | None:
+        """The model a resolved config builds and one example's input shape (batch axis
+        1), for `jn.nn.summary`; None for a task without one (then `jn.run` cannot check
+        architecture constraints or report `params` and `flops`)."""
+        del resolved
+        return None
+
     @abc.abstractmethod
     def for_bucket(self, spec: Any, config: Any, masked: bool | str) -> Task:
         """The pure functions of one bucket; `config` is any member (its structure counts).

@@ -116,6 +116,12 @@ class SupervisedTask(BucketTask):
             return data_fraction_task(bucket, self.epochs)
         return epochs_task(bucket) if self.fidelity == "epochs" else steps_task(bucket)
 
+    def architecture(self, resolved: Mapping) -> tuple[nn.Module, tuple]:
+        """The config's model (exact, not masked) and one example's input shape: what
+        `jn.run` measures with `jn.nn.summary` for `params` and `flops` objectives and
+        architecture constraints."""
+        return self._model(resolved), (1, *self.train_data[0].shape[1:])
+
     def _model(self, resolved: Mapping) -> nn.Module:
         """The bucket's Linen model, from the resolved config's entry `model`."""
         if self.model not in resolved:

@@ -35,6 +35,24 @@ def test_quickstart_runs_end_to_end_and_reports_the_incumbent(tmp_path):
 
 
 @pytest.mark.slow
+def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "hardware_aware.py"), "--evaluations", "20",
+         "--max-params", "5000", "--root", str(tmp_path)], capture_output=True, text=True,
+        env=env, timeout=600, check=True).stdout
+    assert "20 trained and " in out and "Pareto front, " in out, out
+    assert (tmp_path / "pareto_front.png").stat().st_size > 0
+    trials = jn.load_results(tmp_path)
+    statuses = {t["status"] for t in trials}
+    assert statuses <= {"success", "infeasible"}
+    assert all(t["objectives"]["params"] <= 5000 for t in trials if t["status"] == "success")
+    assert all(t["extra"]["params"] > 5000 for t in trials if t["status"] == "infeasible")
+    front_rows = out.split("architecture\n")[1].split("plot:")[0].strip().splitlines()
+    assert front_rows and all("64 -> " in row for row in front_rows)
+
+
+@pytest.mark.slow
 def test_mnist1d_space_trains_one_masked_bucket():
     (x, y), validation, test = mnist1d.mnist1d(seed=42)
     assert x.shape == (3200, 40, 1) and validation[0].shape == (800, 40, 1)
