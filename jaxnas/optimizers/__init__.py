@@ -29,6 +29,7 @@ from jaxnas.optimizers._incumbent import IncumbentSelection, incumbent_index
 from jaxnas.optimizers._brackets import BracketState, hyperband, successive_halving
 from jaxnas.optimizers._evolution import regularized_evolution
 from jaxnas.optimizers._grid import GridSearchState, grid_search
+from jaxnas.optimizers._multi_objective import MultiObjectiveState, multi_objective
 from jaxnas.optimizers._nsga2 import NSGA2State, nsga2
 from jaxnas.optimizers._priorband import priorband
 from jaxnas.optimizers._priorband_bo import priorband_bo
@@ -57,9 +58,14 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
 _PLANNED = ("asha",)
 
 
-# Optimisers that take several objectives: `nsga2` is told every objective; random and grid
-# search only read whether a trial failed, so they run with any number (told the first).
-MULTI_OBJECTIVE = ("nsga2", "random_search", "grid_search")
+# Single-objective optimisers that take several objectives through `multi_objective`
+# (`get(name, spec, n_objectives=k, multi_objective=mode)`), with their default mode.
+_WRAPPED = {"successive_halving": "rank", "hyperband": "rank", "priorband": "rank",
+            "priorband_bo": "rank", "tpe": "rank", "bayesian_optimization": "parego"}
+# Optimisers that take several objectives: `nsga2` and the wrapped ones are told every
+# objective; random and grid search only read whether a trial failed, so they run with any
+# number (told the first).
+MULTI_OBJECTIVE = ("nsga2", *_WRAPPED, "random_search", "grid_search")
 
 
 def takes_objective_vectors(optimizer: Optimizer) -> bool:
@@ -131,7 +137,16 @@ def get(name: str, spec: SearchSpace, **kwargs) -> Optimizer:
         raise ValueError(f"{name}: unknown option{'s' * (len(unknown) > 1)} "
                          f"{', '.join(map(repr, unknown))}; its options are "
                          f"{', '.join(known)}.")
-    return _CONSTRUCTORS[name](spec, **kwargs)
+    if name not in _WRAPPED:
+        return _CONSTRUCTORS[name](spec, **kwargs)
+    n_objectives = kwargs.pop("n_objectives", 1)
+    mode = kwargs.pop("multi_objective", _WRAPPED[name])
+    if isinstance(n_objectives, bool) or not isinstance(n_objectives, int) or n_objectives < 1:
+        raise ValueError(f"{name}: n_objectives={n_objectives!r} must be an integer >= 1.")
+    optimizer = _CONSTRUCTORS[name](spec, **kwargs)
+    if n_objectives == 1:
+        return optimizer
+    return multi_objective(optimizer, n_objectives, mode=mode)
 
 
 def options(name: str) -> list[str]:
@@ -146,11 +161,13 @@ def options(name: str) -> list[str]:
         raise ValueError(f"optimizer {name!r} is not implemented yet; available: {available}.")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown optimizer {name!r}; available: {available}.")
-    return [p for p in inspect.signature(_CONSTRUCTORS[name]).parameters if p != "spec"]
+    own = [p for p in inspect.signature(_CONSTRUCTORS[name]).parameters if p != "spec"]
+    return own + (["n_objectives", "multi_objective"] if name in _WRAPPED else [])
 
 
 __all__ = [
     "MULTI_OBJECTIVE",
+    "MultiObjectiveState",
     "BracketState",
     "GridSearchState",
     "IncumbentSelection",
@@ -170,6 +187,7 @@ __all__ = [
     "hyperband",
     "ignores_priors",
     "incumbent_index",
+    "multi_objective",
     "nsga2",
     "options",
     "priorband",

@@ -247,13 +247,22 @@ def _elite(state: NSGA2State, size: int) -> tuple[jax.Array, jax.Array, jax.Arra
     return order[:size], rank, crowding, wanted
 
 
-def _crowding_distance(objectives: jax.Array, rank: jax.Array) -> jax.Array:
+def _crowding_distance(objectives: jax.Array, rank: jax.Array,
+                       group: jax.Array | None = None) -> jax.Array:
     """`(n,)` each ranked row's crowding distance within its front (Deb et al., Sec.
     III-B): per objective, the gap between its neighbours over the front's range; a
-    front's extreme rows get infinity. Unranked rows get 0."""
+    front's extreme rows get infinity. A front is the rows of one rank (and one `group`,
+    e.g. a rung, where given). Unranked rows get 0."""
     n, k = objectives.shape
     ranked = rank != _UNRANKED
-    segment = jnp.where(ranked, rank, n)  # unranked rows share one ignored segment
+    key = jnp.where(ranked, rank, n).astype(jnp.int32)
+    if group is not None:
+        key = jnp.where(ranked, key + (n + 1) * jnp.clip(group + 1, 0), key)
+    # Dense front ids 0.. (sorted keys, counted where they change): segment ops need them.
+    order = jnp.argsort(key)
+    changes = jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                               (key[order][1:] != key[order][:-1]).astype(jnp.int32)])
+    segment = jnp.zeros((n,), jnp.int32).at[order].set(jnp.cumsum(changes))
     total = jnp.zeros((n,), jnp.float32)
     for m in range(k):
         value = objectives[:, m]
@@ -261,8 +270,8 @@ def _crowding_distance(objectives: jax.Array, rank: jax.Array) -> jax.Array:
         v, s = value[order], segment[order]
         prev_same = jnp.concatenate([jnp.array([False]), s[1:] == s[:-1]])
         next_same = jnp.concatenate([s[:-1] == s[1:], jnp.array([False])])
-        lo = jax.ops.segment_min(value, segment, num_segments=n + 1)
-        hi = jax.ops.segment_max(value, segment, num_segments=n + 1)
+        lo = jax.ops.segment_min(value, segment, num_segments=n)
+        hi = jax.ops.segment_max(value, segment, num_segments=n)
         span = (hi - lo)[s]
         gap = jnp.roll(v, -1) - jnp.roll(v, 1)
         interior = prev_same & next_same
@@ -270,3 +279,26 @@ def _crowding_distance(objectives: jax.Array, rank: jax.Array) -> jax.Array:
                                                  0.0), jnp.inf)
         total = total.at[order].add(distance)
     return jnp.where(ranked, total, 0.0)
+
+
+def non_dominated_ranks(objectives: jax.Array, violations: jax.Array, valid: jax.Array,
+                        group: jax.Array | None = None) -> jax.Array:
+    """`(n,)` int32 every valid row's non-dominated rank (0: the first front) under
+    constrained domination, comparing only rows of one `group` (e.g. a rung) where
+    given; `_UNRANKED` for invalid rows."""
+    dominates = constrained_domination(jnp.where(valid[:, None], objectives, 0.0),
+                                       violations, valid)
+    if group is not None:
+        dominates = dominates & (group[:, None] == group[None])
+
+    def peel(carry):
+        rank, front = carry
+        left = valid & (rank == _UNRANKED)
+        current = left & ~jnp.any(dominates & left[:, None], axis=0)
+        return jnp.where(current, front, rank), front + 1
+
+    def unfinished(carry):
+        return jnp.any(valid & (carry[0] == _UNRANKED))
+
+    rank0 = jnp.full(valid.shape, _UNRANKED, jnp.int32)
+    return jax.lax.while_loop(unfinished, peel, (rank0, jnp.int32(0)))[0]

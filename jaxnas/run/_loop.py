@@ -266,7 +266,11 @@ def _named_optimizer(optimizer: Any, spec: SearchSpace, kwargs: Mapping | None,
     if optimizer == "auto":
         optimizer = _optimizers.auto_choice(spec)
         logger.info("jaxnas.run: optimizer='auto' chose %r", optimizer)
-    if "n_objectives" in _optimizers.options(optimizer):
+    # nsga2 always takes the count; a wrapped single-objective optimiser only when there
+    # are several (so that a one-objective run's arguments stay as they always were).
+    takes = "n_objectives" in _optimizers.options(optimizer)
+    if takes and (objectives.several or "multi_objective" not in _optimizers.options(
+            optimizer)):
         kwargs = dict(kwargs or {})
         given = kwargs.setdefault("n_objectives", len(objectives.names))
         if given != len(objectives.names):

@@ -177,14 +177,19 @@ def test_objectives_are_read_back_as_csv_and_frames(tmp_path):
     assert list(frame["objective.size"]) == [t["objectives"]["size"] for t in trials]
 
 
-def test_a_resumed_run_equals_one_that_ran_through(tmp_path):
-    kwargs = dict(objectives=TWO, optimizer_kwargs={"population_size": 10}, seed=3,
+@pytest.mark.parametrize("optimizer, options, first", [
+    ("nsga2", {"population_size": 10, "max_trials": 128}, 30),
+    ("hyperband", {"max_trials": 128}, 12),  # after whole asks: 9 at rung 0, 3 promoted
+])
+def test_a_resumed_run_equals_one_that_ran_through(tmp_path, optimizer, options, first):
+    kwargs = dict(objectives=TWO, optimizer=optimizer, optimizer_kwargs=options, seed=3,
                   progress=False)
-    whole = jn.run(two_objectives, space(), root_directory=tmp_path / "whole",
+    fidelity_space = {**space(), "epochs": jn.IntegerFidelity(1, 9)}
+    whole = jn.run(two_objectives, fidelity_space, root_directory=tmp_path / "whole",
                    max_evaluations=60, **kwargs)
-    jn.run(two_objectives, space(), root_directory=tmp_path / "parts", max_evaluations=30,
-           checkpoint_every=1, **kwargs)
-    parts = jn.run(two_objectives, space(), root_directory=tmp_path / "parts",
+    jn.run(two_objectives, fidelity_space, root_directory=tmp_path / "parts",
+           max_evaluations=first, checkpoint_every=1, **kwargs)
+    parts = jn.run(two_objectives, fidelity_space, root_directory=tmp_path / "parts",
                    max_evaluations=60, **kwargs)
     keys = ("trial_id", "config", "objectives", "status")
     assert [[t[k] for k in keys] for t in parts.trials] == \
@@ -242,13 +247,34 @@ def test_bad_objectives_are_refused_naming_them(tmp_path, objectives, error, mat
     assert not (tmp_path / "trials.sqlite").exists()
 
 
-@pytest.mark.parametrize("optimizer", ["tpe", "priorband", "bayesian_optimization"])
+@pytest.mark.parametrize("optimizer", ["regularized_evolution", "complex_random_search"])
 def test_a_single_objective_optimiser_refuses_several(tmp_path, optimizer):
     with pytest.raises(ValueError, match=rf"optimizer='{optimizer}' optimises one objective, "
                                          r"but objectives names 2 \(error, size\)\. Use one "
-                                         r"that takes several: nsga2, random_search"):
+                                         r"that takes several: nsga2, successive_halving, "):
         jn.run(two_objectives, space(), root_directory=tmp_path, max_evaluations=5,
                objectives=TWO, optimizer=optimizer, progress=False)
+
+
+@pytest.mark.parametrize("optimizer, mode", [("priorband", None), ("hyperband", "parego"),
+                                             ("bayesian_optimization", None), ("tpe", None)])
+def test_single_objective_optimisers_take_several_through_a_mode(tmp_path, optimizer, mode):
+    """Multi-fidelity optimisers promote by fronts (or a random scalarisation), BO is
+    ParEGO, TPE splits by fronts: each runs a two-objective search to its budget and
+    its front is the brute-force one."""
+    def objective(config, fidelity, key):
+        out = two_objectives(config, fidelity, key)
+        return {**out, "error": out["error"] + 1.0 / fidelity}
+
+    fidelity_space = {**space(), "epochs": jn.IntegerFidelity(1, 9)}
+    kwargs = {} if mode is None else {"multi_objective": mode}
+    result = jn.run(objective, fidelity_space, root_directory=tmp_path, max_evaluations=40,
+                    objectives=TWO, optimizer=optimizer, optimizer_kwargs=kwargs,
+                    progress=False)
+    assert len(result.trials) == 40 and all(t["status"] == "success" for t in result.trials)
+    top = max(t["fidelity"] for t in result.trials)
+    at_top = [t for t in result.trials if t["fidelity"] == top]
+    assert {t["trial_id"] for t in result.pareto_front} == _brute_front(at_top)
 
 
 def test_n_objectives_must_match(tmp_path):
