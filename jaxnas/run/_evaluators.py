@@ -80,13 +80,37 @@ def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool, objectives: O
     pure = callable(evaluate) and is_pure_function(evaluate)
     task = _train.as_bucket_task(evaluate, pure_function=pure)
     if task is not None:
-        return BucketEvaluator(task, spec, masked, objectives,
-                               Screen(constraints, spec, task, objectives))
+        screen = Screen(constraints, spec, task, objectives)
+        _check_returns(task.metrics(spec), objectives, screen)
+        return BucketEvaluator(task, spec, masked, objectives, screen)
     if not callable(evaluate):
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
                         f"f(config, fidelity, key) or a callable f(**config).")
     return PlainEvaluator(evaluate, spec, objectives,
                           Screen(constraints, spec, None, objectives))
+
+
+def _check_returns(returned: Any, objectives: Objectives, screen: Screen) -> None:
+    """Raises when the evaluation cannot give every objective and bounded metric: a dict
+    without one of their names (that the run does not measure itself), or a number of
+    values other than theirs. `returned` is `BucketTask.metrics` (None: unknown)."""
+    names = objectives.metrics
+    if returned is None:
+        return
+    if isinstance(returned, set):
+        measured = set(screen.wanted) if screen.measuring else set()
+        missing = [n for n in names if n not in returned | measured]
+        if missing:
+            raise ValueError(
+                f"jn.run: objectives name {', '.join(map(repr, missing))}, which the "
+                f"evaluation never returns (it returns {', '.join(sorted(returned))}); "
+                f"return {'it' if len(missing) == 1 else 'them'} in its dict, or name what "
+                f"it returns.")
+    elif returned != len(names) and not (returned == 1 and len(names) == 1):
+        raise ValueError(
+            f"jn.run: objectives name {len(names)} ({', '.join(names)}), but the "
+            f"evaluation returns {returned} value(s); return a dict by name or one value "
+            f"per objective, bounded metrics last.")
 
 
 def is_pure_function(fn: Callable) -> bool:

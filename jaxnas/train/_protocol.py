@@ -17,11 +17,12 @@ is one; `as_bucket_task` wraps a plain `Task` or a pure function `f(config, fide
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Task(NamedTuple):
@@ -51,6 +52,12 @@ class BucketTask(abc.ABC):
         """Raises ValueError if this task cannot train `spec`; called before a run starts."""
         del spec
 
+    def metrics(self, spec: Any) -> Any:
+        """What `evaluate` returns, for checks when a run is defined: a set of names (a
+        dict's keys), a number of values (an array's size), or None when unknown."""
+        del spec
+        return None
+
     def architecture(self, resolved: Any) -> tuple[Any, tuple] | None:
         """The model a resolved config builds and one example's input shape (batch axis
         1), for `jn.nn.summary`; None for a task without one (then `jn.run` cannot check
@@ -73,6 +80,24 @@ class FixedTask(BucketTask):
 
     def __init__(self, task: Task, *, bucketed: bool = True, saves_states: bool = True):
         self.task, self.bucketed, self.saves_states = task, bucketed, saves_states
+
+    def metrics(self, spec: Any) -> Any:
+        """The output's names or size, traced (`jax.eval_shape`) on a sample config; None
+        if that fails (the trials will say why)."""
+        task = self.task
+
+        def once(key, config):
+            fidelity = jnp.ones((), jnp.float32)
+            return task.evaluate(task.train(task.init(key, config), config, fidelity), config)
+
+        try:
+            config = jax.eval_shape(spec.sample, jax.random.key(0))
+            out = jax.eval_shape(once, jax.random.key(0), config)
+        except Exception:  # noqa: BLE001 - only a check; the run reports real failures
+            return None
+        if isinstance(out, Mapping):
+            return set(out)
+        return int(np.prod(getattr(out, "shape", ())))
 
     def for_bucket(self, spec: Any, config: Any, masked: bool | str) -> Task:
         del spec, config, masked

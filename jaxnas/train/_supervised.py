@@ -116,6 +116,13 @@ class SupervisedTask(BucketTask):
             return data_fraction_task(bucket, self.epochs)
         return epochs_task(bucket) if self.fidelity == "epochs" else steps_task(bucket)
 
+    def metrics(self, spec: SearchSpace) -> set[str]:
+        """What `evaluate` returns: the objective as `loss`, the work done, the learning
+        curves, and `test_objective` with test data."""
+        del spec
+        names = {"loss", "epochs", "steps", "train_curve", "val_curve"}
+        return names | ({"test_objective"} if self.test_data is not None else set())
+
     def architecture(self, resolved: Mapping) -> tuple[nn.Module, tuple]:
         """The config's model (exact, not masked) and one example's input shape: what
         `jn.run` measures with `jn.nn.summary` for `params` and `flops` objectives and

@@ -6,6 +6,7 @@ import json
 import math
 import sqlite3
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -293,3 +294,40 @@ def test_other_objectives_are_another_run(tmp_path):
         jn.run(two_objectives, space(), root_directory=tmp_path, max_evaluations=10,
                objectives={"error": "minimize", "size": "maximize"},
                optimizer="random_search", progress=False)
+
+
+@pytest.mark.parametrize("objectives, match", [
+    ({**TWO, "memory": ("<=", 5.0)}, r"objectives name 'memory', which the evaluation never "
+                                     r"returns \(it returns error, latency, note, size\)"),
+    ({"accuracy": "maximize"}, r"objectives name 'accuracy', which the evaluation never"),
+])
+def test_an_objective_the_evaluation_never_returns_is_refused(tmp_path, objectives, match):
+    with pytest.raises(ValueError, match=match):
+        jn.run(two_objectives, space(), root_directory=tmp_path, max_evaluations=5,
+               objectives=objectives, optimizer="random_search", progress=False)
+    assert not (tmp_path / "trials.sqlite").exists()
+
+
+def test_a_vector_of_the_wrong_length_is_refused(tmp_path):
+    def three(config, fidelity, key):
+        del fidelity, key
+        return jnp.stack([config["x"], config["y"], config["x"]])
+
+    with pytest.raises(ValueError, match=r"objectives name 2 \(error, size\), but the "
+                                         r"evaluation returns 3 value\(s\)"):
+        jn.run(three, space(), root_directory=tmp_path, max_evaluations=5, objectives=TWO,
+               optimizer="random_search", progress=False)
+
+
+def test_a_supervised_task_checks_its_objectives(tmp_path):
+    x = np.zeros((8, 3), np.float32)
+    y = np.zeros((8,), np.int32)
+    task = jn.SupervisedTask((x, y), (x, y), batch_size=4)
+    model_space = {"model": jn.Operation(nn.Dense, args=(jn.Integer(2, 4),))}
+    with pytest.raises(ValueError, match=r"objectives name 'latency', which the evaluation"):
+        jn.run(task, model_space, root_directory=tmp_path, max_evaluations=2,
+               objectives={"loss": "minimize", "latency": "minimize"}, progress=False)
+    # params is measured by the run itself: allowed.
+    jn.run(task, model_space, root_directory=tmp_path / "ok", max_evaluations=2,
+           objectives={"loss": "minimize", "params": "minimize"}, progress=False,
+           optimizer="random_search", optimizer_kwargs={"batch_size": 2})
