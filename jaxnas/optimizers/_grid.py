@@ -113,6 +113,14 @@ def grid_search(spec: SearchSpace, *, points_per_float: int = 5,
         # switch something under other choices: then branch on every categorical.
         if np.array_equal(_active_rows(spec, grid), active):
             break
+    if spec.constrained:  # only the points that satisfy the space's constraints
+        feasible = np.asarray(jax.jit(jax.vmap(spec.feasible))(grid), bool)
+        grid = jax.tree.map(lambda column: column[feasible], grid)
+        size = int(feasible.sum())
+        if size == 0:
+            raise ValueError(f"{owner}: no point of the grid satisfies the space's "
+                             f"constraints; refine it (points_per_float, "
+                             f"points_per_integer) or loosen them.")
     return _grid_optimizer(spec, grid, size, shuffle, batch_size, max_trials)
 
 

@@ -196,3 +196,13 @@ def test_summary_flops_match_the_compiled_programs():
     compiled = compiled[0] if isinstance(compiled, (list, tuple)) else compiled
     assert info["flops"] == compiled["flops"] > 0
     assert info["params"] == _params(16) - 8 * 16 - 16 + 8 * 16 + 16  # the same formula
+
+
+def test_grid_search_keeps_only_feasible_points(tmp_path):
+    result = jn.run(lambda **c: c["x"], {"x": jn.Float(0.0, 1.0), "c": jn.Categorical((1, 2))},
+                    root_directory=tmp_path, max_evaluations=50, optimizer="grid_search",
+                    optimizer_kwargs={"points_per_float": 5}, constraints=[below_half],
+                    progress=False)
+    assert result.stopped_by == "the optimiser has nothing more to propose"
+    assert sorted((t["config"]["x"], t["config"]["c"]) for t in result.trials) == [
+        (x, c) for x in (0.0, 0.25) for c in (0, 1)]
