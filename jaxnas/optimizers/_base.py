@@ -210,6 +210,23 @@ def map_rows(fn: Callable[..., Any], *rows: Any) -> Any:
     return jax.lax.map(lambda args: fn(*args), rows)
 
 
+def feasible_rows(spec: SearchSpace, key: jax.Array, configs: Config) -> Config:
+    """A batch with each row that breaks the space's constraints (`SearchSpace.constrain`)
+    replaced by a feasible local move of it, else by a feasible uniform draw; the batch
+    itself on a space without constraints. For proposals made outside `sample` and
+    `mutate` (a model's candidates decoded with `from_unit`, a crossover)."""
+    if not spec.constrained:
+        return configs
+    n = jax.tree.leaves(configs)[0].shape[0]
+    key_move, key_fresh = jax.random.split(key)
+    ok = jax.vmap(spec.feasible)(configs)
+    moved = map_rows(lambda k, c: spec.mutate(k, c, 0.5, 0.1),
+                     jax.random.split(key_move, n), configs)
+    fresh = map_rows(spec.sample, jax.random.split(key_fresh, n))
+    choice = jnp.where(ok, 0, jnp.where(jax.vmap(spec.feasible)(moved), 1, 2))
+    return select_rows(choice.astype(jnp.int32), (configs, moved, fresh))
+
+
 def inverse_cdf(u: jax.Array, weights: jax.Array) -> jax.Array:
     """Indices drawn with probability proportional to `weights` (`(n,)`, >= 0) from uniforms
     `u` in [0, 1), by inverse CDF; zero-weight indices are never drawn."""

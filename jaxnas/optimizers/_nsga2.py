@@ -148,6 +148,7 @@ def nsga2(spec: SearchSpace, *, n_objectives: int = 2, population_size: int = 50
         starts = _base.map_rows(start, jax.random.split(key_fresh, batch_size))
         trial_ids = trials.count + jnp.arange(batch_size, dtype=jnp.int32)
         evolve = (trial_ids >= population_size) & (n_elite > 0)
+        children = _base.feasible_rows(spec, jax.random.fold_in(key_mutation, 1), children)
         configs = _base.select_rows(evolve.astype(jnp.int32), (starts, children))
         sources = jnp.where(evolve, jnp.where(crossed, Source.CROSSOVER, Source.MUTATION),
                             start_source)

@@ -128,7 +128,12 @@ def _single_fidelity(spec: SearchSpace, propose, batch_size: int,
 
     def ask(state: RandomSearchState, key: jax.Array) -> tuple[RandomSearchState, Proposals]:
         fits = state.trials.count + batch_size <= capacity
-        configs, sources = propose(state.trials, key)
+        if spec.constrained:  # a model's or a crossover's proposals, made feasible
+            key, key_repair = jax.random.split(key)
+            configs, sources = propose(state.trials, key)
+            configs = _base.feasible_rows(spec, key_repair, configs)
+        else:
+            configs, sources = propose(state.trials, key)
         fidelities = jnp.full((batch_size,), fidelity, jnp.float32)
         valid = jnp.broadcast_to(fits, (batch_size,))
         trials, ids = _base.add_trials(state.trials, configs, fidelities, valid,
