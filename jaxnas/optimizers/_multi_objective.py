@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.optimizers._base import Optimizer, Proposals, Status
-from jaxnas.optimizers._nsga2 import _UNRANKED, _crowding_distance, non_dominated_ranks
+from jaxnas.optimizers._nsga2 import (_UNRANKED, _crowding_distance, non_dominated_ranks,
+                                      vector_results)
 
 MODES = ("rank", "parego")
 _RHO = 0.05  # ParEGO's augmentation
@@ -96,20 +97,10 @@ def multi_objective(optimizer: Optimizer, n_objectives: int, *,
 
     def tell(state: MultiObjectiveState, trial_ids: jax.Array, losses: jax.Array,
              violations: jax.Array | None = None) -> MultiObjectiveState:
-        trial_ids = jnp.asarray(trial_ids, jnp.int32).reshape(-1)
-        losses = jnp.asarray(losses, jnp.float32).reshape(trial_ids.shape[0], -1)
-        if losses.shape[1] != n_objectives:
-            raise ValueError(f"multi_objective.tell: losses has shape {losses.shape}; give "
-                             f"n_objectives={n_objectives} values per trial id.")
-        if violations is None:
-            violations = jnp.zeros(trial_ids.shape, jnp.float32)
-        violations = jnp.maximum(jnp.asarray(violations, jnp.float32).reshape(-1), 0.0)
-        failed = ~jnp.all(jnp.isfinite(losses), axis=1)
-        trials = state.inner.trials
-        capacity = trials.status.shape[0]
-        in_range = (trial_ids >= 0) & (trial_ids < trials.count)
-        pending = trials.status[jnp.clip(trial_ids, 0, capacity - 1)] == Status.PENDING
-        rows = jnp.where(in_range & pending, trial_ids, capacity)
+        told = vector_results("multi_objective", n_objectives, state.inner.trials,
+                              trial_ids, losses, violations)
+        trial_ids, losses, violations, failed, rows = told
+        capacity = state.inner.trials.status.shape[0]
         state = state._replace(
             objectives=state.objectives.at[rows].set(losses, mode="drop"),
             violations=state.violations.at[rows].set(violations, mode="drop"))

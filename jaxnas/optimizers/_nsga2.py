@@ -167,19 +167,9 @@ def nsga2(spec: SearchSpace, *, n_objectives: int = 2, population_size: int = 50
 
     def tell(state: NSGA2State, trial_ids: jax.Array, losses: jax.Array,
              violations: jax.Array | None = None) -> NSGA2State:
-        trial_ids = jnp.asarray(trial_ids, jnp.int32).reshape(-1)
-        losses = jnp.asarray(losses, jnp.float32).reshape(trial_ids.shape[0], -1)
-        if losses.shape[1] != n_objectives:
-            raise ValueError(f"nsga2.tell: losses has shape {losses.shape}; give "
-                             f"n_objectives={n_objectives} values per trial id.")
-        if violations is None:
-            violations = jnp.zeros(trial_ids.shape, jnp.float32)
-        violations = jnp.maximum(jnp.asarray(violations, jnp.float32).reshape(-1), 0.0)
-        failed = ~jnp.all(jnp.isfinite(losses), axis=1)
-        capacity_ = state.trials.status.shape[0]
-        in_range = (trial_ids >= 0) & (trial_ids < state.trials.count)
-        pending = state.trials.status[jnp.clip(trial_ids, 0, capacity_ - 1)] == Status.PENDING
-        rows = jnp.where(in_range & pending, trial_ids, capacity_)
+        told = vector_results("nsga2", n_objectives, state.trials, trial_ids, losses,
+                              violations)
+        trial_ids, losses, violations, failed, rows = told
         trials = _base.record_results(state.trials, trial_ids,
                                       jnp.where(failed, jnp.nan, losses[:, 0]))
         return state._replace(
@@ -188,6 +178,27 @@ def nsga2(spec: SearchSpace, *, n_objectives: int = 2, population_size: int = 50
             violations=state.violations.at[rows].set(violations, mode="drop"))
 
     return Optimizer(init, ask, tell)
+
+
+def vector_results(owner: str, n_objectives: int, trials: Trials, trial_ids: jax.Array,
+                   losses: jax.Array, violations: jax.Array | None) -> tuple:
+    """A multi-objective tell's arguments checked and shaped: `(trial_ids (B,), losses
+    (B, k), violations (B,) >= 0, failed (B,), rows (B,))`, `rows` the table rows to
+    write (out of range where the id is padding, unknown or already told)."""
+    trial_ids = jnp.asarray(trial_ids, jnp.int32).reshape(-1)
+    losses = jnp.asarray(losses, jnp.float32).reshape(trial_ids.shape[0], -1)
+    if losses.shape[1] != n_objectives:
+        raise ValueError(f"{owner}.tell: losses has shape {losses.shape}; give "
+                         f"n_objectives={n_objectives} values per trial id.")
+    if violations is None:
+        violations = jnp.zeros(trial_ids.shape, jnp.float32)
+    violations = jnp.maximum(jnp.asarray(violations, jnp.float32).reshape(-1), 0.0)
+    failed = ~jnp.all(jnp.isfinite(losses), axis=1)
+    capacity = trials.status.shape[0]
+    in_range = (trial_ids >= 0) & (trial_ids < trials.count)
+    pending = trials.status[jnp.clip(trial_ids, 0, capacity - 1)] == Status.PENDING
+    rows = jnp.where(in_range & pending, trial_ids, capacity)
+    return trial_ids, losses, violations, failed, rows
 
 
 def _probability(owner: str, name: str, value: float) -> float:
