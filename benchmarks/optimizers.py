@@ -99,8 +99,8 @@ import numpy as np
 import optuna
 
 import jaxnas as jn
-from _common import (holm, machine_info, one_sided_p, probability_of_superiority, quartiles,
-                     write_results)
+from _common import (compile_optimizer, holm, machine_info, one_sided_p,
+                     probability_of_superiority, quartiles, write_results)
 from jaxnas import optimizers, problems
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "optimizers.json"
@@ -304,20 +304,8 @@ class JaxnasDriver:
 
     def __init__(self, problem: Any, spec: jn.SearchSpace, name: str, max_trials: int):
         optimizer, self.kwargs = make_optimizer(name, spec, max_trials)
-        key, step = jax.random.key(0), np.int32(0)
-
-        def ask(state: Any, ask_key: jax.Array, step: jax.Array) -> tuple[Any, Any]:
-            return optimizer.ask(state, jax.random.fold_in(ask_key, step))
-
-        start = time.perf_counter()
-        self.init = jax.jit(optimizer.init).lower(key).compile()
-        state = self.init(key)
-        self.ask = jax.jit(ask).lower(state, key, step).compile()
-        state, proposals = self.ask(state, key, step)
-        losses = jnp.zeros(proposals.trial_ids.shape, jnp.float32)
-        self.tell = jax.jit(optimizer.tell).lower(state, proposals.trial_ids, losses).compile()
-        jax.block_until_ready(self.tell(state, proposals.trial_ids, losses))
-        self.compile_s = time.perf_counter() - start
+        self.init, self.ask, self.tell, self.compile_s, proposals = compile_optimizer(
+            optimizer, lambda ids: jnp.zeros(ids.shape, jnp.float32))
 
         def evaluate_batch(configs: Any, fidelities: jax.Array) -> jax.Array:
             # Full fidelity: no noise, so one fixed key serves every evaluation.

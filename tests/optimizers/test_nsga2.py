@@ -156,3 +156,20 @@ def test_bad_arguments_raise_naming_the_parameter_and_value(kwargs, error, match
     kwargs = {"n_objectives": 2, **kwargs}
     with pytest.raises(error, match=rf"nsga2: {match}"):
         optimizers.nsga2(spec, **kwargs)
+
+
+def test_the_elite_is_kept_in_the_state_by_rank_then_crowding():
+    """Told a front of four points and six behind it (population 5), the elite is the
+    front plus the best of the second front, ids by rank; its size never grows with the
+    table, so an ask costs the same whatever the capacity."""
+    spec = jn.compile({"x": jn.Float(0.0, 1.0)})
+    opt = optimizers.nsga2(spec, n_objectives=2, population_size=5, batch_size=10,
+                           max_trials=4096)
+    state, proposals = opt.ask(opt.init(jax.random.key(0)), jax.random.key(1))
+    values = np.array([[0, 3], [1, 2], [2, 1], [3, 0],  # front 0
+                       [1, 4], [4, 1], [2, 3], [3, 2],  # front 1 (extremes: 4 and 5)
+                       [5, 5], [6, 6]], np.float32)
+    state = opt.tell(state, proposals.trial_ids, values)
+    elite = np.asarray(state.elite)
+    assert elite.shape == (5,)
+    assert set(elite[:4].tolist()) == {0, 1, 2, 3} and elite[4] in (4, 5)
