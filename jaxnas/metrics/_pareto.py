@@ -6,7 +6,8 @@ dimensions it is a sweep over the points sorted by the first objective; above th
 points are sliced along the last objective and each slab's volume is the hypervolume of the
 points below it in one dimension fewer ("hypervolume by slicing objectives", While et al.,
 IEEE TEC 2006): O(n log n) in 2-D, O(n^2 log n) in 3-D, exact in any dimension but
-exponential in it.
+exponential in it. Non-dominated points: a sweep in O(n log n) for two objectives, pairwise
+comparisons above.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def non_dominated(points: Any) -> np.ndarray:
     """
     array = _points(points)
     n = array.shape[0]
+    if array.shape[1] == 2 and n:
+        return _non_dominated_2d(array)
     keep = np.ones(n, bool)
     order = np.lexsort(array.T[::-1])  # by the first objective, then the next: a point
     for position, i in enumerate(order):  # can only be dominated by one before it
@@ -47,6 +50,22 @@ def non_dominated(points: Any) -> np.ndarray:
         dominated = (np.all(array[i] <= candidates, axis=1)
                      & np.any(array[i] < candidates, axis=1))
         keep[later[dominated]] = False
+    return keep
+
+
+def _non_dominated_2d(array: np.ndarray) -> np.ndarray:
+    """Two objectives in O(n log n): sorted by the first objective, then the second, a
+    point is dominated iff some earlier point that differs from it has a second objective
+    no larger than its own."""
+    order = np.lexsort((array[:, 1], array[:, 0]))
+    ordered = array[order]
+    starts = np.ones(len(ordered), bool)  # where a run of equal points begins
+    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0))
+    running = np.minimum.accumulate(ordered[:, 1])
+    before = np.where(group_start > 0, running[np.maximum(group_start - 1, 0)], np.inf)
+    keep = np.empty(len(ordered), bool)
+    keep[order] = ~(before <= ordered[:, 1])
     return keep
 
 
