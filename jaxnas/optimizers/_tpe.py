@@ -33,15 +33,23 @@ Where jaxnas differs, and why:
   The random start then samples from the prior.
 * Conditional slots: as Optuna's `group=True`, slots used together form a group (found
   from the activity of 256 uniform samples), and each group gets its own TPE over the
-  trials that use it, with its own good / bad split; a proposal takes each group's winner.
-  So a branch that looks worse than another still has good examples of its own slots.
-  Within an estimator a kernel models only the slots its trial used (the uninformative
-  kernel elsewhere) and a candidate is scored on the slots it uses. With the prior as a
-  pseudo-observation the space is one group, since the prior's density is the whole
-  configuration's; measured on `jn.problems.mf_mixed` (benchmarks/optimizers.py), one
-  group was significantly worse than Optuna at 100 and 200 evaluations, the groups no
-  longer are.
-* A slot's bandwidths and magic clip count the group's trials that use the slot.
+  trials that use it; a proposal takes each group's winner, and a group's candidates are
+  all scored on the group's slots. A group's good trials are Optuna's, those of its
+  trials among the best `gamma(n)` of all, and also the best `gamma(n_group)` of its own
+  trials: Optuna's alone leave a branch with no good trial among the best overall to its
+  prior kernel, these alone leave the leading branch fewer good trials than Optuna's.
+  So a branch that looks worse than another still has good examples of its own slots,
+  and the leading branch is exploited as fast as Optuna does. On
+  `jn.problems.mf_mixed` (benchmarks/optimizers.py, development seeds), either rule alone
+  fell behind Optuna at 50 or 100 evaluations, the union did not. Within an estimator a
+  kernel models only the slots its trial used (the uninformative kernel elsewhere). With the
+  prior as a pseudo-observation the space is one group, since the prior's density is the
+  whole configuration's; measured on `mf_mixed`, one group was significantly worse than
+  Optuna at 100 and 200 evaluations, the groups no longer are.
+* A slot's bandwidths and magic clip count the group's trials that use the slot. Equal
+  values (an integer's) take their bandwidths in trial order; Optuna's take numpy's
+  unstable sort order, arbitrary past 16 values (Optuna with a stable sort measured the
+  same on `mf_mixed`).
 * Failed trials join the above group (Optuna ignores them): a region that fails is one to
   leave. Pending trials join it too, Optuna's `constant_liar`, so that parallel workers
   and the rows of one batch spread out; each row of a batch draws its own candidates.
@@ -140,35 +148,44 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
                    with_prior: bool, trials: Trials, key: jax.Array, batch: int,
                    n_candidates: int, prior_weight: float) -> Config:
     """`batch` proposals: each group's slots from its own TPE over the trials that use
-    the group (its own good / bad split), as Optuna's `group=True` does."""
+    the group, as Optuna's `group=True` does (good trials: see the module docstring)."""
     if len(groups) == 1:
         return _model_batch(spec, kinds, with_prior, trials, key, batch, n_candidates,
                             prior_weight)
     units = jnp.zeros((batch, len(spec.paths)), jnp.float32)
+    overall_below, _ = split(trials)
     for group, group_key in zip(groups, jax.random.split(key, len(groups))):
         mask = np.zeros(len(spec.paths), bool)
         mask[group] = True
         winners = _model_batch(spec, kinds, False, trials, group_key, batch, n_candidates,
-                               prior_weight, mask)
+                               prior_weight, mask, overall_below)
         units = units.at[:, group].set(jax.vmap(spec.to_unit)(winners)[:, group])
     return jax.vmap(spec.from_unit)(units)
 
 
 def _model_batch(spec: SearchSpace, kinds: SlotKinds, with_prior: bool,
                  trials: Trials, key: jax.Array, batch: int, n_candidates: int,
-                 prior_weight: float, slots: np.ndarray | None = None) -> Config:
+                 prior_weight: float, slots: np.ndarray | None = None,
+                 overall_below: jax.Array | None = None) -> Config:
     """`batch` proposals, each the best of `n_candidates` draws from `l` by `l / g`;
-    with `slots` (`(D,)` bool), modelling those slots over the trials that use them."""
+    with `slots` (`(D,)` bool), modelling those slots over the trials that use them, the
+    good ones among them being their own best and those in `overall_below` (`(C,)`)."""
     observed = Observations(spec, kinds, trials.configs)
     eligible = None
     if slots is not None:
         eligible = observed.active[:, int(np.flatnonzero(slots)[0])]
         observed = observed.slots(slots)
     below, above = split(trials, eligible)
-    # The good group holds at most `GAMMA_CAP` trials: its kernels are those rows alone
-    # (in trial order, which its recency weights read).
+    if overall_below is not None:  # as Optuna's `group=True`: the overall good ones too
+        below = below | (overall_below & eligible)
+    # The good group holds at most `GAMMA_CAP` trials, the best (the two rules together
+    # may give more; the rest are bad ones): its kernels are those rows alone (in trial
+    # order, which its recency weights read).
     k = min(GAMMA_CAP, below.shape[0])
     rows = jnp.sort(jax.lax.top_k(jnp.where(below, -trials.losses, -jnp.inf), k)[1])
+    if overall_below is not None:
+        good_rows = jnp.zeros_like(below).at[rows].set(below[rows])
+        above = (above | below) & ~good_rows
     good = ParzenEstimator(observed.rows(rows), below[rows], prior_weight)
     bad = ParzenEstimator(observed, above, prior_weight)
     count = batch * n_candidates
@@ -179,7 +196,7 @@ def _model_batch(spec: SearchSpace, kinds: SlotKinds, with_prior: bool,
         candidates = jax.tree.map(lambda p, c: jnp.where(
             from_prior.reshape(-1, *([1] * (c.ndim - 1))), p, c), prior, candidates)
     x = Observations(spec, kinds, candidates)
-    x = x if slots is None else x.slots(slots)
+    x = x if slots is None else x.slots(slots, used=True)  # all use the group's slots
     prior_l = jax.vmap(spec.log_prior)(candidates) if with_prior else None
     score = good.log_density(x, prior_l) - bad.log_density(x, None)  # (count,)
     best = jnp.argmax(score.reshape(batch, n_candidates), axis=-1)

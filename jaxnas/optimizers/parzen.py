@@ -66,11 +66,14 @@ class Observations:
             setattr(subset, name, getattr(self, name)[index])
         return subset
 
-    def slots(self, mask) -> Observations:
+    def slots(self, mask, *, used: bool = False) -> Observations:
         """The same observations with only the slots in `mask` (`(D,)` bool) counted as
-        used: an estimator of them models and scores those slots alone."""
+        used: an estimator of them models and scores those slots alone. With `used`,
+        every row counts as using all of them (candidates for a group of slots)."""
         subset = self.rows(slice(None))
-        subset.active = self.active & jnp.asarray(mask)[None]
+        mask = jnp.asarray(mask)[None]
+        subset.active = jnp.broadcast_to(mask, self.active.shape) if used else (
+            self.active & mask)
         return subset
 
 

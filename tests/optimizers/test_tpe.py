@@ -277,20 +277,19 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
         optimizers.tpe(_conditional(), **kwargs)
 
 
-def test_a_branch_is_modelled_over_its_own_trials():
-    """Optuna's `group=True`: the slots a branch uses get their own good / bad split among
-    the trials that chose the branch. Here every branch-"b" trial beats every branch-"a"
-    one, so a single split over all trials would have no good "a" trial; among the "a"
-    trials the best have xa near 0.3, and TPE's proposals in branch "a" follow them."""
+def _conditional_ask(branch, losses, key=2, xa=None):
+    """64 proposals of TPE told 64 uniform trials of `CONDITIONAL` with branches `branch`
+    (and xa `xa`, if given) and losses `losses(values)` (values by path); returns the
+    proposals' xa."""
     spec = _conditional()
     capacity = 64
     configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), capacity))
     xa_path = next(p for p in spec.paths if p.endswith("xa"))
     values = {p: np.asarray(v) for p, v in spec.values(configs).items()}
-    values["b"] = np.where(np.arange(capacity) < 40, 0, 1)  # 40 in branch "a", 24 in "b"
+    values["b"] = branch
+    if xa is not None:
+        values[xa_path] = xa
     configs = jax.tree.map(jnp.asarray, spec.config(values))
-    xa = values[xa_path]
-    losses = np.where(values["b"] == 0, 10.0 + np.abs(xa - 0.3), np.arange(capacity) * 1e-3)
     status = np.full(capacity, optimizers.Status.SUCCESS, np.int32)
     opt = optimizers.tpe(spec, batch_size=64, max_trials=128)
     state = opt.init(jax.random.key(1))
@@ -298,11 +297,51 @@ def test_a_branch_is_modelled_over_its_own_trials():
         configs=jax.tree.map(lambda t, c: t.at[:capacity].set(c), state.trials.configs,
                              configs),
         fidelities=state.trials.fidelities.at[:capacity].set(jnp.nan),
-        losses=state.trials.losses.at[:capacity].set(jnp.asarray(losses, jnp.float32)),
+        losses=state.trials.losses.at[:capacity].set(jnp.asarray(losses(values),
+                                                                 jnp.float32)),
         status=state.trials.status.at[:capacity].set(jnp.asarray(status)),
         sources=state.trials.sources.at[:capacity].set(optimizers.Source.UNIFORM),
         count=jnp.asarray(capacity, jnp.int32))
-    _, proposals = jax.jit(opt.ask)(state._replace(trials=trials), jax.random.key(2))
-    proposed = np.asarray(proposals.configs[xa_path])
+    _, proposals = jax.jit(opt.ask)(state._replace(trials=trials), jax.random.key(key))
     # Every proposal carries the "a" group's model's choice of xa (used or not).
+    return np.asarray(proposals.configs[xa_path])
+
+
+def _worse_branch_a(values):
+    """Every branch-"b" trial beats every branch-"a" one; among "a", xa near 0.3 wins."""
+    xa = next(v for p, v in values.items() if p.endswith("xa"))
+    return np.where(values["b"] == 0, 10.0 + np.abs(xa - 0.3), np.arange(len(xa)) * 1e-3)
+
+
+_FORTY_A = np.where(np.arange(64) < 40, 0, 1)  # 40 trials in branch "a", 24 in "b"
+
+
+def test_a_branch_is_modelled_over_its_own_trials():
+    """Beyond Optuna's `group=True`: the best of a branch's own trials are good ones of
+    its slots' model. Here no branch-"a" trial is among the best overall, so Optuna's
+    split would leave "a" with no good trial; among the "a" trials the best have xa near
+    0.3, and TPE's proposals in branch "a" follow them."""
+    proposed = _conditional_ask(_FORTY_A, _worse_branch_a)
     assert np.median(np.abs(proposed - 0.3)) < 0.1, proposed  # uniform: about 0.23
+
+
+@pytest.mark.parametrize("key", [2, 3, 4])
+def test_every_candidate_of_a_group_is_scored(key):
+    """A group's candidates are scored on its slots whatever branch their draw holds:
+    the winner maximises l / g and stays near the good xa. (Scoring only the candidates
+    whose drawn branch uses the group left about 11% of proposals over 0.1 away.)"""
+    proposed = _conditional_ask(_FORTY_A, _worse_branch_a, key)
+    assert np.mean(np.abs(proposed - 0.3) > 0.1) < 0.05, proposed
+
+
+def test_a_groups_trials_among_the_best_overall_are_good_ones():
+    """As Optuna's `group=True`: every branch-"a" trial among the best `gamma(64) = 7`
+    overall is a good one of the "a" model, not only the best `gamma(40) = 4` of "a"'s
+    own. The 4 best are spread out, the next 3 at xa = 0.8: proposals go there (with
+    only the best 4 good, the 3 are bad ones and none does)."""
+    xa = np.concatenate([[0.05, 0.35, 0.65, 0.95, 0.79, 0.8, 0.81], np.linspace(0, 1, 33),
+                         np.full(24, 0.5)])  # the bad "a" trials, then "b"'s
+    a_loss = np.where(np.arange(64) < 7, np.arange(64) * 1e-3, 2.0)
+    proposed = _conditional_ask(_FORTY_A, lambda values: np.where(values["b"] == 0, a_loss,
+                                                                  5.0), xa=xa)
+    assert np.mean(np.abs(proposed - 0.8) < 0.05) > 0.25, proposed
