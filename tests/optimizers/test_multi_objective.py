@@ -48,15 +48,20 @@ def test_rank_mode_ranks_infeasible_trials_last():
 
 
 def test_parego_losses_are_augmented_chebyshev_values():
-    spec = jn.compile({"x": jn.Float(0.0, 1.0)})
-    opt = optimizers.get("bayesian_optimization", spec, n_objectives=2, batch_size=4,
-                         max_trials=16)
+    """(ParEGO is BO's default mode; any wrapped optimiser shows the same losses.)"""
+    opt = optimizers.get("successive_halving", _spec(), n_objectives=2,
+                         multi_objective="parego")
     state, proposals = opt.ask(opt.init(jax.random.key(0)), jax.random.key(1))
-    values = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]], np.float32)
+    n = proposals.trial_ids.shape[0]
+    values = np.resize(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]],
+                                np.float32), (n, 2))
     state = opt.tell(state, proposals.trial_ids, values)
     # Equal weights after a tell: max(w f) + 0.05 sum(w f), objectives already in [0, 1].
     expected = 0.5 * values.max(axis=1) + 0.05 * 0.5 * values.sum(axis=1)
-    np.testing.assert_allclose(np.asarray(state.trials.losses)[:4], expected, rtol=1e-6)
+    ids = np.asarray(proposals.trial_ids)
+    np.testing.assert_allclose(np.asarray(state.trials.losses)[ids], expected, rtol=1e-6)
+    bo = optimizers.get("bayesian_optimization", _spec(), n_objectives=2)
+    assert optimizers.takes_objective_vectors(bo)  # wrapped, in its default mode
 
 
 def test_parego_draws_new_weights_at_every_ask():

@@ -257,9 +257,8 @@ def test_a_single_objective_optimiser_refuses_several(tmp_path, optimizer):
                objectives=TWO, optimizer=optimizer, progress=False)
 
 
-# (Hyperband's ParEGO mode and TPE's fronts: tests/optimizers/test_multi_objective.py.)
-@pytest.mark.parametrize("optimizer, mode", [("priorband", None),
-                                             ("bayesian_optimization", None)])
+# (The modes themselves, ParEGO and fronts: tests/optimizers/test_multi_objective.py.)
+@pytest.mark.parametrize("optimizer, mode", [("priorband", None), ("hyperband", "parego")])
 def test_single_objective_optimisers_take_several_through_a_mode(tmp_path, optimizer, mode):
     """Multi-fidelity optimisers promote by fronts (or a random scalarisation), BO is
     ParEGO, TPE splits by fronts: each runs a two-objective search to its budget and
