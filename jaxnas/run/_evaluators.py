@@ -81,7 +81,8 @@ def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool, objectives: O
     task = _train.as_bucket_task(evaluate, pure_function=pure)
     if task is not None:
         screen = Screen(constraints, spec, task, objectives)
-        _check_returns(task.metrics(spec), objectives, screen)
+        if objectives.metrics != ("loss",):  # (the default costs no extra trace)
+            _check_returns(task.metrics(spec), objectives, screen)
         return BucketEvaluator(task, spec, masked, objectives, screen)
     if not callable(evaluate):
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
