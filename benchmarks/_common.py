@@ -157,3 +157,26 @@ def compile_optimizer(optimizer: Any, zero_losses: Any) -> tuple[Any, Any, Any, 
     tell = jax.jit(optimizer.tell).lower(state, proposals.trial_ids, losses).compile()
     jax.block_until_ready(tell(state, proposals.trial_ids, losses))
     return init, ask, tell, time.perf_counter() - start, proposals
+
+
+def choose_seeds(parser: Any, n_seeds: int, first_seed: int | None, verdict: bool, *,
+                 verdict_first: int, development_first: int = 0,
+                 min_verdict: int = 20) -> list[int]:
+    """The run's seeds: development seeds below `verdict_first`, or with `verdict` at
+    least `min_verdict` seeds from `verdict_first` on (the project's rules: a verdict is
+    made on seeds never used while developing). Errors go through `parser.error`."""
+    if n_seeds < 1:
+        parser.error("--seeds must be at least 1")
+    if verdict and n_seeds < min_verdict:
+        parser.error(f"--verdict needs at least {min_verdict} seeds (the project's rules); "
+                     f"a smaller run would only spend verdict seeds")
+    if verdict:
+        first = verdict_first if first_seed is None else first_seed
+        if first < verdict_first:
+            parser.error(f"with --verdict, --first-seed must be at least {verdict_first}")
+    else:
+        first = development_first if first_seed is None else first_seed
+        if first < 0 or first + n_seeds > verdict_first:
+            parser.error(f"development seeds must lie in 0..{verdict_first - 1}: the "
+                         f"verdict seeds are reached only with --verdict")
+    return list(range(first, first + n_seeds))

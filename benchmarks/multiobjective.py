@@ -113,7 +113,7 @@ import numpy as np
 import optuna
 
 import jaxnas as jn
-from _common import (compile_optimizer, holm, machine_info, one_sided_p,
+from _common import (choose_seeds, compile_optimizer, holm, machine_info, one_sided_p,
                      probability_of_superiority, quartiles, write_results)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "multiobjective.json"
@@ -701,25 +701,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = QUICK if args.quick else FULL
     n_seeds = settings["seeds"] if args.seeds is None else args.seeds
     budgets = sorted(set(settings["budgets"] if args.budgets is None else args.budgets))
-    if n_seeds < 1:
-        parser.error("--seeds must be at least 1")
     if budgets[0] < 1:
         parser.error("--budgets must be positive")
     if args.population_size < 2:
         parser.error("--population-size must be at least 2 (Optuna's minimum)")
-    if args.verdict and n_seeds < MIN_VERDICT_SEEDS:
-        parser.error(f"--verdict needs at least {MIN_VERDICT_SEEDS} seeds (the project's "
-                     f"rules); a smaller run would only spend verdict seeds")
-    if args.verdict:
-        first = VERDICT_FIRST_SEED if args.first_seed is None else args.first_seed
-        if first < VERDICT_FIRST_SEED:
-            parser.error(f"with --verdict, --first-seed must be at least {VERDICT_FIRST_SEED}")
-    else:
-        first = DEVELOPMENT_FIRST_SEED if args.first_seed is None else args.first_seed
-        if first < 0 or first + n_seeds > VERDICT_FIRST_SEED:
-            parser.error(f"development seeds must lie in 0..{VERDICT_FIRST_SEED - 1}: the "
-                         f"verdict seeds are reached only with --verdict")
-    seeds = list(range(first, first + n_seeds))
+    seeds = choose_seeds(parser, n_seeds, args.first_seed, args.verdict,
+                         verdict_first=VERDICT_FIRST_SEED,
+                         development_first=DEVELOPMENT_FIRST_SEED,
+                         min_verdict=MIN_VERDICT_SEEDS)
     logging.getLogger("optuna").setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

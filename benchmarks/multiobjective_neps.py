@@ -103,7 +103,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
-from _common import (compile_optimizer, holm, machine_info, one_sided_p,
+from _common import (choose_seeds, compile_optimizer, holm, machine_info, one_sided_p,
                      probability_of_superiority, quartiles, write_results)
 
 with warnings.catch_warnings():
@@ -539,23 +539,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = QUICK if args.quick else FULL
     n_seeds = settings["seeds"] if args.seeds is None else args.seeds
     budgets = sorted(set(settings["budgets"] if args.budgets is None else args.budgets))
-    if n_seeds < 1:
-        parser.error("--seeds must be at least 1")
     if budgets[0] < 1:
         parser.error("--budgets must be positive")
-    if args.verdict and n_seeds < MIN_VERDICT_SEEDS:
-        parser.error(f"--verdict needs at least {MIN_VERDICT_SEEDS} seeds; a smaller run "
-                     f"would only spend verdict seeds")
-    if args.verdict:
-        first = VERDICT_FIRST_SEED if args.first_seed is None else args.first_seed
-        if first < VERDICT_FIRST_SEED:
-            parser.error(f"with --verdict, --first-seed must be at least {VERDICT_FIRST_SEED}")
-    else:
-        first = DEVELOPMENT_FIRST_SEED if args.first_seed is None else args.first_seed
-        if first < 0 or first + n_seeds > VERDICT_FIRST_SEED:
-            parser.error(f"development seeds must lie in 0..{VERDICT_FIRST_SEED - 1}: the "
-                         f"verdict seeds are reached only with --verdict")
-    seeds = list(range(first, first + n_seeds))
+    seeds = choose_seeds(parser, n_seeds, args.first_seed, args.verdict,
+                         verdict_first=VERDICT_FIRST_SEED,
+                         development_first=DEVELOPMENT_FIRST_SEED,
+                         min_verdict=MIN_VERDICT_SEEDS)
     logging.getLogger("neps").setLevel(logging.CRITICAL)  # the stop's traceback included
     # neps.run warns that no stopping criterion is set: the pipeline stops it (docstring).
     warnings.filterwarnings("ignore", message="None of the following were set")
