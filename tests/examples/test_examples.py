@@ -38,10 +38,10 @@ def test_quickstart_runs_end_to_end_and_reports_the_incumbent(tmp_path):
 def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "hardware_aware.py"), "--evaluations", "20",
+        [sys.executable, str(ROOT / "examples" / "hardware_aware.py"), "--evaluations", "10",
          "--max-params", "5000", "--root", str(tmp_path)], capture_output=True, text=True,
         env=env, timeout=600, check=True).stdout
-    assert "20 trained and " in out and "Pareto front, " in out, out
+    assert "10 trained and " in out and "Pareto front, " in out, out
     assert (tmp_path / "pareto_front.png").stat().st_size > 0
     trials = jn.load_results(tmp_path)
     statuses = {t["status"] for t in trials}
