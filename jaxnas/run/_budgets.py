@@ -79,7 +79,9 @@ def default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int |
     budget), else `DEFAULT_MAX_TRIALS`."""
     if max_evaluations is None:
         return DEFAULT_MAX_TRIALS
-    opt = make_optimizer(optimizer, spec, max_evaluations, kwargs)
+    # The probe only reads the batch's shape: a capacity below an optimiser's population
+    # (nsga2, evolution) would be refused, so it gets room enough.
+    opt = make_optimizer(optimizer, spec, max(max_evaluations, DEFAULT_MAX_TRIALS), kwargs)
     key = jax.random.key(0)
     proposals = jax.eval_shape(opt.ask, jax.eval_shape(opt.init, key), key)[1]
     return max_evaluations + int(proposals.trial_ids.shape[0])

@@ -331,3 +331,11 @@ def test_a_supervised_task_checks_its_objectives(tmp_path):
     jn.run(task, model_space, root_directory=tmp_path / "ok", max_evaluations=2,
            objectives={"loss": "minimize", "params": "minimize"}, progress=False,
            optimizer="random_search", optimizer_kwargs={"batch_size": 2})
+
+
+def test_a_budget_below_the_population_size_runs(tmp_path):
+    """max_evaluations 10 with a population of 20: the state gets room for the first
+    generation (the budget then cuts it at 10)."""
+    result = jn.run(two_objectives, space(), root_directory=tmp_path, max_evaluations=10,
+                    objectives=TWO, optimizer_kwargs={"population_size": 20}, progress=False)
+    assert len(result.trials) == 10
