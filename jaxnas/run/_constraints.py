@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import nn as _nn
+from jaxnas._compiling import HELPER_OPTIONS, jit_with
+from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.constraints import ArchitectureConstraint
 from jaxnas.run._objectives import Objectives
 from jaxnas.space import CONSTRAINT_TRIES, Config, SearchSpace
@@ -75,8 +77,9 @@ class Screen:
                 f"function or a plain callable cannot be measured). Check the config "
                 f"with a predicate fn(config) -> bool instead.")
         self.measuring = builds and bool(self.architecture or self.wanted)
-        self._check = (jax.jit(jax.vmap(lambda c: [fn(c) for fn in self.predicates]))
-                       if self.predicates else None)
+        self._check = (jit_with(jax.vmap(lambda c: jnp.stack(
+            [jnp.asarray(fn(c), bool) for fn in self.predicates])), HELPER_OPTIONS)
+            if self.predicates else None)
         self._summaries: dict[Any, dict] = {}  # exact structure -> its summary
 
     @property
@@ -94,9 +97,14 @@ class Screen:
         n = jax.tree.leaves(configs)[0].shape[0]
         reasons: list[str | None] = [None] * n
         if self._check is not None:
-            verdicts = np.asarray(jax.device_get(self._check(configs)), bool)  # (k, n)
+            # Padded on the host to one shape (copies of row 0), so that batches of every
+            # size share one program (as the run's other host helpers do).
+            size = pad_to_power_of_two(n, HELPER_MIN_ROWS)
+            padded = jax.tree.map(lambda a: np.concatenate(
+                [np.asarray(a), np.repeat(np.asarray(a)[:1], size - n, axis=0)]), configs)
+            verdicts = np.asarray(self._check(padded), bool)[:n]  # (n, k)
             for i in range(n):
-                broken = [_name(fn) for fn, ok in zip(self.predicates, verdicts[:, i]) if not ok]
+                broken = [_name(fn) for fn, ok in zip(self.predicates, verdicts[i]) if not ok]
                 if broken:
                     reasons[i] = f"infeasible: constraint {', '.join(broken)} is False"
         measures: list[dict] = [{} for _ in range(n)]

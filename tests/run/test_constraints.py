@@ -221,3 +221,21 @@ def test_nsga2_children_satisfy_the_predicates(tmp_path):
                     progress=False)
     assert len(result.trials) == 60
     assert all(t["status"] == "success" and t["config"]["x"] < 0.5 for t in result.trials)
+
+
+def test_the_predicates_are_traced_once_whatever_the_batch_sizes(tmp_path):
+    """Batches of 10 and a last one of 5 share one padded program: the predicate is traced
+    twice when the run is defined (its check, the feasible share) and once for the run."""
+    traces = []
+
+    def traced_below_half(config):
+        traces.append(1)  # runs only while tracing
+        return config["x"] < 0.5
+
+    optimizer = jn.optimizers.random_search(jn.compile(space()), batch_size=10,
+                                            max_trials=128)
+    result = jn.run(lambda **c: c["x"], space(), root_directory=tmp_path, max_evaluations=25,
+                    optimizer=optimizer, constraints=[traced_below_half], progress=False)
+    assert sorted({len([t for t in result.trials if t["step"] == s])
+                   for s in {t["step"] for t in result.trials}}) != [10]  # sizes differ
+    assert len(traces) == 3
