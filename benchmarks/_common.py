@@ -180,3 +180,24 @@ def choose_seeds(parser: Any, n_seeds: int, first_seed: int | None, verdict: boo
             parser.error(f"development seeds must lie in 0..{verdict_first - 1}: the "
                          f"verdict seeds are reached only with --verdict")
     return list(range(first, first + n_seeds))
+
+
+# The project's "no worse" rule: no point significantly worse after Holm's correction, and
+# P(jaxnas beats the peer) at least MIN_SUPERIORITY at every point.
+ALPHA = 0.05
+MIN_SUPERIORITY = 0.45
+
+
+def no_worse(points: Sequence[dict], peer: str, label: Any) -> dict[str, Any]:
+    """The "no worse" verdict over a family of points, each with `p_worse_holm` (Holm-
+    adjusted already) and `p_beats`; `label(point)` names a point in the explanation."""
+    def where(chosen: list) -> str:
+        return ", ".join(label(p) for p in chosen) or "none"
+
+    worse = [p for p in points if p["p_worse_holm"] < ALPHA]
+    behind = [p for p in points if p["p_beats"] < MIN_SUPERIORITY]
+    met = not worse and not behind
+    why = (f"significantly worse (Holm, alpha {ALPHA}) at {where(worse)}; "
+           f"P(jaxnas beats {peer}) < {MIN_SUPERIORITY} at {where(behind)} "
+           f"(of {len(points)} points)")
+    return {"met": met, "outcome": "no worse" if met else "worse", "why": why}

@@ -113,15 +113,14 @@ import numpy as np
 import optuna
 
 import jaxnas as jn
-from _common import (choose_seeds, compile_optimizer, holm, machine_info, one_sided_p,
-                     probability_of_superiority, quartiles, write_results)
+from _common import (ALPHA, MIN_SUPERIORITY, choose_seeds, compile_optimizer, holm,
+                     machine_info, no_worse, one_sided_p, probability_of_superiority,
+                     quartiles, write_results)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "multiobjective.json"
 
 DEVELOPMENT_FIRST_SEED = 0
 VERDICT_FIRST_SEED = 50_000  # never used while developing: see the module docstring
-ALPHA = 0.05
-MIN_SUPERIORITY = 0.45  # "no worse" also needs P(jaxnas beats Optuna) >= this everywhere
 MIN_VERDICT_SEEDS = 20
 TARGET_OVERHEAD_RATIO = 10.0
 POPULATION_SIZE = 50  # both sides; Optuna's default
@@ -435,17 +434,7 @@ def compare(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 
 def decide(points: Sequence[dict]) -> dict[str, Any]:
     """"no worse" over every point (Holm-adjusted p-values already in them)."""
-    worse = [p for p in points if p["p_worse_holm"] < ALPHA]
-    behind = [p for p in points if p["p_beats"] < MIN_SUPERIORITY]
-    met = not worse and not behind
-    why = (f"significantly worse (Holm, alpha {ALPHA}) at {_where(worse)}; "
-           f"P(jaxnas beats Optuna) < {MIN_SUPERIORITY} at {_where(behind)} "
-           f"(of {len(points)} points)")
-    return {"met": met, "outcome": "no worse" if met else "worse", "why": why}
-
-
-def _where(points: Sequence[dict]) -> str:
-    return ", ".join(f"{p['problem']}@{p['evaluations']}" for p in points) or "none"
+    return no_worse(points, "Optuna", lambda p: f"{p['problem']}@{p['evaluations']}")
 
 
 def run_summary(runs: Sequence[Run], budgets: Sequence[int],

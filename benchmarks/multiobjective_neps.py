@@ -103,8 +103,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
-from _common import (choose_seeds, compile_optimizer, holm, machine_info, one_sided_p,
-                     probability_of_superiority, quartiles, write_results)
+from _common import (ALPHA, MIN_SUPERIORITY, choose_seeds, compile_optimizer, holm,
+                     machine_info, no_worse, one_sided_p, probability_of_superiority,
+                     quartiles, write_results)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # torch, imported by NePS, warns about torch.jit
@@ -116,8 +117,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "multiobjective_neps
 
 DEVELOPMENT_FIRST_SEED = 0
 VERDICT_FIRST_SEED = 60_000  # never used while developing: see the module docstring
-ALPHA = 0.05
-MIN_SUPERIORITY = 0.45  # "no worse" also needs P(jaxnas beats NePS) >= this everywhere
 MIN_VERDICT_SEEDS = 20
 N_OBJECTIVES = 2
 ETA = 3
@@ -364,18 +363,12 @@ def summarize(raw: Mapping[str, list[Run]], budgets: Sequence[int],
     for key in ("worse", "better"):
         for point, adjusted in zip(points, holm([p[f"p_value_{key}"] for p in points])):
             point[f"p_{key}_holm"] = adjusted
-    worse = [p["budget"] for p in points if p["p_worse_holm"] < ALPHA]
-    behind = [p["budget"] for p in points if p["p_beats"] < MIN_SUPERIORITY]
-    met = not worse and not behind
     status = ("verdict (verdict seeds)" if verdict_seeds else
               "indicative only: development seeds (a verdict needs --verdict)")
     verdict = {
         "rule": "jaxnas multi-objective hyperband no worse than NePS mo_hyperband",
-        "status": status, "family_size": len(points), "met": met,
-        "outcome": "no worse" if met else "worse",
-        "why": (f"significantly worse (Holm, alpha {ALPHA}) at budgets {worse or 'none'}; "
-                f"P(jaxnas beats NePS) < {MIN_SUPERIORITY} at budgets {behind or 'none'} "
-                f"(of {len(points)} points)"),
+        "status": status, "family_size": len(points),
+        **no_worse(points, "NePS", lambda p: f"budget {p['budget']}"),
     }
     return {"jaxnas": ours, "neps": theirs, "points": points, "verdict": verdict}
 

@@ -99,16 +99,15 @@ import numpy as np
 import optuna
 
 import jaxnas as jn
-from _common import (compile_optimizer, holm, machine_info, one_sided_p,
-                     probability_of_superiority, quartiles, write_results)
+from _common import (ALPHA, MIN_SUPERIORITY, compile_optimizer, holm, machine_info,
+                     no_worse, one_sided_p, probability_of_superiority, quartiles,
+                     write_results)
 from jaxnas import optimizers, problems
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "optimizers.json"
 
 DEVELOPMENT_FIRST_SEED = 0
 VERDICT_FIRST_SEED = 10_000  # never used while developing: see the module docstring
-ALPHA = 0.05
-MIN_SUPERIORITY = 0.45  # "no worse" also needs P(jaxnas beats peer) >= this at every point
 MIN_VERDICT_SEEDS = 20
 TARGET_OVERHEAD_RATIO = 10.0
 TARGET_OVERHEAD_TRIALS = 200
@@ -492,13 +491,7 @@ def compare(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 def decide(rule: str, points: Sequence[dict]) -> dict[str, Any]:
     """Applies a rule to its family of points (Holm-adjusted p-values already in them)."""
     if rule == NO_WORSE:
-        worse = [p for p in points if p["p_worse_holm"] < ALPHA]
-        behind = [p for p in points if p["p_beats"] < MIN_SUPERIORITY]
-        met = not worse and not behind
-        why = (f"significantly worse (Holm, alpha {ALPHA}) at {_where(worse)}; "
-               f"P(jaxnas beats peer) < {MIN_SUPERIORITY} at {_where(behind)} "
-               f"(of {len(points)} points)")
-        return {"met": met, "outcome": NO_WORSE if met else "worse", "why": why}
+        return no_worse(points, "peer", _point)
     missed = [p for p in points if p["p_better_holm"] >= ALPHA]
     why = (f"significantly better (Holm, alpha {ALPHA}) at {len(points) - len(missed)} of "
            f"{len(points)} points; not at {_where(missed)}")
@@ -506,8 +499,12 @@ def decide(rule: str, points: Sequence[dict]) -> dict[str, Any]:
             "why": why}
 
 
+def _point(point: dict) -> str:
+    return f"{point['problem']}@{point['evaluations']}"
+
+
 def _where(points: Sequence[dict]) -> str:
-    return ", ".join(f"{p['problem']}@{p['evaluations']}" for p in points) or "none"
+    return ", ".join(map(_point, points)) or "none"
 
 
 def summarize_comparison(comparison: Comparison, ours: Availability, theirs_label: str,
