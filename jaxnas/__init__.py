@@ -22,12 +22,14 @@ if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__
     from jaxnas import train
     from jaxnas.run import Incumbent
     from jaxnas.run import RunResult
+    from jaxnas.run import Simulation
     from jaxnas.run import StorageError
     from jaxnas.run import export_csv
     from jaxnas.run import load_config
     from jaxnas.run import load_results
     from jaxnas.run import load_space
     from jaxnas.run import run
+    from jaxnas.run import simulate
     from jaxnas.space import Bool
     from jaxnas.space import ByName
     from jaxnas.space import Categorical
@@ -83,6 +85,8 @@ _HOMES = {
     "run": "jaxnas.run",
     "RunResult": "jaxnas.run",
     "SearchSpace": "jaxnas.space",
+    "simulate": "jaxnas.run",
+    "Simulation": "jaxnas.run",
     "Space": "jaxnas.space",
     "SpaceError": "jaxnas.space",
     "StorageError": "jaxnas.run",
@@ -108,6 +112,7 @@ __all__ = [
     "Resampled",
     "RunResult",
     "SearchSpace",
+    "Simulation",
     "Space",
     "SpaceError",
     "StorageError",
@@ -125,6 +130,7 @@ __all__ = [
     "optimizers",
     "problems",
     "run",
+    "simulate",
     "train",
 ]
 

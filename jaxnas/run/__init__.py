@@ -5,7 +5,8 @@ Files: `_loop` (`run`, `RunResult`, `Incumbent`), `_folder` (a folder's run and 
 claim), `_worker` (the event log shared by processes), `_budgets`, `_evaluators` (tasks,
 pure functions, plain callables), `_checkpoints` (Orbax), `_storage` (every SQL statement
 and file name), `_records` (the trial record), `_results` (`load_*`, `export_csv`),
-`_report` (`summarise`, `plot`) and `_progress` (the progress line).
+`_report` (`summarise`, `plot`), `_progress` (the progress line) and `_simulate`
+(`simulate`: whole searches on a pure problem as one program).
 
 `jaxnas/__init__.py` imports `run` from here, so `jaxnas.run` is the function `jn.run`;
 `from jaxnas.run import X` still reaches this package.
@@ -14,7 +15,8 @@ and file name), `_records` (the trial record), `_results` (`load_*`, `export_csv
 from jaxnas.run._loop import Incumbent, RunResult, run
 from jaxnas.run._report import plot, summarise
 from jaxnas.run._results import export_csv, load_config, load_results, load_space
+from jaxnas.run._simulate import Simulation, simulate
 from jaxnas.run._storage import StorageError
 
-__all__ = ["Incumbent", "RunResult", "StorageError", "export_csv", "load_config",
-           "load_results", "load_space", "plot", "run", "summarise"]
+__all__ = ["Incumbent", "RunResult", "Simulation", "StorageError", "export_csv", "load_config",
+           "load_results", "load_space", "plot", "run", "simulate", "summarise"]
