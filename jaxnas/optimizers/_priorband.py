@@ -164,6 +164,10 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
     return sampler
 
 
+# The rows PriorBand's incumbent share scores unless its K is larger (`incumbent_share`).
+TOP_K_ROWS = 256
+
+
 def incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
                      bracket_cost: float,
                      incumbent_selection: IncumbentSelection) -> tuple[jax.Array, Config]:
@@ -191,14 +195,25 @@ def incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
     k = per_rung[jnp.clip(rung, 0)] // eta
     capacity = trials.status.shape[0]
     rows = max(1, capacity // eta)  # K never exceeds this
-    in_rung = success & (trials.rungs == rung)
-    order = jnp.argsort(jnp.where(in_rung, trials.losses, jnp.inf), stable=True)[:rows]
-    rank_weight = jnp.maximum(k - jnp.arange(rows), 0).astype(jnp.float32)  # (rows,)
-    top = jax.tree.map(lambda column: column[order], trials.configs)
-    log_prior = jax.vmap(spec.log_prior)(top)  # (rows,)
-    log_incumbent = jax.vmap(lambda row: spec.log_prior(row, centre=best))(top)  # (rows,)
-    log_weight = jnp.where(rank_weight > 0, jnp.log(jnp.maximum(rank_weight, 1.0)), -jnp.inf)
-    score_incumbent = jax.nn.logsumexp(log_weight + log_incumbent)
-    score_prior = jax.nn.logsumexp(log_weight + log_prior)
+    losses = jnp.where(success & (trials.rungs == rung), trials.losses, jnp.inf)
+
+    def scores(size: int):
+        # The rung's `size` best rows, ties by row (top_k keeps the lower index first);
+        # top_k costs what `size` does, a sort of the table what the capacity does.
+        order = jax.lax.top_k(-losses, size)[1]
+        rank_weight = jnp.maximum(k - jnp.arange(size), 0).astype(jnp.float32)
+        top = jax.tree.map(lambda column: column[order], trials.configs)
+        log_prior = jax.vmap(spec.log_prior)(top)  # (size,)
+        log_incumbent = jax.vmap(lambda row: spec.log_prior(row, centre=best))(top)
+        log_weight = jnp.where(rank_weight > 0, jnp.log(jnp.maximum(rank_weight, 1.0)),
+                               -jnp.inf)
+        return jnp.stack([jax.nn.logsumexp(log_weight + log_incumbent),
+                          jax.nn.logsumexp(log_weight + log_prior)])
+
+    # K is the top rung's results over eta: a few dozen in all but huge runs. Those score
+    # `TOP_K_ROWS` rows; a larger K scores every row it may reach (the same result).
+    few = min(rows, TOP_K_ROWS)
+    score_incumbent, score_prior = (scores(few) if few == rows else jax.lax.cond(
+        k <= few, lambda: scores(few), lambda: scores(rows)))
     share = jax.nn.sigmoid(score_incumbent - score_prior)  # inc / (inc + prior)
     return jnp.where(evidence, share, 0.0), best

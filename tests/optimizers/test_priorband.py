@@ -190,3 +190,25 @@ def test_without_prior_it_is_hyperband():
     jax.tree.map(np.testing.assert_array_equal, state, hb_state)
     assert set(np.unique(np.asarray(state.trials.sources)[: int(state.trials.count)])) == {
         Source.UNIFORM, Source.PROMOTION}
+
+
+@pytest.mark.parametrize("top_k_rows", [1, 2])
+def test_the_incumbent_share_scores_a_bounded_top_k_with_the_same_result(monkeypatch,
+                                                                         top_k_rows):
+    """PriorBand scores only `TOP_K_ROWS` rows of its rung when its K fits (2 here: K = 2
+    fits, then the table's other rows are never looked at; 1: K = 2 does not fit, and every
+    row K may reach is scored). The asks are the same as scoring every row's."""
+    from jaxnas.optimizers import _priorband as module  # noqa: PLC0415 - the bound tested
+
+    def asks():
+        opt, ask, tell, many = _priorband()
+        state, _ = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 7,
+                         loss=_loss)
+        # 400 asks of 6 draws: a share that moved by 0.01 would change ~24 sources
+        return jax.device_get(many(state, jax.random.split(jax.random.key(5), 400)))
+
+    everything = asks()  # capacity 256 // 3 = 85 rows <= TOP_K_ROWS: every row scored
+    monkeypatch.setattr(module, "TOP_K_ROWS", top_k_rows)
+    # the same draws and sources; float values up to the last bit of a fused program
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), asks(),
+                 everything)
