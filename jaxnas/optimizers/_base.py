@@ -180,6 +180,20 @@ def record_results(trials: Trials, trial_ids: jax.Array, losses: jax.Array) -> T
     )
 
 
+def newest_trials(trials: Trials, size: int) -> Trials:
+    """The newest `size` rows of the table (rows `[count - size, count)`, or the first
+    `size` while fewer are in use), as a table of `size` rows: what a model-based optimiser
+    reads when its cost must not grow with the capacity. The whole table when `size` is
+    not smaller; while at most `size` trials exist, the same trials in the same order."""
+    capacity = trials.status.shape[0]
+    if size >= capacity:
+        return trials
+    start = jnp.clip(trials.count - size, 0, capacity - size)
+    window = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0),
+                          trials._replace(count=jnp.zeros((capacity,), jnp.int32)))
+    return window._replace(count=jnp.minimum(trials.count, size))
+
+
 def fidelity_spent(trials: Trials) -> jax.Array:
     """The fidelity the told trials trained, `()` float32: a promotion counts only what it
     adds to its parent's fidelity.

@@ -113,13 +113,33 @@ def regularized_evolution(spec: SearchSpace, *, population_size: int = 50,
     return _single_fidelity(spec, propose, batch_size, max_trials)
 
 
+# The newest rows in which evolution looks for its population first (`_population`).
+POPULATION_WINDOW = 1024
+
+
 def _population(trials: Trials, size: int) -> tuple[jax.Array, jax.Array]:
     """The rows of the `size` most recent successful trials (newest first) and how many
     there are, `((size,) int32, () int32)`; entries past the count are not members."""
-    rows = jnp.arange(trials.status.shape[0], dtype=jnp.int32)
-    newest = jnp.where(trials.status == Status.SUCCESS, rows, -1)
-    _, members = jax.lax.top_k(newest, size)  # Algorithm 1: the oldest member dies first
-    n_members = jnp.minimum(jnp.sum(trials.status == Status.SUCCESS, dtype=jnp.int32), size)
+    capacity = trials.status.shape[0]
+    success = trials.status == Status.SUCCESS
+    n_members = jnp.minimum(jnp.sum(success, dtype=jnp.int32), size)
+
+    def newest_of(start: jax.Array | int, length: int) -> jax.Array:
+        rows = start + jnp.arange(length, dtype=jnp.int32)
+        kept = jax.lax.dynamic_slice_in_dim(success, start, length)
+        # Algorithm 1: the oldest member dies first
+        return jax.lax.top_k(jnp.where(kept, rows, -1), size)[1] + start
+
+    # The members are among the newest rows unless many trials failed: those are looked
+    # at first, so that an ask costs what the population does, not what the capacity does.
+    window = min(capacity, max(POPULATION_WINDOW, 4 * size))
+    if window == capacity:
+        return newest_of(0, capacity).astype(jnp.int32), n_members
+    start = jnp.clip(trials.count - window, 0, capacity - window).astype(jnp.int32)
+    enough = (start == 0) | (jnp.sum(jax.lax.dynamic_slice_in_dim(success, start, window))
+                             >= size)
+    members = jax.lax.cond(enough, lambda: newest_of(start, window),
+                           lambda: newest_of(jnp.int32(0), capacity))
     return members.astype(jnp.int32), n_members
 
 

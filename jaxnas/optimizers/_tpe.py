@@ -72,7 +72,7 @@ from jaxnas.space import Config, SearchSpace
 
 def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
         n_ei_candidates: int = 24, prior_weight: float = 1.0, use_prior: bool = True,
-        max_trials: int = 1024) -> Optimizer:
+        max_trials: int = 1024, model_size: int = 1024) -> Optimizer:
     """Multivariate TPE with Optuna's defaults; the space's prior as a pseudo-observation.
 
     Trials are evaluated at the space's maximum fidelity (NaN without one). See the module
@@ -90,6 +90,9 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
         use_prior: Use the space's priors (the start, and the good trials' prior kernel).
         max_trials: Trials the state must hold; its capacity is this rounded up to a power
             of two (see `random_search`).
+        model_size: The newest trials the model reads (Optuna reads all of them): an ask
+            costs what this does, not what the capacity does. Until a run holds more, it
+            reads every trial.
 
     Returns:
         An `Optimizer` whose state is a `RandomSearchState`.
@@ -110,6 +113,7 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
     prior_weight = _base.check_positive_float(owner, "prior_weight", prior_weight)
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
+    model_size = _base.check_positive_int(owner, "model_size", model_size)
     kinds = SlotKinds(spec)
     with_prior = use_prior and _base.has_priors(spec)
     # With the prior as a pseudo-observation the space is one group (the prior's density
@@ -121,9 +125,10 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
     def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
         key_start, key_model = jax.random.split(key)
         random = _base.map_rows(start, jax.random.split(key_start, batch_size))
+        n_success = jnp.sum(trials.status == Status.SUCCESS)
+        trials = _base.newest_trials(trials, model_size)
         modelled = _grouped_batch(spec, kinds, groups, with_prior, trials, key_model,
                                   batch_size, n_ei_candidates, prior_weight)
-        n_success = jnp.sum(trials.status == Status.SUCCESS)
         warm = n_success >= n_startup_trials
         configs = jax.tree.map(lambda m, r: jnp.where(warm, m, r), modelled, random)
         sources = jnp.where(warm, Source.MODEL, start_source).astype(jnp.int32)
