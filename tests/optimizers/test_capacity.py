@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxnas as jn
 from jaxnas import optimizers
 from tests.optimizers._shared import space
 
@@ -41,23 +42,21 @@ def test_tpe_reads_every_trial_until_the_run_holds_more_than_its_model_size():
         optimizers.tpe(spec, model_size=0)
 
 
-@pytest.mark.parametrize("failing", [False, True])
-def test_evolution_finds_its_population_in_the_newest_rows_or_the_whole_table(
-        monkeypatch, failing):
-    """With a window of 4 x 3 rows and nine trials in ten failing, the newest rows hold
-    fewer than the population and the whole table is read; without failures the window
-    always holds it. Either way the same run."""
-    from jaxnas.optimizers import _evolution as module  # noqa: PLC0415 - the bound tested
-
-    def loss(configs, ids):
-        bad = failing & (ids % 10 != 0)
-        return jnp.where(bad, jnp.nan, _quadratic(configs, ids))
-
-    def run():
-        opt = optimizers.regularized_evolution(space("no_fidelity"), population_size=3,
-                                               sample_size=2, max_trials=256)
-        return _drive(opt, 60, loss)
-
-    whole = run()  # window max(1024, 12) >= capacity 256: the whole table
-    monkeypatch.setattr(module, "POPULATION_WINDOW", 1)  # window 12 rows
-    jax.tree.map(np.testing.assert_array_equal, run(), whole)
+def test_evolution_finds_its_population_behind_a_thousand_failures():
+    """Trials 40 on fail: past trial 1,064 the newest 1,024 rows (where evolution looks
+    first) hold no member, and the population is still the newest three successes (rows
+    37-39), so every child of the last ask is a one-slot mutation of one of them."""
+    spec = jn.compile({name: jn.Float(0.0, 1.0) for name in "abcd"})
+    opt = optimizers.regularized_evolution(spec, population_size=3, sample_size=2,
+                                           batch_size=128, max_trials=2048)
+    ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
+    state = opt.init(jax.random.key(0))
+    for i in range(15):  # 1,920 trials
+        state, proposals = ask(state, jax.random.key(i + 1))
+        losses = jnp.where(proposals.trial_ids >= 40, jnp.nan, proposals.configs["a"])
+        state = tell(state, proposals.trial_ids, losses)
+    floats = np.asarray(state.trials.configs.floats)
+    members = floats[37:40]
+    children = floats[1792:1920]  # the last ask's
+    changed = (children[:, None, :] != members[None, :, :]).sum(axis=-1)  # (128, 3)
+    assert np.all(changed.min(axis=1) == 1)

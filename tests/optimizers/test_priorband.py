@@ -27,7 +27,7 @@ BRACKET_COST = 27 * 1 + 9 * (3 - 1) + 3 * (9 - 3) + 1 * (27 - 9)
 
 
 def _priorband(**kwargs):
-    opt, ask, tell = jitted("priorband", "mixed27", **SETTINGS, **kwargs)
+    opt, ask, tell = jitted("priorband", "mixed27", **{**SETTINGS, **kwargs})
     # One state, N_KEYS keys. A loop (lax.map) compiles faster on CPU than vmap here.
     many = jax.jit(lambda state, keys: jax.lax.map(lambda key: opt.ask(state, key), keys))
     return opt, ask, tell, many
@@ -192,23 +192,17 @@ def test_without_prior_it_is_hyperband():
         Source.UNIFORM, Source.PROMOTION}
 
 
-@pytest.mark.parametrize("top_k_rows", [1, 2])
-def test_the_incumbent_share_scores_a_bounded_top_k_with_the_same_result(monkeypatch,
-                                                                         top_k_rows):
-    """PriorBand scores only `TOP_K_ROWS` rows of its rung when its K fits (2 here: K = 2
-    fits, then the table's other rows are never looked at; 1: K = 2 does not fit, and every
-    row K may reach is scored). The asks are the same as scoring every row's."""
-    from jaxnas.optimizers import _priorband as module  # noqa: PLC0415 - the bound tested
-
-    def asks():
-        opt, ask, tell, many = _priorband()
+def test_the_capacity_does_not_change_the_asks():
+    """At capacity 256 PriorBand's incumbent share scores every row of its rung (85 at
+    most); at 2,048 only the top 256 (its K is 2): the same asks."""
+    def asks(max_trials):
+        chex.clear_trace_counter()  # chex counts both capacities' ask (the same code)
+        opt, ask, tell, many = _priorband(max_trials=max_trials)
         state, _ = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 7,
                          loss=_loss)
         # 400 asks of 6 draws: a share that moved by 0.01 would change ~24 sources
-        return jax.device_get(many(state, jax.random.split(jax.random.key(5), 400)))
+        return jax.device_get(many(state, jax.random.split(jax.random.key(5), 400))[1])
 
-    everything = asks()  # capacity 256 // 3 = 85 rows <= TOP_K_ROWS: every row scored
-    monkeypatch.setattr(module, "TOP_K_ROWS", top_k_rows)
-    # the same draws and sources; float values up to the last bit of a fused program
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), asks(),
-                 everything)
+    # the same draws; float values up to the last bit of another program's fusion
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+                 asks(2048), asks(256))
