@@ -160,7 +160,9 @@ def simulate(optimizer: str | _optimizers.Optimizer, problem: Any, *,
             one wide step for all of them: the fast way for most optimisers) or `"map"`
             (one after another inside the program). None: `"map"` for the GP-based
             optimisers (`ONE_SEED_AT_A_TIME`), whose vmapped model fits run every branch
-            of their conditionals (and `priorband_bo`'s stalled), `"vmap"` otherwise.
+            of their conditionals, and whose batched Cholesky factorisations (jaxlib's
+            LAPACK kernel spreads a batch over XLA's CPU thread pool) deadlocked inside
+            the search loop for `priorband_bo` on jaxlib 0.10.2; `"vmap"` otherwise.
 
     Returns:
         A `Simulation`: every trial of every search, in order, and the curves over them.
