@@ -159,6 +159,20 @@ def compile_optimizer(optimizer: Any, zero_losses: Any) -> tuple[Any, Any, Any, 
     return init, ask, tell, time.perf_counter() - start, proposals
 
 
+def add_seed_arguments(parser: Any, *, full_seeds: int, quick_seeds: int,
+                       development_first: int, verdict_first: int) -> None:
+    """`--seeds`, `--first-seed` and `--verdict`, as `choose_seeds` reads them."""
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of seeds (default {full_seeds}; --quick {quick_seeds})")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help=f"the first seed (default {development_first}; with --verdict "
+                             f"{verdict_first}); without --verdict, seeds stay below "
+                             f"{verdict_first}")
+    parser.add_argument("--verdict", action="store_true",
+                        help=f"run the verdict seeds {verdict_first}.. (never used while "
+                             f"developing) and give a verdict")
+
+
 def choose_seeds(parser: Any, n_seeds: int, first_seed: int | None, verdict: bool, *,
                  verdict_first: int, development_first: int = 0,
                  min_verdict: int = 20) -> list[int]:

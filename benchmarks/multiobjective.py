@@ -113,9 +113,9 @@ import numpy as np
 import optuna
 
 import jaxnas as jn
-from _common import (ALPHA, MIN_SUPERIORITY, choose_seeds, compile_optimizer, holm,
-                     machine_info, no_worse, one_sided_p, probability_of_superiority,
-                     quartiles, write_results)
+from _common import (ALPHA, MIN_SUPERIORITY, add_seed_arguments, choose_seeds,
+                     compile_optimizer, holm, machine_info, no_worse, one_sided_p,
+                     probability_of_superiority, quartiles, write_results)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "multiobjective.json"
 
@@ -666,16 +666,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK['seeds']} seeds, budgets {QUICK['budgets']}: a smoke "
                              f"run, under a minute")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help=f"number of seeds (default {FULL['seeds']}; --quick "
-                             f"{QUICK['seeds']})")
-    parser.add_argument("--first-seed", type=int, default=None,
-                        help=f"the first seed (default {DEVELOPMENT_FIRST_SEED}; with "
-                             f"--verdict {VERDICT_FIRST_SEED}); without --verdict, seeds stay "
-                             f"below {VERDICT_FIRST_SEED}")
-    parser.add_argument("--verdict", action="store_true",
-                        help=f"run the verdict seeds {VERDICT_FIRST_SEED}.. (never used "
-                             f"while developing) and give a verdict")
+    add_seed_arguments(parser, full_seeds=FULL["seeds"], quick_seeds=QUICK["seeds"],
+                       development_first=DEVELOPMENT_FIRST_SEED,
+                       verdict_first=VERDICT_FIRST_SEED)
     parser.add_argument("--budgets", type=int, nargs="+", default=None,
                         help=f"evaluation budgets (default {FULL['budgets']}; --quick "
                              f"{QUICK['budgets']})")

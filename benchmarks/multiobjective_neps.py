@@ -103,9 +103,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
-from _common import (ALPHA, MIN_SUPERIORITY, choose_seeds, compile_optimizer, holm,
-                     machine_info, no_worse, one_sided_p, probability_of_superiority,
-                     quartiles, write_results)
+from _common import (ALPHA, MIN_SUPERIORITY, add_seed_arguments, choose_seeds,
+                     compile_optimizer, holm, machine_info, no_worse, one_sided_p,
+                     probability_of_superiority, quartiles, write_results)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # torch, imported by NePS, warns about torch.jit
@@ -512,16 +512,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK['seeds']} seeds, budgets {QUICK['budgets']}: a smoke run")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help=f"number of seeds (default {FULL['seeds']}; --quick "
-                             f"{QUICK['seeds']})")
-    parser.add_argument("--first-seed", type=int, default=None,
-                        help=f"the first seed (default {DEVELOPMENT_FIRST_SEED}; with "
-                             f"--verdict {VERDICT_FIRST_SEED}); without --verdict, seeds stay "
-                             f"below {VERDICT_FIRST_SEED}")
-    parser.add_argument("--verdict", action="store_true",
-                        help=f"run the verdict seeds {VERDICT_FIRST_SEED}.. (never used "
-                             f"while developing) and give a verdict")
+    add_seed_arguments(parser, full_seeds=FULL["seeds"], quick_seeds=QUICK["seeds"],
+                       development_first=DEVELOPMENT_FIRST_SEED,
+                       verdict_first=VERDICT_FIRST_SEED)
     parser.add_argument("--budgets", type=int, nargs="+", default=None,
                         help=f"budget points in full-fidelity evaluations (default "
                              f"{FULL['budgets']}; --quick {QUICK['budgets']})")
