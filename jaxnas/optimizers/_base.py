@@ -190,7 +190,7 @@ def newest_trials(trials: Trials, size: int) -> Trials:
         return trials
     start = jnp.clip(trials.count - size, 0, capacity - size)
     window = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0),
-                          trials._replace(count=jnp.zeros((capacity,), jnp.int32)))
+                          trials._replace(count=None))  # None: no leaf to slice
     return window._replace(count=jnp.minimum(trials.count, size))
 
 
