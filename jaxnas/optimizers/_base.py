@@ -180,6 +180,54 @@ def record_results(trials: Trials, trial_ids: jax.Array, losses: jax.Array) -> T
     )
 
 
+def newly_told(trials: Trials, trial_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Which of a tell's ids take their result now, for summaries kept beside the table.
+
+    Args:
+        trials: The table before `record_results`.
+        trial_ids: `(B,)` int32, the ids told.
+
+    Returns:
+        `(B,)` rows (the ids clipped into the table) and `(B,)` bool: pending before this
+        tell, and the first of any repeats of an id in the batch (`record_results` keeps
+        one result per id).
+    """
+    trial_ids = jnp.asarray(trial_ids, jnp.int32).reshape(-1)
+    capacity = trials.status.shape[0]
+    rows = jnp.clip(trial_ids, 0, capacity - 1)
+    pending = ((trial_ids >= 0) & (trial_ids < trials.count)
+               & (trials.status[rows] == Status.PENDING))
+    order = jnp.argsort(trial_ids, stable=True)
+    ordered = trial_ids[order]
+    first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
+    return rows, pending & jnp.zeros_like(first).at[order].set(first)
+
+
+def keep_best(kept: jax.Array, losses: jax.Array, rows: jax.Array,
+              eligible: jax.Array) -> jax.Array:
+    """The best rows after new results: what a top-k of the table would give, kept up to date
+    by tell so that an ask reads `k` rows instead of the table.
+
+    Args:
+        kept: `(k,)` int32 rows ordered by loss and then row, -1 past the last one.
+        losses: `(capacity,)` the table's losses.
+        rows: `(B,)` int32 rows just told.
+        eligible: `(B,)` bool, which of them may enter (newly succeeded, of the right kind).
+
+    Returns:
+        The new `(k,)` rows, in the same order (ties to the lower row, as `lax.top_k`).
+    """
+    size = kept.shape[0]
+    if size == 0:
+        return kept
+    unused = jnp.iinfo(jnp.int32).max
+    candidates = jnp.concatenate([kept, jnp.where(eligible, rows, -1)])
+    key_rows = jnp.where(candidates >= 0, candidates, unused)
+    key_losses = jnp.where(candidates >= 0, losses[jnp.clip(candidates, 0)], jnp.inf)
+    _, ordered = jax.lax.sort((key_losses, key_rows), num_keys=2)
+    return jnp.where(ordered[:size] == unused, -1, ordered[:size])
+
+
 def newest_trials(trials: Trials, size: int) -> Trials:
     """The newest `size` rows of the table (rows `[count - size, count)`, or the first
     `size` while fewer are in use), as a table of `size` rows: what a model-based optimiser

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxnas.optimizers import _base, gp
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
-from jaxnas.optimizers._random_search import _single_fidelity
+from jaxnas.optimizers._random_search import RandomSearchState, _single_fidelity
 from jaxnas.space import Categorical, Config, SearchSpace
 
 # Acquisition search: candidates per proposal from each source, then local refinement of
@@ -82,7 +82,8 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
     model = Model(spec, categorical, min(model_size, max_trials), batch_size,
                   prior_beta if with_prior else None)
 
-    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
+    def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
+        trials = state.trials
         warm = jnp.sum(trials.status == Status.SUCCESS) >= n_startup_trials
 
         def random(key):

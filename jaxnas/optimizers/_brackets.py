@@ -32,17 +32,27 @@ from jaxnas.optimizers._schedule import (Schedule, check_bracket_sizes, check_et
                                         rung_fidelities)
 from jaxnas.space import Config, SearchSpace
 
-# sampler(trials, key, base_rung, batch) -> (configs with leading axis `batch`, (batch,)
-# int32 Source codes); `batch` is a static int.
-Sampler = Callable[[Trials, jax.Array, jax.Array, int], tuple[Config, jax.Array]]
+# sampler(state, key, base_rung, batch) -> (configs with leading axis `batch`, (batch,)
+# int32 Source codes); `state` is the `BracketState` before the ask, `batch` a static int.
+Sampler = Callable[["BracketState", jax.Array, jax.Array, int], tuple[Config, jax.Array]]
+
+# Instance slots and table rows an ask looks at when the live instances (and the rung it
+# promotes from) fit in them; otherwise it looks at all of them (the same decision).
+ACTIVE_WINDOW = 1024
 
 
 class BracketState(NamedTuple):
-    """State of `successive_halving`, `hyperband` and `priorband`.
+    """State of `successive_halving`, `hyperband`, `priorband` and `priorband_bo`.
 
     Bracket instance `j` runs bracket `j % n_brackets` of the schedule (its Hyperband
     cycle is `j // n_brackets`). There are `capacity` instance slots: every instance holds
     at least one trial, so the trial table fills first.
+
+    Besides the trial table, the state keeps what the decisions read, updated by `ask` and
+    `tell` as trials come and go, so that neither has to scan the table: each instance's
+    counts in the rung it is filling, and per-rung summaries of the results. An ask then
+    costs what the live bracket instances and the rung it promotes from do, not what the
+    capacity does.
 
     Attributes:
         trials: The trial table (`Trials`), `capacity` rows.
@@ -51,7 +61,18 @@ class BracketState(NamedTuple):
             before it starts.
         bracket_target: `(capacity,)` int32, how many trials that rung will hold.
         bracket_asked: `(capacity,)` int32, how many of them have been asked.
+        bracket_pending: `(capacity,)` int32, how many of those await a result.
+        bracket_succeeded: `(capacity,)` int32, how many of those succeeded.
+        bracket_first_row: `(capacity,)` int32, the row of the rung's first trial.
+        bracket_source_row: `(capacity,)` int32, the first row of the rung below (the one
+            its promotions come from).
         started: `()` int32, bracket instances started.
+        first_open: `()` int32, no instance below it can get work again.
+        rung_successes: `(n_rungs,)` int32, successful trials per rung.
+        leaders: `(n_rungs, L)` int32, the rows of each rung's best successful trials, by
+            loss and then row; -1 past them. `L` is 0 for optimisers that do not read it.
+        spent: `()` float32, the fidelity told trials trained (a promotion counts what it
+            adds), as `jn.run` counts `max_fidelity_spent`.
         overflow: `()` bool, set when an ask needed more rows than the table has.
     """
 
@@ -60,7 +81,15 @@ class BracketState(NamedTuple):
     bracket_rung: jax.Array
     bracket_target: jax.Array
     bracket_asked: jax.Array
+    bracket_pending: jax.Array
+    bracket_succeeded: jax.Array
+    bracket_first_row: jax.Array
+    bracket_source_row: jax.Array
     started: jax.Array
+    first_open: jax.Array
+    rung_successes: jax.Array
+    leaders: jax.Array
+    spent: jax.Array
     overflow: jax.Array
 
 
@@ -154,8 +183,8 @@ def plain_sampler(spec: SearchSpace, use_prior: bool) -> Sampler:
     sample = spec.sample_prior if use_prior else spec.sample
     source = Source.PRIOR if use_prior else Source.UNIFORM
 
-    def sampler(trials: Trials, key: jax.Array, base_rung: jax.Array, batch: int):
-        del trials, base_rung  # uniform (or prior) sampling ignores the history
+    def sampler(state: BracketState, key: jax.Array, base_rung: jax.Array, batch: int):
+        del state, base_rung  # uniform (or prior) sampling ignores the history
         configs = _base.map_rows(sample, jax.random.split(key, batch))
         return configs, jnp.full((batch,), source, jnp.int32)
 
@@ -163,17 +192,19 @@ def plain_sampler(spec: SearchSpace, use_prior: bool) -> Sampler:
 
 
 def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler: Sampler,
-                      batch_size: int | None, max_trials: int) -> Optimizer:
+                      batch_size: int | None, max_trials: int, leaders: int = 0) -> Optimizer:
     """The shared ask/tell loop over a bracket schedule (see the module docstring).
 
     Args:
         owner: The public constructor's name, for error messages.
         spec: The compiled space (with a fidelity).
         schedule: The rungs and brackets.
-        sampler: `sampler(trials, key, base_rung, batch)` draws `batch` new
+        sampler: `sampler(state, key, base_rung, batch)` draws `batch` new
             configurations and their `Source` codes.
         batch_size: Proposals per ask, or None for the largest rung.
         max_trials: Trials the state must hold.
+        leaders: How many of each rung's best trials `BracketState.leaders` keeps (at most
+            the capacity); 0 for samplers that do not read them.
 
     Returns:
         An `Optimizer` whose state is a `BracketState`.
@@ -183,6 +214,7 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
     capacity = _base.capacity_for(max_trials, batch)
     tables = _ScheduleArrays(schedule, capacity)
+    n_leaders = min(leaders, capacity)
 
     def init(key: jax.Array) -> BracketState:
         del key  # the empty state is deterministic
@@ -192,7 +224,12 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
             trials=_base.empty_trials(spec, capacity),
             promoted=jnp.zeros((capacity,), bool),
             bracket_rung=minus_one, bracket_target=zeros, bracket_asked=zeros,
-            started=jnp.zeros((), jnp.int32), overflow=jnp.zeros((), bool),
+            bracket_pending=zeros, bracket_succeeded=zeros, bracket_first_row=zeros,
+            bracket_source_row=zeros, started=jnp.zeros((), jnp.int32),
+            first_open=jnp.zeros((), jnp.int32),
+            rung_successes=jnp.zeros((tables.n_rungs,), jnp.int32),
+            leaders=jnp.full((tables.n_rungs, n_leaders), -1, jnp.int32),
+            spent=jnp.zeros((), jnp.float32), overflow=jnp.zeros((), bool),
         )
 
     def ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
@@ -203,31 +240,69 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
         valid = jnp.arange(batch) < n
         base_rung = jnp.asarray(tables.base_rungs)[plan.bracket % tables.n_brackets]
         is_sample = plan.rung == base_rung
-        parents = _best_unpromoted(state, plan.bracket, plan.rung - 1, batch)  # (B,)
-        configs, sources = sampler(state.trials, key, base_rung, batch)
-        parent_configs = jax.tree.map(lambda column: column[parents], state.trials.configs)
+        parents = _best_unpromoted(state, plan, is_sample, batch)  # (B,)
+        configs, sources = sampler(state, key, base_rung, batch)
+        # Both always hold; they make the table's in-place writes below depend on the
+        # `lax.cond`s that read the same columns (in `_best_unpromoted` and the sampler),
+        # so XLA orders the writes after them instead of copying those columns
+        # (O(capacity) per ask).
+        valid = valid & (parents >= 0) & (sources >= 0)
+        trials = state.trials
+        parent_configs = jax.tree.map(lambda column: column[parents], trials.configs)
         configs = jax.tree.map(lambda new, old: jnp.where(is_sample, new, old),
                                configs, parent_configs)
         sources = jnp.where(is_sample, sources, Source.PROMOTION)
         parent_ids = jnp.where(valid & ~is_sample, parents, -1)
         fidelities = jnp.full((batch,), jnp.asarray(tables.fidelities)[plan.rung])
         trials, ids = _base.add_trials(
-            state.trials, configs, fidelities, valid, sources=sources, rungs=plan.rung,
+            trials, configs, fidelities, valid, sources=sources, rungs=plan.rung,
             brackets=plan.bracket, parent_ids=parent_ids)
         promoted_rows = jnp.where(valid & ~is_sample, parents, capacity)
-        state = BracketState(
+
+        def put(column: jax.Array, value: jax.Array) -> jax.Array:
+            return _set_if(column, plan.bracket, value, fits)
+
+        state = state._replace(
             trials=trials,
             promoted=state.promoted.at[promoted_rows].set(True, mode="drop"),
-            bracket_rung=_set_if(state.bracket_rung, plan.bracket, plan.rung, fits),
-            bracket_target=_set_if(state.bracket_target, plan.bracket, plan.target, fits),
-            bracket_asked=_set_if(state.bracket_asked, plan.bracket, plan.asked + n, fits),
+            bracket_rung=put(state.bracket_rung, plan.rung),
+            bracket_target=put(state.bracket_target, plan.target),
+            bracket_asked=put(state.bracket_asked, plan.asked + n),
+            bracket_pending=put(state.bracket_pending, plan.pending + n),
+            bracket_succeeded=put(state.bracket_succeeded, plan.succeeded),
+            bracket_first_row=put(state.bracket_first_row, plan.first_row),
+            bracket_source_row=put(state.bracket_source_row, plan.source_row),
             started=state.started + (fits & (plan.bracket == state.started)),
+            first_open=plan.first_open,
             overflow=state.overflow | ~fits,
         )
         return state, Proposals(configs, fidelities, ids, valid, parent_ids)
 
     def tell(state: BracketState, trial_ids: jax.Array, losses: jax.Array) -> BracketState:
-        return state._replace(trials=_base.record_results(state.trials, trial_ids, losses))
+        trials = _base.record_results(state.trials, trial_ids, losses)
+        rows, newly = _base.newly_told(state.trials, trial_ids)
+        success = newly & (trials.status[rows] == Status.SUCCESS)
+        # A pending trial is always in the rung its instance is filling (a rung is only
+        # left once none of it is pending), so its instance's counts are that rung's.
+        instance = jnp.where(newly, trials.brackets[rows], capacity)
+        rungs = jnp.where(success, trials.rungs[rows], tables.n_rungs)
+        parents = trials.parent_ids[rows]
+        added = trials.fidelities[rows] - jnp.where(
+            parents >= 0, trials.fidelities[jnp.clip(parents, 0)], 0.0)
+
+        def leaders_of(rung: jax.Array, kept: jax.Array) -> jax.Array:
+            return _base.keep_best(kept, trials.losses, rows, rungs == rung)
+
+        return state._replace(
+            trials=trials,
+            bracket_pending=state.bracket_pending.at[instance].add(-1, mode="drop"),
+            bracket_succeeded=state.bracket_succeeded.at[instance].add(
+                success.astype(jnp.int32), mode="drop"),
+            rung_successes=state.rung_successes.at[rungs].add(1, mode="drop"),
+            leaders=jax.vmap(leaders_of)(jnp.arange(tables.n_rungs, dtype=jnp.int32),
+                                         state.leaders),
+            spent=state.spent + jnp.sum(jnp.where(newly, added, 0.0)),
+        )
 
     return Optimizer(init, ask, tell)
 
@@ -243,34 +318,56 @@ class _ScheduleArrays:
         self.base_rungs = np.asarray(schedule.base_rungs, np.int32)  # (n_brackets,)
         self.sizes = schedule.size_table()  # (n_brackets, n_rungs)
         self.fidelities = np.asarray(schedule.fidelities, np.float32)  # (n_rungs,)
+        self.window = min(capacity, ACTIVE_WINDOW)
 
 
 class _Plan(NamedTuple):
-    """What the next ask does: serve `rung` of bracket instance `bracket`."""
+    """What the next ask does: serve `rung` of bracket instance `bracket`, whose counts
+    (after advancing it, if its rung was complete) are the rest."""
 
     bracket: jax.Array  # () int32
     rung: jax.Array  # () int32
     target: jax.Array  # () int32, trials that rung will hold
     asked: jax.Array  # () int32, of them asked before this ask
+    pending: jax.Array  # () int32, of them without a result
+    succeeded: jax.Array  # () int32, of them succeeded
+    first_row: jax.Array  # () int32
+    source_row: jax.Array  # () int32
     any_work: jax.Array  # () bool; False only when every instance slot is used
+    first_open: jax.Array  # () int32, the new `BracketState.first_open`
 
 
 def _plan(state: BracketState, tables: _ScheduleArrays) -> _Plan:
-    """Picks the bracket instance to serve, advancing it to its next rung if complete."""
-    trials, capacity = state.trials, tables.capacity
-    instance = jnp.arange(capacity, dtype=jnp.int32)
+    """Picks the bracket instance to serve, advancing it to its next rung if complete.
+
+    Only instances in `[first_open, started]` can have work. When they fit in
+    `ACTIVE_WINDOW` slots, only those slots are looked at; otherwise all of them.
+    """
+    size, capacity = tables.window, tables.capacity
+    if size == capacity:
+        return _plan_slots(state, tables, jnp.int32(0), capacity)
+    start = jnp.clip(state.first_open, 0, capacity - size)
+    return jax.lax.cond(state.started < start + size,
+                        lambda: _plan_slots(state, tables, start, size),
+                        lambda: _plan_slots(state, tables, jnp.int32(0), capacity))
+
+
+def _plan_slots(state: BracketState, tables: _ScheduleArrays, start: jax.Array,
+                size: int) -> _Plan:
+    """`_plan` over the instance slots `[start, start + size)`."""
+    def window(column: jax.Array) -> jax.Array:
+        return column if size == tables.capacity else jax.lax.dynamic_slice_in_dim(
+            column, start, size)
+
+    instance = start + jnp.arange(size, dtype=jnp.int32)
     bracket = instance % tables.n_brackets
     base = jnp.asarray(tables.base_rungs)[bracket]
-    rung, target, asked = state.bracket_rung, state.bracket_target, state.bracket_asked
+    rung, target, asked = (window(state.bracket_rung), window(state.bracket_target),
+                           window(state.bracket_asked))
+    pending, succeeded = window(state.bracket_pending), window(state.bracket_succeeded)
+    first_row, source_row = window(state.bracket_first_row), window(state.bracket_source_row)
     started = rung >= 0
-    # Results in each instance's current rung: (capacity,) per instance.
-    owner = jnp.clip(trials.brackets, 0, capacity - 1)
-    in_current = (trials.brackets >= 0) & (trials.rungs == rung[owner])
-    segment = jnp.where(in_current, trials.brackets, capacity)
-    pending = jax.ops.segment_sum((trials.status == Status.PENDING).astype(jnp.int32),
-                                  segment, capacity + 1)[:capacity]
-    succeeded = jax.ops.segment_sum((trials.status == Status.SUCCESS).astype(jnp.int32),
-                                    segment, capacity + 1)[:capacity]
+    count = state.trials.count
     # A complete rung with survivors moves up; failures are never promoted.
     advance = (started & (asked >= target) & (pending == 0) & (rung < tables.top_rung)
                & (succeeded > 0))
@@ -278,37 +375,63 @@ def _plan(state: BracketState, tables: _ScheduleArrays) -> _Plan:
     sizes = jnp.asarray(tables.sizes)
     rung = jnp.where(advance, next_rung, rung)
     target = jnp.where(advance, jnp.minimum(sizes[bracket, next_rung], succeeded), target)
-    asked = jnp.where(advance, 0, asked)
+    source_row = jnp.where(advance, first_row, source_row)
     # The next instance starts at its base rung.
     fresh = instance == state.started
     rung = jnp.where(fresh, base, rung)
     target = jnp.where(fresh, sizes[bracket, base], target)
-    asked = jnp.where(fresh, 0, asked)
+    renew = advance | fresh
+    asked, pending, succeeded = (jnp.where(renew, 0, column)
+                                 for column in (asked, pending, succeeded))
+    first_row = jnp.where(renew, count, first_row)
+    source_row = jnp.where(fresh, count, source_row)
     has_work = (started | fresh) & (target > asked)
+    # Done for good: nothing left to ask, and no pending trial that could let it move up.
+    done = started & ~has_work & ((pending == 0) | (rung == tables.top_rung))
+    first_open = jnp.where(jnp.all(done), start + size, start + jnp.argmin(done))
     # Priority (NePS): oldest cycle; then promotions before samples, lower rung, lower index.
     cycle = instance // tables.n_brackets
-    first_cycle = jnp.min(jnp.where(has_work, cycle, capacity))
+    first_cycle = jnp.min(jnp.where(has_work, cycle, tables.capacity))
     is_sample = rung == base
-    order = (is_sample.astype(jnp.int32) * tables.n_rungs + rung) * capacity + instance
+    order = (is_sample.astype(jnp.int32) * tables.n_rungs + rung) * tables.capacity + instance
     chosen = jnp.argmin(jnp.where(has_work & (cycle == first_cycle), order,
                                   jnp.iinfo(jnp.int32).max)).astype(jnp.int32)
-    return _Plan(chosen, rung[chosen], target[chosen], asked[chosen], jnp.any(has_work))
+    return _Plan(instance[chosen], rung[chosen], target[chosen], asked[chosen],
+                 pending[chosen], succeeded[chosen], first_row[chosen], source_row[chosen],
+                 jnp.any(has_work), jnp.maximum(first_open, state.first_open).astype(jnp.int32))
 
 
-def _best_unpromoted(state: BracketState, bracket: jax.Array, rung: jax.Array,
+def _best_unpromoted(state: BracketState, plan: _Plan, is_sample: jax.Array,
                      batch: int) -> jax.Array:
-    """`(batch,)` rows of the best successful, not yet promoted trials of one rung.
+    """`(batch,)` rows of the best successful, not yet promoted trials of the rung below
+    the planned one, in the planned instance.
 
     Ties go to the earlier trial. Rows past the candidates are arbitrary (masked by the
-    caller: it never asks for more than the rung's survivors).
+    caller: it never asks for more than the rung's survivors). The candidates lie in rows
+    `[source_row, first_row)`; when those fit in `ACTIVE_WINDOW` rows only they are
+    looked at.
     """
-    trials = state.trials
-    candidate = ((trials.brackets == bracket) & (trials.rungs == rung)
-                 & (trials.status == Status.SUCCESS) & ~state.promoted)
-    # top_k keeps the lower row first among equals and costs what `batch` does; a sort
-    # of the table would cost what its capacity does.
-    order = jax.lax.top_k(-jnp.where(candidate, trials.losses, jnp.inf), batch)[1]
-    return order.astype(jnp.int32)
+    trials, capacity = state.trials, state.promoted.shape[0]
+    rung = plan.rung - 1
+
+    def best(start: jax.Array, size: int) -> jax.Array:
+        def window(column: jax.Array) -> jax.Array:
+            return column if size == capacity else jax.lax.dynamic_slice_in_dim(
+                column, start, size)
+
+        candidate = ((window(trials.brackets) == plan.bracket) & (window(trials.rungs) == rung)
+                     & (window(trials.status) == Status.SUCCESS) & ~window(state.promoted))
+        # top_k keeps the lower row first among equals and costs what `batch` does; a
+        # sort would cost what the rows do.
+        order = jax.lax.top_k(-jnp.where(candidate, window(trials.losses), jnp.inf), batch)[1]
+        return (start + order).astype(jnp.int32)
+
+    size = min(capacity, ACTIVE_WINDOW)
+    if size == capacity or batch > size:
+        return best(jnp.int32(0), capacity)
+    start = jnp.clip(plan.source_row, 0, capacity - size)
+    return jax.lax.cond(is_sample | (plan.first_row <= start + size),
+                        lambda: best(start, size), lambda: best(jnp.int32(0), capacity))
 
 
 def _set_if(column: jax.Array, index: jax.Array, value: jax.Array,

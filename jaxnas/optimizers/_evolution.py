@@ -14,7 +14,7 @@ import numpy as np
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
-from jaxnas.optimizers._random_search import _single_fidelity
+from jaxnas.optimizers._random_search import RandomSearchState, _single_fidelity
 from jaxnas.space import Config, Float, Integer, SearchSpace
 
 # A mutated numeric slot moves by a normal of this sigma in the unit cube, truncated to it:
@@ -95,7 +95,8 @@ def regularized_evolution(spec: SearchSpace, *, population_size: int = 50,
     source = Source.PRIOR if use_prior else Source.UNIFORM
     mutate, n_mutation_draws = _one_slot_mutation(spec)
 
-    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
+    def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
+        trials = state.trials
         key_draws, key_fresh, key_children = jax.random.split(key, 3)
         # One table of uniforms for every choice: each PRNG call site costs compile time.
         draws = jax.random.uniform(key_draws, (batch_size, sample_size + n_mutation_draws))

@@ -48,13 +48,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.optimizers import _base
-from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
-from jaxnas.optimizers._brackets import Sampler, bracket_optimizer, full_schedule, plain_sampler
-from jaxnas.optimizers._incumbent import (
-    IncumbentSelection,
-    check_incumbent_selection,
-    incumbent_index,
-)
+from jaxnas.optimizers._base import Optimizer, Source, Status
+from jaxnas.optimizers._brackets import (BracketState, Sampler, bracket_optimizer,
+                                         full_schedule, plain_sampler)
+from jaxnas.optimizers._incumbent import IncumbentSelection, check_incumbent_selection
 from jaxnas.optimizers._schedule import Schedule
 from jaxnas.space import Config, SearchSpace
 
@@ -104,7 +101,9 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     sampler = priorband_sampler(owner, spec, schedule, incumbent=incumbent, prior=prior,
                                 mutation_rate=mutation_rate, mutation_std=mutation_std,
                                 incumbent_selection=incumbent_selection)
-    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+    # Only the incumbent share reads the leaders; without it this is Hyperband's state.
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
+                             leaders=TOP_K_ROWS if prior and incumbent else 0)
 
 
 def priorband_sampler(owner: str, spec: SearchSpace, schedule: Schedule, *, incumbent: bool,
@@ -133,7 +132,7 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
     bracket_cost = schedule.bracket_cost(schedule.base_rungs.index(0))
     top_rung = schedule.n_rungs - 1
 
-    def sampler(trials: Trials, key: jax.Array, base_rung: jax.Array,
+    def sampler(state: BracketState, key: jax.Array, base_rung: jax.Array,
                 batch: int) -> tuple[Config, jax.Array]:
         p_uniform = 1.0 / (1.0 + jnp.float32(eta) ** base_rung.astype(jnp.float32))  # Sec. 5.1
         key_draws, key_rows = jax.random.split(key)
@@ -147,7 +146,7 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
             uniform = jax.vmap(spec.from_unit)(draws[:, 1:])  # uniform in the unit encoding
         priors = _base.map_rows(spec.sample_prior, key_prior)
         if use_incumbent:
-            share, best = incumbent_share(spec, trials, eta, top_rung, bracket_cost,
+            share, best = incumbent_share(spec, state, eta, top_rung, bracket_cost,
                                            incumbent_selection)
             p_incumbent = (1.0 - p_uniform) * share
             mutants = _base.map_rows(
@@ -164,56 +163,70 @@ def _ensemble_sampler(spec: SearchSpace, schedule: Schedule, use_incumbent: bool
     return sampler
 
 
-# The rows PriorBand's incumbent share scores unless its K is larger (`incumbent_share`).
+# The best rows per rung a PriorBand state keeps (`BracketState.leaders`): its incumbent
+# share scores those unless its K is larger.
 TOP_K_ROWS = 256
 
 
-def incumbent_share(spec: SearchSpace, trials: Trials, eta: int, top_rung: int,
+def incumbent_share(spec: SearchSpace, state: BracketState, eta: int, top_rung: int,
                      bracket_cost: float,
                      incumbent_selection: IncumbentSelection) -> tuple[jax.Array, Config]:
     """The incumbent's share of the non-uniform mass (0 without evidence), and the incumbent.
 
+    Reads the state's per-rung summaries (`rung_successes`, `leaders`, `spent`), kept by
+    `tell`, rather than the trial table.
+
     Returns:
         `()` float32 in [0, 1], and the incumbent config (row 0 while there is none).
     """
+    trials = state.trials
     n_rungs = top_rung + 1
-    success = trials.status == Status.SUCCESS
-    per_rung = jax.ops.segment_sum(success.astype(jnp.int32),
-                                   jnp.where(success, trials.rungs, n_rungs),
-                                   n_rungs + 1)[:n_rungs]  # (n_rungs,)
-    spent = _base.fidelity_spent(trials)
+    per_rung = state.rung_successes  # (n_rungs,)
     wide = per_rung >= eta
-    evidence = (per_rung[top_rung] > 0) & (spent >= bracket_cost) & jnp.any(wide)
-
-    # The incumbent: the lowest successful loss, at any rung or at the highest rung with one.
-    best_row = jnp.maximum(incumbent_index(trials.losses, trials.rungs, success,
-                                           incumbent_selection), 0)
-    best = jax.tree.map(lambda column: column[best_row], trials.configs)
+    evidence = (per_rung[top_rung] > 0) & (state.spent >= bracket_cost) & jnp.any(wide)
+    best = jax.tree.map(lambda column: column[best_row(state, incumbent_selection)],
+                        trials.configs)
 
     # The top K = n // eta of the highest rung with >= eta results, weighted K, ..., 1.
-    rung = jnp.max(jnp.where(wide, jnp.arange(n_rungs), -1))
-    k = per_rung[jnp.clip(rung, 0)] // eta
-    capacity = trials.status.shape[0]
-    rows = max(1, capacity // eta)  # K never exceeds this
-    losses = jnp.where(success & (trials.rungs == rung), trials.losses, jnp.inf)
+    rung = jnp.clip(jnp.max(jnp.where(wide, jnp.arange(n_rungs), -1)), 0)
+    k = per_rung[rung] // eta
 
-    def scores(size: int):
-        # The rung's `size` best rows, ties by row (top_k keeps the lower index first);
-        # top_k costs what `size` does, a sort of the table what the capacity does.
-        order = jax.lax.top_k(-losses, size)[1]
-        rank_weight = jnp.maximum(k - jnp.arange(size), 0).astype(jnp.float32)
-        top = jax.tree.map(lambda column: column[order], trials.configs)
-        log_prior = jax.vmap(spec.log_prior)(top)  # (size,)
+    def scores(rows: jax.Array):
+        rank_weight = jnp.maximum(k - jnp.arange(rows.shape[0]), 0).astype(jnp.float32)
+        top = jax.tree.map(lambda column: column[rows], trials.configs)
+        log_prior = jax.vmap(spec.log_prior)(top)
         log_incumbent = jax.vmap(lambda row: spec.log_prior(row, centre=best))(top)
         log_weight = jnp.where(rank_weight > 0, jnp.log(jnp.maximum(rank_weight, 1.0)),
                                -jnp.inf)
         return jnp.stack([jax.nn.logsumexp(log_weight + log_incumbent),
                           jax.nn.logsumexp(log_weight + log_prior)])
 
-    # K is the top rung's results over eta: a few dozen in all but huge runs. Those score
-    # `TOP_K_ROWS` rows; a larger K scores every row it may reach (the same result).
-    few = min(rows, TOP_K_ROWS)
-    score_incumbent, score_prior = (scores(few) if few == rows else jax.lax.cond(
-        k <= few, lambda: scores(few), lambda: scores(rows)))
+    def all_rows():
+        # K beyond the kept leaders (huge runs): the rung's best rows from the whole table,
+        # ties by row (top_k keeps the lower index first).
+        capacity = trials.status.shape[0]
+        losses = jnp.where((trials.status == Status.SUCCESS) & (trials.rungs == rung),
+                           trials.losses, jnp.inf)
+        return scores(jax.lax.top_k(-losses, max(1, capacity // eta))[1])
+
+    leaders = state.leaders[rung]
+    kept = leaders.shape[0]
+    score_incumbent, score_prior = (
+        scores(jnp.maximum(leaders, 0)) if kept * eta >= trials.status.shape[0]
+        else jax.lax.cond(k <= kept, lambda: scores(jnp.maximum(leaders, 0)), all_rows))
     share = jax.nn.sigmoid(score_incumbent - score_prior)  # inc / (inc + prior)
     return jnp.where(evidence, share, 0.0), best
+
+
+def best_row(state: BracketState, selection: IncumbentSelection) -> jax.Array:
+    """The incumbent's row from the per-rung leaders: the first row with the lowest loss at
+    any rung, or at the highest rung with a result (`incumbent_index`'s rule); 0 if none."""
+    heads = state.leaders[:, 0]  # (n_rungs,) each rung's best row, -1 if none
+    if IncumbentSelection(selection) is IncumbentSelection.HIGHEST_FIDELITY:
+        top = jnp.max(jnp.where(heads >= 0, jnp.arange(heads.shape[0]), 0))
+        return jnp.maximum(heads[top], 0)
+    losses = jnp.where(heads >= 0, state.trials.losses[jnp.maximum(heads, 0)], jnp.inf)
+    lowest = jnp.min(losses)
+    unused = jnp.iinfo(jnp.int32).max
+    row = jnp.min(jnp.where((heads >= 0) & (losses == lowest), heads, unused))
+    return jnp.where(row == unused, 0, row)

@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxnas.optimizers import _base
-from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
+from jaxnas.optimizers._base import Optimizer, Source
 from jaxnas.optimizers._bo import Model, categorical_slots
-from jaxnas.optimizers._brackets import Sampler, bracket_optimizer, full_schedule
+from jaxnas.optimizers._brackets import BracketState, Sampler, bracket_optimizer, full_schedule
 from jaxnas.optimizers._incumbent import check_incumbent_selection
-from jaxnas.optimizers._priorband import incumbent_share, priorband_sampler
+from jaxnas.optimizers._priorband import TOP_K_ROWS, incumbent_share, priorband_sampler
 from jaxnas.optimizers._schedule import Schedule
 from jaxnas.space import Config, SearchSpace
 
@@ -70,7 +70,8 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
     selection = check_incumbent_selection(owner, incumbent_selection)
     sampler = _model_sampler(spec, ensemble, categorical, schedule, selection,
                              min_model_points, model_size, beta)
-    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
+                             leaders=TOP_K_ROWS)
 
 
 def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, schedule: Schedule,
@@ -79,20 +80,18 @@ def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, schedule: 
     n_rungs = schedule.n_rungs
     bracket_cost = schedule.bracket_cost(schedule.base_rungs.index(0))
 
-    def sampler(trials: Trials, key: jax.Array, base_rung: jax.Array,
+    def sampler(state: BracketState, key: jax.Array, base_rung: jax.Array,
                 batch: int) -> tuple[Config, jax.Array]:
+        trials = state.trials
         key_ensemble, key_model = jax.random.split(key)
-        configs, sources = ensemble(trials, key_ensemble, base_rung, batch)
-        success = trials.status == Status.SUCCESS
-        per_rung = jax.ops.segment_sum(success.astype(jnp.int32),
-                                       jnp.where(success, trials.rungs, n_rungs),
-                                       n_rungs + 1)[:n_rungs]
+        configs, sources = ensemble(state, key_ensemble, base_rung, batch)
+        per_rung = state.rung_successes
         rung = jnp.max(jnp.where(per_rung >= min_model_points, jnp.arange(n_rungs), -1))
         wanted = (rung >= 0) & jnp.any(sources == Source.UNIFORM)
         model = Model(spec, categorical, min(model_size, trials.status.shape[0]), batch, beta)
         # The prior weighs the acquisition as much as PriorBand still trusts it: its share
         # of the non-uniform mass against the incumbent (1 until there is evidence).
-        share, _ = incumbent_share(spec, trials, schedule.eta, n_rungs - 1, bracket_cost,
+        share, _ = incumbent_share(spec, state, schedule.eta, n_rungs - 1, bracket_cost,
                                    selection)
         modelled = jax.lax.cond(
             wanted, lambda k: model.propose(trials, k, eligible=trials.rungs == rung,

@@ -22,15 +22,20 @@ _MUTATION_STD = 0.25
 
 
 class RandomSearchState(NamedTuple):
-    """State of `random_search` and `complex_random_search`.
+    """State of `random_search` and `complex_random_search` (and of `tpe`,
+    `bayesian_optimization` and `regularized_evolution`).
 
     Attributes:
         trials: The trial table (`Trials`), `capacity` rows.
         overflow: `()` bool, set when an ask needed more rows than the table has.
+        best: `(k,)` int32, the rows of the best successful trials by loss and then row, -1
+            past them, kept by `tell` for optimisers that read them (`complex_random_search`:
+            `k = n_top`; 0 for the others).
     """
 
     trials: Trials
     overflow: jax.Array
+    best: jax.Array
 
 
 def random_search(spec: SearchSpace, *, batch_size: int = 16, use_prior: bool = False,
@@ -65,8 +70,8 @@ def random_search(spec: SearchSpace, *, batch_size: int = 16, use_prior: bool = 
     sample = spec.sample_prior if use_prior else spec.sample
     source = Source.PRIOR if use_prior else Source.UNIFORM
 
-    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
-        del trials  # random search ignores the history
+    def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
+        del state  # random search ignores the history
         configs = _base.map_rows(sample, jax.random.split(key, batch_size))
         return configs, jnp.full((batch_size,), source, jnp.int32)
 
@@ -110,52 +115,57 @@ def complex_random_search(spec: SearchSpace, *, batch_size: int = 16, n_top: int
     n_top = _base.check_positive_int(owner, "n_top", n_top)
     max_trials = max(_base.check_positive_int(owner, "max_trials", max_trials), n_top)
 
-    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
-        return _complex_batch(spec, trials, key, batch_size, n_top)
+    def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
+        return _complex_batch(spec, state, key, batch_size)
 
-    return _single_fidelity(spec, propose, batch_size, max_trials)
+    return _single_fidelity(spec, propose, batch_size, max_trials, n_best=n_top)
 
 
-def _single_fidelity(spec: SearchSpace, propose, batch_size: int,
-                     max_trials: int) -> Optimizer:
-    """Wraps `propose(trials, key) -> (configs (B), sources (B))` into an `Optimizer`."""
+def _single_fidelity(spec: SearchSpace, propose, batch_size: int, max_trials: int,
+                     n_best: int = 0) -> Optimizer:
+    """Wraps `propose(state, key) -> (configs (B), sources (B))` into an `Optimizer` whose
+    state keeps the `n_best` best rows (`RandomSearchState.best`)."""
     capacity = _base.capacity_for(max_trials, batch_size)
     fidelity = _base.max_fidelity(spec)
 
     def init(key: jax.Array) -> RandomSearchState:
         del key  # the empty state is deterministic
-        return RandomSearchState(_base.empty_trials(spec, capacity), jnp.zeros((), bool))
+        return RandomSearchState(_base.empty_trials(spec, capacity), jnp.zeros((), bool),
+                                 jnp.full((min(n_best, capacity),), -1, jnp.int32))
 
     def ask(state: RandomSearchState, key: jax.Array) -> tuple[RandomSearchState, Proposals]:
         fits = state.trials.count + batch_size <= capacity
         if spec.constrained:  # a model's or a crossover's proposals, made feasible
             key, key_repair = jax.random.split(key)
-            configs, sources = propose(state.trials, key)
+            configs, sources = propose(state, key)
             configs = _base.feasible_rows(spec, key_repair, configs)
         else:
-            configs, sources = propose(state.trials, key)
+            configs, sources = propose(state, key)
         fidelities = jnp.full((batch_size,), fidelity, jnp.float32)
         valid = jnp.broadcast_to(fits, (batch_size,))
         trials, ids = _base.add_trials(state.trials, configs, fidelities, valid,
                                        sources=sources)
         parents = jnp.full((batch_size,), -1, jnp.int32)
-        state = RandomSearchState(trials, state.overflow | ~fits)
+        state = state._replace(trials=trials, overflow=state.overflow | ~fits)
         return state, Proposals(configs, fidelities, ids, valid, parents)
 
     def tell(state: RandomSearchState, trial_ids: jax.Array,
              losses: jax.Array) -> RandomSearchState:
-        return state._replace(trials=_base.record_results(state.trials, trial_ids, losses))
+        trials = _base.record_results(state.trials, trial_ids, losses)
+        rows, newly = _base.newly_told(state.trials, trial_ids)
+        best = _base.keep_best(state.best, trials.losses, rows,
+                               newly & (trials.status[rows] == Status.SUCCESS))
+        return state._replace(trials=trials, best=best)
 
     return Optimizer(init, ask, tell)
 
 
-def _complex_batch(spec: SearchSpace, trials: Trials, key: jax.Array, batch: int,
-                   n_top: int) -> tuple[Config, jax.Array]:
+def _complex_batch(spec: SearchSpace, state: RandomSearchState, key: jax.Array,
+                   batch: int) -> tuple[Config, jax.Array]:
     """`batch` draws from complex random search's mixture (see `complex_random_search`)."""
-    n_slots = len(spec.paths)
-    success = trials.status == Status.SUCCESS
-    n_parents = jnp.minimum(jnp.sum(success, dtype=jnp.int32), n_top)
-    _, top = jax.lax.top_k(-jnp.where(success, trials.losses, jnp.inf), n_top)  # (n_top,)
+    trials, n_slots = state.trials, len(spec.paths)
+    top = jnp.maximum(state.best, 0)  # (n_top,) the best rows (tell keeps them)
+    n_parents = jnp.sum(state.best >= 0, dtype=jnp.int32)
     weights = jnp.stack([
         jnp.float32(_POOL_UNIFORM),
         jnp.float32(_POOL_PRIOR),

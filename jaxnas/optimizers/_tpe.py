@@ -65,7 +65,7 @@ import numpy as np
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
-from jaxnas.optimizers._random_search import _single_fidelity
+from jaxnas.optimizers._random_search import RandomSearchState, _single_fidelity
 from jaxnas.optimizers.parzen import GAMMA_CAP, Observations, ParzenEstimator, SlotKinds, split
 from jaxnas.space import Config, SearchSpace
 
@@ -122,7 +122,8 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
     start = spec.sample_prior if with_prior else spec.sample
     start_source = Source.PRIOR if with_prior else Source.UNIFORM
 
-    def propose(trials: Trials, key: jax.Array) -> tuple[Config, jax.Array]:
+    def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
+        trials = state.trials
         key_start, key_model = jax.random.split(key)
         random = _base.map_rows(start, jax.random.split(key_start, batch_size))
         n_success = jnp.sum(trials.status == Status.SUCCESS)
