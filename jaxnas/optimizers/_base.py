@@ -197,10 +197,15 @@ def newly_told(trials: Trials, trial_ids: jax.Array) -> tuple[jax.Array, jax.Arr
     rows = jnp.clip(trial_ids, 0, capacity - 1)
     pending = ((trial_ids >= 0) & (trial_ids < trials.count)
                & (trials.status[rows] == Status.PENDING))
-    order = jnp.argsort(trial_ids, stable=True)
-    ordered = trial_ids[order]
-    first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
-    return rows, pending & jnp.zeros_like(first).at[order].set(first)
+    batch = trial_ids.shape[0]
+    if batch > 512:  # a sort; below, B x B comparisons (cheaper than a sort per seed)
+        order = jnp.argsort(trial_ids, stable=True)
+        ordered = trial_ids[order]
+        first = jnp.concatenate([jnp.ones((1,), bool), ordered[1:] != ordered[:-1]])
+        return rows, pending & jnp.zeros_like(first).at[order].set(first)
+    earlier = jnp.arange(batch)[None, :] < jnp.arange(batch)[:, None]  # (B, B): j < i
+    repeat = jnp.any(earlier & (trial_ids[None, :] == trial_ids[:, None]), axis=1)
+    return rows, pending & ~repeat
 
 
 def keep_best(kept: jax.Array, losses: jax.Array, rows: jax.Array,
@@ -217,15 +222,45 @@ def keep_best(kept: jax.Array, losses: jax.Array, rows: jax.Array,
     Returns:
         The new `(k,)` rows, in the same order (ties to the lower row, as `lax.top_k`).
     """
-    size = kept.shape[0]
+    size, batch = kept.shape[0], rows.shape[0]
     if size == 0:
         return kept
     unused = jnp.iinfo(jnp.int32).max
-    candidates = jnp.concatenate([kept, jnp.where(eligible, rows, -1)])
-    key_rows = jnp.where(candidates >= 0, candidates, unused)
-    key_losses = jnp.where(candidates >= 0, losses[jnp.clip(candidates, 0)], jnp.inf)
-    _, ordered = jax.lax.sort((key_losses, key_rows), num_keys=2)
-    return jnp.where(ordered[:size] == unused, -1, ordered[:size])
+    if batch > 512:  # a sort; below, a merge that costs what the batch does
+        candidates = jnp.concatenate([kept, jnp.where(eligible, rows, -1)])
+        key_rows = jnp.where(candidates >= 0, candidates, unused)
+        key_losses = jnp.where(candidates >= 0, losses[jnp.clip(candidates, 0)], jnp.inf)
+        _, ordered = jax.lax.sort((key_losses, key_rows), num_keys=2)
+        return jnp.where(ordered[:size] == unused, -1, ordered[:size])
+
+    def keys(at: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # (loss as an order-preserving int, row); the unused ones last
+        value = losses[jnp.clip(at, 0)] + 0.0  # -0.0 -> 0.0: equal losses tie
+        bits = jax.lax.bitcast_convert_type(value, jnp.int32)
+        bits = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+        return jnp.where(valid, bits, unused), jnp.where(valid, at, unused)
+
+    def before(a: tuple, b: tuple) -> jax.Array:
+        return (a[0] < b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
+
+    old, new = keys(kept, kept >= 0), keys(rows, eligible)
+    # Each new row's place among the kept ones: binary search of the sorted list.
+    low, high = jnp.zeros((batch,), jnp.int32), jnp.full((batch,), size, jnp.int32)
+    for _ in range(size.bit_length()):
+        searching = low < high
+        middle = jnp.minimum((low + high) // 2, size - 1)
+        less = before((old[0][middle], old[1][middle]), new) & searching
+        low, high = (jnp.where(less, middle + 1, low),
+                     jnp.where(searching & ~less, middle, high))
+    among_new = jnp.sum(before((new[0][None, :], new[1][None, :]),
+                               (new[0][:, None], new[1][:, None])), axis=1)
+    place_new = jnp.where(eligible, low + among_new, size)
+    shift = jnp.cumsum(jnp.zeros((size + 1,), jnp.int32).at[
+        jnp.where(eligible, low, size)].add(1))[:size]  # new rows ahead of each kept one
+    place_kept = jnp.where(kept >= 0, jnp.arange(size) + shift, size)
+    merged = jnp.full((size,), -1, jnp.int32)
+    merged = merged.at[place_kept].set(kept, mode="drop")
+    return merged.at[place_new].set(rows, mode="drop")
 
 
 def newest_trials(trials: Trials, size: int) -> Trials:

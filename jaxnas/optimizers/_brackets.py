@@ -290,8 +290,18 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
         added = trials.fidelities[rows] - jnp.where(
             parents >= 0, trials.fidelities[jnp.clip(parents, 0)], 0.0)
 
-        def leaders_of(rung: jax.Array, kept: jax.Array) -> jax.Array:
-            return _base.keep_best(kept, trials.losses, rows, rungs == rung)
+        def merge_rung(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            # One rung at a time, only those with new successes: a tell is usually one
+            # ask's rung, and merging the others would cost as much for nothing.
+            leaders, left = carry
+            rung = jnp.min(left)
+            kept = _base.keep_best(leaders[rung], trials.losses, rows, left == rung)
+            return leaders.at[rung].set(kept), jnp.where(left == rung, tables.n_rungs, left)
+
+        leaders = state.leaders
+        if leaders.shape[1]:
+            leaders, _ = jax.lax.while_loop(lambda carry: jnp.any(carry[1] < tables.n_rungs),
+                                            merge_rung, (leaders, rungs))
 
         return state._replace(
             trials=trials,
@@ -299,8 +309,7 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
             bracket_succeeded=state.bracket_succeeded.at[instance].add(
                 success.astype(jnp.int32), mode="drop"),
             rung_successes=state.rung_successes.at[rungs].add(1, mode="drop"),
-            leaders=jax.vmap(leaders_of)(jnp.arange(tables.n_rungs, dtype=jnp.int32),
-                                         state.leaders),
+            leaders=leaders,
             spent=state.spent + jnp.sum(jnp.where(newly, added, 0.0)),
         )
 

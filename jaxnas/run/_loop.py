@@ -18,7 +18,6 @@ beside it (`_folder`, `_worker`, `_evaluators`, `_budgets`, `_storage`, `_progre
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import sys
 import time
