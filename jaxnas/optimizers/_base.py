@@ -245,13 +245,15 @@ def keep_best(kept: jax.Array, losses: jax.Array, rows: jax.Array,
 
     old, new = keys(kept, kept >= 0), keys(rows, eligible)
     # Each new row's place among the kept ones: binary search of the sorted list.
-    low, high = jnp.zeros((batch,), jnp.int32), jnp.full((batch,), size, jnp.int32)
-    for _ in range(size.bit_length()):
+    def halve(_, bounds: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        low, high = bounds
         searching = low < high
         middle = jnp.minimum((low + high) // 2, size - 1)
         less = before((old[0][middle], old[1][middle]), new) & searching
-        low, high = (jnp.where(less, middle + 1, low),
-                     jnp.where(searching & ~less, middle, high))
+        return jnp.where(less, middle + 1, low), jnp.where(searching & ~less, middle, high)
+
+    low, _ = jax.lax.fori_loop(0, size.bit_length(), halve, (
+        jnp.zeros((batch,), jnp.int32), jnp.full((batch,), size, jnp.int32)))
     among_new = jnp.sum(before((new[0][None, :], new[1][None, :]),
                                (new[0][:, None], new[1][:, None])), axis=1)
     place_new = jnp.where(eligible, low + among_new, size)
