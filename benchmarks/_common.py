@@ -215,3 +215,51 @@ def no_worse(points: Sequence[dict], peer: str, label: Any) -> dict[str, Any]:
            f"P(jaxnas beats {peer}) < {MIN_SUPERIORITY} at {where(behind)} "
            f"(of {len(points)} points)")
     return {"met": met, "outcome": "no worse" if met else "worse", "why": why}
+
+
+# ------------------------------------------------------------------- NePS (the [bench] extra)
+
+def _neps() -> Any:
+    """NePS (the [bench] extra), imported only by the NePS sides of the benchmarks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch, imported by NePS, warns about torch.jit
+        import neps  # noqa: PLC0415
+    return neps
+
+
+def neps_hartmann_space(problem: Any, prior: str | None, confidence: str) -> Any:
+    """An MF-Hartmann problem's space in NePS 0.17's API: one float per dimension (with the
+    problem's `prior` at NePS's `confidence`, or none), the fidelity `z` as an integer."""
+    neps = _neps()
+
+    def parameter(name: str, lower: float, upper: float) -> Any:
+        if prior is None:
+            return neps.Float(lower, upper)
+        return neps.Float(lower, upper, prior=problem.priors[prior][name],
+                          prior_confidence=confidence)
+
+    entries: dict[str, Any] = {name: parameter(name, lo, hi) for name, lo, hi
+                               in zip(problem.names, problem.lower, problem.upper)}
+    entries[jn.problems.FIDELITY_NAME] = neps.IntegerFidelity(jn.problems.FIDELITY_LOWER,
+                                                              jn.problems.FIDELITY_UPPER)
+    return type("MFHartmannSpace", (neps.PipelineSpace,), entries)()
+
+
+def timed_neps_run(evaluate_pipeline: Any, space: Any, optimizer: tuple, budget: float,
+                   seed: int) -> float:
+    """Seconds of one `neps.run` in a temporary root directory, with NePS's global random
+    generators (Python's, numpy's and torch's, which its optimisers draw from) seeded."""
+    import random  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    neps = _neps()
+    import torch  # noqa: PLC0415 - installed with NePS
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="jaxnas_bench_neps_") as root:
+        start = time.perf_counter()
+        neps.run(evaluate_pipeline, space, root_directory=Path(root) / "run",
+                 optimizer=optimizer, total_fidelities_to_spend=budget)
+        return time.perf_counter() - start

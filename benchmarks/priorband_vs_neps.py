@@ -59,10 +59,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import random
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,14 +69,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnas as jn
-from _common import (machine_info, one_sided_p, probability_of_superiority, quartiles,
-                     write_results)
+from _common import (machine_info, neps_hartmann_space, one_sided_p,
+                     probability_of_superiority, quartiles, timed_neps_run, write_results)
 from jaxnas import optimizers, problems
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # torch, imported by NePS, warns about torch.jit
-    import neps
-    import torch
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "priorband_vs_neps.json"
 
@@ -212,19 +204,6 @@ def jaxnas_optimizer(name: str, spec: jn.SearchSpace) -> optimizers.Optimizer:
 # ------------------------------------------------------------------------- NePS side
 
 
-def neps_space(problem: problems.Problem, prior: str) -> neps.PipelineSpace:
-    """The problem's space in NePS's API, the prior's spread matched (see the docstring)."""
-    values = problem.priors[prior]
-    entries: dict[str, Any] = {
-        name: neps.Float(lo, hi, prior=values[name],
-                         prior_confidence=NEPS_CONFIDENCE[CONFIDENCE])
-        for name, lo, hi in zip(problem.names, problem.lower, problem.upper)
-    }
-    entries[problems.FIDELITY_NAME] = neps.IntegerFidelity(problems.FIDELITY_LOWER,
-                                                           problems.FIDELITY_UPPER)
-    return type("MFHartmannSpace", (neps.PipelineSpace,), entries)()
-
-
 def single_evaluate(problem: problems.Problem) -> Callable[..., jax.Array]:
     """Jitted `evaluate` of one config given as a vector, with the shared noise scheme."""
     def evaluate_one(x: jax.Array, fidelity: jax.Array, noise_key: jax.Array,
@@ -253,16 +232,8 @@ def run_neps(problem: problems.Problem, prior: str, seed: int, budget: float,
         objective_s += time.perf_counter() - start
         return loss
 
-    space = neps_space(problem, prior)
-    # NePS's PriorBand draws from the global numpy, torch and random generators.
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    with tempfile.TemporaryDirectory(prefix="neps_priorband_") as root:
-        start = time.perf_counter()
-        neps.run(evaluate_pipeline, space, root_directory=Path(root) / "run",
-                 optimizer=("priorband", {"eta": ETA}), total_fidelities_to_spend=budget)
-        wall_s = time.perf_counter() - start
+    space = neps_hartmann_space(problem, prior, NEPS_CONFIDENCE[CONFIDENCE])
+    wall_s = timed_neps_run(evaluate_pipeline, space, ("priorband", {"eta": ETA}), budget, seed)
     return Run(fidelities, losses, wall_s, objective_s)
 
 

@@ -35,7 +35,6 @@ It prints a markdown table and writes JSON (default `benchmarks/results/searches
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 import time
@@ -47,7 +46,8 @@ import jax
 import numpy as np
 
 import jaxnas as jn
-from _common import machine_info, quartiles, write_results
+from _common import (machine_info, neps_hartmann_space, quartiles, timed_neps_run,
+                     write_results)
 
 ETA = 3
 BUDGET = 20  # full-fidelity evaluations
@@ -96,17 +96,8 @@ def agreement(problem: Any, name: str, prior: str | None, sim: Any, seeds: int) 
 
 def neps_searches(problem: Any, name: str, prior: str | None, seconds: float) -> dict:
     """NePS searches one after another until `seconds` are used (at least one)."""
-    import neps  # noqa: PLC0415 - the [bench] extra
-    import torch  # noqa: PLC0415
-
     evaluate = jax.jit(problem.evaluate)
-    entries: dict[str, Any] = {}
-    for i, (lo, hi) in enumerate(zip(problem.lower, problem.upper)):
-        value = problem.priors[prior][f"x{i}"] if prior else None
-        entries[f"x{i}"] = (neps.Float(lo, hi, prior=value, prior_confidence=NEPS_CONFIDENCE)
-                            if prior else neps.Float(lo, hi))
-    entries["z"] = neps.IntegerFidelity(1, 100)
-    space = type("Space", (neps.PipelineSpace,), entries)()
+    space = neps_hartmann_space(problem, prior, NEPS_CONFIDENCE)
     walls, trials, regrets = [], [], []
     start = time.perf_counter()
     seed = 0
@@ -122,14 +113,8 @@ def neps_searches(problem: Any, name: str, prior: str | None, seconds: float) ->
             fidelities.append(float(values["z"]))
             return loss
 
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        with tempfile.TemporaryDirectory(prefix="neps_searches_") as root:
-            begin = time.perf_counter()
-            neps.run(evaluate_pipeline, space, root_directory=Path(root) / "run",
-                     optimizer=(name, {"eta": ETA}), total_fidelities_to_spend=BUDGET * 100)
-            walls.append(time.perf_counter() - begin)
+        walls.append(timed_neps_run(evaluate_pipeline, space, (name, {"eta": ETA}),
+                                    BUDGET * 100, seed))
         top = [loss for loss, z in zip(losses, fidelities) if z >= 100]
         regrets.append(float(problem.regret(min(top))) if top else np.inf)
         trials.append(len(losses))
