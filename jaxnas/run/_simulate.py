@@ -291,12 +291,10 @@ def _search(optimizer: _optimizers.Optimizer, problem: Any, limits: dict[str, fl
                 "evaluated": put(tables["evaluated"], valid),
                 "configs": jax.tree.map(put, tables["configs"], proposals.configs),
             }
-            go = stop < 0
-            keep = lambda new, old: jax.tree.map(  # noqa: E731
-                lambda a, b: jnp.where(go, a, b), new, old)
-            return (keep(told, state), keep(updated, tables), s + go.astype(jnp.int32),
-                    spent + jnp.where(go, added.sum(), 0.0),
-                    count + jnp.where(go, valid.sum(), 0), stop)
+            # A step that stops the search is the last: only its tables must stay as they
+            # were (the state and counters it leaves are never read).
+            tables = jax.tree.map(lambda a, b: jnp.where(stop < 0, a, b), updated, tables)
+            return told, tables, s + 1, spent + added.sum(), count + valid.sum(), stop
 
         _, tables, _, _, _, stop = jax.lax.while_loop(running, step, carry)
         return {**tables, "stopped_by": stop}
