@@ -171,13 +171,16 @@ def _one_slot_mutation(spec: SearchSpace) -> tuple[Callable[..., Config], int]:
                        np.int32)
     upper = np.asarray([q.upper if isinstance(q, Integer) else 0 for q in int_parameters],
                        np.int32)
+    spacing = np.asarray([q.quantum if isinstance(q, Integer) else 1 for q in int_parameters],
+                         np.int32)
     n_slots = len(spec.paths)
 
     def step_unmoved_integers(old: jax.Array, new: jax.Array, u: jax.Array) -> jax.Array:
-        """Integers the move left at their value step by one, down or up by `u` and away
-        from a bound; categorical columns stay as moved."""
-        step = jnp.where(u < 0.5, -1, 1).astype(jnp.int32)
-        step = jnp.where(old + step < lower, 1, jnp.where(old + step > upper, -1, step))
+        """Integers the move left at their value step by one (their `step`), down or up by
+        `u` and away from a bound; categorical columns stay as moved."""
+        step = jnp.where(u < 0.5, -spacing, spacing).astype(jnp.int32)
+        step = jnp.where(old + step < lower, spacing,
+                         jnp.where(old + step > upper, -spacing, step))
         return jnp.where(is_integer & (new == old), old + step, new)
 
     def mutate(key: jax.Array, parent: Config, u: jax.Array) -> Config:

@@ -56,7 +56,10 @@ def grid_search(spec: SearchSpace, *, points_per_float: int = 5,
       evenly spaced values on its (log-)scale, both bounds included, rounded and without
       repeats (NePS's `make_grid`), for wide or log-scaled ranges;
     - a `Float`: `points_per_float` evenly spaced values from `lower` to `upper`, both
-      included, on the log scale where `log=True`.
+      included, on the log scale where `log=True`;
+    - a `Float` or `Integer` with a `step`: its values `lower + k * step`, all of them or
+      (when its `points_per_float` / `points_per_integer` is smaller) that many evenly
+      spread among them, both ends included.
 
     In a conditional space a slot that a config's branches do not use holds its first grid
     value, so each distinct active configuration appears once (a branch that is not chosen
@@ -181,10 +184,13 @@ def _slot_values(spec: SearchSpace, points_per_float: int,
         parameter = parameters[path]
         if isinstance(parameter, Categorical):
             out.append(feasible[path])
+            continue
+        count = points_per_float if isinstance(parameter, Float) else points_per_integer
+        if parameter.step is not None:  # a grid of its own: all of it, or `count` of it
+            out.append(_stepped_values(parameter, count))
         elif isinstance(parameter, Integer) and points_per_integer is None:
             out.append(range(parameter.lower, parameter.upper + 1))
         else:
-            count = points_per_float if isinstance(parameter, Float) else points_per_integer
             spaced = np.geomspace if parameter.log else np.linspace
             points = spaced(parameter.lower, parameter.upper, count)  # ends exact
             if isinstance(parameter, Integer):
@@ -192,6 +198,19 @@ def _slot_values(spec: SearchSpace, points_per_float: int,
             else:  # repeats only where float32 cannot tell the points apart
                 out.append(np.unique(points.astype(np.float32)).astype(np.float64))
     return out
+
+
+def _stepped_values(parameter: Float | Integer, count: int | None) -> Sequence:
+    """A parameter with a `step`: every value `lower + k * step` (an `Integer`'s as a
+    `range`), or, when `count` is smaller than their number, `count` of them evenly spread
+    (both ends included)."""
+    steps = round((parameter.upper - parameter.lower) / parameter.step)
+    if isinstance(parameter, Integer) and (count is None or count > steps):
+        return range(parameter.lower, parameter.upper + 1, parameter.step)
+    ks = np.arange(steps + 1) if count is None or count > steps else np.unique(
+        np.round(np.linspace(0, steps, count)).astype(np.int64))
+    values = parameter.grid(ks)
+    return values if isinstance(parameter, Integer) else np.unique(values).astype(np.float64)
 
 
 @functools.lru_cache(maxsize=32)

@@ -4,9 +4,9 @@ Priors (PriorBand, Mallik et al. 2023, Sec. 5 and App. E): a numeric prior is a 
 truncated to the unit interval, centred on the prior's encoding, with sigma 0.5 / 0.25 /
 0.125 for low / medium / high confidence; a categorical prior weighs its choice 2 / 4 / 6
 against 1 for every other feasible choice. Densities are taken with respect to the unit
-encoding (Lebesgue measure for floats, counting measure for integers and categoricals: an
-integer's probability is the exact mass of its bin); parameters without a prior contribute
-their uniform density.
+encoding (Lebesgue measure for floats, counting measure for integers, stepped values and
+categoricals: a discrete value's probability is the exact mass of its bin); parameters
+without a prior contribute their uniform density.
 
 The same shape centred on another configuration (every slot, with or without a prior, a
 truncated normal of its `prior_confidence` sigma around that configuration's unit value; a
@@ -80,8 +80,9 @@ def _numeric_log_density(encoding: NumericEncoding, x: jax.Array, mean: jax.Arra
                          sigma: jax.Array, shaped: np.ndarray) -> jax.Array:
     """Per-column log density of values `x` under truncated normals in the unit encoding.
 
-    Floats: the density; integers: the log mass of the value's bin. Columns where `shaped`
-    is False are uniform instead (density 1; an integer's bin width).
+    Continuous floats: the density; discrete columns (integers, steps): the log mass of
+    the value's bin. Columns where `shaped` is False are uniform instead (density 1; a
+    discrete value's bin width).
     """
     truncation = ndtr((1.0 - mean) / sigma) - ndtr(-mean / sigma)
     u = encoding.to_unit(x)
@@ -92,7 +93,7 @@ def _numeric_log_density(encoding: NumericEncoding, x: jax.Array, mean: jax.Arra
     log_mass = jnp.where(
         shaped, log_normal_mass((a - mean) / sigma, (b - mean) / sigma) - jnp.log(truncation),
         jnp.log(jnp.maximum(b - a, 1e-30)))
-    return jnp.where(encoding.is_integer, log_mass, log_pdf)
+    return jnp.where(encoding.is_discrete, log_mass, log_pdf)
 
 
 def _categorical_log_density(logits: jax.Array, indices: jax.Array) -> jax.Array:

@@ -9,7 +9,9 @@ Two views of one config:
 
 `Packing` converts between the two. The unit encoding maps each slot to [0, 1]: floats
 linearly in (log-)space; integers to the centre of one of `upper - lower + 1` equal bins
-(with `log=True`, value v owns [log(v - 0.5), log(v + 0.5)], rescaled); categoricals to the
+(with `log=True`, value v owns [log(v - 0.5), log(v + 0.5)], rescaled), and a parameter with
+a `step` (an `Integer`'s or a `Float`'s) likewise to one of its `(upper - lower) / step + 1`
+bins, each value owning [v - step/2, v + step/2]; categoricals to the
 centre of one of `n` bins over their *feasible* choices (choices a recursive grammar cannot
 finish within `max_depth` are skipped). `NumericEncoding` and `CategoricalEncoding` hold
 those maps for their slots.
@@ -107,20 +109,24 @@ class NumericEncoding:
     """The unit encoding of the `Float` and `Integer` slots, in working-column order.
 
     Attributes:
-        is_integer, is_log: `(n_numeric,)` bool.
+        is_log: `(n_numeric,)` bool.
+        quantum: `(n_numeric,)` float64, the spacing of a discrete column's values (an
+            `Integer`'s step, 1 by default, or a `Float`'s `step`); 0 for a continuous one.
+        is_discrete: `(n_numeric,)` bool, `quantum > 0`: the column's values own bins.
         lower, upper: `(n_numeric,)` float64 bounds.
         scale_lower, scale_upper: `(n_numeric,)` float64, the ends of the (log-)scale that
-            maps linearly onto [0, 1]; an integer's reach half a unit past its bounds.
+            maps linearly onto [0, 1]; a discrete column's reach half a step past its bounds.
     """
 
     def __init__(self, slots: Sequence[Slot]):
-        self.is_integer = np.array([s.kind == "int" for s in slots], bool)
         self.is_log = np.array([s.param.log for s in slots], bool)
+        self.quantum = np.array([s.param.quantum for s in slots], np.float64)
+        self.is_discrete = self.quantum > 0
         self.lower = np.array([s.param.lower for s in slots], np.float64)
         self.upper = np.array([s.param.upper for s in slots], np.float64)
-        half = np.where(self.is_integer, 0.5, 0.0)
-        self.scale_lower = self._scale(self.lower - half)
-        self.scale_upper = self._scale(self.upper + half)
+        self._half = self.quantum / 2
+        self.scale_lower = self._scale(self.lower - self._half)
+        self.scale_upper = self._scale(self.upper + self._half)
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         return np.where(self.is_log, np.log(np.where(self.is_log, x, 1.0)), x)
@@ -140,17 +146,26 @@ class NumericEncoding:
         return jnp.clip(u, 0.0, 1.0)
 
     def from_unit(self, u: jax.Array) -> jax.Array:
-        """Unit values `(n_numeric,)` to values (integers rounded to their bin's value)."""
+        """Unit values `(n_numeric,)` to values (discrete ones: their bin's value)."""
         scaled = (jnp.asarray(self.scale_lower, jnp.float32)
                   + u * jnp.asarray(self.scale_upper - self.scale_lower, jnp.float32))
         x = jnp.where(self.is_log, jnp.exp(scaled), scaled)
-        x = jnp.where(self.is_integer, jnp.round(x), x)
+        x = jnp.where(self.is_discrete, self.snap(x), x)
         return jnp.clip(x, jnp.asarray(self.lower, jnp.float32),
                         jnp.asarray(self.upper, jnp.float32))
 
+    def snap(self, x: jax.Array) -> jax.Array:
+        """Discrete columns' values rounded to their nearest allowed value, `lower + k *
+        quantum` (float32, as `Float.grid` computes it); continuous ones as they are."""
+        lower = jnp.asarray(self.lower, jnp.float32)
+        quantum = jnp.asarray(np.where(self.is_discrete, self.quantum, 1.0), jnp.float32)
+        on_grid = lower + jnp.round((x - lower) / quantum) * quantum
+        return jnp.where(self.is_discrete, on_grid, x)
+
     def bin_edges(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The unit interval `[a, b]` that an integer value owns (meaningless for floats)."""
-        return self.to_unit(x - 0.5), self.to_unit(x + 0.5)
+        """The unit interval `[a, b]` that a discrete value owns (meaningless for floats)."""
+        half = jnp.asarray(self._half, jnp.float32)
+        return self.to_unit(x - half), self.to_unit(x + half)
 
 
 class CategoricalEncoding:

@@ -22,6 +22,8 @@ import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from jaxnas.space import _registry
 
 PRIOR_CONFIDENCES = ("low", "medium", "high")
@@ -87,11 +89,11 @@ def _check_confidence(owner: str, prior_confidence: Any) -> None:
 class _Numeric(Parameter):
     """Shared validation and fields of `Float` and `Integer`."""
 
-    __slots__ = ("lower", "upper", "log", "prior", "prior_confidence", "static")
+    __slots__ = ("lower", "upper", "log", "prior", "prior_confidence", "static", "step")
     _integer = False
 
     def __init__(self, lower, upper, *, log=False, prior=None, prior_confidence="medium",
-                 static=False):
+                 static=False, step=None):
         owner = f"{type(self).__name__}(lower={lower!r}, upper={upper!r})"
         _check_bounds(owner, lower, upper, integer=self._integer)
         if not lower < upper:
@@ -109,21 +111,80 @@ class _Numeric(Parameter):
                 raise ValueError(f"{owner}: prior={prior!r} must be a whole number.")
         _check_confidence(owner, prior_confidence)
         cast = int if self._integer else float
+        step = _checked_step(owner, step, lower, upper, log, prior, integer=self._integer)
         self._set(
             lower=cast(lower), upper=cast(upper), log=bool(log),
             prior=None if prior is None else cast(prior),
-            prior_confidence=prior_confidence, static=bool(static),
+            prior_confidence=prior_confidence, static=bool(static), step=step,
         )
+
+    @property
+    def quantum(self) -> float:
+        """The spacing of the values: `step`, 1 for an `Integer` without one, 0 for a
+        continuous `Float`."""
+        if self.step is not None:
+            return self.step
+        return 1 if self._integer else 0.0
+
+    def grid(self, ks: Any) -> np.ndarray:
+        """The values `lower + k * step` for the whole numbers `ks` (numpy), as the space
+        stores them: int64 for an `Integer`, float32 for a `Float`."""
+        ks = np.asarray(ks, np.int64)
+        if self._integer:
+            return self.lower + ks * (self.step or 1)
+        return np.float32(self.lower) + ks.astype(np.float32) * np.float32(self.step)
+
+    def __setstate__(self, state: Any) -> None:
+        object.__setattr__(self, "step", None)  # pickled before `step` existed
+        _restore_state(self, state)
 
     def __repr__(self) -> str:
         extras = "".join(
             f", {name}={getattr(self, name)!r}"
-            for name, default in (("log", False), ("prior", None), ("static", False))
+            for name, default in (("log", False), ("step", None), ("prior", None),
+                                  ("static", False))
             if getattr(self, name) != default
         )
         if self.prior is not None:
             extras += f", prior_confidence={self.prior_confidence!r}"
         return f"{type(self).__name__}({self.lower!r}, {self.upper!r}{extras})"
+
+
+def _checked_step(owner: str, step: Any, lower: Any, upper: Any, log: bool, prior: Any, *,
+                  integer: bool) -> Any:
+    """`step` validated: None, or a positive number (whole for an `Integer`) that divides
+    `upper - lower`, with `prior` on its grid; an `Integer`'s step 1 is stored as None."""
+    if step is None:
+        return None
+    if not _is_real(step) or not math.isfinite(step) or step <= 0:
+        raise ValueError(f"{owner}: step={step!r} must be a positive finite number.")
+    if integer and float(step) != int(step):
+        raise ValueError(f"{owner}: step={step!r} must be a whole number for an Integer.")
+    step = int(step) if integer else float(step)
+    if integer and step == 1:
+        return None  # every integer: the same as no step
+    if log:
+        raise ValueError(f"{owner}: step={step!r} cannot be combined with log=True (the "
+                         f"values of a step are evenly spaced; drop one of the two).")
+    span = float(upper) - float(lower)
+    count = round(span / step)
+    if count < 1 or abs(count * step - span) > 1e-9 * max(abs(span), 1.0):
+        fitted = float(lower) + max(math.floor(span / step + 1e-9), 1) * step
+        raise ValueError(f"{owner}: step={step!r} must divide upper - lower = {span!r} into "
+                         f"whole steps (e.g. upper={int(fitted) if integer else _tidy(fitted)!r}).")
+    if prior is not None:
+        k = (float(prior) - float(lower)) / step
+        if abs(k - round(k)) > 1e-6:
+            below = float(lower) + math.floor(k) * step
+            raise ValueError(f"{owner}: prior={prior!r} is not on the grid of step={step!r} "
+                             f"from lower={lower!r}; the nearest values are {_tidy(below)!r} and "
+                             f"{_tidy(below + step)!r}.")
+    return step
+
+
+def _tidy(x: float) -> float:
+    """`x` without float noise, for messages (0.30000000000000004 -> 0.3)."""
+    return float(f"{x:.12g}")
 
 
 class Float(_Numeric):
@@ -138,10 +199,15 @@ class Float(_Numeric):
             the (log-)unit interval with sigma 0.5, 0.25 or 0.125 (PriorBand, Sec. 5).
         static: Mark the value as structure-changing (it then picks the bucket). Values
             inside an `Operation` are always static.
+        step: Only the values `lower + k * step` (Optuna's and Hypernets' `step`); it must
+            divide `upper - lower` into whole steps, cannot be combined with `log`, and a
+            prior must be one of the values. Sampling, priors, the unit encoding and every
+            optimiser treat the parameter as discrete, like an `Integer`.
 
     Raises:
         ValueError: non-finite bounds, `lower >= upper`, `log` with `lower <= 0`, a prior
-            outside the bounds, or an unknown `prior_confidence`.
+            outside the bounds, an unknown `prior_confidence`, or a `step` that is not
+            positive, does not divide the range, comes with `log`, or misses the prior.
 
     Example:
         >>> lr = Float(1e-5, 1e-1, log=True, prior=1e-3, prior_confidence="high")
@@ -153,7 +219,10 @@ class Float(_Numeric):
 class Integer(_Numeric):
     """An integer parameter in the closed interval `[lower, upper]`; both ends reachable.
 
-    Arguments are as for `Float`; bounds and prior must be whole numbers.
+    Arguments are as for `Float`; bounds, prior and `step` must be whole numbers.
+
+    Example:
+        >>> channels = Integer(16, 128, step=16)  # 16, 32, ..., 128
     """
 
     __slots__ = ()

@@ -331,8 +331,8 @@ class SearchSpace:
         """The unit values that decode to each of `config`'s values, as `(lower, upper)`.
 
         For a model of the unit encoding (TPE's Parzen estimators): a `Float`'s interval is
-        its own point (`lower == upper`, a density applies); an `Integer`'s is its bin (a
-        probability mass applies); a `Categorical`'s is its choice's bin, `1 / n` wide for
+        its own point (`lower == upper`, a density applies); an `Integer`'s (or a `Float`
+        with a `step`) is its bin (a probability mass applies); a `Categorical`'s is its choice's bin, `1 / n` wide for
         `n` feasible choices (`to_unit` gives the bin's centre).
 
         Returns:
@@ -341,12 +341,12 @@ class SearchSpace:
         numeric, indices = self._split(config)
         point = self._numeric.to_unit(numeric)
         bin_lower, bin_upper = self._numeric.bin_edges(numeric)
-        is_integer = jnp.asarray(self._numeric.is_integer)
+        discrete = jnp.asarray(self._numeric.is_discrete)
         centre = self._categorical.to_unit(indices)
         half = 0.5 / jnp.asarray(self._categorical.feasible.sum(-1), jnp.float32)
-        lower = self._packing.to_slot_order(jnp.where(is_integer, bin_lower, point),
+        lower = self._packing.to_slot_order(jnp.where(discrete, bin_lower, point),
                                             centre - half)
-        upper = self._packing.to_slot_order(jnp.where(is_integer, bin_upper, point),
+        upper = self._packing.to_slot_order(jnp.where(discrete, bin_upper, point),
                                             centre + half)
         return lower, upper
 

@@ -20,6 +20,7 @@ SPACES = {
     # Every parameter kind, a prior on each, fidelity 1..27 (rungs 1, 3, 9, 27).
     "mixed27": lambda: {
         "x": jn.Float(0.0, 1.0, prior=0.3),
+        "s": jn.Float(-1.0, 1.0, step=0.5, prior=0.5),  # five values: -1, -0.5, ..., 1
         "n": jn.Integer(1, 64, log=True, prior=8),
         "c": jn.Categorical(("a", "b", "c"), prior=1),
         "z": jn.IntegerFidelity(1, 27),

@@ -90,7 +90,9 @@ def test_bracket_asks_are_the_same_whatever_the_capacity(name):
     large = _late_and_failing(optimizers.get(name, spec, max_trials=4096, batch_size=5), 60)
     count = int(small.trials.count)
     assert count == int(large.trials.count) > 200
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[:count], b[:count], rtol=1e-6),
+    # The two capacities compile to different programs, whose float rounding may differ
+    # in the last bits of a sampled value (seen: 1 in 444 values, 1.2e-6 apart).
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[:count], b[:count], rtol=1e-5),
                  small.trials._replace(count=None), large.trials._replace(count=None))
     sources = np.asarray(small.trials.sources[:count])
     assert np.sum(sources == jn.optimizers.Source.PROMOTION) > 30

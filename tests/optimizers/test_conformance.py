@@ -23,8 +23,8 @@ OPTIMIZERS = {
     "regularized_evolution": dict(batch_size=8, population_size=20, sample_size=5,
                                   max_trials=200),
     "nsga2": dict(n_objectives=1, population_size=8, max_trials=200),
-    # 10 x 4 x 3 = 120 points: more than STEPS asks take, so that every ask proposes.
-    "grid_search": dict(batch_size=8, points_per_float=10, points_per_integer=4,
+    # 5 x 5 x 2 x 3 = 150 points: more than STEPS asks take, so that every ask proposes.
+    "grid_search": dict(batch_size=8, points_per_float=5, points_per_integer=2,
                         shuffle=True, max_trials=200),
 }
 STEPS = 12
@@ -66,6 +66,17 @@ def test_jit_no_retrace_stable_state_unique_ids(name):
     # The state is an ordinary pytree: it moves between devices and maps like one.
     moved = jax.device_put(state, jax.devices("cpu")[0])
     chex.assert_trees_all_equal(moved, state)
+
+
+def test_proposals_keep_a_step_s_values(name):
+    # mixed27's "s" takes only -1, -0.5, 0, 0.5 and 1 (step=0.5): samples, priors, models'
+    # candidates, mutations and grids must all stay on those.
+    opt, ask, tell = _build(name)
+    _, history = drive(ask, tell, opt.init(jax.random.key(3)), jax.random.key(4), STEPS)
+    values = np.concatenate([np.asarray(p.configs["s"])[np.asarray(p.valid)]
+                             for p in history])
+    assert len(values)
+    assert set(values.tolist()) <= {-1.0, -0.5, 0.0, 0.5, 1.0}, sorted(set(values.tolist()))
 
 
 def test_same_seed_same_trajectory(name):

@@ -17,9 +17,10 @@ from tests.optimizers._shared import drive, jitted, rungs_served
 
 ETA = 3
 N_KEYS = 1000
-# The conformance test's PriorBand: space "mixed27" (x: Float(0, 1, prior=0.3), n:
-# Integer(1, 64, log, prior=8), c: Categorical(3 choices, prior=1); all "medium", i.e.
-# sigma 0.25 in the unit cube and weight 4 against 1), fidelity 1..27.
+# The conformance test's PriorBand: space "mixed27" (x: Float(0, 1, prior=0.3), s:
+# Float(-1, 1, step=0.5, prior=0.5), n: Integer(1, 64, log, prior=8), c: Categorical(3
+# choices, prior=1); all "medium", i.e. sigma 0.25 in the unit cube and weight 4 against 1),
+# fidelity 1..27.
 SETTINGS = dict(max_trials=200)
 SIGMA, WEIGHT, N_CHOICES = 0.25, 4.0, 3
 # The cost of the largest bracket (27@1, 9@3, 3@9, 1@27) when promotions continue.
@@ -94,11 +95,23 @@ def _truncnorm_bin(v, mu):
     return dist.cdf(b) - dist.cdf(a)
 
 
-def _density(centre, x, n, c):
-    """The prior's shape centred on `centre` = (x, n, c), at (x, n, c) (reference)."""
-    cx, cn, cc = centre
+def _unit_step(v):
+    """s: Float(-1, 1, step=0.5): five bins of width 0.5 over [-1.25, 1.25]."""
+    return (v + 1.25) / 2.5
+
+
+def _truncnorm_step(v, mu):
+    a, b = _unit_step(v - 0.25), _unit_step(v + 0.25)
+    dist = stats.truncnorm(-mu / SIGMA, (1 - mu) / SIGMA, loc=mu, scale=SIGMA)
+    return dist.cdf(b) - dist.cdf(a)
+
+
+def _density(centre, x, s, n, c):
+    """The prior's shape centred on `centre` = (x, s, n, c), at (x, s, n, c) (reference)."""
+    cx, cs, cn, cc = centre
     pmf = np.where(c == cc, WEIGHT, 1.0) / (WEIGHT + N_CHOICES - 1)
-    return _truncnorm_pdf(x, cx) * _truncnorm_bin(n, _unit_integer(cn)) * pmf
+    return (_truncnorm_pdf(x, cx) * _truncnorm_step(s, _unit_step(cs))
+            * _truncnorm_bin(n, _unit_integer(cn)) * pmf)
 
 
 def _reference_policy(trials, base_rung, incumbent_selection="any_fidelity"):
@@ -124,10 +137,10 @@ def _reference_policy(trials, base_rung, incumbent_selection="any_fidelity"):
         pool = np.flatnonzero(success & (trials.rungs == trials.rungs[success].max()))
     incumbent = pool[np.argmin(trials.losses[pool])]
     config = trials.configs
-    x, n, c = config["x"][rows], config["n"][rows], config["c"][rows]
-    prior = _density((0.3, 8, 1), x, n, c)
-    around = _density((config["x"][incumbent], config["n"][incumbent],
-                       config["c"][incumbent]), x, n, c)
+    x, s, n, c = (config[path][rows] for path in ("x", "s", "n", "c"))
+    prior = _density((0.3, 0.5, 8, 1), x, s, n, c)
+    around = _density(tuple(config[path][incumbent] for path in ("x", "s", "n", "c")),
+                      x, s, n, c)
     share = np.sum(weights * around) / (np.sum(weights * around) + np.sum(weights * prior))
     p_incumbent = (1 - p_uniform) * share
     return p_uniform, 1 - p_uniform - p_incumbent, p_incumbent, incumbent

@@ -41,6 +41,15 @@ class _Op:
         (lambda: jn.Integer(0, 2**30), ValueError, ["upper=1073741824", "2**24"]),
         (lambda: jn.IntegerFidelity(1, 2.5), ValueError, ["upper=2.5", "whole number"]),
         (lambda: jn.Bool(prior=1), TypeError, ["prior=1", "True, False"]),
+        (lambda: jn.Float(0.0, 1.0, step=0.3), ValueError,
+         ["step=0.3", "upper - lower = 1.0", "whole steps", "upper=0.9"]),
+        (lambda: jn.Integer(0, 10, step=3), ValueError, ["step=3", "whole steps", "upper=9"]),
+        (lambda: jn.Integer(0, 10, step=2.5), ValueError, ["step=2.5", "whole number"]),
+        (lambda: jn.Float(0.0, 1.0, step=0.0), ValueError, ["step=0.0", "positive"]),
+        (lambda: jn.Float(0.1, 1.0, step=0.1, log=True), ValueError, ["step=0.1", "log=True"]),
+        (lambda: jn.Float(0.0, 1.0, step=0.1, prior=0.25), ValueError,
+         ["prior=0.25", "step=0.1", "0.2", "0.3"]),
+        (lambda: jn.Integer(0, 12, step=4, prior=6), ValueError, ["prior=6", "4", "8"]),
     ],
 )
 def test_definition_errors(make, error, words):
