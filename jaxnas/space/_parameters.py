@@ -128,8 +128,14 @@ class _Numeric(Parameter):
 
     def grid(self, ks: Any) -> np.ndarray:
         """The values `lower + k * step` for the whole numbers `ks` (numpy), as the space
-        stores them: int64 for an `Integer`, float32 for a `Float`."""
+        stores them: int64 for an `Integer`, float32 for a `Float`.
+
+        Raises:
+            ValueError: a `Float` without a step (its values form no grid).
+        """
         ks = np.asarray(ks, np.int64)
+        if not self.quantum:
+            raise ValueError(f"{self!r}: grid() needs a step; this Float is continuous.")
         if self._integer:
             return self.lower + ks * (self.step or 1)
         return np.float32(self.lower) + ks.astype(np.float32) * np.float32(self.step)

@@ -7,6 +7,7 @@ parameter as discrete, like an `Integer`; a step of 1 on an `Integer` changes no
 
 import jax
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +101,8 @@ def test_a_step_is_part_of_the_parameter():
                                                                               step=0.5)})
     np.testing.assert_array_equal(jn.Integer(16, 128, step=16).grid(np.arange(8)),
                                   [16, 32, 48, 64, 80, 96, 112, 128])
+    with pytest.raises(ValueError, match="needs a step"):
+        jn.Float(0.0, 1.0).grid([0, 1])
 
 
 def test_grid_search_enumerates_the_steps():
