@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__
     from jaxnas.space import ByName
     from jaxnas.space import Categorical
     from jaxnas.space import Config
+    from jaxnas.space import Constant
     from jaxnas.space import Dynamic
     from jaxnas.space import Fidelity
     from jaxnas.space import FidelityInfo
@@ -63,6 +64,7 @@ _HOMES = {
     "Categorical": "jaxnas.space",
     "compile": "jaxnas.space",
     "Config": "jaxnas.space",
+    "Constant": "jaxnas.space",
     "constraints": "jaxnas.constraints",
     "Dynamic": "jaxnas.space",
     "export_csv": "jaxnas.run",
@@ -100,6 +102,7 @@ __all__ = [
     "ByName",
     "Categorical",
     "Config",
+    "Constant",
     "Dynamic",
     "Fidelity",
     "FidelityInfo",

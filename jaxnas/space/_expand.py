@@ -42,6 +42,7 @@ from jaxnas.space._ir import (
 from jaxnas.space._parameters import (
     ByName,
     Categorical,
+    Constant,
     Dynamic,
     Fidelity,
     Float,
@@ -125,6 +126,8 @@ class _Expander:
         self.steps += 1
         if self.steps > 50 * self.max_slots:
             raise SpaceError(self._size_message())
+        if isinstance(obj, Constant):
+            return ConstantNode(obj.value)
         if isinstance(obj, Resampled):
             source = obj.source
             if isinstance(source, ByName):
@@ -162,6 +165,8 @@ class _Expander:
             if not isinstance(key, str):
                 raise SpaceError(f"{path or 'space'}: keys must be strings, got {key!r}.")
             child = f"{path}.{key}" if path else key
+            if not ctx.in_op:
+                _refuse_bare_range_or_choice(value, child)
             child_ctx = ctx if ctx.direct else ctx.under()
             if key.startswith("_"):
                 child_ctx = _Context(NEVER_GATE, ctx.in_op, ctx.direct, ctx.where)
@@ -349,6 +354,32 @@ class _Expander:
             f"No configuration of the space terminates within max_depth={self.max_depth}: "
             f"every choice needs deeper recursion. Raise max_depth."
         )
+
+
+def _refuse_bare_range_or_choice(value: Any, path: str) -> None:
+    """A space entry that is a bare tuple or list read as a range (two ascending numbers)
+    or a choice (several strings) is an error that names the parameter meant: jaxnas would
+    keep it as a constant, and a search that never varies it is a silent surprise."""
+    if not isinstance(value, (tuple, list)) or len(value) < 2:
+        return
+    kind = "tuple" if isinstance(value, tuple) else "list"
+    numbers_ = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    if numbers_ and len(value) == 2 and value[0] < value[1]:
+        lower, upper = value
+        whole = all(isinstance(v, numbers.Integral) for v in value)
+        meant = f"jn.{'Integer' if whole else 'Float'}({lower!r}, {upper!r}"
+        if lower > 0 and upper / lower >= 100:
+            meant += ", log=True"
+        meant += ")"
+        what = "a range to search"
+    elif all(isinstance(v, str) for v in value) and len(set(value)) == len(value):
+        meant, what = f"jn.Categorical({list(value)!r})", "a choice to search"
+    else:
+        return
+    raise SpaceError(
+        f"{path}: the bare {kind} {value!r} would be a constant, never searched. For "
+        f"{what} write {meant}; to keep the {kind} as a constant, write "
+        f"jn.Constant({value!r}).")
 
 
 def _non_terminating_entries(entries: Mapping[str, Any]) -> list[str]:

@@ -415,6 +415,55 @@ def _call_text(value: Any) -> str:
     return str(value) if isinstance(value, Operation) else repr(value)
 
 
+class Constant:
+    """A value kept as it is: the space passes `value` on unchanged and decides nothing.
+
+    Any value that is not a parameter is a constant already; `Constant` says so where a
+    bare tuple or list would read as a range or a choice (`jn.compile` refuses
+    `{"lr": (1e-4, 1e-1)}` and asks for `jn.Float(1e-4, 1e-1)`, or for
+    `jn.Constant((1e-4, 1e-1))` when the tuple itself is meant).
+
+    Args:
+        value: Any value; it is resolved as itself.
+
+    Example:
+        >>> space = {"betas": Constant((0.9, 0.999)), "lr": Float(1e-4, 1e-1, log=True)}
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        if isinstance(value, (Parameter, Constant)):
+            raise TypeError(f"Constant({value!r}): a constant holds a plain value, not a "
+                            f"parameter (use the parameter itself).")
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Constant is immutable; build a new one instead.")
+
+    def __setstate__(self, state: Any) -> None:
+        _restore_state(self, state)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Constant) and _same(self.value, other.value)
+
+    def __hash__(self) -> int:
+        try:
+            return hash(("Constant", self.value))
+        except TypeError:  # an unhashable value (a list): equal ones may share a bucket
+            return hash(("Constant", type(self.value).__name__))
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value!r})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and the like: equal only if the same object
+        return a is b
+
+
 class Resampled(Parameter):
     """An independently sampled copy of `source` (NePS' `Resampled`, HANNAH's `.new()`).
 

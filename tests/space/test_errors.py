@@ -192,3 +192,40 @@ def test_a_config_missing_a_path_is_a_key_error_everywhere():
     for method in (spec.resolve, spec.bucket, spec.log_prior, spec.to_unit):
         with pytest.raises(KeyError, match=r"lacks paths \['b'\]"):
             method({"a": 0.5})
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ({"lr": (1e-4, 1e-1)}, ["lr", "bare tuple (0.0001, 0.1)", "jn.Float(0.0001, 0.1, log=True)",
+                                "jn.Constant((0.0001, 0.1))"]),
+        ({"units": [16, 256]}, ["units", "bare list [16, 256]", "jn.Integer(16, 256)"]),
+        ({"n": (1, 8)}, ["n", "jn.Integer(1, 8)", "never searched"]),
+        ({"head": {"act": ["relu", "gelu"]}}, ["head.act", "jn.Categorical(['relu', 'gelu'])",
+                                                "jn.Constant(['relu', 'gelu'])"]),
+    ],
+)
+def test_a_bare_range_or_choice_names_the_parameter_meant(space, words):
+    with pytest.raises(jn.SpaceError) as info:
+        jn.compile(space)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_constants_stay_constants():
+    """Bare tuples that read as no range or choice, tuples inside operations, and anything
+    in `jn.Constant` pass through unchanged."""
+    import jax
+
+    space = {"betas": jn.Constant((0.9, 0.999)), "kernel": (3, 3), "milestones": [30, 60, 90],
+             "down": (1.0, 0.5), "acts": jn.Constant(["relu", "gelu"]), "x": jn.Float(0.0, 1.0),
+             "layer": jn.Operation(dict, kwargs={"window": (1, 5)})}
+    spec = jn.compile(space)
+    resolved = spec.resolve(spec.sample(jax.random.key(0)))
+    assert resolved["betas"] == (0.9, 0.999) and resolved["kernel"] == (3, 3)
+    assert resolved["milestones"] == [30, 60, 90] and resolved["down"] == (1.0, 0.5)
+    assert resolved["acts"] == ["relu", "gelu"] and resolved["layer"] == {"window": (1, 5)}
+    assert spec.paths == ("x",)
+    assert jn.compile({"c": jn.Constant((1, 2))}) == jn.compile({"c": jn.Constant((1, 2))})
+    with pytest.raises(TypeError, match="plain value"):
+        jn.Constant(jn.Float(0.0, 1.0))

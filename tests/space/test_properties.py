@@ -277,7 +277,11 @@ def _build_item(recipe, shared):
     if kind == "dict":
         return {key: _build_item(r, shared) for key, r in recipe[1]}
     if kind == "list":
-        return [_build_item(r, shared) for r in recipe[1]]
+        items = [_build_item(r, shared) for r in recipe[1]]
+        if len(items) >= 2 and all(isinstance(i, str) for i in items) and len(set(items)) == len(
+                items):  # read as a choice by `jn.compile` unless marked a constant
+            return jn.Constant(items)
+        return items
     if kind == "branch":
         _, choices, prior, confidence = recipe
         return jn.Categorical([tuple(_build_item(r, shared) for r in choice) for choice in choices],
