@@ -8,6 +8,7 @@ choices, and `jn.compile` samples them like any `Categorical`.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,13 +48,53 @@ def Permutation(*operations: Any, prior: Sequence[int] | None = None,  # noqa: N
     return Categorical(choices, prior=index, prior_confidence=prior_confidence, static=True)
 
 
-def InputChoice(n_inputs: int, *, prior: int | None = None,  # noqa: N802
+# The most subsets an `InputChoice` enumerates: its categorical's table holds one entry each.
+MAX_INPUT_SUBSETS = 4096
+
+
+def InputChoice(n_inputs: int, *, num_chosen: int = 1,  # noqa: N802
+                prior: int | Sequence[int] | None = None,
                 prior_confidence: str = "medium") -> Categorical:
-    """The index of one of `n_inputs` inputs (Hypernets' `InputChoice` of one input)."""
-    if not isinstance(n_inputs, int) or n_inputs < 1:
-        raise ValueError(f"InputChoice(n_inputs={n_inputs!r}): must be a positive integer.")
-    return Categorical(tuple(range(n_inputs)), prior=prior, prior_confidence=prior_confidence,
-                       static=True)
+    """Which of `n_inputs` inputs to read (Hypernets' `InputChoice`).
+
+    Args:
+        n_inputs: The inputs to choose from, indexed `0 .. n_inputs - 1`.
+        num_chosen: How many distinct inputs one choice reads. 1 (the default): the
+            choice is an input's index. More: the choice is a sorted tuple of `num_chosen`
+            distinct indices, one of the `C(n_inputs, num_chosen)` subsets, all equally
+            likely without a prior (e.g. a `Cell` node's `(left, right)` pair of distinct
+            inputs).
+        prior: The preferred input (an index), or with `num_chosen > 1` the preferred
+            inputs (any order).
+        prior_confidence: As for `Categorical`.
+
+    Raises:
+        ValueError: `n_inputs` or `num_chosen` is not a positive integer, `num_chosen`
+            exceeds `n_inputs` or makes more than 4,096 subsets, or a prior is not
+            `num_chosen` distinct inputs in range.
+    """
+    owner = f"InputChoice(n_inputs={n_inputs!r}, num_chosen={num_chosen!r})"
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
+        raise ValueError(f"{owner}: n_inputs must be a positive integer.")
+    if (isinstance(num_chosen, bool) or not isinstance(num_chosen, int)
+            or not 1 <= num_chosen <= n_inputs):
+        raise ValueError(f"{owner}: num_chosen must be an integer from 1 to n_inputs.")
+    if num_chosen == 1:
+        return Categorical(tuple(range(n_inputs)), prior=prior,
+                           prior_confidence=prior_confidence, static=True)
+    if math.comb(n_inputs, num_chosen) > MAX_INPUT_SUBSETS:
+        raise ValueError(f"{owner}: {math.comb(n_inputs, num_chosen):,} subsets, more than "
+                         f"{MAX_INPUT_SUBSETS:,}; choose fewer inputs, or one input per "
+                         f"decision (several InputChoice(n_inputs)).")
+    subsets = tuple(itertools.combinations(range(n_inputs), num_chosen))
+    index = None
+    if prior is not None:
+        chosen = tuple(sorted(prior)) if isinstance(prior, (tuple, list)) else None
+        if chosen not in subsets:
+            raise ValueError(f"{owner}: prior={prior!r} must be {num_chosen} distinct inputs "
+                             f"from 0 to {n_inputs - 1}.")
+        index = subsets.index(chosen)
+    return Categorical(subsets, prior=index, prior_confidence=prior_confidence, static=True)
 
 
 def cell_space(num_nodes: int, operations: Sequence[Any]) -> Operation:

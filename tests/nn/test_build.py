@@ -200,6 +200,50 @@ def test_enas_cell_chooses_inputs_and_ops_and_concatenates_loose_ends():
         assert len(variables["params"]) == 2 * n_sepconvs
 
 
+def test_input_choice_of_several_inputs_picks_distinct_ones_uniformly_or_by_prior():
+    """`InputChoice(n, num_chosen=k)`: one decision over the C(n, k) sorted subsets; a Cell
+    node can read a pair of distinct states from one."""
+    spec = jn.compile({"pair": jn.nn.InputChoice(4, num_chosen=2),
+                       "near": jn.nn.InputChoice(4, num_chosen=3, prior=(3, 1, 0),
+                                                 prior_confidence="high")})
+    assert len(spec.paths) == 2
+    n = 6000
+    configs = jax.vmap(spec.sample_prior)(jax.random.split(jax.random.key(0), n))
+    pairs = [spec.resolve(jax.tree.map(lambda v, i=i: v[i], configs))["pair"]
+             for i in range(0, n, 20)]
+    assert set(pairs) == {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)}
+    # The prior's subset (0, 1, 3) weighs 6 against 1 for each of the other three.
+    near = np.asarray(configs["near"])
+    assert spec.parameters()["near"].choices[1] == (0, 1, 3)
+    share = np.mean(near == 1)
+    assert abs(share - 6 / 9) < 5 * np.sqrt((6 / 9) * (3 / 9) / n)
+    cell = jn.Operation(jn.nn.Cell, kwargs={
+        "inputs": tuple(jn.nn.InputChoice(2 + i, num_chosen=2) for i in range(3)),
+        "ops": tuple((jn.Operation(nn.Dense, args=(4,)), jn.Operation(nn.Dense, args=(4,)))
+                     for _ in range(3))})
+    spec = jn.compile({"cell": cell})
+    resolved = spec.resolve(spec.sample(jax.random.key(1)), build=False)["cell"]
+    assert all(left < right < 2 + node
+               for node, (left, right) in enumerate(resolved.kwargs["inputs"]))
+    module = jn.nn.build(resolved)
+    x = jnp.ones((2, 4))
+    assert module.apply(module.init(jax.random.key(0), x), x).shape[0] == 2
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(num_chosen=5), ["num_chosen=5", "from 1 to n_inputs"]),
+    (dict(num_chosen=2, prior=(1, 1)), ["prior=(1, 1)", "2 distinct inputs from 0 to 3"]),
+    (dict(num_chosen=2, prior=2), ["prior=2", "2 distinct inputs"]),
+])
+def test_input_choice_errors_name_the_argument(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        jn.nn.InputChoice(4, **kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    with pytest.raises(ValueError, match="658,008 subsets"):
+        jn.nn.InputChoice(40, num_chosen=5)
+
+
 def test_cell_rejects_reading_a_later_state():
     cell = jn.Operation(jn.nn.Cell, kwargs={"inputs": ((0, 3),), "ops": (
         (jn.Operation(jn.nn.Identity), jn.Operation(jn.nn.Identity)),)}, name="cell")
