@@ -21,6 +21,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -392,16 +393,31 @@ def _stack(*leaves: Any) -> Any:
     return np.stack(leaves)
 
 
+# The keyword arguments NePS passes a training loop, which jaxnas passes a plain callable
+# that names them: the trial's own folder, and its parent's for a promotion.
+FOLDER_ARGUMENTS = ("pipeline_directory", "previous_pipeline_directory")
+TRIAL_FOLDERS = "trial_folders"  # under the run folder: one folder per trial that asks
+
+
 class PlainEvaluator:
-    """`f(**config)`, one trial at a time, with the resolved values by name."""
+    """`f(**config)`, one trial at a time, with the resolved values by name.
+
+    A callable that names NePS's `pipeline_directory` or `previous_pipeline_directory` gets
+    them too: the trial's own folder (`ROOT/trial_folders/trial_<id>`, made for it) where
+    it may save a checkpoint, and for a promotion its parent's folder (None for a trial
+    without a parent, or whose parent's folder is gone), so that its own loop continues
+    from the parent's checkpoint instead of training from scratch.
+    """
 
     def __init__(self, fn: Callable, spec: SearchSpace, objectives: Objectives,
                  screen: Screen):
         self.fn, self.spec, self.objectives, self.screen = fn, spec, objectives, screen
+        self.folders = _folder_arguments(fn, spec)
+        self.root: Path | None = None
 
     def start(self, store: RunStore) -> None:
-        """Nothing to keep in the run folder but the trials."""
-        del store
+        """Notes the run folder, where trials that ask for one get their folder."""
+        self.root = store.root
 
     def warm_up(self) -> None:
         """Nothing to compile ahead: the callable is the user's."""
@@ -416,16 +432,52 @@ class PlainEvaluator:
             config = jax.tree.map(lambda a, i=i: a[i], batch.configs)
             commit([self._evaluate(trial, config)])  # each trial is committed as it finishes
 
+    def _folder(self, trial_id: int) -> Path:
+        return self.root / TRIAL_FOLDERS / f"trial_{trial_id}"
+
+    def _folder_kwargs(self, trial: TrialRecord) -> dict[str, Path | None]:
+        """NePS's folder arguments the callable takes, for `trial`."""
+        out: dict[str, Path | None] = {}
+        if "pipeline_directory" in self.folders:
+            out["pipeline_directory"] = self._folder(trial.trial_id)
+            out["pipeline_directory"].mkdir(parents=True, exist_ok=True)
+        if "previous_pipeline_directory" in self.folders:
+            previous = self._folder(trial.parent_id) if trial.parent_id >= 0 else None
+            if previous is not None and not previous.is_dir():
+                logger.warning("jaxnas.run: trial %d continues trial %d, whose folder %s is "
+                               "gone; previous_pipeline_directory is None", trial.trial_id,
+                               trial.parent_id, previous)
+                previous = None
+            out["previous_pipeline_directory"] = previous
+        return out
+
     def _evaluate(self, trial: TrialRecord, config: Config) -> TrialRecord:
         start = time.monotonic()
         try:
-            out = self.fn(**self.spec.resolve(config, trial.fidelity))
+            out = self.fn(**self.spec.resolve(config, trial.fidelity),
+                          **self._folder_kwargs(trial))
             return finish(trial, out, self.objectives, time.monotonic() - start)
         except Exception as error:  # noqa: BLE001 - a failing trial is recorded
             logger.warning("trial %d failed: %r", trial.trial_id, error)
             return trial.finish(math.nan, seconds=time.monotonic() - start,
                                 error=f"{type(error).__name__}: {error}",
                                 trace=traceback.format_exc())
+
+
+def _folder_arguments(fn: Callable, spec: SearchSpace) -> tuple[str, ...]:
+    """Which of NePS's folder arguments `fn` names; a space entry of the same name is an
+    error (the two would collide)."""
+    try:
+        names = set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+    wanted = tuple(name for name in FOLDER_ARGUMENTS if name in names)
+    clash = [name for name in wanted if name in spec.entries]
+    if clash:
+        raise ValueError(f"jn.run: the space has an entry named {clash[0]!r}, which evaluate "
+                         f"also takes as the trial's folder (NePS's argument); rename the "
+                         f"entry.")
+    return wanted
 
 
 def _jsonable(extra: dict) -> dict:

@@ -126,6 +126,10 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             * a plain Python callable `f(**config) -> float | dict`, called one trial at a
               time with the resolved values by name (the fidelity under its own name). A
               dict gives `loss` and optionally `cost`. An exception is a failed trial.
+              One that names NePS's `pipeline_directory` and `previous_pipeline_directory`
+              gets the trial's own folder (`ROOT/trial_folders/trial_<id>`) and, for a
+              promoted trial, its parent's (else None), to save and continue from its
+              own checkpoints.
         space: a space pytree or a compiled `SearchSpace`.
         optimizer: an optimiser name (`jn.optimizers.get`) or an `Optimizer` value.
             `"auto"` (the default) picks one from the space as NePS does

@@ -190,6 +190,12 @@ class SearchSpace:
     # ------------------------------------------------------------------ properties
 
     @property
+    def entries(self) -> tuple[str, ...]:
+        """The names of a dict space's top-level entries, in order (`_name` ones too);
+        empty for a space that is not a dict."""
+        return self._compiled.entries
+
+    @property
     def paths(self) -> tuple[str, ...]:
         return self._packing.paths
 

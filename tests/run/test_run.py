@@ -156,3 +156,51 @@ def test_a_promoted_trial_trains_on_from_its_parent_not_from_scratch(tmp_path):
     for trial in result.trials:
         assert trial["extra"]["calls"] == rung[trial["fidelity"]]
         assert trial["extra"]["trained"] == trial["fidelity"]
+
+
+def test_a_neps_style_callable_continues_from_its_parent_s_folder(tmp_path):
+    """A plain callable that names NePS's folder arguments saves a checkpoint in its
+    trial's folder; a promotion gets its parent's folder and trains only the epochs it
+    adds (the checkpoint says how far the parent got)."""
+    import json
+
+    seen = {}
+
+    def train(x, epochs, pipeline_directory, previous_pipeline_directory=None):
+        done, weight = 0, 0.0
+        if previous_pipeline_directory is not None:
+            saved = json.loads((previous_pipeline_directory / "checkpoint.json").read_text())
+            done, weight = saved["epochs"], saved["weight"]
+        for _ in range(done, epochs):  # one "epoch" of training each
+            weight += x
+        (pipeline_directory / "checkpoint.json").write_text(
+            json.dumps({"epochs": epochs, "weight": weight}))
+        seen[pipeline_directory.name] = (previous_pipeline_directory, done, epochs)
+        return (weight / epochs - 0.3) ** 2
+
+    space = {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 9)}
+    run(train, space, root_directory=tmp_path, optimizer="hyperband", max_fidelity_spent=60,
+        seed=0)
+    trials = {t["trial_id"]: t for t in load_results(tmp_path)}
+    promoted = [t for t in trials.values() if t["parent_id"] >= 0]
+    assert promoted and len(seen) == len(trials)
+    for t in trials.values():
+        previous, done, epochs = seen[f"trial_{t['trial_id']}"]
+        assert epochs == t["fidelity"]
+        if t["parent_id"] < 0:
+            assert previous is None and done == 0
+        else:  # continued: the parent's folder, from the parent's fidelity
+            assert previous == tmp_path / "trial_folders" / f"trial_{t['parent_id']}"
+            assert done == trials[t["parent_id"]]["fidelity"] < epochs
+        # The same weight as training from scratch to the trial's epochs.
+        assert t["loss"] == pytest.approx((t["config"]["x"] - 0.3) ** 2, rel=1e-5, abs=1e-9)
+
+
+def test_a_space_entry_named_like_a_folder_argument_is_refused(tmp_path):
+    def train(pipeline_directory, **config):
+        return 0.0
+
+    with pytest.raises(ValueError, match="entry named 'pipeline_directory'"):
+        run(train, {"pipeline_directory": jn.Float(0.0, 1.0)}, root_directory=tmp_path,
+            max_evaluations=2)
+    assert not (tmp_path / "trials.sqlite").exists()
