@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import sys
 import time
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnas import optimizers as _optimizers
+from jaxnas.run._pickling import dumps
 from jaxnas.run._storage import RunStore, delete_run, run_exists
 from jaxnas.space import SearchSpace
 
@@ -82,7 +82,7 @@ def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
 
 def _new_run_meta(spec: SearchSpace, description: dict, max_trials: int) -> dict:
     try:
-        space_blob, unpicklable = pickle.dumps(spec), None
+        space_blob, unpicklable = dumps(spec), None
     except Exception as error:  # noqa: BLE001 - say why in load_space
         space_blob, unpicklable = None, f"{type(error).__name__}: {error}"
     return {"run": json.dumps(description), "space": space_blob,

@@ -178,6 +178,29 @@ def test_read_back_a_run(tmp_path):
     assert frame["loss"].min() == pytest.approx(min(t["loss"] for t in trials))
 
 
+def test_a_space_of_jax_s_wrapped_activations_is_read_back(tmp_path):
+    """`flax.linen.relu`, `jax.nn.silu`, `sigmoid` and `jnp.tanh` are wrappers that pickle
+    cannot store by their own names; the run stores them by their public ones."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    def space():
+        act = jn.Categorical([jn.Operation(nn.relu), jn.Operation(jax.nn.silu),
+                              jn.Operation(nn.sigmoid), jn.Operation(jnp.tanh)])
+        return {"model": jn.Operation(jn.nn.Sequential, args=(
+            jn.Operation(nn.Dense, args=(jn.Integer(2, 8),)), act)), "x": jn.Float(0.0, 1.0)}
+
+    jn.run(lambda model, x: x, space(), root_directory=tmp_path, optimizer="random_search",
+           max_evaluations=4)
+    spec = jn.load_space(tmp_path)
+    assert spec == jn.compile(space())
+    config = spec.config(jn.load_results(tmp_path)[0]["config"])
+    model = spec.resolve(config, build=False)["model"]
+    assert model.args[1].operator in (nn.relu, jax.nn.silu, nn.sigmoid, jnp.tanh)
+    assert isinstance(jn.load_config(tmp_path, 0)["model"], jn.nn.Built)
+
+
 def test_status_command_prints_progress_best_and_failures(tmp_path):
     def flaky(x, y, kind, epochs):
         if x > 1.5:
