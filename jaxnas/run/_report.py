@@ -2,7 +2,10 @@
 
 `summarise` is the one text report of a run: trials by status, what the budgets count as
 spent (the store's `totals()`), workers, the best trials at the highest fidelity (the
-run's incumbent first) and the failures.
+run's incumbent first) and the failures. A best trial is shown as the space resolves it:
+each entry by its name, only the decisions the configuration uses, architectures as calls
+(`model=Sequential(Dense(123), relu, Dense(10))`); by its decision paths where the run
+could not store its space.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from __future__ import annotations
 import collections
 import json
 import math
+import pickle
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._storage import RunStore
+from jaxnas.space import Operation, SearchSpace
 
 
 def summarise(root: str | Path, top: int = 5) -> str:
@@ -31,6 +38,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
     with RunStore(root, create=False) as store:
         trials, totals = store.all_trials(), store.totals()
         description = json.loads(store.get_meta("run") or "{}")
+        spec = _stored_space(store.get_meta("space"))
     counts = collections.Counter(t.status for t in trials)
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
@@ -47,7 +55,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
         lines.append(f"last trial finished {time.ctime(max(finished))}")
     objectives = Objectives.parse(description.get("objectives"))
     best = (_front_lines(trials, top, objectives) if objectives.several
-            else _best_lines(trials, top))
+            else _best_lines(trials, top, spec))
     return "\n".join(lines + best + _failure_lines(trials, top))
 
 
@@ -68,7 +76,55 @@ def _front_lines(trials: list[TrialRecord], top: int, objectives: Objectives) ->
     return lines
 
 
-def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
+def _stored_space(blob: bytes | None) -> SearchSpace | None:
+    """The run's space, or None where it was not stored or cannot be read here (say, an
+    operator from a module this process cannot import)."""
+    if blob is None:
+        return None
+    try:
+        return pickle.loads(blob)  # noqa: S301 - the run's own file
+    except Exception:  # noqa: BLE001 - the report falls back to decision paths
+        return None
+
+
+def _entries(spec: SearchSpace | None, trial: TrialRecord) -> str:
+    """`trial`'s configuration as the space resolves it (`name=value`, architectures as
+    calls, the fidelity left out), or its decision paths without a space."""
+    if spec is not None:
+        try:
+            resolved = spec.resolve(spec.config(trial.config), trial.fidelity, build=False)
+        except Exception:  # noqa: BLE001 - a space this process resolves differently
+            resolved = None
+        if resolved is not None:
+            fidelity = spec.fidelity.path if spec.fidelity is not None else None
+            return ", ".join(f"{name}={_text(value)}" for name, value in _named(resolved)
+                             if name != fidelity)
+    return ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items())
+
+
+def _named(resolved: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A resolved space's entries by name, nested dicts as `outer.inner`."""
+    if isinstance(resolved, Mapping):
+        return [pair for key, value in resolved.items()
+                for pair in _named(value, f"{prefix}{key}.")]
+    if prefix:
+        return [(prefix[:-1], resolved)]
+    if isinstance(resolved, (list, tuple)):  # a space that is a sequence
+        return [(f"[{i}]", value) for i, value in enumerate(resolved)]
+    return [("value", resolved)]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Operation):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_text(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' * (len(value) == 1)})"
+    return _short(value)
+
+
+def _best_lines(trials: list[TrialRecord], top: int,
+                spec: SearchSpace | None = None) -> list[str]:
     incumbent = best_trial(trials, INCUMBENT)
     if incumbent is None:
         return []
@@ -77,7 +133,7 @@ def _best_lines(trials: list[TrialRecord], top: int) -> list[str]:
                   key=lambda t: t.loss)[:top]
     lines = [f"\nbest trials at the highest fidelity ({level:g}), the incumbent first:"]
     for t in best:
-        values = ", ".join(f"{k}={_short(v)}" for k, v in t.config.items())
+        values = _entries(spec, t)
         named = "".join(f"{k} {_short(v)}  " for k, v in t.objectives.items() if k != "loss")
         lines.append(f"  trial {t.trial_id:>5}  loss {t.loss:.6g}  {named}{values}")
     return lines

@@ -218,6 +218,30 @@ def test_status_command_prints_progress_best_and_failures(tmp_path):
                for t in failed)
 
 
+def test_status_shows_the_best_configurations_as_the_space_resolves_them(tmp_path):
+    """Entries by name, only the branch each configuration took, architectures as calls;
+    no decision paths, no fidelity."""
+    import flax.linen as nn
+
+    space = {"model": jn.Categorical([
+        jn.Operation(jn.nn.Sequential, args=(jn.Operation(nn.Dense, args=(jn.Integer(2, 8),)),
+                                             jn.Operation(nn.relu))),
+        jn.Operation(nn.Dense, args=(jn.Integer(16, 32),))]),
+        "head": {"lr": jn.Float(1e-3, 1e-1, log=True)}, "epochs": jn.IntegerFidelity(1, 3)}
+
+    def objective(model, head, epochs):
+        return head["lr"] / epochs
+
+    result = jn.run(objective, space, root_directory=tmp_path, max_evaluations=12,
+                    optimizer="random_search", progress=False)
+    best = [line for line in result.summary().splitlines() if line.startswith("  trial")]
+    assert len(best) == 5
+    for line in best:
+        assert "model=Sequential(Dense(" in line or "model=Dense(" in line, line
+        assert "head.lr=" in line and "choices[" not in line and "epochs=" not in line
+        assert line.count("Dense(") == 1  # the branch not taken is not shown
+
+
 def test_unusable_folders_get_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no jaxnas run in"):
         jn.load_results(tmp_path / "missing")
