@@ -156,27 +156,50 @@ def _short(value: object) -> str:
 
 
 def plot(root: str | Path, out: str | Path) -> Path:
-    """Saves the best loss (any fidelity) over finished trials, and every loss coloured by
-    fidelity, as a PNG (the `[plot]` extra)."""
+    """Saves every successful trial's loss against the budget spent when it finished, its
+    colour its fidelity (with a colour bar), and the best loss so far (any fidelity), as a
+    PNG (the `[plot]` extra). The budget is the fidelity spent, as `max_fidelity_spent`
+    counts it (a continued trial adds only what it trained on); without a fidelity, the
+    trials finished."""
     import matplotlib  # noqa: PLC0415 - the [plot] extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     with RunStore(root, create=False) as store:
-        trials = sorted((t for t in store.all_trials() if t.succeeded),
+        trials = sorted((t for t in store.all_trials() if t.finished),
                         key=lambda t: t.finished)
-    losses = [t.loss for t in trials]
+    spent, x, label = _budget_axis(trials)
+    shown = [(position, t) for position, t in zip(x, trials) if t.succeeded]
+    positions, losses = [p for p, _ in shown], [t.loss for _, t in shown]
     best = [min(losses[: i + 1]) for i in range(len(losses))]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter(range(len(losses)), losses, c=[t.fidelity or 0 for t in trials], s=8,
-               cmap="viridis", label="trial loss (colour: fidelity)")
-    ax.step(range(len(best)), best, where="post", color="black",
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    if spent:
+        points = ax.scatter(positions, losses, c=[t.fidelity for _, t in shown], s=10,
+                            cmap="viridis", label="trial loss")
+        fig.colorbar(points, ax=ax, label="fidelity")
+    else:
+        ax.scatter(positions, losses, s=10, label="trial loss")
+    ax.step(positions, best, where="post", color="black",
             label="best loss so far (any fidelity)")
-    ax.set_xlabel("finished trials")
+    ax.set_xlabel(label)
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return Path(out)
+
+
+def _budget_axis(trials: list[TrialRecord]) -> tuple[bool, list[float], str]:
+    """For finished trials in finishing order: whether the run has a fidelity, each
+    trial's position on the x axis (the fidelity spent once it finished, or its count),
+    and the axis label."""
+    if not any(t.fidelity is not None for t in trials):
+        return False, [float(i + 1) for i in range(len(trials))], "finished trials"
+    fidelity = {t.trial_id: t.fidelity or 0.0 for t in trials}
+    total, x = 0.0, []
+    for t in trials:
+        total += (t.fidelity or 0.0) - fidelity.get(t.parent_id, 0.0) * (t.parent_id >= 0)
+        x.append(total)
+    return True, x, "fidelity spent (budget)"
