@@ -210,7 +210,8 @@ class Model:
             pools.append(_base.map_rows(spec.sample_prior,
                                         jax.random.split(key_prior, _PRIOR)))
         losses = jnp.where(succeeded, posterior.data.targets, jnp.inf)
-        parents = jax.lax.top_k(-losses, _LOCAL_PARENTS)[1]
+        # A model smaller than _LOCAL_PARENTS rows (a run of a few evaluations): all of it.
+        parents = jax.lax.top_k(-losses, min(_LOCAL_PARENTS, losses.shape[0]))[1]
         pools.append(self._moves(key_local, jax.tree.map(lambda c: c[parents], configs),
                                  _LOCAL_PER_PARENT, _MOVE_STD))
         candidates = jax.tree.map(lambda *c: jnp.concatenate(c), *pools)
