@@ -204,3 +204,33 @@ def test_a_space_entry_named_like_a_folder_argument_is_refused(tmp_path):
         run(train, {"pipeline_directory": jn.Float(0.0, 1.0)}, root_directory=tmp_path,
             max_evaluations=2)
     assert not (tmp_path / "trials.sqlite").exists()
+
+
+def test_the_progress_bar_shows_budget_trials_failures_and_the_best(tmp_path, capsys):
+    """`progress=True`: rich's bar on stderr; off a terminal its last state is printed."""
+    def objective(x, epochs):
+        if x > 0.9:
+            raise RuntimeError("diverged")
+        return (x - 0.3) ** 2 + 1.0 / epochs
+
+    run(objective, {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 9)},
+        root_directory=tmp_path, optimizer="hyperband", max_fidelity_spent=100, seed=0,
+        progress=True)
+    err = capsys.readouterr().err
+    trials = load_results(tmp_path)
+    failed = sum(t["status"] == "failed" for t in trials)
+    best = min((t for t in trials if t["status"] == "success"), key=lambda t: t["loss"])
+    assert "100% of the budget" in err and "ETA" in err
+    assert f"{len(trials)} trials ({failed} failed)" in err
+    assert f"best loss (any fidelity) {best['loss']:.6g} at fidelity {best['fidelity']:g}" in err
+    run(objective, {"x": jn.Float(0.0, 1.0)}, root_directory=tmp_path / "quiet",
+        max_evaluations=3, progress=False)
+    assert "of the budget" not in capsys.readouterr().err
+
+
+def test_a_budget_smaller_than_a_model_s_batch_runs(tmp_path):
+    """Bayesian optimisation ("auto" without a fidelity) with fewer evaluations than its
+    batch: its model holds fewer rows than it seeds local candidates from."""
+    result = run(lambda x: (x - 0.3) ** 2, {"x": jn.Float(0.0, 1.0)}, root_directory=tmp_path,
+                 max_evaluations=2, progress=False)
+    assert len(result.trials) == 2 and result.incumbent is not None
