@@ -372,7 +372,11 @@ def _member(out: Any, member: int) -> Any:
 def finish(trial: TrialRecord, out: Any, objectives: Objectives,
            seconds: float) -> TrialRecord:
     """The trial finished with evaluation output `out`: its objectives (a missing or
-    non-finite one fails it, named), its cost, feasibility and other metrics."""
+    non-finite one fails it, named), its cost, feasibility and other metrics. NePS's name
+    for the loss, `objective_to_minimize`, is read as `loss`."""
+    if (isinstance(out, Mapping) and NEPS_LOSS in out and "loss" not in out
+            and "loss" in objectives.metrics):
+        out = {("loss" if k == NEPS_LOSS else k): v for k, v in out.items()}
     outcome = objectives.outcome(out)
     mapping = isinstance(out, Mapping)
     cost = out.get("cost") if mapping else None
@@ -393,6 +397,8 @@ def _stack(*leaves: Any) -> Any:
     return np.stack(leaves)
 
 
+# What a NePS evaluation calls its loss.
+NEPS_LOSS = "objective_to_minimize"
 # The keyword arguments NePS passes a training loop, which jaxnas passes a plain callable
 # that names them: the trial's own folder, and its parent's for a promotion.
 FOLDER_ARGUMENTS = ("pipeline_directory", "previous_pipeline_directory")

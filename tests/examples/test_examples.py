@@ -52,6 +52,39 @@ def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
     assert front_rows and all("64 -> " in row for row in front_rows)
 
 
+def _example(name: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
+                          capture_output=True, text=True, env=env, timeout=600,
+                          check=True).stdout
+
+
+def test_the_neps_search_moved_to_jaxnas_continues_its_checkpoints(tmp_path):
+    """examples/from_neps.py: NePS's training loop, unchanged, under jn.run; promotions
+    continue from their parents' checkpoints, so the epochs trained are the budget."""
+    out = _example("from_neps.py", "--max-fidelity-spent", "120", "--root", str(tmp_path))
+    trials = jn.load_results(tmp_path)
+    continued = [t for t in trials if t["parent_id"] >= 0]
+    assert continued and f"{len(continued)} continued from their parent's checkpoint" in out
+    assert all(t["extra"]["epochs_trained"] == t["fidelity"] - next(
+        p["fidelity"] for p in trials if p["trial_id"] == t["parent_id"]) for t in continued)
+    trained = sum(t["extra"]["epochs_trained"] for t in trials)
+    assert f"{trained} epochs trained in all" in out and trained >= 120
+    assert all((tmp_path / "trial_folders" / f"trial_{t['trial_id']}" / "checkpoint.npz")
+               .exists() for t in trials)
+    assert 0.0 <= jn.load_results(tmp_path)[0]["loss"] <= 1.0  # objective_to_minimize read
+
+
+def test_optuna_s_quick_start_moved_to_jaxnas(tmp_path):
+    out = _example("from_optuna.py", "--trials", "12", "--root", str(tmp_path))
+    assert "quadratic: best x" in out and "after 12 trials" in out
+    classifiers = jn.load_results(tmp_path / "classifiers")
+    names = {t["config"]["classifier"] for t in classifiers}  # the branch index
+    assert len(classifiers) == 12 and names <= {0, 1}
+    accuracy = float(out.split("accuracy ")[1].split()[0])
+    assert 0.3 <= accuracy <= 1.0
+
+
 @pytest.mark.slow
 def test_mnist1d_space_trains_one_masked_bucket():
     (x, y), validation, test = mnist1d.mnist1d(seed=42)
