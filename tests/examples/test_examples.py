@@ -52,17 +52,21 @@ def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
     assert front_rows and all("64 -> " in row for row in front_rows)
 
 
-def _example(name: str, *args: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
-                          capture_output=True, text=True, env=env, timeout=600,
-                          check=True).stdout
+def _example(module, capsys, monkeypatch, *args: str) -> str:
+    """Runs an example's `main()` in this process (its command line `args`); its stdout."""
+    monkeypatch.setattr(sys, "argv", [module.__file__, *args])
+    module.main()
+    return capsys.readouterr().out
 
 
-def test_the_neps_search_moved_to_jaxnas_continues_its_checkpoints(tmp_path):
+def test_the_neps_search_moved_to_jaxnas_continues_its_checkpoints(tmp_path, capsys,
+                                                                   monkeypatch):
     """examples/from_neps.py: NePS's training loop, unchanged, under jn.run; promotions
     continue from their parents' checkpoints, so the epochs trained are the budget."""
-    out = _example("from_neps.py", "--max-fidelity-spent", "120", "--root", str(tmp_path))
+    from examples import from_neps
+
+    out = _example(from_neps, capsys, monkeypatch, "--max-fidelity-spent", "120", "--root",
+                   str(tmp_path))
     trials = jn.load_results(tmp_path)
     continued = [t for t in trials if t["parent_id"] >= 0]
     assert continued and f"{len(continued)} continued from their parent's checkpoint" in out
@@ -75,8 +79,10 @@ def test_the_neps_search_moved_to_jaxnas_continues_its_checkpoints(tmp_path):
     assert 0.0 <= jn.load_results(tmp_path)[0]["loss"] <= 1.0  # objective_to_minimize read
 
 
-def test_optuna_s_quick_start_moved_to_jaxnas(tmp_path):
-    out = _example("from_optuna.py", "--trials", "12", "--root", str(tmp_path))
+def test_optuna_s_quick_start_moved_to_jaxnas(tmp_path, capsys, monkeypatch):
+    from examples import from_optuna
+
+    out = _example(from_optuna, capsys, monkeypatch, "--trials", "12", "--root", str(tmp_path))
     assert "quadratic: best x" in out and "after 12 trials" in out
     classifiers = jn.load_results(tmp_path / "classifiers")
     names = {t["config"]["classifier"] for t in classifiers}  # the branch index

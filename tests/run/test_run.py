@@ -224,7 +224,7 @@ def test_the_progress_bar_shows_budget_trials_failures_and_the_best(tmp_path, ca
     assert f"{len(trials)} trials ({failed} failed)" in err
     assert f"best loss (any fidelity) {best['loss']:.6g} at fidelity {best['fidelity']:g}" in err
     run(objective, {"x": jn.Float(0.0, 1.0)}, root_directory=tmp_path / "quiet",
-        max_evaluations=3, progress=False)
+        optimizer="random_search", max_evaluations=3, progress=False)
     assert "of the budget" not in capsys.readouterr().err
 
 

@@ -42,7 +42,7 @@ def _on_grid(values, grid):
     return np.all(np.isin(values, np.asarray(grid, values.dtype))), sorted(set(values.tolist()))
 
 
-@settings(deadline=None, max_examples=12)
+@settings(deadline=None, max_examples=6)
 @given(stepped(), st.integers(0, 2**16))
 def test_every_draw_and_decoding_is_on_the_grid(drawn, seed):
     parameter, grid = drawn
@@ -63,7 +63,7 @@ def test_every_draw_and_decoding_is_on_the_grid(drawn, seed):
     np.testing.assert_array_equal(back["p"], sample["p"])
 
 
-@settings(deadline=None, max_examples=12)
+@settings(deadline=None, max_examples=6)
 @given(stepped())
 def test_the_prior_is_a_probability_mass_over_the_grid(drawn):
     parameter, grid = drawn
