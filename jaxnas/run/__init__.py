@@ -5,7 +5,7 @@ Files: `_loop` (`run`, `RunResult`, `Incumbent`), `_folder` (a folder's run and 
 claim), `_worker` (the event log shared by processes), `_budgets`, `_evaluators` (tasks,
 pure functions, plain callables), `_checkpoints` (Orbax), `_storage` (every SQL statement
 and file name), `_records` (the trial record), `_results` (`load_*`, `export_csv`),
-`_report` (`summarise`, `plot`), `_progress` (the progress line) and `_simulate`
+`_report` (`summarise`, `plot`), `_progress` (the progress bar) and `_simulate`
 (`simulate`: whole searches on a pure problem as one program).
 
 `jaxnas/__init__.py` imports `run` from here, so `jaxnas.run` is the function `jn.run`;

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-import pickle
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial, pareto_trials
+from jaxnas.run._results import load_space
 from jaxnas.run._storage import RunStore
 from jaxnas.space import Operation, SearchSpace
 
@@ -38,7 +38,6 @@ def summarise(root: str | Path, top: int = 5) -> str:
     with RunStore(root, create=False) as store:
         trials, totals = store.all_trials(), store.totals()
         description = json.loads(store.get_meta("run") or "{}")
-        spec = _stored_space(store.get_meta("space"))
     counts = collections.Counter(t.status for t in trials)
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
@@ -55,7 +54,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
         lines.append(f"last trial finished {time.ctime(max(finished))}")
     objectives = Objectives.parse(description.get("objectives"))
     best = (_front_lines(trials, top, objectives) if objectives.several
-            else _best_lines(trials, top, spec))
+            else _best_lines(trials, top, _stored_space(root)))
     return "\n".join(lines + best + _failure_lines(trials, top))
 
 
@@ -76,13 +75,11 @@ def _front_lines(trials: list[TrialRecord], top: int, objectives: Objectives) ->
     return lines
 
 
-def _stored_space(blob: bytes | None) -> SearchSpace | None:
-    """The run's space, or None where it was not stored or cannot be read here (say, an
-    operator from a module this process cannot import)."""
-    if blob is None:
-        return None
+def _stored_space(root: str | Path) -> SearchSpace | None:
+    """The run's space (`jn.load_space`), or None where it was not stored or cannot be
+    read here (say, an operator from a module this process cannot import)."""
     try:
-        return pickle.loads(blob)  # noqa: S301 - the run's own file
+        return load_space(root)
     except Exception:  # noqa: BLE001 - the report falls back to decision paths
         return None
 

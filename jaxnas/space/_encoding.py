@@ -150,7 +150,7 @@ class NumericEncoding:
         scaled = (jnp.asarray(self.scale_lower, jnp.float32)
                   + u * jnp.asarray(self.scale_upper - self.scale_lower, jnp.float32))
         x = jnp.where(self.is_log, jnp.exp(scaled), scaled)
-        x = jnp.where(self.is_discrete, self.snap(x), x)
+        x = self.snap(x)
         return jnp.clip(x, jnp.asarray(self.lower, jnp.float32),
                         jnp.asarray(self.upper, jnp.float32))
 

@@ -137,7 +137,7 @@ class _Numeric(Parameter):
         if not self.quantum:
             raise ValueError(f"{self!r}: grid() needs a step; this Float is continuous.")
         if self._integer:
-            return self.lower + ks * (self.step or 1)
+            return self.lower + ks * self.quantum
         return np.float32(self.lower) + ks.astype(np.float32) * np.float32(self.step)
 
     def __setstate__(self, state: Any) -> None:
@@ -176,15 +176,16 @@ def _checked_step(owner: str, step: Any, lower: Any, upper: Any, log: bool, prio
     count = round(span / step)
     if count < 1 or abs(count * step - span) > 1e-9 * max(abs(span), 1.0):
         fitted = float(lower) + max(math.floor(span / step + 1e-9), 1) * step
+        example = int(fitted) if integer else _tidy(fitted)
         raise ValueError(f"{owner}: step={step!r} must divide upper - lower = {span!r} into "
-                         f"whole steps (e.g. upper={int(fitted) if integer else _tidy(fitted)!r}).")
+                         f"whole steps (e.g. upper={example!r}).")
     if prior is not None:
         k = (float(prior) - float(lower)) / step
         if abs(k - round(k)) > 1e-6:
             below = float(lower) + math.floor(k) * step
             raise ValueError(f"{owner}: prior={prior!r} is not on the grid of step={step!r} "
-                             f"from lower={lower!r}; the nearest values are {_tidy(below)!r} and "
-                             f"{_tidy(below + step)!r}.")
+                             f"from lower={lower!r}; the nearest values are "
+                             f"{_tidy(below)!r} and {_tidy(below + step)!r}.")
     return step
 
 
@@ -444,24 +445,8 @@ class Constant:
     def __setstate__(self, state: Any) -> None:
         _restore_state(self, state)
 
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, Constant) and _same(self.value, other.value)
-
-    def __hash__(self) -> int:
-        try:
-            return hash(("Constant", self.value))
-        except TypeError:  # an unhashable value (a list): equal ones may share a bucket
-            return hash(("Constant", type(self.value).__name__))
-
     def __repr__(self) -> str:
         return f"Constant({self.value!r})"
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - arrays and the like: equal only if the same object
-        return a is b
 
 
 class Resampled(Parameter):

@@ -338,8 +338,9 @@ class SearchSpace:
 
         For a model of the unit encoding (TPE's Parzen estimators): a `Float`'s interval is
         its own point (`lower == upper`, a density applies); an `Integer`'s (or a `Float`
-        with a `step`) is its bin (a probability mass applies); a `Categorical`'s is its choice's bin, `1 / n` wide for
-        `n` feasible choices (`to_unit` gives the bin's centre).
+        with a `step`) is its bin (a probability mass applies); a `Categorical`'s is its
+        choice's bin, `1 / n` wide for `n` feasible choices (`to_unit` gives the bin's
+        centre).
 
         Returns:
             `(lower, upper)`, each `(len(paths),)` float32 in [0, 1], in `paths` order.

@@ -126,8 +126,8 @@ def test_evolution_mutates_a_stepped_integer_along_its_steps():
     """Mutations of a stepped integer (one step when the move leaves it where it was)
     stay on its values and leave the parents' ones."""
     spec = jn.compile({"a": jn.Integer(0, 40, step=10)})
-    opt = jn.optimizers.get("regularized_evolution", spec, batch_size=8, population_size=8, sample_size=4,
-                            max_trials=64)
+    opt = jn.optimizers.get("regularized_evolution", spec, batch_size=8, population_size=8,
+                            sample_size=4, max_trials=64)
     ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
     state, seen = opt.init(jax.random.key(0)), []
     for i in range(5):
