@@ -110,20 +110,23 @@ def loss_fn(module, variables, x, y, config, train):
 
 
 def train(module, variables, x, y, config, train_mode, steps=STEPS):
-    """Adam on a squared error; BatchNorm statistics updated in train mode."""
+    """Adam on a squared error; BatchNorm statistics updated in train mode (a scan over
+    the steps, so that each program compiles one step)."""
     optimizer = optax.adam(0.05)
     params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
-    opt_state = optimizer.init(params)
-    losses = []
-    for _ in range(steps):
+
+    def step(carry, _):
+        params, rest, opt_state = carry
+
         def objective(p):
             return loss_fn(module, {"params": p, **rest}, x, y, config, train_mode)
         (loss, state), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        rest = {**rest, **state}
-        losses.append(loss)
-    return {"params": params, **rest}, jnp.stack(losses)
+        return (optax.apply_updates(params, updates), {**rest, **state}, opt_state), loss
+
+    (params, rest, _), losses = jax.lax.scan(step, (params, rest, optimizer.init(params)),
+                                             None, length=steps)
+    return {"params": params, **rest}, losses
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -51,7 +51,7 @@ def _in_process(root, evaluations, **kwargs):
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
-    evaluations = 150
+    evaluations = 100
     reference = _in_process(tmp_path / "reference", evaluations, checkpoint_every=3)
     root = tmp_path / "killed"
     rng = np.random.default_rng(0)
@@ -59,11 +59,11 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
     while True:
         process = _start(root, "--evaluations", str(evaluations), "--sleep", "0.01",
                          "--checkpoint-every", "3")
-        if kills < 4:
-            # Kill after 5 to 29 more trials have finished, at a random moment within a
+        if kills < 3:
+            # Kill after 5 to 24 more trials have finished, at a random moment within a
             # step: while trials run, commit and checkpoints are written (every 3 events).
             # Counting trials, not seconds, keeps the kills inside the run on any machine.
-            target = _successes(root) + int(rng.integers(5, 30))
+            target = _successes(root) + int(rng.integers(5, 25))
             while process.poll() is None and _successes(root) < target:
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.05))
