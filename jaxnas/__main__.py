@@ -1,8 +1,9 @@
-"""`python -m jaxnas status ROOT`, `python -m jaxnas plot ROOT` and `python -m jaxnas csv ROOT`.
+"""`python -m jaxnas status|report|plot|csv ROOT`: look at a run from the shell.
 
 `status` prints a run's progress (trials by status, fidelity and cost spent, workers), its
-best trials and its failures; `plot` saves the best loss over trials as a PNG (the `[plot]`
-extra); `csv` writes the trial table as CSV. This file only parses the arguments: the
+best trials and its failures; `report` writes the HTML report (`jn.report`); `plot` saves
+the best loss over trials as a PNG; `csv` writes the trial table as CSV (`report` and
+`plot` need the `[plot]` extra). This file only parses the arguments: the
 reports are `jaxnas.run`'s.
 """
 
@@ -12,7 +13,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxnas.run import export_csv, plot, summarise
+from jaxnas.run import export_csv, plot, report, summarise
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -21,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     show = commands.add_parser("status", help="progress, best trials and failures of a run")
     show.add_argument("root", type=Path)
     show.add_argument("--top", type=int, default=5)
+    page = commands.add_parser("report", help="write a self-contained HTML report of a run")
+    page.add_argument("root", type=Path)
+    page.add_argument("--out", type=Path, default=None, help="default: ROOT/report.html")
     draw = commands.add_parser("plot", help="save the best loss over trials as a PNG")
     draw.add_argument("root", type=Path)
     draw.add_argument("--out", type=Path, default=None)
@@ -30,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "status":
         print(summarise(args.root, args.top))
+    elif args.command == "report":
+        print(report(args.root, args.out))
     elif args.command == "plot":
         print(plot(args.root, args.out or args.root / "progress.png"))
     else:
