@@ -25,9 +25,11 @@ if TYPE_CHECKING:  # what readers and static tools see; at run time `__getattr__
     from jaxnas.run import Simulation
     from jaxnas.run import StorageError
     from jaxnas.run import export_csv
+    from jaxnas.run import import_trials
     from jaxnas.run import load_config
     from jaxnas.run import load_results
     from jaxnas.run import load_space
+    from jaxnas.run import report
     from jaxnas.run import run
     from jaxnas.run import simulate
     from jaxnas.space import Bool
@@ -68,6 +70,7 @@ _HOMES = {
     "constraints": "jaxnas.constraints",
     "Dynamic": "jaxnas.space",
     "export_csv": "jaxnas.run",
+    "import_trials": "jaxnas.run",
     "Fidelity": "jaxnas.space",
     "FidelityInfo": "jaxnas.space",
     "Float": "jaxnas.space",
@@ -78,6 +81,7 @@ _HOMES = {
     "load_config": "jaxnas.run",
     "load_results": "jaxnas.run",
     "load_space": "jaxnas.run",
+    "report": "jaxnas.run",
     "metrics": "jaxnas.metrics",
     "nn": "jaxnas.nn",
     "Operation": "jaxnas.space",
@@ -125,6 +129,7 @@ __all__ = [
     "constraints",
     "cpu_devices",
     "export_csv",
+    "import_trials",
     "load_config",
     "load_results",
     "load_space",
@@ -132,6 +137,7 @@ __all__ = [
     "nn",
     "optimizers",
     "problems",
+    "report",
     "run",
     "simulate",
     "train",

@@ -26,7 +26,8 @@ _VERSIONED = ("jaxnas", "jax", "flax", "optax", "orbax-checkpoint", "numpy")
 
 def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
                  seed: int, objectives: dict | None = None,
-                 constraints: list | None = None) -> dict:
+                 constraints: list | None = None,
+                 initial_configs: list | None = None) -> dict:
     """What must match for a folder's run to be continued."""
     if isinstance(optimizer, _optimizers.Optimizer):
         name = f"{optimizer.ask.__module__}.{optimizer.ask.__qualname__}"
@@ -37,7 +38,7 @@ def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
     return {"space": spec.describe(), "optimizer": name,
             "optimizer_kwargs": json.loads(json.dumps(arguments, default=repr)),
             "seed": int(seed), "objectives": objectives or {"loss": "minimize"},
-            "constraints": constraints or []}
+            "constraints": constraints or [], "initial_configs": initial_configs or []}
 
 
 def remove_other_run(root: Path, description: dict) -> None:
@@ -96,8 +97,10 @@ def _differences(old: dict, new: dict) -> list[str]:
         a, b = old["space"].get(path), new["space"].get(path)
         if a != b:
             out.append(f"space {path!r} was {a or 'absent'}, now {b or 'absent'}")
-    defaults = {"objectives": {"loss": "minimize"}, "constraints": []}  # older runs'
-    for key in ("optimizer", "optimizer_kwargs", "seed", "objectives", "constraints"):
+    defaults = {"objectives": {"loss": "minimize"}, "constraints": [],  # older runs'
+                "initial_configs": []}
+    for key in ("optimizer", "optimizer_kwargs", "seed", "objectives", "constraints",
+                "initial_configs"):
         before = old.get(key, defaults.get(key))
         if before != new[key]:
             out.append(f"{key} was {before!r}, now {new[key]!r}")

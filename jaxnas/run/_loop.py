@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from jaxnas.run._progress import Progress
 from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._report import summarise
 from jaxnas.run._storage import RunStore
+from jaxnas.run._warm_start import WarmStart, check_initial_configs
 from jaxnas.run._worker import Worker
 from jaxnas.space import SearchSpace, compile as _compile
 
@@ -101,7 +102,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         constraints: Any = None, masked: bool | str = True,
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
         overwrite: bool = False, checkpoint_every: int = 20,
-        compilation_cache: bool | str | Path = True) -> RunResult:
+        compilation_cache: bool | str | Path = True,
+        initial_configs: Sequence[Mapping[str, Any]] | None = None) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
 
     The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
@@ -184,13 +186,21 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             variable (`0` turns it off), else `~/.cache/jaxnas/xla`; a path uses that
             folder; False leaves JAX's cache as it is. A cache configured for JAX itself
             (`JAX_COMPILATION_CACHE_DIR`) is used as it is.
+        initial_configs: configurations to evaluate first (Optuna's `enqueue_trial`), each
+            a dict `{path: value}` (a `Float` or `Integer` by value, a `Categorical` by
+            its choice, or by index among operations; for a flat space the paths are the
+            entries' names). The i-th takes the place of the optimiser's i-th new sample,
+            at the fidelity the optimiser gave it, and is then told, promoted and
+            modelled like any other trial; decisions it leaves out keep the optimiser's
+            draw. Part of the run's identity: a continued run must pass the same.
 
     Returns:
         A `RunResult` with the incumbent and every trial of the run.
 
     Raises:
-        ValueError: no budget or a bad one; an existing run with another space, optimiser
-            or seed (the message says what differs).
+        ValueError: no budget or a bad one; an initial configuration outside the space
+            (named by its entry, path and value); an existing run with another space,
+            optimiser or seed (the message says what differs).
         StorageError: a folder that cannot be written, or a database from a newer jaxnas.
     """
     spec = space if isinstance(space, SearchSpace) else _compile(space)
@@ -204,8 +214,9 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     root = Path(root_directory)
     optimizer, optimizer_kwargs = _named_optimizer(
         _several_objectives(optimizer, parsed), spec, optimizer_kwargs, parsed)
+    initial = check_initial_configs(spec, initial_configs, optimizer)
     description = describe_run(spec, optimizer, optimizer_kwargs, seed, parsed.describe(),
-                               evaluator.screen.describe())
+                               evaluator.screen.describe(), initial)
     if overwrite:
         remove_other_run(root, description)
     store = RunStore(root, create=True)
@@ -225,7 +236,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))
         worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs),
-                        store, seed, checkpoint_every, parsed)
+                        store, seed, checkpoint_every, parsed, WarmStart(initial))
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         evaluator.close()

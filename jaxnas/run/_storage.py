@@ -2,7 +2,7 @@
 
 One SQLite file, `ROOT/trials.sqlite` (Python's standard `sqlite3`), in WAL mode so that
 readers (`jn.load_results`, `python -m jaxnas status`) never block the workers, with every
-change in a transaction. Three tables:
+change in a transaction. Four tables:
 
 * `trials`: one row per trial, written `running` when it is asked (claimed by the worker
   that asked it) and updated to `success` or `failed` when it finishes; `pending` is a
@@ -11,6 +11,9 @@ change in a transaction. Three tables:
   `tell` (step, once every trial of that ask has finished). The optimiser is a pure
   function of its seed and this log, so any process can rebuild its state by replaying it
   (`_worker.py`); Orbax checkpoints (`ROOT/checkpoints`) only shorten the replay.
+* `imports`: finished trials from elsewhere (`jn.import_trials`), each waiting until an
+  ask's new sample at its fidelity takes its place (`trial_id` set then, in the same
+  transaction as the ask), when it becomes a finished trial of the run.
 * `meta`: the schema version, the space (pickled, and described slot by slot), the
   optimiser and its arguments, the seed and the package versions.
 
@@ -38,7 +41,7 @@ from jaxnas.run._records import COLUMNS, TrialRecord
 DATABASE = "trials.sqlite"
 CHECKPOINTS = "checkpoints"
 STATES = "states"
-SCHEMA_VERSION = 2  # 2: the trials' `objectives` and `feasible` columns
+SCHEMA_VERSION = 3  # 2: the trials' `objectives` and `feasible` columns; 3: `imports`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -70,6 +73,16 @@ CREATE TABLE IF NOT EXISTS events (
     trial_ids TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_step ON events (step, kind);
+CREATE TABLE IF NOT EXISTS imports (
+    import_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    config TEXT NOT NULL,
+    fidelity REAL,
+    loss REAL,
+    objectives TEXT NOT NULL,
+    extra TEXT NOT NULL,
+    trial_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS imports_by_trial ON imports (trial_id);
 """
 # Columns added after version 1, with their types: a version-1 database gets them when a
 # worker opens it, and a reader of one sees them as NULL.
@@ -213,16 +226,20 @@ class RunStore:
 
     def finish_trials(self, trials: Sequence[TrialRecord]) -> None:
         """Records finished trials (one transaction for all of them)."""
-        now = time.time()
         with self.transaction():
-            self._db.executemany(
-                "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
-                "finished = ?, error = ?, traceback = ?, state_ref = ?, objectives = ?, "
-                "feasible = ? WHERE trial_id = ?",
-                [(t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}),
-                  t.seconds, now, t.error, t.traceback, t.state_ref,
-                  json.dumps(t.objectives or {}), t.feasible, t.trial_id)
-                 for t in trials])
+            self.record_finished(trials)
+
+    def record_finished(self, trials: Sequence[TrialRecord]) -> None:
+        """Records finished trials (inside a transaction)."""
+        now = time.time()
+        self._db.executemany(
+            "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
+            "finished = ?, error = ?, traceback = ?, state_ref = ?, objectives = ?, "
+            "feasible = ? WHERE trial_id = ?",
+            [(t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}),
+              t.seconds, now, t.error, t.traceback, t.state_ref,
+              json.dumps(t.objectives or {}), t.feasible, t.trial_id)
+             for t in trials])
 
     def release_dead(self, alive: Callable[[str | None], bool]) -> int:
         """Sets `running` trials whose worker is not alive back to `pending` (in a
@@ -286,22 +303,66 @@ class RunStore:
             `evaluations` (trials asked, finished or not, except infeasible ones, which
             were never trained), `finished`, `cost` (the summed cost, a trial's fidelity
             where it reported none) and `fidelity` (the fidelity trained: a continued
-            trial counts only what it adds to its parent's).
+            trial counts only what it adds to its parent's). Imported trials were
+            spent elsewhere: they count in none of them.
         """
+        imported = "(SELECT trial_id FROM imports WHERE trial_id IS NOT NULL)"
+        own, own_t = ((f"AND trial_id NOT IN {imported}", f"AND t.trial_id NOT IN {imported}")
+                      if self._has_imports() else ("", ""))
         count, cost = self._db.execute(
             "SELECT COUNT(*), TOTAL(COALESCE(cost, fidelity, 0)) FROM trials "
-            "WHERE status IN ('success', 'failed')").fetchone()
+            f"WHERE status IN ('success', 'failed') {own}").fetchone()
         everything = self._db.execute(
-            "SELECT COUNT(*) FROM trials WHERE status != 'infeasible'").fetchone()[0]
+            f"SELECT COUNT(*) FROM trials WHERE status != 'infeasible' {own}").fetchone()[0]
         added = self._db.execute(
             "SELECT TOTAL(COALESCE(t.fidelity, 0) - COALESCE(p.fidelity, 0)) FROM trials t "
             "LEFT JOIN trials p ON p.trial_id = t.parent_id "
-            "WHERE t.status IN ('success', 'failed')").fetchone()[0]
+            f"WHERE t.status IN ('success', 'failed') {own_t}").fetchone()[0]
         return {"evaluations": everything, "finished": count, "cost": cost, "fidelity": added}
 
     def _trials(self, where: str, args: tuple = ()) -> list[TrialRecord]:
         rows = self._db.execute(f"{self._select} {where}", args).fetchall()
         return [_record(row) for row in rows]
+
+    # ------------------------------------------------------------------- imports
+
+    def add_imports(self, rows: Sequence[dict]) -> None:
+        """Queues finished trials from elsewhere (`config`, `fidelity`, `loss`,
+        `objectives`, `extra`), in one transaction."""
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO imports (config, fidelity, loss, objectives, extra) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(json.dumps(r["config"]), r["fidelity"], _finite_or_none(r["loss"]),
+                  json.dumps(r["objectives"]), json.dumps(r["extra"])) for r in rows])
+
+    def waiting_imports(self) -> list[dict]:
+        """The imports no trial has taken yet, in the order they were imported."""
+        if not self._has_imports():
+            return []
+        rows = self._db.execute("SELECT import_id, config, fidelity, loss, objectives, extra "
+                                "FROM imports WHERE trial_id IS NULL ORDER BY import_id")
+        return [{"import_id": i, "config": json.loads(c), "fidelity": f,
+                 "loss": math.nan if loss is None else loss, "objectives": json.loads(o),
+                 "extra": json.loads(e)} for i, c, f, loss, o, e in rows.fetchall()]
+
+    def place_imports(self, placed: dict[int, int]) -> None:
+        """Records which trial took each import (`{import_id: trial_id}`; inside the
+        ask's transaction)."""
+        self._db.executemany("UPDATE imports SET trial_id = ? WHERE import_id = ?",
+                             [(t, i) for i, t in placed.items()])
+
+    def imported_ids(self, trial_ids: Sequence[int] | None = None) -> set[int]:
+        """Which of `trial_ids` (default: all) took an import."""
+        if not self._has_imports():
+            return set()
+        rows = self._db.execute("SELECT trial_id FROM imports WHERE trial_id IS NOT NULL")
+        found = {t for (t,) in rows.fetchall()}
+        return found if trial_ids is None else found & set(map(int, trial_ids))
+
+    def _has_imports(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                "name = 'imports'").fetchone() is not None
 
     # -------------------------------------------------------------------- events
 

@@ -30,6 +30,7 @@ from jaxnas.run._checkpoints import OptimizerCheckpoints
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
+from jaxnas.run._warm_start import WarmStart, substitute
 
 logger = logging.getLogger("jaxnas")
 
@@ -43,11 +44,15 @@ class Worker:
         seed: the run's seed.
         checkpoint_every: save the state every this many events.
         objectives: the run's objectives: what each trial's told loss is.
+        warm_start: the run's initial configurations, put in place of the first new
+            samples of the asks (and of their replays).
     """
 
     def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
-                 checkpoint_every: int, objectives: Objectives):
+                 checkpoint_every: int, objectives: Objectives,
+                 warm_start: WarmStart | None = None):
         self.store = store
+        self.warm_start = warm_start or WarmStart([])
         self.objectives = objectives
         # A multi-objective optimiser (`jn.optimizers.takes_objective_vectors`) is told
         # every objective and the bounds' violation; any other the single loss, NaN for
@@ -92,6 +97,14 @@ class Worker:
 
     def _replay_ask(self, step: int, ids: list[int]) -> Any:
         state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
+        state, proposals, _ = self.warm_start.apply(self.state, state, proposals)
+        imported = self.store.imported_ids(ids)
+        if imported:  # the configs they took, as the ask stored them
+            stored = self.store.trials_by_id(sorted(imported))
+            at = np.asarray(proposals.trial_ids).tolist()
+            state, proposals = substitute(state, proposals,
+                                          [at.index(i) for i in sorted(imported)],
+                                          [stored[i].config for i in sorted(imported)])
         valid = np.asarray(proposals.valid)
         proposed = np.asarray(proposals.trial_ids)[valid].tolist()
         if not set(ids) <= set(proposed):
@@ -150,15 +163,27 @@ class Worker:
             claimed = self.store.claim_pending(self.name)
             if claimed:
                 return claimed, ""
-            totals = self.store.totals()
-            stopped_by = exhausted(budgets, totals, seconds)
-            if stopped_by:
-                return [], stopped_by
-            trials, stopped_by = self._ask(budgets, totals)
-        return trials, stopped_by
+            while True:
+                totals = self.store.totals()
+                stopped_by = exhausted(budgets, totals, seconds)
+                if stopped_by:
+                    return [], stopped_by
+                trials, stopped_by = self._ask(budgets, totals)
+                if trials or stopped_by:
+                    return trials, stopped_by
+                # Every trial of that ask took an import and has finished: tell, ask again.
+                self._tell_finished_steps()
+                self._catch_up()
 
     def _ask(self, budgets: dict, totals: dict) -> tuple[list[TrialRecord], str]:
-        """Asks for the next step's trials and claims them (inside a transaction)."""
+        """Asks for the next step's trials and claims them (inside a transaction).
+
+        Returns:
+            The trials to evaluate, and "" or why the run stops. A new sample may take an
+            initial configuration (`WarmStart`) or a waiting import at its fidelity; an
+            import's trial is finished at once with the imported result, so an ask whose
+            trials all took imports returns no trials and no reason to stop.
+        """
         step = self.store.last_step() + 1
         state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
         try:
@@ -166,20 +191,62 @@ class Worker:
         except ValueError as full:
             logger.warning("jaxnas.run: %s", full)
             return [], "the optimiser's capacity (optimizer_kwargs max_trials)"
+        state, proposals, taken = self.warm_start.apply(self.state, state, proposals)
         proposals = jax.device_get(proposals)
         rows = np.flatnonzero(np.asarray(proposals.valid))
-        if "max_evaluations" in budgets:
-            rows = rows[: budgets["max_evaluations"] - totals["evaluations"]]
         if rows.size == 0:
             return [], "the optimiser has nothing more to propose"
+        placed = self._place_imports(proposals, rows, set(taken))
+        if "max_evaluations" in budgets:  # the run's own trials, up to the budget
+            room = budgets["max_evaluations"] - totals["evaluations"]
+            own = np.cumsum([r not in placed for r in rows.tolist()])
+            rows = rows[own <= room]
+            placed = {r: row for r, row in placed.items() if r in set(rows.tolist())}
+        if placed:
+            state, proposals = substitute(state, proposals, list(placed),
+                                          [row["config"] for row in placed.values()])
         trials = _proposed(proposals, rows, step, self.name)
         self.seq = self.store.append_event("ask", step, [t.trial_id for t in trials])
         self.state = state
         for t in trials:
             self._note_parent(t.trial_id, t.parent_id)
         self.store.add_trials(trials, worker=self.name)
+        by_row = dict(zip(rows.tolist(), trials))
+        self.store.place_imports({row["import_id"]: by_row[r].trial_id
+                                  for r, row in placed.items()})
+        self.store.record_finished([self._imported(by_row[r], row)
+                                    for r, row in placed.items()])
         self.checkpoint()
-        return trials, ""
+        return [by_row[r] for r in rows.tolist() if r not in placed], ""
+
+    def _place_imports(self, proposals: Any, rows: np.ndarray,
+                       taken: set[int]) -> dict[int, dict]:
+        """`{proposal row: import}`: the new samples that take the waiting imports, each
+        the first waiting one at the row's fidelity, in import order."""
+        waiting = self.store.waiting_imports()
+        if not waiting:
+            return {}
+        parents = np.asarray(proposals.parent_ids)
+        fidelities = np.asarray(proposals.fidelities, np.float64)
+        placed = {}
+        for row in rows.tolist():
+            if parents[row] >= 0 or row in taken:
+                continue
+            level = None if math.isnan(fidelities[row]) else float(fidelities[row])
+            match = next((w for w in waiting if _same_level(w["fidelity"], level)), None)
+            if match is not None:
+                placed[row] = match
+                waiting.remove(match)
+        return placed
+
+    def _imported(self, trial: TrialRecord, row: dict) -> TrialRecord:
+        """`trial` finished with an import's result."""
+        outcome = self.objectives.outcome(row["objectives"] or {"loss": row["loss"]})
+        return trial.finish(outcome.loss, seconds=0.0, error=outcome.error,
+                            extra={**row["extra"], "imported": True},
+                            objectives=outcome.values if outcome.error is None else None,
+                            feasible=(outcome.violation == 0.0
+                                      if self.objectives.bounds else None))
 
     def finished(self, step: int) -> None:
         """Tells the optimiser a step's results once all its trials have finished."""
@@ -214,6 +281,13 @@ def _violation(trial: TrialRecord, objectives: Objectives) -> float:
     if trial.feasible is not False:
         return 0.0
     return max(objectives.outcome(trial.objectives).violation, np.finfo(np.float32).tiny)
+
+
+def _same_level(a: float | None, b: float | None) -> bool:
+    """Whether two fidelities (None: a space without one) are the same level."""
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def _alive(worker: str | None) -> bool:
