@@ -101,7 +101,8 @@ def main() -> None:
     print(f"  learning rate: {best.values['learning_rate']:.3g}")
     print(f"  weight decay : {best.values['weight_decay']:.3g}")
     print(f"  test accuracy: {test_accuracy:.4f}")
-    print(f"results in {root} (jn.load_results(root) reads them back)")
+    print(f"results in {root} (jn.load_results(root) reads them back; "
+          f"python -m jaxnas report {root} draws them)")
 
 
 if __name__ == "__main__":
