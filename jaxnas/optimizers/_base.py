@@ -235,7 +235,9 @@ def keep_best(kept: jax.Array, losses: jax.Array, rows: jax.Array,
 
     def keys(at: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
         # (loss as an order-preserving int, row); the unused ones last
-        value = losses[jnp.clip(at, 0)] + 0.0  # -0.0 -> 0.0: equal losses tie
+        value = losses[jnp.clip(at, 0)]
+        # -0.0 -> 0.0, so that equal losses tie (XLA folds `value + 0.0` to `value`).
+        value = jnp.where(value == 0.0, 0.0, value)
         bits = jax.lax.bitcast_convert_type(value, jnp.int32)
         bits = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
         return jnp.where(valid, bits, unused), jnp.where(valid, at, unused)

@@ -166,3 +166,14 @@ def test_the_summaries_tell_keeps_are_what_the_table_says():
     trials = jax.device_get(state.trials)
     success = np.asarray(trials.status) == jn.optimizers.Status.SUCCESS
     np.testing.assert_array_equal(state.best, _best_rows(np.asarray(trials.losses), success, 5))
+
+
+def test_kept_best_rows_tie_minus_zero_with_zero():
+    """-0.0 and 0.0 are equal losses, so the earlier trial goes first, as in a top-k of the
+    table (XLA folds `x + 0.0` to `x`, which once left -0.0 ahead)."""
+    opt = optimizers.complex_random_search(space("no_fidelity"), batch_size=4, n_top=3,
+                                           max_trials=16)
+    state, proposals = jax.jit(opt.ask)(opt.init(jax.random.key(0)), jax.random.key(1))
+    state = jax.jit(opt.tell)(state, proposals.trial_ids,
+                              jnp.asarray([1.0, 0.0, -0.0, 0.0]))
+    np.testing.assert_array_equal(state.best, [1, 2, 3])
