@@ -15,6 +15,7 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 import inspect
 from collections.abc import Callable
 
+from jaxnas.optimizers._asha import ASHAState, asha
 from jaxnas.optimizers._bo import bayesian_optimization
 from jaxnas.optimizers._base import (
     Optimizer,
@@ -48,6 +49,7 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "regularized_evolution": regularized_evolution,
     "successive_halving": successive_halving,
     "hyperband": hyperband,
+    "asha": asha,
     "priorband": priorband,
     "priorband_bo": priorband_bo,
     "tpe": tpe,
@@ -55,13 +57,14 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "nsga2": nsga2,
 }
 # Names in the DESIGN contract that have no implementation yet.
-_PLANNED = ("asha",)
+_PLANNED: tuple[str, ...] = ()
 
 
 # Single-objective optimisers that take several objectives through `multi_objective`
 # (`get(name, spec, n_objectives=k, multi_objective=mode)`), with their default mode.
-_WRAPPED = {"successive_halving": "rank", "hyperband": "rank", "priorband": "rank",
-            "priorband_bo": "rank", "tpe": "rank", "bayesian_optimization": "parego"}
+_WRAPPED = {"successive_halving": "rank", "hyperband": "rank", "asha": "rank",
+            "priorband": "rank", "priorband_bo": "rank", "tpe": "rank",
+            "bayesian_optimization": "parego"}
 # Optimisers that take several objectives: `nsga2` and the wrapped ones are told every
 # objective; random and grid search only read whether a trial failed, so they run with any
 # number (told the first).
@@ -80,7 +83,8 @@ def takes_objective_vectors(optimizer: Optimizer) -> bool:
 
 # Optimisers that ignore the space's priors unless this argument is True (None: always).
 _PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior",
-                 "hyperband": "use_prior", "regularized_evolution": "use_prior",
+                 "hyperband": "use_prior", "asha": "use_prior",
+                 "regularized_evolution": "use_prior",
                  "nsga2": "use_prior",
                  "grid_search": None}
 
@@ -166,6 +170,7 @@ def options(name: str) -> list[str]:
 
 
 __all__ = [
+    "ASHAState",
     "MULTI_OBJECTIVE",
     "MultiObjectiveState",
     "BracketState",
@@ -178,6 +183,7 @@ __all__ = [
     "Source",
     "Status",
     "Trials",
+    "asha",
     "auto_choice",
     "bayesian_optimization",
     "check",

@@ -28,8 +28,9 @@ import numpy as np
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials
-from jaxnas.optimizers._schedule import (Schedule, check_bracket_sizes, check_eta, hyperband_schedule,
-                                        rung_fidelities)
+from jaxnas.optimizers._schedule import (Schedule, check_bracket_sizes,
+                                        check_early_stopping_rate, check_eta,
+                                        hyperband_schedule, rung_fidelities)
 from jaxnas.space import Config, SearchSpace
 
 # sampler(state, key, base_rung, batch) -> (configs with leading axis `batch`, (batch,)
@@ -125,10 +126,8 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
     owner = "successive_halving"
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     s_max = schedule.n_rungs - 1
-    if (isinstance(early_stopping_rate, bool) or not isinstance(early_stopping_rate, int)
-            or not 0 <= early_stopping_rate < s_max):
-        raise ValueError(f"{owner}: early_stopping_rate={early_stopping_rate!r} must be an "
-                         f"integer in [0, {s_max - 1}] (the schedule has {s_max + 1} rungs).")
+    early_stopping_rate = check_early_stopping_rate(owner, early_stopping_rate,
+                                                    schedule.n_rungs)
     schedule = hyperband_schedule(schedule.fidelities, schedule.eta,
                                   brackets=(s_max - early_stopping_rate,),
                                   bracket_sizes=bracket_sizes)

@@ -81,6 +81,16 @@ def check_eta(owner: str, eta: object) -> int:
     return int(eta)
 
 
+def check_early_stopping_rate(owner: str, rate: object, n_rungs: int) -> int:
+    """Returns `rate` (`early_stopping_rate`: how many of the `n_rungs` lowest rungs to
+    skip) or raises: it must be an integer that leaves at least two rungs."""
+    if (isinstance(rate, bool) or not isinstance(rate, numbers.Integral)
+            or not 0 <= rate < n_rungs - 1):
+        raise ValueError(f"{owner}: early_stopping_rate={rate!r} must be an integer in "
+                         f"[0, {n_rungs - 2}] (the schedule has {n_rungs} rungs).")
+    return int(rate)
+
+
 def rung_fidelities(owner: str, lower: float, upper: float, is_integer: bool,
                     eta: int) -> tuple[float, ...]:
     """The fidelity of each rung, lowest first: `upper / eta**i` while it stays >= `lower`.

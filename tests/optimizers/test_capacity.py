@@ -98,6 +98,22 @@ def test_bracket_asks_are_the_same_whatever_the_capacity(name):
     assert np.sum(sources == jn.optimizers.Source.PROMOTION) > 30
 
 
+def test_asha_asks_are_the_same_whatever_the_capacity():
+    """At capacity 1,024 ASHA's ask reads the whole table; at 4,096 its first 1,024 rows,
+    which hold every trial: the same trials, with late results and failures. (Past 1,024
+    trials it reads 2,048 rows, and so on: `test_asha` checks such asks against a
+    reference.)"""
+    spec = space("mixed27")
+    small = _late_and_failing(optimizers.asha(spec, max_trials=1024, batch_size=5), 60)
+    large = _late_and_failing(optimizers.asha(spec, max_trials=4096, batch_size=5), 60)
+    count = int(small.trials.count)
+    assert count == int(large.trials.count) == 300
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[:count], b[:count], rtol=1e-5),
+                 small.trials._replace(count=None), large.trials._replace(count=None))
+    sources = np.asarray(small.trials.sources[:count])
+    assert np.sum(sources == jn.optimizers.Source.PROMOTION) > 30
+
+
 def test_a_bracket_held_open_is_served_behind_a_thousand_newer_ones():
     """Bracket instance 0 waits for one trial while 1,100 newer instances run to the end
     (more than an ask looks at first, and more rows than it reads for a promotion): once

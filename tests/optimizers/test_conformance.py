@@ -16,6 +16,7 @@ OPTIMIZERS = {
     "complex_random_search": dict(batch_size=8, max_trials=200),
     "successive_halving": dict(max_trials=200),
     "hyperband": dict(max_trials=200),
+    "asha": dict(batch_size=8, max_trials=200),
     "priorband": dict(max_trials=200),
     "tpe": dict(batch_size=8, max_trials=200),
     "priorband_bo": dict(max_trials=200, min_model_points=4, model_size=16),
@@ -126,6 +127,7 @@ EXPECTED_DERIVED = {
     "complex_random_search": {optimizers.Source.MUTATION, optimizers.Source.CROSSOVER},
     "successive_halving": {optimizers.Source.PROMOTION},
     "hyperband": {optimizers.Source.PROMOTION},
+    "asha": {optimizers.Source.PROMOTION},
     "priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
     "tpe": {optimizers.Source.MODEL},
     "priorband_bo": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT,
@@ -196,7 +198,7 @@ def test_fewer_results_than_asked_in_any_order(name):
     assert not set(np.asarray(more.trial_ids)[np.asarray(more.valid)]) & set(ids)
 
 
-@pytest.mark.parametrize("name", ["random_search", "hyperband"])
+@pytest.mark.parametrize("name", ["random_search", "hyperband", "asha"])
 def test_running_past_capacity_sets_overflow_and_check_raises(name):
     opt, ask, tell = _build(name)
     state = opt.init(jax.random.key(0))
@@ -251,7 +253,7 @@ def test_bad_arguments_raise_naming_the_parameter(name, kwargs, match):
         optimizers.get(name, space("mixed27"), **kwargs)
 
 
-@pytest.mark.parametrize("name", ["successive_halving", "hyperband", "priorband"])
+@pytest.mark.parametrize("name", ["successive_halving", "hyperband", "asha", "priorband"])
 def test_multi_fidelity_needs_a_fidelity(name):
     with pytest.raises(ValueError, match=rf"{name}: the space has no fidelity"):
         optimizers.get(name, space(NO_FIDELITY))
@@ -266,11 +268,18 @@ def test_bad_types_raise_type_errors():
 
 def test_get_lists_the_available_optimisers():
     assert optimizers.get("hyperband", space("mixed27")).init is not None
-    with pytest.raises(ValueError, match=r"'asha' is not implemented yet; available: "
+    assert optimizers.get("asha", space("mixed27")).init is not None
+    with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available: asha, "
                                          r"bayesian_optimization, complex_random_search, "):
-        optimizers.get("asha", space("mixed27"))
-    with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available:"):
         optimizers.get("bohb", space("mixed27"))
     with pytest.raises(ValueError, match=r"tpe: unknown option 'n_candidates'; its options "
                                          r"are batch_size, n_startup_trials, n_ei_candidates"):
         optimizers.get("tpe", space("mixed27"), n_candidates=10)
+
+
+def test_a_planned_optimiser_is_refused_as_not_implemented_yet(monkeypatch):
+    # (No name is planned now; the refusal stays for the next one the contract lists.)
+    monkeypatch.setattr(optimizers, "_PLANNED", ("bohb",))
+    with pytest.raises(ValueError, match=r"optimizer 'bohb' is not implemented yet; "
+                                         r"available: asha, bayesian_optimization, "):
+        optimizers.get("bohb", space("mixed27"))

@@ -1,0 +1,222 @@
+"""Asynchronous successive halving (ASHA): Li et al., "A System for Massively Parallel
+Hyperparameter Tuning", MLSys 2020, Algorithm 2.
+
+Rungs are successive halving's: `max_fidelity / eta**i` down to the minimum fidelity
+(`rung_fidelities`), the `early_stopping_rate` lowest skipped. There are no brackets and
+nothing to wait for: every row of an ask
+
+* promotes, if it can: from the highest rung below the top downwards, the best successful
+  trial of rung `k` that is not promoted yet and ranks within the top `floor(n_k / eta)` of
+  the `n_k` successful trials of rung `k` (by loss, ties to the earlier trial) goes on to
+  rung `k + 1`: a new trial with its configuration and fidelity `k + 1`, the trial as its
+  parent (Algorithm 2's `get_job`);
+* else samples a new configuration at the base rung (uniformly, or from the prior).
+
+Pending trials never block: a rung promotes from the results it has, and a late result
+only counts from the next ask on. Failed trials (NaN or inf) are never promoted and do not
+count in `n_k`, as in the paper, where a rung holds completed trials; NePS 0.17's `Async`
+bracket counts pending and failed trials in `n_k` too, so it may promote before the
+results it ranks are in. The rows of one ask decide on the same results, as that many
+workers asking at once would, and none promotes a trial that another promotes.
+
+Why the ask reads the table and not a summary kept by `tell` (as `_brackets` keeps the
+best rows of each rung): the rule ranks a candidate among every result of its rung, and
+`multi_objective`'s rank mode rewrites every trial's loss at each tell, which would leave
+any order kept beside the table stale. The ask reads the smallest prefix of the
+table (`ACTIVE_WINDOW` rows, doubled as needed) that holds every trial, so that a large,
+mostly empty table costs what its trials do.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.optimizers import _base
+from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials
+from jaxnas.optimizers._brackets import ACTIVE_WINDOW
+from jaxnas.optimizers._schedule import check_early_stopping_rate, check_eta, rung_fidelities
+from jaxnas.space import SearchSpace
+
+
+class ASHAState(NamedTuple):
+    """State of `asha`.
+
+    Attributes:
+        trials: The trial table (`Trials`), `capacity` rows. Rungs are numbered as in
+            `successive_halving` (0 is the space's lowest fidelity, also with an
+            `early_stopping_rate`); `brackets` is -1 throughout.
+        promoted: `(capacity,)` bool, whether a trial has been promoted to the next rung.
+        overflow: `()` bool, set when an ask needed more rows than the table has.
+    """
+
+    trials: Trials
+    promoted: jax.Array
+    overflow: jax.Array
+
+
+def asha(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
+         use_prior: bool = False, batch_size: int | None = None,
+         max_trials: int = 1024) -> Optimizer:
+    """Asynchronous successive halving (Li et al., MLSys 2020, Algorithm 2).
+
+    Each ask fills `batch_size` rows: promotions first (a trial ranked within the top
+    `1 / eta` of the successful results of its rung, not promoted yet, from the highest
+    rung down), then new configurations at the base rung. Pending trials never hold an ask
+    up. See the module docstring for the exact rule.
+
+    Args:
+        spec: A compiled search space with a fidelity.
+        eta: Promote the best `1 / eta` of each rung; rungs are `max / eta**i`.
+        early_stopping_rate: Skip this many of the lowest rungs (new configurations start
+            at rung `early_stopping_rate`).
+        use_prior: Sample new configurations from the prior instead of uniformly.
+        batch_size: Proposals per ask; defaults to `eta`. A rung promotes once it holds
+            `eta` results, so an ask of `eta` new configurations gives the base rung its
+            first promotion as soon as sequential ASHA would (after `eta` results), while
+            `jn.run` trains `eta` trials at once instead of one. The rows of an ask act as
+            that many parallel workers do in the paper: each decides without the results
+            of the others, so a large batch promotes on less information.
+        max_trials: Trials the state must hold; its capacity is this (or one batch, if
+            larger) rounded up to a power of two. Asking for more sets the overflow flag
+            (see `check`).
+
+    Returns:
+        An `Optimizer` whose state is an `ASHAState`.
+
+    Raises:
+        TypeError, ValueError: a bad argument (eta < 2, a space without fidelity, a fidelity
+            range narrower than eta, ...); the message names it.
+
+    Example:
+        >>> opt = asha(spec, eta=3, batch_size=8)
+        >>> state = opt.init(jax.random.key(0))
+        >>> state, proposals = jax.jit(opt.ask)(state, jax.random.key(1))
+    """
+    owner = "asha"
+    spec = _base.check_space(owner, spec, needs_fidelity=True)
+    eta = check_eta(owner, eta)
+    info = spec.fidelity
+    fidelities = np.asarray(rung_fidelities(owner, info.lower, info.upper, info.is_integer,
+                                            eta), np.float32)  # (n_rungs,)
+    base_rung = check_early_stopping_rate(owner, early_stopping_rate, len(fidelities))
+    use_prior = _base.check_bool(owner, "use_prior", use_prior)
+    batch = _base.check_positive_int(owner, "batch_size", eta if batch_size is None
+                                     else batch_size)
+    max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
+    capacity = _base.capacity_for(max_trials, batch)
+    # The rungs that promote, the order an ask serves them in: the highest first.
+    promoting = np.arange(len(fidelities) - 2, base_rung - 1, -1, dtype=np.int32)
+    sample = spec.sample_prior if use_prior else spec.sample
+    source = Source.PRIOR if use_prior else Source.UNIFORM
+
+    def init(key: jax.Array) -> ASHAState:
+        del key  # the empty state is deterministic
+        return ASHAState(_base.empty_trials(spec, capacity), jnp.zeros((capacity,), bool),
+                         jnp.zeros((), bool))
+
+    def ask(state: ASHAState, key: jax.Array) -> tuple[ASHAState, Proposals]:
+        parents, parent_rungs = _promotions(state, promoting, eta, batch)
+        fits = state.trials.count + batch <= capacity
+        # `parents >= -1` always holds: it makes the table's in-place writes below depend
+        # on the `lax.switch` in `_promotions` that reads the same columns, so XLA orders
+        # the writes after it instead of copying those columns (O(capacity) per ask).
+        valid = fits & (parents >= -1)
+        promotion = parents >= 0  # a prefix of the rows
+        trials = state.trials
+        new = _base.map_rows(sample, jax.random.split(key, batch))
+        old = jax.tree.map(lambda column: column[jnp.maximum(parents, 0)], trials.configs)
+        configs = _base.select_rows(promotion.astype(jnp.int32), (new, old))
+        rungs = jnp.where(promotion, parent_rungs + 1, base_rung).astype(jnp.int32)
+        rung_fidelity = jnp.asarray(fidelities)[rungs]
+        sources = jnp.where(promotion, Source.PROMOTION, source).astype(jnp.int32)
+        parent_ids = jnp.where(valid & promotion, parents, -1)
+        trials, ids = _base.add_trials(trials, configs, rung_fidelity, valid,
+                                       sources=sources, rungs=rungs, parent_ids=parent_ids)
+        promoted_rows = jnp.where(valid & promotion, parents, capacity)
+        state = ASHAState(trials, state.promoted.at[promoted_rows].set(True, mode="drop"),
+                          state.overflow | ~fits)
+        return state, Proposals(configs, rung_fidelity, ids, valid, parent_ids)
+
+    def tell(state: ASHAState, trial_ids: jax.Array, losses: jax.Array) -> ASHAState:
+        return state._replace(trials=_base.record_results(state.trials, trial_ids, losses))
+
+    return Optimizer(init, ask, tell)
+
+
+def _promotions(state: ASHAState, promoting: np.ndarray, eta: int,
+                batch: int) -> tuple[jax.Array, jax.Array]:
+    """The trials an ask promotes, in the order its rows take them.
+
+    Reads the first `ACTIVE_WINDOW * 2**i` rows, the fewest that hold every trial (a
+    `lax.switch`; all of them give the same answer), so that an ask costs what the trials
+    in the table do, not what its capacity does.
+
+    Returns:
+        `(batch,)` int32 rows, -1 past the promotions (which fill a prefix), and `(batch,)`
+        int32 the rung each is promoted from.
+    """
+    capacity = state.promoted.shape[0]
+    sizes = [capacity]  # the prefixes an ask may read, the whole table last
+    while sizes[0] > ACTIVE_WINDOW:
+        sizes.insert(0, sizes[0] // 2)
+
+    def from_rows(size: int) -> tuple[jax.Array, jax.Array]:
+        trials = state.trials
+        rows, rungs = _promotable(trials.rungs[:size], trials.status[:size],
+                                  trials.losses[:size], state.promoted[:size],
+                                  promoting, eta, batch)
+        return _first(rows, rungs, batch)
+
+    if len(sizes) == 1:
+        return from_rows(capacity)
+    index = jnp.sum(state.trials.count > jnp.asarray(sizes[:-1]))
+    return jax.lax.switch(index, [functools.partial(from_rows, size) for size in sizes])
+
+
+def _promotable(rungs: jax.Array, status: jax.Array, losses: jax.Array,
+                promoted: jax.Array, promoting: np.ndarray, eta: int,
+                batch: int) -> tuple[jax.Array, jax.Array]:
+    """Each promoting rung's best unpromoted successful trials and whether each may be
+    promoted (Algorithm 2: within the top `floor(n_k / eta)` of its rung).
+
+    Args:
+        rungs, status, losses, promoted: `(N,)` columns of the rows looked at.
+        promoting: `(P,)` the rungs that promote, in the order they are served.
+
+    Returns:
+        `(P, K)` int32 rows, best first in each rung (`K = min(batch, N)`), -1 where a row
+        may not be promoted (as every row after it in that rung).
+    """
+    size = rungs.shape[0]
+    losses = jnp.where(losses == 0.0, 0.0, losses)  # -0.0 -> 0.0: equal losses tie
+    in_rung = ((status == Status.SUCCESS)[None, :]
+               & (rungs[None, :] == jnp.asarray(promoting)[:, None]))  # (P, N)
+    waiting = in_rung & ~promoted[None, :]
+    # The best waiting trials of each rung; top_k keeps the lower row first among equals.
+    best = jax.lax.top_k(jnp.where(waiting, -losses, -jnp.inf), min(batch, size))[1]
+    best_loss = losses[best]  # (P, K)
+    # A trial's rank in its rung: the successful trials before it, by loss and then row.
+    row = jnp.arange(size)
+    ahead = ((losses < best_loss[..., None])
+             | ((losses == best_loss[..., None]) & (row < best[..., None])))  # (P, K, N)
+    rank = jnp.sum(in_rung[:, None, :] & ahead, axis=-1)
+    quota = jnp.sum(in_rung, axis=1) // eta  # (P,) floor(n_k / eta)
+    allowed = jnp.take_along_axis(waiting, best, axis=1) & (rank < quota[:, None])
+    return (jnp.where(allowed, best, -1).astype(jnp.int32),
+            jnp.broadcast_to(jnp.asarray(promoting)[:, None], best.shape))
+
+
+def _first(rows: jax.Array, rungs: jax.Array, batch: int) -> tuple[jax.Array, jax.Array]:
+    """The first `batch` entries of `rows` that are not -1, in row-major order, and their
+    rungs; -1 past them."""
+    rows, rungs = rows.reshape(-1), rungs.reshape(-1)
+    taken = rows >= 0
+    slot = jnp.where(taken, jnp.cumsum(taken) - 1, batch)  # past the batch: dropped
+    empty = jnp.full((batch,), -1, jnp.int32)
+    return (empty.at[slot].set(rows, mode="drop"),
+            empty.at[slot].set(rungs.astype(jnp.int32), mode="drop"))
