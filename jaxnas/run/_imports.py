@@ -51,7 +51,11 @@ def import_trials(root: str | Path, rows: Any) -> int:
 
     The run must exist (`jn.run` started it, with an optimiser capacity, `optimizer_kwargs`
     `max_trials`, that leaves room for the imported trials); its next asks place them
-    (see the module docstring), and `jn.run` on the folder then learns from them.
+    (see the module docstring), and `jn.run` on the folder then learns from them. An
+    import waits for a new sample at its fidelity: single-fidelity optimisers start every
+    configuration at the highest, Hyperband and PriorBand start brackets at every rung, but
+    successive halving and ASHA start only at their lowest rung, so they take only imports
+    at that fidelity (`python -m jaxnas status` counts the ones still waiting).
 
     Args:
         root: The run folder.

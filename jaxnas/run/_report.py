@@ -38,6 +38,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
     with RunStore(root, create=False) as store:
         trials, totals = store.all_trials(), store.totals()
         description = json.loads(store.get_meta("run") or "{}")
+        waiting = store.waiting_imports()
     counts = collections.Counter(t.status for t in trials)
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
@@ -49,6 +50,10 @@ def summarise(root: str | Path, top: int = 5) -> str:
              f"{len(workers)} worker(s) so far, {len(running)} running now"]
     if description.get("optimizer"):
         lines.append(f"optimizer {description['optimizer']}, seed {description.get('seed')}")
+    if waiting:
+        levels = sorted({w["fidelity"] for w in waiting}, key=lambda f: f or 0.0)
+        lines.append(f"{len(waiting)} imported trial(s) waiting for a new sample at their "
+                     f"fidelity ({', '.join(_short(f) for f in levels)})")
     finished = [t.finished for t in trials if t.finished]
     if finished:
         lines.append(f"last trial finished {time.ctime(max(finished))}")

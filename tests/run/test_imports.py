@@ -13,7 +13,7 @@ from tests.run.test_warm_start import loss, space
 
 
 def run(root, evaluations, optimizer="tpe", seed=0, **kwargs):
-    return jn.run(loss, space(optimizer == "hyperband"), optimizer=optimizer,
+    return jn.run(loss, space(optimizer in ("hyperband", "asha")), optimizer=optimizer,
                   root_directory=root, max_evaluations=evaluations, seed=seed,
                   progress=False, optimizer_kwargs={"max_trials": 64}, **kwargs)
 
@@ -119,3 +119,13 @@ def test_a_folder_without_a_run_is_refused(tmp_path):
     run(tmp_path / "run", 1)
     with pytest.raises(FileNotFoundError, match="neither a run folder nor a CSV file"):
         jn.import_trials(tmp_path / "run", tmp_path / "missing.csv")
+
+
+def test_status_counts_the_imports_still_waiting_for_their_fidelity(tmp_path):
+    """ASHA starts configurations only at its lowest rung: a fully trained import waits."""
+    run(tmp_path, 3, optimizer="asha")
+    jn.import_trials(tmp_path, [{"x": 0.3, "kind": "a", "n": 1, "loss": 0.5}])
+    result = run(tmp_path, 6, optimizer="asha")
+    assert not [t for t in result.trials if t["extra"].get("imported")]
+    assert "1 imported trial(s) waiting for a new sample at their fidelity (9)" in \
+           result.summary()
