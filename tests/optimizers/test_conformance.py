@@ -188,9 +188,12 @@ def test_fewer_results_than_asked_in_any_order(name):
     assert np.all(status[ids[:half]] == optimizers.Status.SUCCESS)
     assert np.all(status[ids[half:]] == optimizers.Status.PENDING)
     np.testing.assert_array_equal(np.asarray(state.trials.losses)[ids[:half]], losses[:half])
-    # A second result for a told trial, and unknown ids, are ignored.
-    again = tell(state, jnp.asarray([ids[0], 10_000, len(ids) + 5], jnp.int32),
-                 jnp.asarray([-5.0, 1.0, 1.0]))
+    # A second result for a told trial, and unknown ids, are ignored (padded to the batch
+    # size again: this test may be the first in its worker to trace tell).
+    again_ids = np.full(len(proposals.valid), -1, np.int32)
+    again_losses = np.ones(len(proposals.valid), np.float32)
+    again_ids[:3], again_losses[0] = [ids[0], 10_000, len(ids) + 5], -5.0
+    again = tell(state, again_ids, again_losses)
     chex.assert_trees_all_equal(again.trials, state.trials)
     # The rest later, as a shorter batch (eager: a new shape); asking goes on, no repeats.
     state = opt.tell(state, ids[half:], losses[half:])
