@@ -32,6 +32,7 @@ from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_
                                  make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
 from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
+from jaxnas.run._heartbeat import DEFAULT_TIMEOUT, check_timeout
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._progress import Progress
 from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial, pareto_trials
@@ -103,7 +104,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         optimizer_kwargs: Mapping | None = None, progress: bool | None = None,
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True,
-        initial_configs: Sequence[Mapping[str, Any]] | None = None) -> RunResult:
+        initial_configs: Sequence[Mapping[str, Any]] | None = None,
+        heartbeat_timeout: float = DEFAULT_TIMEOUT) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
 
     The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
@@ -193,13 +195,21 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             at the fidelity the optimiser gave it, and is then told, promoted and
             modelled like any other trial; decisions it leaves out keep the optimiser's
             draw. Part of the run's identity: a continued run must pass the same.
+        heartbeat_timeout: seconds this process may fall silent before other workers
+            take over its unfinished trials (default 300). Each worker writes a heartbeat
+            to the run's database every `heartbeat_timeout / 5` seconds (at most 30) from
+            a thread of its own, so a long trial does not silence it; a worker that dies
+            on this host is noticed at once, one on another host or one that hangs once
+            its timeout has passed. If it comes back, its results for the trials it lost
+            are dropped. The hosts' clocks must agree to well within the timeout.
 
     Returns:
         A `RunResult` with the incumbent and every trial of the run.
 
     Raises:
         ValueError: no budget or a bad one; an initial configuration outside the space
-            (named by its entry, path and value); an existing run with another space,
+            (named by its entry, path and value); a heartbeat timeout that is not a
+            positive number; an existing run with another space,
             optimiser or seed (the message says what differs).
         StorageError: a folder that cannot be written, or a database from a newer jaxnas.
     """
@@ -208,6 +218,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_evaluations=max_evaluations, max_cost=max_cost,
         max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
     check_checkpoint_every(checkpoint_every)
+    heartbeat_timeout = check_timeout(heartbeat_timeout)
     persistent_cache.check_setting(compilation_cache)
     parsed = Objectives.parse(objectives)
     evaluator = make_evaluator(evaluate, spec, masked, parsed, constraints)
@@ -225,6 +236,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     start = time.monotonic()  # `max_seconds` counts this process's whole run
     progress_line = Progress(sys.stderr.isatty() if progress is None else progress, budgets,
                              parsed)
+    worker = None
     try:
         given = (optimizer_kwargs or {}).get("max_trials")
         # Infeasible trials take rows of the optimiser's table without counting as
@@ -236,12 +248,15 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))
         worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs),
-                        store, seed, checkpoint_every, parsed, WarmStart(initial))
+                        store, seed, checkpoint_every, parsed, WarmStart(initial),
+                        heartbeat_timeout)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         evaluator.close()
         trials = store.all_trials()
     finally:
+        if worker is not None:
+            worker.close()
         store.close()
         progress_line.close()
     incumbent = None if parsed.several else _incumbent(spec, trials)
@@ -315,7 +330,7 @@ def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
         if stopped_by:
             return stopped_by
         batch = make_batch(spec, claimed, worker.key_ids(claimed))
-        evaluator(batch, worker.trial_keys, store.finish_trials)
+        evaluator(batch, worker.trial_keys, worker.record)
         worker.finished(claimed[0].step)
         progress.update(store, time.monotonic() - start)
 

@@ -39,6 +39,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
         trials, totals = store.all_trials(), store.totals()
         description = json.loads(store.get_meta("run") or "{}")
         waiting = store.waiting_imports()
+        beating = store.workers()
     counts = collections.Counter(t.status for t in trials)
     workers = {t.worker for t in trials if t.worker}
     running = {t.worker for t in trials if t.status == "running"}
@@ -48,6 +49,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
                          if counts[s]) + ")",
              f"fidelity spent {totals['fidelity']:g}, cost {totals['cost']:g}; "
              f"{len(workers)} worker(s) so far, {len(running)} running now"]
+    lines += _worker_lines(beating)
     if description.get("optimizer"):
         lines.append(f"optimizer {description['optimizer']}, seed {description.get('seed')}")
     if waiting:
@@ -61,6 +63,19 @@ def summarise(root: str | Path, top: int = 5) -> str:
     best = (_front_lines(trials, top, objectives) if objectives.several
             else _best_lines(trials, top, _stored_space(root)))
     return "\n".join(lines + best + _failure_lines(trials, top))
+
+
+def _worker_lines(workers: list[dict]) -> list[str]:
+    """How many workers beat, stopped, or fell silent past their heartbeat timeout (each
+    of those named, with how long it has been silent)."""
+    if not workers:
+        return []
+    stopped = [w for w in workers if w["stopped"] is not None]
+    silent = [w for w in workers if w["stopped"] is None and w["silent"] > w["timeout"]]
+    alive = len(workers) - len(stopped) - len(silent)
+    line = f"workers: {alive} alive, {len(stopped)} stopped, {len(silent)} silent"
+    return [line] + [f"  {w['name']} silent for {w['silent']:.0f} s (timeout "
+                     f"{w['timeout']:g} s): its trials go to other workers" for w in silent]
 
 
 def _front_lines(trials: list[TrialRecord], top: int, objectives: Objectives) -> list[str]:

@@ -2,7 +2,7 @@
 
 One SQLite file, `ROOT/trials.sqlite` (Python's standard `sqlite3`), in WAL mode so that
 readers (`jn.load_results`, `python -m jaxnas status`) never block the workers, with every
-change in a transaction. Four tables:
+change in a transaction. Five tables:
 
 * `trials`: one row per trial, written `running` when it is asked (claimed by the worker
   that asked it) and updated to `success` or `failed` when it finishes; `pending` is a
@@ -14,6 +14,9 @@ change in a transaction. Four tables:
 * `imports`: finished trials from elsewhere (`jn.import_trials`), each waiting until an
   ask's new sample at its fidelity takes its place (`trial_id` set then, in the same
   transaction as the ask), when it becomes a finished trial of the run.
+* `workers`: every worker process that joined the run, with its heartbeat (the time it
+  last said it is alive, written by a thread of its own every few seconds), the timeout
+  after which its silence means it is gone, and when it stopped, if it did.
 * `meta`: the schema version, the space (pickled, and described slot by slot), the
   optimiser and its arguments, the seed and the package versions.
 
@@ -41,7 +44,8 @@ from jaxnas.run._records import COLUMNS, TrialRecord
 DATABASE = "trials.sqlite"
 CHECKPOINTS = "checkpoints"
 STATES = "states"
-SCHEMA_VERSION = 3  # 2: the trials' `objectives` and `feasible` columns; 3: `imports`
+# 2: the trials' `objectives` and `feasible` columns; 3: `imports`; 4: `workers`
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -83,6 +87,15 @@ CREATE TABLE IF NOT EXISTS imports (
     trial_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS imports_by_trial ON imports (trial_id);
+CREATE TABLE IF NOT EXISTS workers (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    timeout REAL NOT NULL,
+    stopped REAL
+);
 """
 # Columns added after version 1, with their types: a version-1 database gets them when a
 # worker opens it, and a reader of one sees them as NULL.
@@ -224,33 +237,88 @@ class RunStore:
             [(t.trial_id, t.step, t.parent_id, json.dumps(t.config), t.fidelity, now, worker)
              for t in trials])
 
-    def finish_trials(self, trials: Sequence[TrialRecord]) -> None:
-        """Records finished trials (one transaction for all of them)."""
-        with self.transaction():
-            self.record_finished(trials)
-
     def record_finished(self, trials: Sequence[TrialRecord]) -> None:
         """Records finished trials (inside a transaction)."""
         now = time.time()
-        self._db.executemany(
-            "UPDATE trials SET status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, "
-            "finished = ?, error = ?, traceback = ?, state_ref = ?, objectives = ?, "
-            "feasible = ? WHERE trial_id = ?",
-            [(t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}),
-              t.seconds, now, t.error, t.traceback, t.state_ref,
-              json.dumps(t.objectives or {}), t.feasible, t.trial_id)
-             for t in trials])
+        self._db.executemany(f"UPDATE trials SET {_FINISHED} WHERE trial_id = ?",
+                             [(*_finished_values(t, now), t.trial_id) for t in trials])
 
-    def release_dead(self, alive: Callable[[str | None], bool]) -> int:
-        """Sets `running` trials whose worker is not alive back to `pending` (in a
-        transaction). Returns how many workers were dead."""
-        running = self._db.execute(
-            "SELECT DISTINCT worker FROM trials WHERE status = 'running'").fetchall()
-        dead = [w for (w,) in running if not alive(w)]
+    def finish_claimed(self, trials: Sequence[TrialRecord], worker: str) -> list[int]:
+        """Records the finished trials that `worker` still holds (one transaction).
+
+        A trial goes back to `pending` when its worker falls silent past its heartbeat
+        timeout, and another worker may take it; if the silent one comes back, its result
+        is not recorded over the other's. Returns the ids of the trials not recorded.
+        """
+        lost = []
+        now = time.time()
+        with self.transaction():
+            for t in trials:
+                cursor = self._db.execute(
+                    f"UPDATE trials SET {_FINISHED} WHERE trial_id = ? AND "
+                    "status = 'running' AND worker = ?",
+                    (*_finished_values(t, now), t.trial_id, worker))
+                if cursor.rowcount == 0:
+                    lost.append(t.trial_id)
+        return lost
+
+    def release_dead(self, gone: Callable[[str], bool]) -> list[str]:
+        """Sets the `running` trials of workers that are gone back to `pending`, to be
+        claimed again (inside a transaction).
+
+        A worker is gone when it stopped, when it has been silent longer than its
+        heartbeat timeout (by this process's clock: the hosts' clocks must agree to well
+        within the timeout), or when `gone(name)` says so (its process is known to have
+        ended). A worker without a heartbeat, from a jaxnas before schema 4, is judged
+        by `gone` alone. Returns the names of the workers whose trials were released.
+        """
+        running = [w for (w,) in self._db.execute(
+            "SELECT DISTINCT worker FROM trials WHERE status = 'running'").fetchall()]
+        if not running:
+            return []
+        now = time.time()
+        beats = {name: (heartbeat, timeout, stopped) for name, heartbeat, timeout, stopped
+                 in self._db.execute("SELECT name, heartbeat, timeout, stopped FROM workers")}
+        dead = []
+        for worker in running:
+            beat = beats.get(worker)
+            silent = beat is not None and (beat[2] is not None or now - beat[0] > beat[1])
+            if worker is None or silent or gone(worker):
+                dead.append(worker)
         for worker in dead:
             self._db.execute("UPDATE trials SET status = 'pending', worker = NULL "
-                             "WHERE status = 'running' AND worker = ?", (worker,))
-        return len(dead)
+                             "WHERE status = 'running' AND worker IS ?", (worker,))
+        return dead
+
+    # ------------------------------------------------------------------- workers
+
+    def join(self, name: str, host: str, pid: int, timeout: float) -> None:
+        """Records a worker that joins the run, beating from now."""
+        now = time.time()
+        with self.transaction():
+            self._db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                             (name, host, pid, now, now, float(timeout)))
+
+    def beat(self, name: str) -> None:
+        """The worker's heartbeat: it is alive now (one short write)."""
+        self._db.execute("UPDATE workers SET heartbeat = ? WHERE name = ?", (time.time(), name))
+
+    def leave(self, name: str) -> None:
+        """Records that the worker stopped: its unfinished trials are free at once."""
+        self._db.execute("UPDATE workers SET stopped = ? WHERE name = ?", (time.time(), name))
+
+    def workers(self) -> list[dict]:
+        """Every worker that joined the run: `name`, `host`, `pid`, `started`,
+        `heartbeat`, `timeout`, `stopped` (None while it runs) and `silent` (seconds
+        since its heartbeat), oldest first."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'workers'").fetchone() is None:
+            return []
+        rows = self._db.execute("SELECT name, host, pid, started, heartbeat, timeout, stopped "
+                                "FROM workers ORDER BY started").fetchall()
+        now = time.time()
+        keys = ("name", "host", "pid", "started", "heartbeat", "timeout", "stopped")
+        return [{**dict(zip(keys, row)), "silent": now - row[4]} for row in rows]
 
     def claim_pending(self, worker: str) -> list[TrialRecord]:
         """Claims the pending trials of the oldest step that has any (in a transaction)."""
@@ -403,6 +471,17 @@ class RunStore:
             "(SELECT 1 FROM trials x WHERE x.step = e.step AND x.status NOT IN "
             "('success', 'failed', 'infeasible')) ORDER BY e.step").fetchall()
         return [step for (step,) in rows]
+
+
+_FINISHED = ("status = ?, loss = ?, cost = ?, extra = ?, seconds = ?, finished = ?, error = ?, "
+             "traceback = ?, state_ref = ?, objectives = ?, feasible = ?")
+
+
+def _finished_values(t: TrialRecord, now: float) -> tuple:
+    """The values of `_FINISHED`'s columns for a finished trial."""
+    return (t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}), t.seconds,
+            now, t.error, t.traceback, t.state_ref, json.dumps(t.objectives or {}),
+            t.feasible)
 
 
 def _check_writable(root: Path) -> None:

@@ -27,6 +27,7 @@ from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.run._budgets import exhausted
 from jaxnas.run._checkpoints import OptimizerCheckpoints
+from jaxnas.run._heartbeat import DEFAULT_TIMEOUT, Heartbeat, process_gone
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
@@ -46,12 +47,18 @@ class Worker:
         objectives: the run's objectives: what each trial's told loss is.
         warm_start: the run's initial configurations, put in place of the first new
             samples of the asks (and of their replays).
+        heartbeat_timeout: seconds this worker may be silent (its heartbeat thread
+            stopped, hung or cut off) before its trials are given to other workers.
+
+    Call `close` when done: it stops the heartbeat and frees the worker's trials.
     """
 
     def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
                  checkpoint_every: int, objectives: Objectives,
-                 warm_start: WarmStart | None = None):
+                 warm_start: WarmStart | None = None,
+                 heartbeat_timeout: float = DEFAULT_TIMEOUT):
         self.store = store
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.warm_start = warm_start or WarmStart([])
         self.objectives = objectives
         # A multi-objective optimiser (`jn.optimizers.takes_objective_vectors`) is told
@@ -61,7 +68,6 @@ class Worker:
         self.key = jax.random.key(seed)
         self.ask = jit_with(optimizer.ask, HELPER_OPTIONS)
         self.tell = jit_with(optimizer.tell, HELPER_OPTIONS)
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.trial_keys = _key_maker(jax.random.fold_in(self.key, 1))
         self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
         init_key = jax.random.fold_in(self.key, 0)
@@ -80,6 +86,8 @@ class Worker:
             for trial_id, parent in store.parents():
                 self._note_parent(trial_id, parent)
             self._catch_up()
+        # Beats from here on: the worker holds no trial before its first `next_batch`.
+        self.heartbeat = Heartbeat(store.root, self.name, heartbeat_timeout)
 
     def _note_parent(self, trial_id: int, parent: int) -> None:
         self.root_of[trial_id] = self.root_of.get(parent, parent) if parent >= 0 else trial_id
@@ -157,7 +165,10 @@ class Worker:
         """
         with self.store.transaction():
             self._catch_up()
-            self.store.release_dead(_alive)
+            for gone in self.store.release_dead(
+                    lambda worker: worker != self.name and process_gone(worker)):
+                logger.warning("jaxnas.run: worker %s is gone or silent past its heartbeat "
+                               "timeout; its unfinished trials are evaluated again", gone)
             self._tell_finished_steps()
             self._catch_up()
             claimed = self.store.claim_pending(self.name)
@@ -248,6 +259,20 @@ class Worker:
                             feasible=(outcome.violation == 0.0
                                       if self.objectives.bounds else None))
 
+    def record(self, trials: list[TrialRecord]) -> None:
+        """Records finished trials that this worker still holds. One it lost (it fell
+        silent past its heartbeat timeout, and another worker took the trial) is logged
+        and dropped: the other worker's result stands."""
+        lost = self.store.finish_claimed(trials, self.name)
+        if lost:
+            logger.warning("jaxnas.run: trials %s were given to another worker while this "
+                           "one (%s) was silent; its results for them are dropped", lost,
+                           self.name)
+
+    def close(self) -> None:
+        """Stops the heartbeat; the worker's unfinished trials are free for others."""
+        self.heartbeat.stop()
+
     def finished(self, step: int) -> None:
         """Tells the optimiser a step's results once all its trials have finished."""
         with self.store.transaction():
@@ -288,25 +313,6 @@ def _same_level(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-
-
-def _alive(worker: str | None) -> bool:
-    """Whether the worker that claimed a trial still runs (False for another host's
-    worker only if it is this host's and its process is gone)."""
-    if worker is None:
-        return False
-    host, pid, _ = worker.rsplit(":", 2)
-    if host != socket.gethostname():
-        return True  # cannot know; see `jn.run`'s docstring
-    if int(pid) == os.getpid():
-        return False  # an earlier run in this process that did not finish its trials
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _proposed(proposals: Any, rows: np.ndarray, step: int, worker: str) -> list[TrialRecord]:
