@@ -15,6 +15,8 @@ Ordinary JAX work still runs on the first device; only the bucket trainers sprea
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 ENVIRONMENT = "JAXNAS_CPU_DEVICES"
 
@@ -64,3 +66,52 @@ def cpu_devices(count: int | None = None) -> int:
     except RuntimeError:  # the backends have started: too late
         return -1
     return count
+
+
+def check_devices(devices: Any) -> tuple | None:
+    """`jn.run`'s `devices=` as the tuple of devices its bucket trainers spread over.
+
+    Args:
+        devices: None (every local device of JAX's default backend), a count (the first
+            that many), or a sequence of `jax.Device`s or device ids, all of one platform.
+
+    Returns:
+        The devices, or None for JAX's local devices.
+
+    Raises:
+        ValueError: a count out of range, a device or id this process does not have, one
+            named twice, or devices of several platforms (each named with what exists).
+    """
+    import jax  # noqa: PLC0415
+
+    if devices is None:
+        return None
+    local = jax.local_devices()
+    known = ", ".join(f"{d.id} ({d.platform})" for d in local)
+    if isinstance(devices, bool):
+        raise ValueError(f"jn.run: devices={devices!r} must be None, a count or a sequence "
+                         f"of devices or device ids.")
+    if isinstance(devices, int):
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"jn.run: devices={devices} must be a count from 1 to the "
+                             f"{len(local)} local device(s) of this process ({known}).")
+        return tuple(local[:devices])
+    if isinstance(devices, str) or not isinstance(devices, Sequence) or not devices:
+        raise ValueError(f"jn.run: devices={devices!r} must be None, a count or a non-empty "
+                         f"sequence of devices or device ids.")
+    by_id = {d.id: d for d in local}
+    chosen = []
+    for device in devices:
+        key = device if isinstance(device, int) and not isinstance(device, bool) else None
+        found = by_id.get(key) if key is not None else (device if device in local else None)
+        if found is None:
+            raise ValueError(f"jn.run: devices names {device!r}, which is not a local device "
+                             f"of this process; it has {known}.")
+        if found in chosen:
+            raise ValueError(f"jn.run: devices names {device!r} twice.")
+        chosen.append(found)
+    platforms = {d.platform for d in chosen}
+    if len(platforms) > 1:
+        raise ValueError(f"jn.run: devices mixes platforms ({', '.join(sorted(platforms))}); a "
+                         f"bucket spreads over devices of one platform.")
+    return tuple(chosen)

@@ -70,9 +70,11 @@ def make_batch(spec: SearchSpace, trials: list[TrialRecord], key_ids: list[int])
 
 
 def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool, objectives: Objectives,
-                   constraints: Any = None) -> BucketEvaluator | PlainEvaluator:
+                   constraints: Any = None,
+                   devices: tuple | None = None) -> BucketEvaluator | PlainEvaluator:
     """The evaluator for `jn.run`'s `evaluate` (see its docstring for the three forms),
     checked before the run folder is touched; `start(store)` then gives it the folder.
+    `devices`: what a bucket's members spread over (None: every local device).
 
     Raises:
         TypeError: `evaluate` is none of them.
@@ -84,7 +86,7 @@ def make_evaluator(evaluate: Any, spec: SearchSpace, masked: bool, objectives: O
         screen = Screen(constraints, spec, task, objectives)
         if objectives.metrics != ("loss",):  # (the default costs no extra trace)
             _check_returns(task.metrics(spec), objectives, screen)
-        return BucketEvaluator(task, spec, masked, objectives, screen)
+        return BucketEvaluator(task, spec, masked, objectives, screen, devices)
     if not callable(evaluate):
         raise TypeError(f"jn.run: evaluate={evaluate!r} must be a Task, a pure function "
                         f"f(config, fidelity, key) or a callable f(**config).")
@@ -143,25 +145,26 @@ def _key_data() -> np.ndarray:
 
 
 def _per_task(cache: weakref.WeakKeyDictionary, task: _train.BucketTask, spec: SearchSpace,
-              masked: bool | str) -> dict:
-    """The task's dict in `cache` for this space and masking (a fresh one for a task that
-    cannot be weakly referenced: kept for this run only)."""
+              *key: Any) -> dict:
+    """The task's dict in `cache` for this space and `key` (the masking, the devices) (a
+    fresh one for a task that cannot be weakly referenced: kept for this run only)."""
     try:
         by_space = cache.setdefault(task, {})
     except TypeError:
         return {}
-    return by_space.setdefault((spec, masked), {})
+    return by_space.setdefault((spec, *key), {})
 
 
 class BucketEvaluator:
     """Trains each bucket with a `BucketTrainer`; keeps trained states for promotions."""
 
     def __init__(self, task: _train.BucketTask, spec: SearchSpace, masked: bool,
-                 objectives: Objectives, screen: Screen):
+                 objectives: Objectives, screen: Screen, devices: tuple | None = None):
         task.check_space(spec)  # a space the task cannot train fails here, early
         self.task, self.spec, self.masked = task, spec, masked
-        self.objectives, self.screen = objectives, screen
-        self.trainers = _per_task(_TRAINERS, task, spec, masked)  # signature -> trainer
+        self.objectives, self.screen, self.devices = objectives, screen, devices
+        # signature -> trainer
+        self.trainers = _per_task(_TRAINERS, task, spec, masked, devices)
         self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
         self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
         self.saved: TrainingStates | None = None
@@ -283,7 +286,7 @@ class BucketEvaluator:
             first = jax.tree.map(lambda a: a[0], members)
             masked = "widths" if signature[:1] == (_WIDTHS_ONLY,) else self.masked
             task = self.task.for_bucket(self.spec, first, masked)
-            self.trainers[signature] = _train.BucketTrainer(task)
+            self.trainers[signature] = _train.BucketTrainer(task, devices=self.devices)
         return self.trainers[signature]
 
     def _load_missing_parents(self, parents: list[int], trainer: _train.BucketTrainer,

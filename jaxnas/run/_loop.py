@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxnas import optimizers as _optimizers
+from jaxnas._devices import check_devices
 from jaxnas.run import _compilation_cache as persistent_cache
 from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
                                  make_optimizer)
@@ -105,7 +106,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True,
         initial_configs: Sequence[Mapping[str, Any]] | None = None,
-        heartbeat_timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+        heartbeat_timeout: float = DEFAULT_TIMEOUT, devices: Any = None) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
 
     The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
@@ -202,6 +203,13 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             on this host is noticed at once, one on another host or one that hangs once
             its timeout has passed. If it comes back, its results for the trials it lost
             are dropped. The hosts' clocks must agree to well within the timeout.
+        devices: the devices a training bucket's members are spread over (its population
+            axis sharded over a 1-D mesh, padded to a multiple of their number; data and
+            optimiser replicated): None (the default) for every local device of JAX's
+            default backend (on a CPU one per core, `jn.cpu_devices`), a count for the
+            first that many, or a list of `jax.Device`s or device ids. The trial table is
+            the same whatever the devices (losses to float tolerance), so a resumed run
+            may use others. The optimiser runs on JAX's default device.
 
     Returns:
         A `RunResult` with the incumbent and every trial of the run.
@@ -209,7 +217,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     Raises:
         ValueError: no budget or a bad one; an initial configuration outside the space
             (named by its entry, path and value); a heartbeat timeout that is not a
-            positive number; an existing run with another space,
+            positive number; `devices` naming a device this process does not have; an existing run with another space,
             optimiser or seed (the message says what differs).
         StorageError: a folder that cannot be written, or a database from a newer jaxnas.
     """
@@ -219,9 +227,10 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         max_fidelity_spent=max_fidelity_spent, max_seconds=max_seconds)
     check_checkpoint_every(checkpoint_every)
     heartbeat_timeout = check_timeout(heartbeat_timeout)
+    devices = check_devices(devices)
     persistent_cache.check_setting(compilation_cache)
     parsed = Objectives.parse(objectives)
-    evaluator = make_evaluator(evaluate, spec, masked, parsed, constraints)
+    evaluator = make_evaluator(evaluate, spec, masked, parsed, constraints, devices)
     root = Path(root_directory)
     optimizer, optimizer_kwargs = _named_optimizer(
         _several_objectives(optimizer, parsed), spec, optimizer_kwargs, parsed)
