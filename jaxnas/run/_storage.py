@@ -1,8 +1,10 @@
-"""The run folder's database and file names: every SQL statement of jaxnas lives here.
+"""The run's database and the folder's file names: every SQL statement of jaxnas lives here.
 
-One SQLite file, `ROOT/trials.sqlite` (Python's standard `sqlite3`), in WAL mode so that
-readers (`jn.load_results`, `python -m jaxnas status`) never block the workers, with every
-change in a transaction. Five tables:
+By default one SQLite file, `ROOT/trials.sqlite` (Python's standard `sqlite3`), in WAL mode
+so that readers (`jn.load_results`, `python -m jaxnas status`) never block the workers;
+with `storage="postgresql://..."` a PostgreSQL database that workers on many machines
+share (`ROOT/storage.json` then names it, without its password). The same SQL for both
+(`_database.py` holds what differs), every change in a transaction. Five tables:
 
 * `trials`: one row per trial, written `running` when it is asked (claimed by the worker
   that asked it) and updated to `success` or `failed` when it finishes; `pending` is a
@@ -20,8 +22,9 @@ change in a transaction. Five tables:
 * `meta`: the schema version, the space (pickled, and described slot by slot), the
   optimiser and its arguments, the seed and the package versions.
 
-Trained states of trials live beside the database in `ROOT/states` (`_checkpoints.py`).
-The schema version is SQLite's `user_version`; a database from a newer jaxnas is refused.
+Trained states of trials live in the run folder, `ROOT/states` (`_checkpoints.py`), which
+every worker must reach. The schema version is SQLite's `user_version` (a `meta` row in
+PostgreSQL); a database from a newer jaxnas is refused.
 """
 
 from __future__ import annotations
@@ -36,32 +39,34 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
+from jaxnas.run._database import DatabaseError, Postgres, SQLite, is_url, redact
 from jaxnas.run._records import COLUMNS, TrialRecord
 
 DATABASE = "trials.sqlite"
+STORAGE_FILE = "storage.json"  # a run on a database server: its URL, without the password
 CHECKPOINTS = "checkpoints"
 STATES = "states"
 # 2: the trials' `objectives` and `feasible` columns; 3: `imports`; 4: `workers`
 SCHEMA_VERSION = 4
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS trials (
     trial_id INTEGER PRIMARY KEY,
     step INTEGER NOT NULL,
     parent_id INTEGER NOT NULL,
     config TEXT NOT NULL,
-    fidelity REAL,
+    fidelity {real},
     status TEXT NOT NULL,
-    loss REAL,
-    cost REAL,
+    loss {real},
+    cost {real},
     extra TEXT,
-    seconds REAL,
-    created REAL,
-    finished REAL,
+    seconds {real},
+    created {real},
+    finished {real},
     worker TEXT,
     error TEXT,
     traceback TEXT,
@@ -71,17 +76,17 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_by_status ON trials (status, step);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {serial},
     kind TEXT NOT NULL,
     step INTEGER NOT NULL,
     trial_ids TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_step ON events (step, kind);
 CREATE TABLE IF NOT EXISTS imports (
-    import_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    import_id {serial},
     config TEXT NOT NULL,
-    fidelity REAL,
-    loss REAL,
+    fidelity {real},
+    loss {real},
     objectives TEXT NOT NULL,
     extra TEXT NOT NULL,
     trial_id INTEGER
@@ -91,10 +96,10 @@ CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    started REAL NOT NULL,
-    heartbeat REAL NOT NULL,
-    timeout REAL NOT NULL,
-    stopped REAL
+    started {real} NOT NULL,
+    heartbeat {real} NOT NULL,
+    timeout {real} NOT NULL,
+    stopped {real}
 );
 """
 # Columns added after version 1, with their types: a version-1 database gets them when a
@@ -103,60 +108,114 @@ _ADDED_COLUMNS = {"objectives": "TEXT", "feasible": "INTEGER"}
 
 
 class StorageError(RuntimeError):
-    """A run folder that cannot be used: missing, read-only, or from a newer jaxnas."""
+    """A run that cannot be stored or read: a folder missing or read-only, a database
+    that cannot be reached, or one from a newer jaxnas."""
 
 
-def run_exists(root: str | Path) -> bool:
-    """Whether `root` holds a run's database."""
-    return (Path(root) / DATABASE).exists()
+def storage_of(root: str | Path, storage: str | None = None) -> str | None:
+    """The database of the run in `root`: `storage` if given (a `postgresql://` URL),
+    else the URL the run recorded in `ROOT/storage.json` (without its password: libpq's
+    `PGPASSWORD` or `~/.pgpass` supply it), else None for the folder's SQLite file.
+
+    Raises:
+        ValueError: `storage` is neither None nor a `postgresql://` URL.
+        StorageError: `storage` names another database than the one the folder's run
+            recorded.
+    """
+    recorded = _recorded_storage(Path(root))
+    if storage is None:
+        return recorded
+    if not is_url(storage):
+        raise ValueError(f"storage={str(storage)!r} must be None (SQLite in the run folder) "
+                         f"or a PostgreSQL URL, postgresql://user:password@host:port/database.")
+    if recorded is not None and _same_database(recorded, storage) is False:
+        raise StorageError(f"root_directory={str(root)!r} holds a run whose database is "
+                           f"{recorded!r}, not storage={redact(storage)!r}.")
+    return storage
 
 
-def delete_run(root: str | Path) -> None:
-    """Deletes the run in `root`: its database, checkpoints and training states."""
+def _recorded_storage(root: Path) -> str | None:
+    try:
+        return json.loads((root / STORAGE_FILE).read_text())["url"]
+    except FileNotFoundError:
+        return None
+
+
+def _same_database(a: str, b: str) -> bool:
+    """Whether two URLs name the same database (users and passwords aside)."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.hostname, pa.port or 5432, pa.path) == (pb.hostname, pb.port or 5432, pb.path)
+
+
+def run_exists(root: str | Path, storage: str | None = None) -> bool:
+    """Whether `root` holds a run (its database has one)."""
+    storage = storage_of(root, storage)
+    if storage is None:
+        return (Path(root) / DATABASE).exists()
+    with RunStore(root, create=False, storage=storage) as store:
+        return store.get_meta("run") is not None
+
+
+def delete_run(root: str | Path, storage: str | None = None) -> None:
+    """Deletes the run in `root`: its database (or its tables, on a server),
+    checkpoints and training states."""
     root = Path(root)
-    for path in root.glob(DATABASE + "*"):
-        path.unlink()
+    storage = storage_of(root, storage)
+    if storage is None:
+        for path in root.glob(DATABASE + "*"):
+            path.unlink()
+    else:
+        with RunStore(root, create=False, storage=storage) as store:
+            store.drop()
     shutil.rmtree(root / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(root / STATES, ignore_errors=True)
 
 
 class RunStore:
-    """A connection to one run folder's database (one per process); a context manager
-    that closes it.
+    """A connection to one run's database (one per process and thread); a context
+    manager that closes it.
 
     Args:
         root: The run folder.
-        create: Create the folder and the database if missing (a worker); otherwise the
-            database must exist (a reader).
+        create: Create the folder and the database's tables if missing (a worker);
+            otherwise the run must exist (a reader, which only reads: a database user
+            with read-only rights will do).
+        storage: Where the trials are: None for SQLite in the run folder (or the
+            database the folder's run recorded), or a `postgresql://` URL.
     """
 
-    def __init__(self, root: str | Path, *, create: bool):
+    def __init__(self, root: str | Path, *, create: bool, storage: str | None = None):
         self.root = Path(root)
         self.path = self.root / DATABASE
+        self.storage = storage_of(self.root, storage)
         if create:
             _check_writable(self.root)
-        elif not self.path.exists():
+        elif self.storage is None and not self.path.exists():
             raise FileNotFoundError(f"no jaxnas run in {str(self.root)!r}: {DATABASE} is "
                                     f"missing.")
-        # isolation_level=None: transactions are explicit (`transaction`); timeout: how long
-        # a worker waits for another's write lock.
         try:
-            self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as error:
-            raise StorageError(f"{self.path} cannot be opened as a jaxnas run database: "
-                               f"{error}") from error
+            self._db = (SQLite(self.path, create=create) if self.storage is None
+                        else Postgres(self.storage, create=create))
+        except DatabaseError as error:
+            raise StorageError(str(error)) from None
+        self.where = self._db.where
+        version = self._db.version()
         if version > SCHEMA_VERSION:
             self._db.close()
-            raise StorageError(f"{self.path} has schema version {version}, newer than this "
+            raise StorageError(f"{self.where} has schema version {version}, newer than this "
                                f"jaxnas reads ({SCHEMA_VERSION}); upgrade jaxnas to open it.")
         if create:
             try:
                 self._create()
-            except sqlite3.OperationalError as error:
+            except (sqlite3.OperationalError, DatabaseError) as error:
                 self._db.close()
-                raise StorageError(f"root_directory={str(self.root)!r} cannot hold a run: "
-                                   f"{error}") from error
+                raise StorageError(f"root_directory={str(self.root)!r} cannot hold a run "
+                                   f"({self.where}): {error}") from error
+            if self.storage is not None:
+                _record_storage(self.root, self.storage)
+        elif not self._db.has_table("trials"):
+            self._db.close()
+            raise FileNotFoundError(f"no jaxnas run in {self.where!r}.")
         self._select = self._select_trials()  # the columns, once the schema is settled
 
     @property
@@ -170,22 +229,27 @@ class RunStore:
         return self.root / STATES
 
     def _create(self) -> None:
-        """WAL mode, durable commits and the tables (idempotent)."""
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed trial survives a crash of the machine, not only the process.
-        self._db.execute("PRAGMA synchronous=FULL")
+        """The tables (idempotent)."""
+        db = self._db
         with self.transaction():
-            for statement in _SCHEMA.split(";"):
+            db.execute(db.meta_table())
+            for statement in _SCHEMA.format(real=db.real, serial=db.serial).split(";"):
                 if statement.strip():
-                    self._db.execute(statement)
+                    db.execute(statement)
             present = self._columns()
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in present:
-                    self._db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    db.execute(f"ALTER TABLE trials ADD COLUMN {column} {kind}")
+            db.set_version(SCHEMA_VERSION)
+
+    def drop(self) -> None:
+        """Drops the run's tables (`overwrite=True` on a database server)."""
+        with self.transaction():
+            for table in ("workers", "imports", "events", "trials", "meta"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _columns(self) -> set[str]:
-        return {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        return self._db.columns("trials")
 
     def _select_trials(self) -> str:
         """`SELECT` of every `TrialRecord` column (NULL for one an older database lacks)."""
@@ -204,27 +268,19 @@ class RunStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """A write transaction that holds the database's write lock from its start.
-
-        `BEGIN IMMEDIATE` takes the lock at once, so a worker that reads the event log
-        and then appends to it does so with no other worker in between.
-        """
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        """A write transaction that holds the run's write lock from its start, so that
+        a worker that reads the event log and then appends to it does so with no other
+        worker in between."""
+        with self._db.write():
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------ metadata
 
     def get_meta(self, key: str) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+        return self._db.get_meta(key)
 
     def set_meta(self, items: dict[str, Any]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(items.items()))
+        self._db.set_meta(items)
 
     # ------------------------------------------------------------- writing trials
 
@@ -286,8 +342,9 @@ class RunStore:
             if worker is None or silent or gone(worker):
                 dead.append(worker)
         for worker in dead:
+            held, args = ("worker IS NULL", ()) if worker is None else ("worker = ?", (worker,))
             self._db.execute("UPDATE trials SET status = 'pending', worker = NULL "
-                             "WHERE status = 'running' AND worker IS ?", (worker,))
+                             f"WHERE status = 'running' AND {held}", args)
         return dead
 
     # ------------------------------------------------------------------- workers
@@ -296,7 +353,7 @@ class RunStore:
         """Records a worker that joins the run, beating from now."""
         now = time.time()
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            self._db.execute("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, NULL)",
                              (name, host, pid, now, now, float(timeout)))
 
     def beat(self, name: str) -> None:
@@ -311,8 +368,7 @@ class RunStore:
         """Every worker that joined the run: `name`, `host`, `pid`, `started`,
         `heartbeat`, `timeout`, `stopped` (None while it runs) and `silent` (seconds
         since its heartbeat), oldest first."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'workers'").fetchone() is None:
+        if not self._db.has_table("workers"):
             return []
         rows = self._db.execute("SELECT name, host, pid, started, heartbeat, timeout, stopped "
                                 "FROM workers ORDER BY started").fetchall()
@@ -378,12 +434,13 @@ class RunStore:
         own, own_t = ((f"AND trial_id NOT IN {imported}", f"AND t.trial_id NOT IN {imported}")
                       if self._has_imports() else ("", ""))
         count, cost = self._db.execute(
-            "SELECT COUNT(*), TOTAL(COALESCE(cost, fidelity, 0)) FROM trials "
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(cost, fidelity, 0)), 0.0) FROM trials "
             f"WHERE status IN ('success', 'failed') {own}").fetchone()
         everything = self._db.execute(
             f"SELECT COUNT(*) FROM trials WHERE status != 'infeasible' {own}").fetchone()[0]
         added = self._db.execute(
-            "SELECT TOTAL(COALESCE(t.fidelity, 0) - COALESCE(p.fidelity, 0)) FROM trials t "
+            "SELECT COALESCE(SUM(COALESCE(t.fidelity, 0) - COALESCE(p.fidelity, 0)), 0.0) "
+            "FROM trials t "
             "LEFT JOIN trials p ON p.trial_id = t.parent_id "
             f"WHERE t.status IN ('success', 'failed') {own_t}").fetchone()[0]
         return {"evaluations": everything, "finished": count, "cost": cost, "fidelity": added}
@@ -429,17 +486,14 @@ class RunStore:
         return found if trial_ids is None else found & set(map(int, trial_ids))
 
     def _has_imports(self) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                "name = 'imports'").fetchone() is not None
+        return self._db.has_table("imports")
 
     # -------------------------------------------------------------------- events
 
     def append_event(self, kind: str, step: int, trial_ids: Sequence[int]) -> int:
         """Appends an `ask` or `tell` event (inside a transaction); returns its number."""
-        cursor = self._db.execute(
-            "INSERT INTO events (kind, step, trial_ids) VALUES (?, ?, ?)",
-            (kind, step, json.dumps(list(map(int, trial_ids)))))
-        return int(cursor.lastrowid)
+        return self._db.insert("INSERT INTO events (kind, step, trial_ids) VALUES (?, ?, ?)",
+                               (kind, step, json.dumps(list(map(int, trial_ids)))), "seq")
 
     def events(self, after: int) -> list[tuple[int, str, int, list[int]]]:
         """`(seq, kind, step, trial_ids)` of the events after number `after`, in order."""
@@ -481,7 +535,18 @@ def _finished_values(t: TrialRecord, now: float) -> tuple:
     """The values of `_FINISHED`'s columns for a finished trial."""
     return (t.status, _finite_or_none(t.loss), t.cost, json.dumps(t.extra or {}), t.seconds,
             now, t.error, t.traceback, t.state_ref, json.dumps(t.objectives or {}),
-            t.feasible)
+            None if t.feasible is None else int(t.feasible))
+
+
+def _record_storage(root: Path, url: str) -> None:
+    """Writes `ROOT/storage.json`, so that readers of the folder find the database (its
+    URL without the password)."""
+    path = root / STORAGE_FILE
+    text = json.dumps({"url": redact(url)})
+    if not path.exists() or path.read_text() != text:
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text)
+        temporary.replace(path)
 
 
 def _check_writable(root: Path) -> None:

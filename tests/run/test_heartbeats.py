@@ -47,17 +47,35 @@ def _start(root, *args, host: str | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_running(root, process, successes_before: int = 4) -> dict[int, str]:
-    """Waits until the process's worker has finished a few trials and holds some."""
+def _stop_holding(root, process, successes_before: int = 4) -> dict[int, str]:
+    """Stops (SIGSTOP) the process's worker once it has finished a few trials, at a moment
+    when it holds some; returns them."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read()
-        running = _running(root)
         finished = [t for t in _finished(root) if t["status"] == "success"]
-        if running and len(finished) >= successes_before:
-            return running
+        if len(finished) >= successes_before and _running(root):
+            process.send_signal(signal.SIGSTOP)
+            running = _running(root)  # what it holds now that it cannot move
+            if running and _write_lock_free(root):
+                return running
+            # Stopped between two batches, or inside a write (whose lock a stopped process
+            # keeps, as SQLite must): again.
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.02)
     raise AssertionError("the worker never held a trial")
+
+
+def _write_lock_free(root) -> bool:
+    db = sqlite3.connect(Path(root) / "trials.sqlite", timeout=0.5, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:  # database is locked
+        return False
+    finally:
+        db.close()
 
 
 def _finished(root) -> list[dict]:
@@ -88,7 +106,7 @@ def test_a_worker_killed_on_another_host_loses_its_trials_after_its_timeout(tmp_
     evaluations = 48
     other = _start(tmp_path, "--evaluations", evaluations, "--sleep", 0.3,
                    "--heartbeat-timeout", TIMEOUT, host="elsewhere")
-    held = _wait_for_running(tmp_path, other)
+    held = _stop_holding(tmp_path, other)
     other.send_signal(signal.SIGKILL)
     other.wait()
     (name,) = set(held.values())
@@ -117,8 +135,7 @@ def test_a_hung_worker_loses_its_trials_and_its_late_results_are_dropped(tmp_pat
     hung = _start(tmp_path, "--evaluations", evaluations, "--sleep", 0.3,
                   "--heartbeat-timeout", TIMEOUT)
     try:
-        held = _wait_for_running(tmp_path, hung)
-        hung.send_signal(signal.SIGSTOP)  # alive as a process, silent as a worker
+        held = _stop_holding(tmp_path, hung)  # alive as a process, silent as a worker
         result = _take_over(tmp_path, evaluations)
         taken = {t["trial_id"]: t for t in result.trials if t["trial_id"] in held}
         assert len(taken) == len(held)
