@@ -27,3 +27,23 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server, started for this test process (tests/_postgres.py)."""
+    from tests._postgres import Server  # noqa: PLC0415
+
+    server = Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request):
+    """A run's `storage=`: None (SQLite in the folder), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").database()

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 SCHEMES = ("postgresql", "postgres")
+IDLE_IN_TRANSACTION = "10min"
 # The run's write lock in PostgreSQL: `pg_advisory_xact_lock` takes it for a transaction.
 _WRITE_LOCK = 0x6A61786E  # "jaxn"
 
@@ -136,7 +137,6 @@ class Postgres:
     real, blob, serial = "DOUBLE PRECISION", "BYTEA", "BIGSERIAL PRIMARY KEY"
 
     def __init__(self, url: str, *, create: bool):
-        del create
         self.where = redact(url)
         try:
             import psycopg  # noqa: PLC0415 - the `[postgres]` extra
@@ -149,6 +149,12 @@ class Postgres:
         except psycopg.Error as error:
             raise DatabaseError(f"storage={self.where!r} cannot be reached: "
                                 f"{_without(str(error).strip(), url)}") from None
+        if create:
+            # A worker that hangs inside a transaction would hold the run's write lock for
+            # good; the server ends such a session instead (no transaction of jaxnas's is
+            # idle that long: the longest compiles one optimiser program).
+            self.execute(f"SET idle_in_transaction_session_timeout = "
+                         f"'{IDLE_IN_TRANSACTION}'")
 
     def execute(self, sql: str, args: Sequence = ()) -> Any:
         return self._run(lambda cursor: cursor.execute(_placeholders(sql), tuple(args)))

@@ -41,16 +41,17 @@ def describe_run(spec: SearchSpace, optimizer: Any, kwargs: Mapping | None,
             "constraints": constraints or [], "initial_configs": initial_configs or []}
 
 
-def remove_other_run(root: Path, description: dict) -> None:
+def remove_other_run(root: Path, description: dict, storage: str | None = None) -> None:
     """`overwrite=True`: deletes the folder's run if it is a different one."""
-    if not run_exists(root):
+    if not run_exists(root, storage):
         return
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         stored = store.get_meta("run")
+        where = store.where
     if stored is not None and not _differences(json.loads(stored), description):
         return  # the same run: continue it
-    logger.warning("jaxnas.run: overwrite=True deletes the run in %s", root)
-    delete_run(root)
+    logger.warning("jaxnas.run: overwrite=True deletes the run in %s (%s)", root, where)
+    delete_run(root, storage)
 
 
 def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
@@ -75,9 +76,9 @@ def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
         differences.append(f"max_trials was {stored_max_trials}, now {given_max_trials}")
     if differences:
         raise ValueError(
-            f"jn.run: root_directory={str(store.root)!r} holds a different run, so it cannot "
-            f"be continued: {'; '.join(differences)}. Use a new root_directory, or pass "
-            f"overwrite=True to delete that run.")
+            f"jn.run: root_directory={str(store.root)!r} ({store.where}) holds a different "
+            f"run, so it cannot be continued: {'; '.join(differences)}. Use a new "
+            f"root_directory, or pass overwrite=True to delete that run.")
     return stored_max_trials
 
 

@@ -42,15 +42,16 @@ class Heartbeat:
     Args:
         root: the run folder.
         name: the worker's name, `host:pid:tag`.
+        storage: the run's database URL (None: SQLite in the folder).
         timeout: seconds of silence after which the worker counts as gone; it beats five
             times per timeout (at most every 30 s).
     """
 
-    def __init__(self, root: Path, name: str, timeout: float):
-        self.root, self.name, self.timeout = root, name, timeout
+    def __init__(self, root: Path, name: str, timeout: float, storage: str | None = None):
+        self.root, self.name, self.timeout, self.storage = root, name, timeout, storage
         self.interval = min(timeout / 5, LONGEST_INTERVAL)
         host, pid, _ = name.rsplit(":", 2)
-        with RunStore(root, create=False) as store:
+        with self._store() as store:
             store.join(name, host, int(pid), timeout)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="jaxnas-heartbeat",
@@ -58,7 +59,7 @@ class Heartbeat:
         self._thread.start()
 
     def _beat(self) -> None:
-        store = RunStore(self.root, create=False)  # a connection of this thread's own
+        store = self._store()  # a connection of this thread's own
         try:
             while not self._stopping.wait(self.interval):
                 try:
@@ -74,8 +75,11 @@ class Heartbeat:
         for others at once."""
         self._stopping.set()
         self._thread.join()
-        with RunStore(self.root, create=False) as store:
+        with self._store() as store:
             store.leave(self.name)
+
+    def _store(self) -> RunStore:
+        return RunStore(self.root, create=False, storage=self.storage)
 
 
 def process_gone(worker: str) -> bool:

@@ -45,26 +45,31 @@ MAX_CURVES = 200  # learning curves drawn, the best configurations' first
 MAX_AXES = 8  # decisions in the parallel coordinates, the most important first
 
 
-def report(root: str | Path, out: str | Path | None = None) -> Path:
+def report(root: str | Path, out: str | Path | None = None, *,
+           storage: str | None = None) -> Path:
     """Writes a run's HTML report and returns its path (`jn.report`).
 
     Args:
         root: The run folder.
         out: Where to write the page; by default `ROOT/report.html`.
+        storage: the run's database where it is on a server and the folder's record of it
+            (`ROOT/storage.json`, without a password) is not enough: a
+            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
+            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
 
     Raises:
         FileNotFoundError: no run in `root`.
         ImportError: the `[plot]` extra (Plotly, Optuna, scikit-learn) is not installed.
     """
     root = Path(root)
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         trials = store.all_trials()
         description = json.loads(store.get_meta("run") or "{}")
     try:
         import plotly  # noqa: F401, PLC0415 - the [plot] extra
     except ImportError as error:
         raise ImportError("jn.report needs Plotly: pip install 'jaxnas[plot]'") from error
-    page = _Page(root, trials, description)
+    page = _Page(root, trials, description, storage)
     path = Path(out) if out is not None else root / "report.html"
     path.write_text(page.render(), encoding="utf-8")
     return path
@@ -73,10 +78,11 @@ def report(root: str | Path, out: str | Path | None = None) -> Path:
 class _Page:
     """The report's sections for one run, read once."""
 
-    def __init__(self, root: Path, trials: list[TrialRecord], description: dict):
-        self.root, self.description = root, description
+    def __init__(self, root: Path, trials: list[TrialRecord], description: dict,
+                 storage: str | None = None):
+        self.root, self.description, self.storage = root, description, storage
         self.objectives = Objectives.parse(description.get("objectives"))
-        self.space = _stored_space(root)
+        self.space = _stored_space(root, storage)
         self.all = trials
         self.done = sorted((t for t in trials if t.status in FINISHED and t.finished),
                            key=lambda t: (t.finished, t.trial_id))
@@ -119,7 +125,7 @@ class _Page:
 
     def _overview(self) -> str:
         return _section("overview", "Overview",
-                        f"<pre>{_e(summarise(self.root, TOP))}</pre>")
+                        f"<pre>{_e(summarise(self.root, TOP, storage=self.storage))}</pre>")
 
     def _progress(self) -> str:
         from plotly.subplots import make_subplots  # noqa: PLC0415

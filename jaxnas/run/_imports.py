@@ -46,7 +46,7 @@ _IGNORED_PREFIXES = ("user_attrs_", "system_attrs_")
 _DONE = {"success", "COMPLETE", "TrialState.COMPLETE"}
 
 
-def import_trials(root: str | Path, rows: Any) -> int:
+def import_trials(root: str | Path, rows: Any, *, storage: str | None = None) -> int:
     """Adds finished trials from elsewhere to the run in `root` (`jn.import_trials`).
 
     The run must exist (`jn.run` started it, with an optimiser capacity, `optimizer_kwargs`
@@ -60,6 +60,10 @@ def import_trials(root: str | Path, rows: Any) -> int:
     Args:
         root: The run folder.
         rows: another run folder, a CSV file, a pandas DataFrame, or a list of dicts.
+        storage: the run's database where it is on a server and the folder's record of it
+            (`ROOT/storage.json`, without a password) is not enough: a
+            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
+            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
 
     Returns:
         How many trials were queued (successful rows; others are skipped).
@@ -72,11 +76,11 @@ def import_trials(root: str | Path, rows: Any) -> int:
             for. Nothing is written then.
     """
     root = Path(root)
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         description = store.get_meta("run")
         capacity = int(store.get_meta("max_trials") or 0)
         held = len(store.all_trials()) + len(store.waiting_imports())
-    spec = load_space(root)
+    spec = load_space(root, storage=storage)
     objectives = Objectives.parse(json.loads(description or "{}").get("objectives"))
     records = _records(rows)
     checked = []
@@ -90,7 +94,7 @@ def import_trials(root: str | Path, rows: Any) -> int:
             f"max_trials={capacity} trials and holds {held} (waiting imports included), so "
             f"{len(checked)} more do not fit. Start the run with optimizer_kwargs="
             f"{{'max_trials': ...}} large enough for its own trials and the imported ones.")
-    with RunStore(root, create=True) as store:  # the `imports` table of an older run
+    with RunStore(root, create=True, storage=storage) as store:  # an older run's `imports`
         store.add_imports(checked)
     return len(checked)
 

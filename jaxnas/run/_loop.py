@@ -38,7 +38,7 @@ from jaxnas.run._objectives import Objectives
 from jaxnas.run._progress import Progress
 from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._report import summarise
-from jaxnas.run._storage import RunStore
+from jaxnas.run._storage import RunStore, check_shared_folder, storage_of
 from jaxnas.run._warm_start import WarmStart, check_initial_configs
 from jaxnas.run._worker import Worker
 from jaxnas.space import SearchSpace, compile as _compile
@@ -79,6 +79,8 @@ class RunResult:
     root_directory: Path
     stopped_by: str
     objectives: dict = dataclasses.field(default_factory=lambda: {"loss": "minimize"})
+    # The run's database URL (with its password: kept in memory, never shown).
+    storage: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def pareto_front(self) -> list[dict]:
@@ -94,7 +96,7 @@ class RunResult:
     def summary(self, top: int = 5) -> str:
         """The run's progress, best trials and failures as text, as `python -m jaxnas
         status ROOT` prints them (read from the run folder, so all workers' trials)."""
-        return summarise(self.root_directory, top)
+        return summarise(self.root_directory, top, storage=self.storage)
 
 
 def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "auto",
@@ -106,7 +108,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         overwrite: bool = False, checkpoint_every: int = 20,
         compilation_cache: bool | str | Path = True,
         initial_configs: Sequence[Mapping[str, Any]] | None = None,
-        heartbeat_timeout: float = DEFAULT_TIMEOUT, devices: Any = None) -> RunResult:
+        heartbeat_timeout: float = DEFAULT_TIMEOUT, devices: Any = None,
+        storage: str | None = None) -> RunResult:
     """Searches `space` for the configuration that minimises `evaluate`'s loss.
 
     The run lives in `root_directory`: every trial in `trials.sqlite` (committed the
@@ -210,6 +213,15 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             first that many, or a list of `jax.Device`s or device ids. The trial table is
             the same whatever the devices (losses to float tolerance), so a resumed run
             may use others. The optimiser runs on JAX's default device.
+        storage: where the trials and the optimiser's history are kept: None (the
+            default) for SQLite in the run folder, nothing to start; or a PostgreSQL URL,
+            `postgresql://user:password@host:port/database` (the `[postgres]` extra),
+            which workers on any number of machines share by running the same command.
+            The database holds one run; the run folder (checkpoints, training states)
+            must then be one path that every worker reaches (a shared file system), and
+            a folder on a memory file system with a database on another machine is
+            refused. The password is used to connect and never written: the folder's
+            `storage.json` records the URL without it, for readers.
 
     Returns:
         A `RunResult` with the incumbent and every trial of the run.
@@ -217,9 +229,12 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     Raises:
         ValueError: no budget or a bad one; an initial configuration outside the space
             (named by its entry, path and value); a heartbeat timeout that is not a
-            positive number; `devices` naming a device this process does not have; an existing run with another space,
+            positive number; `devices` naming a device this process does not have; a
+            `storage` that is not a PostgreSQL URL; an existing run with another space,
             optimiser or seed (the message says what differs).
-        StorageError: a folder that cannot be written, or a database from a newer jaxnas.
+        StorageError: a folder that cannot be written, a database that cannot be reached
+            (named without its password), one that holds another run's folder, or one
+            from a newer jaxnas.
     """
     spec = space if isinstance(space, SearchSpace) else _compile(space)
     budgets = check_budgets(
@@ -237,9 +252,11 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     initial = check_initial_configs(spec, initial_configs, optimizer)
     description = describe_run(spec, optimizer, optimizer_kwargs, seed, parsed.describe(),
                                evaluator.screen.describe(), initial)
+    storage = storage_of(root, storage)
+    check_shared_folder(root, storage)
     if overwrite:
-        remove_other_run(root, description)
-    store = RunStore(root, create=True)
+        remove_other_run(root, description, storage)
+    store = RunStore(root, create=True, storage=storage)
     persistent_cache.enable(compilation_cache)
     evaluator.warm_up()  # the first bucket's program compiles beside the optimiser's
     start = time.monotonic()  # `max_seconds` counts this process's whole run
@@ -272,7 +289,7 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
     logger.info("jaxnas.run stopped: %s; %d trials; best loss %s", stopped_by, len(trials),
                 None if incumbent is None else incumbent.loss)
     return RunResult(incumbent, [t.as_dict() for t in trials], root, stopped_by,
-                     parsed.describe())
+                     parsed.describe(), storage)
 
 
 def _several_objectives(optimizer: Any, objectives: Objectives) -> Any:

@@ -25,17 +25,21 @@ from jaxnas.run._storage import RunStore
 from jaxnas.space import Operation, SearchSpace
 
 
-def summarise(root: str | Path, top: int = 5) -> str:
+def summarise(root: str | Path, top: int = 5, *, storage: str | None = None) -> str:
     """A run's progress, best trials and failures, as text (`python -m jaxnas status`).
 
     Args:
         root: The run folder.
         top: How many best trials and kinds of failure to list.
+        storage: the run's database where it is on a server and the folder's record of it
+            (`ROOT/storage.json`, without a password) is not enough: a
+            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
+            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
 
     Raises:
         FileNotFoundError: no run in `root`.
     """
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         trials, totals = store.all_trials(), store.totals()
         description = json.loads(store.get_meta("run") or "{}")
         waiting = store.waiting_imports()
@@ -61,7 +65,7 @@ def summarise(root: str | Path, top: int = 5) -> str:
         lines.append(f"last trial finished {time.ctime(max(finished))}")
     objectives = Objectives.parse(description.get("objectives"))
     best = (_front_lines(trials, top, objectives) if objectives.several
-            else _best_lines(trials, top, _stored_space(root)))
+            else _best_lines(trials, top, _stored_space(root, storage)))
     return "\n".join(lines + best + _failure_lines(trials, top))
 
 
@@ -95,11 +99,11 @@ def _front_lines(trials: list[TrialRecord], top: int, objectives: Objectives) ->
     return lines
 
 
-def _stored_space(root: str | Path) -> SearchSpace | None:
+def _stored_space(root: str | Path, storage: str | None = None) -> SearchSpace | None:
     """The run's space (`jn.load_space`), or None where it was not stored or cannot be
     read here (say, an operator from a module this process cannot import)."""
     try:
-        return load_space(root)
+        return load_space(root, storage=storage)
     except Exception:  # noqa: BLE001 - the report falls back to decision paths
         return None
 
@@ -172,18 +176,18 @@ def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
-def plot(root: str | Path, out: str | Path) -> Path:
+def plot(root: str | Path, out: str | Path, *, storage: str | None = None) -> Path:
     """Saves every successful trial's loss against the budget spent when it finished, its
     colour its fidelity (with a colour bar), and the best loss so far (any fidelity), as a
     PNG (the `[plot]` extra). The budget is the fidelity spent, as `max_fidelity_spent`
     counts it (a continued trial adds only what it trained on); without a fidelity, the
-    trials finished."""
+    trials finished. `storage`: as for `summarise`."""
     import matplotlib  # noqa: PLC0415 - the [plot] extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         trials = sorted((t for t in store.all_trials() if t.finished),
                         key=lambda t: t.finished)
     spent, x, label = _budget_axis(trials)

@@ -14,7 +14,8 @@ from jaxnas.run._records import COLUMNS
 from jaxnas.run._storage import RunStore
 
 
-def load_results(root: str | Path, *, as_frame: bool = False) -> Any:
+def load_results(root: str | Path, *, as_frame: bool = False,
+                 storage: str | None = None) -> Any:
     """The trials of a run, in trial-id order (`jn.load_results`).
 
     Each trial is a dict: `trial_id`, `parent_id` (the lower-rung trial it continued from,
@@ -30,11 +31,15 @@ def load_results(root: str | Path, *, as_frame: bool = False) -> Any:
         root: The run folder.
         as_frame: Return a `pandas.DataFrame` (pandas must be installed) with the config
             values as `config.<path>` columns and the objectives as `objective.<name>`.
+        storage: the run's database where it is on a server and the folder's record of it
+            (`ROOT/storage.json`, without a password) is not enough: a
+            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
+            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
 
     Raises:
         FileNotFoundError: no run in `root`.
     """
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         trials = [t.as_dict() for t in store.all_trials()]
     if not as_frame:
         return trials
@@ -49,31 +54,34 @@ def load_results(root: str | Path, *, as_frame: bool = False) -> Any:
     return pd.DataFrame(flat)
 
 
-def load_config(root: str | Path, trial_id: int) -> Any:
+def load_config(root: str | Path, trial_id: int, *, storage: str | None = None) -> Any:
     """The resolved config of one trial, as the evaluate function saw it (`jn.load_config`).
 
     The space is read back from the run folder (`load_space`), so its operations are
-    built again from their stored definitions.
+    built again from their stored definitions. `storage`: as for `load_results`.
 
     Raises:
         KeyError: no trial `trial_id` in the run.
     """
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         found = store.trials_by_id([int(trial_id)])
     if not found:
         raise KeyError(f"trial_id={trial_id!r}: no such trial in {str(root)!r}.")
     trial = found[int(trial_id)]
-    return load_space(root).resolve(trial.config, trial.fidelity)
+    return load_space(root, storage=storage).resolve(trial.config, trial.fidelity)
 
 
-def load_space(root: str | Path) -> Any:
+def load_space(root: str | Path, *, storage: str | None = None) -> Any:
     """The compiled search space a run was started with (`jn.load_space`).
+
+    It is unpickled: read only runs you trust, as you would import their code.
+    `storage`: as for `load_results`.
 
     Raises:
         ValueError: the space could not be stored (it holds something pickle cannot
             write, such as a lambda); the message says what.
     """
-    with RunStore(root, create=False) as store:
+    with RunStore(root, create=False, storage=storage) as store:
         blob = store.get_meta("space")
         why = store.get_meta("space_unpicklable")
     if blob is None:
@@ -83,10 +91,10 @@ def load_space(root: str | Path) -> Any:
     return pickle.loads(blob)  # noqa: S301 - the run's own file
 
 
-def export_csv(root: str | Path, path: str | Path) -> Path:
+def export_csv(root: str | Path, path: str | Path, *, storage: str | None = None) -> Path:
     """Writes the trials of a run as CSV (config values as `config.<path>` columns, the
-    objectives as `objective.<name>`)."""
-    trials = load_results(root)
+    objectives as `objective.<name>`; `storage`: as for `load_results`)."""
+    trials = load_results(root, storage=storage)
     paths = sorted({p for t in trials for p in t["config"]})
     names = list(dict.fromkeys(n for t in trials for n in t["objectives"]))
     columns = [c for c in COLUMNS if c not in ("config", "extra", "objectives")]

@@ -43,11 +43,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from jaxnas.run._database import DatabaseError, Postgres, SQLite, is_url, redact
+from jaxnas.run._database import DatabaseError, Postgres, SQLite, is_remote, is_url, redact
 from jaxnas.run._records import COLUMNS, TrialRecord
 
 DATABASE = "trials.sqlite"
 STORAGE_FILE = "storage.json"  # a run on a database server: its URL, without the password
+STORAGE_VARIABLE = "JAXNAS_STORAGE"  # the URL readers connect with, for such a run
 CHECKPOINTS = "checkpoints"
 STATES = "states"
 # 2: the trials' `objectives` and `feasible` columns; 3: `imports`; 4: `workers`
@@ -113,9 +114,11 @@ class StorageError(RuntimeError):
 
 
 def storage_of(root: str | Path, storage: str | None = None) -> str | None:
-    """The database of the run in `root`: `storage` if given (a `postgresql://` URL),
-    else the URL the run recorded in `ROOT/storage.json` (without its password: libpq's
-    `PGPASSWORD` or `~/.pgpass` supply it), else None for the folder's SQLite file.
+    """The database of the run in `root`: `storage` if given (a `postgresql://` URL);
+    else, for a run that recorded one in `ROOT/storage.json`, the URL in the environment
+    variable `JAXNAS_STORAGE` if set (say, with a read-only user's name and password), else
+    the recorded URL (without its password: libpq's `PGPASSWORD` or `~/.pgpass` supply
+    it); else None for the folder's SQLite file.
 
     Raises:
         ValueError: `storage` is neither None nor a `postgresql://` URL.
@@ -124,7 +127,9 @@ def storage_of(root: str | Path, storage: str | None = None) -> str | None:
     """
     recorded = _recorded_storage(Path(root))
     if storage is None:
-        return recorded
+        if recorded is None or not os.environ.get(STORAGE_VARIABLE):
+            return recorded
+        storage = os.environ[STORAGE_VARIABLE]
     if not is_url(storage):
         raise ValueError(f"storage={str(storage)!r} must be None (SQLite in the run folder) "
                          f"or a PostgreSQL URL, postgresql://user:password@host:port/database.")
@@ -152,8 +157,11 @@ def run_exists(root: str | Path, storage: str | None = None) -> bool:
     storage = storage_of(root, storage)
     if storage is None:
         return (Path(root) / DATABASE).exists()
-    with RunStore(root, create=False, storage=storage) as store:
-        return store.get_meta("run") is not None
+    try:
+        with RunStore(root, create=False, storage=storage) as store:
+            return store.get_meta("run") is not None
+    except FileNotFoundError:  # a database without the run's tables
+        return False
 
 
 def delete_run(root: str | Path, storage: str | None = None) -> None:
@@ -572,3 +580,44 @@ def _record(row: tuple) -> TrialRecord:
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+# File systems whose files only this machine sees, by their /proc/mounts type.
+_MEMORY_FILE_SYSTEMS = ("tmpfs", "ramfs")
+
+
+def check_shared_folder(root: Path, storage: str | None) -> None:
+    """Refuses a run folder that workers on other machines cannot reach, combined with a
+    database on another machine (where it can tell: a folder on a memory file system).
+
+    Raises:
+        ValueError: the folder is on tmpfs or ramfs and `storage` names another machine.
+    """
+    if storage is None or not is_remote(storage):
+        return
+    kind = _file_system(Path(root))
+    if kind in _MEMORY_FILE_SYSTEMS:
+        raise ValueError(
+            f"jn.run: root_directory={str(root)!r} is on {kind}, which no other machine "
+            f"reaches, but storage={redact(storage)!r} is a database on another machine, "
+            f"for workers on several machines. They share the optimiser's checkpoints and "
+            f"the trained states through the run folder: put it on a file system every "
+            f"worker mounts (NFS, Lustre, GPFS, ...).")
+
+
+def _file_system(path: Path) -> str | None:
+    """The type of the file system `path` is on (Linux's /proc/mounts), or None."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    path = path.resolve()
+    best, kind = -1, None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (path == Path(point) or Path(point) in path.parents) and len(point) > best:
+            best, kind = len(point), fields[2]
+    return kind

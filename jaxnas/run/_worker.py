@@ -87,7 +87,7 @@ class Worker:
                 self._note_parent(trial_id, parent)
             self._catch_up()
         # Beats from here on: the worker holds no trial before its first `next_batch`.
-        self.heartbeat = Heartbeat(store.root, self.name, heartbeat_timeout)
+        self.heartbeat = Heartbeat(store.root, self.name, heartbeat_timeout, store.storage)
 
     def _note_parent(self, trial_id: int, parent: int) -> None:
         self.root_of[trial_id] = self.root_of.get(parent, parent) if parent >= 0 else trial_id

@@ -34,13 +34,14 @@ def main() -> None:
     parser.add_argument("--optimizer", default="priorband")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--heartbeat-timeout", type=float, default=300.0)
+    parser.add_argument("--storage", default=None)
     args = parser.parse_args()
     kwargs = {} if args.batch_size is None else {"batch_size": args.batch_size}
     jn.run(objective(args.sleep), space(), optimizer=args.optimizer, optimizer_kwargs=kwargs,
            root_directory=args.root,
            max_evaluations=args.evaluations, seed=args.seed,
            checkpoint_every=args.checkpoint_every, progress=False,
-           heartbeat_timeout=args.heartbeat_timeout)
+           heartbeat_timeout=args.heartbeat_timeout, storage=args.storage)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 1.5  # the silent worker's heartbeat timeout, seconds
 
 
-def _running(root) -> dict[int, str]:
-    """`{trial_id: worker}` of the trials running now, read as `python -m jaxnas status`
-    would (nothing if the database is not there yet)."""
+def _running(root, storage=None) -> dict[int, str]:
+    """`{trial_id: worker}` of the trials running now (nothing if the run has not started)."""
+    if storage is not None:
+        if not (Path(root) / "storage.json").exists():
+            return {}
+        return {t["trial_id"]: t["worker"] for t in jn.load_results(root, storage=storage)
+                if t["status"] == "running"}
     path = Path(root) / "trials.sqlite"
     if not path.exists():
         return {}
@@ -35,11 +39,13 @@ def _running(root) -> dict[int, str]:
         return {}
 
 
-def _start(root, *args, host: str | None = None) -> subprocess.Popen:
+def _start(root, *args, host: str | None = None, storage=None) -> subprocess.Popen:
     """A worker process (`tests/run/_worker.py`); with `host`, in a UTS namespace of its
     own whose hostname is `host`, so that it is, for the others, a worker on another
     machine (`unshare` needs root, as CI and this project's machines run)."""
     command = [sys.executable, "-m", "tests.run._worker", str(root), *map(str, args)]
+    if storage is not None:
+        command += ["--storage", storage]
     if host is not None:
         command = ["unshare", "--uts", "sh", "-c",
                    f"hostname {host} && exec {' '.join(command)}"]
@@ -47,17 +53,17 @@ def _start(root, *args, host: str | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _stop_holding(root, process, successes_before: int = 4) -> dict[int, str]:
+def _stop_holding(root, process, successes_before: int = 4, storage=None) -> dict[int, str]:
     """Stops (SIGSTOP) the process's worker once it has finished a few trials, at a moment
     when it holds some; returns them."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read()
-        finished = [t for t in _finished(root) if t["status"] == "success"]
-        if len(finished) >= successes_before and _running(root):
+        finished = [t for t in _finished(root, storage) if t["status"] == "success"]
+        if len(finished) >= successes_before and _running(root, storage):
             process.send_signal(signal.SIGSTOP)
-            running = _running(root)  # what it holds now that it cannot move
-            if running and _write_lock_free(root):
+            running = _running(root, storage)  # what it holds now that it cannot move
+            if running and _write_lock_free(root, storage):
                 return running
             # Stopped between two batches, or inside a write (whose lock a stopped process
             # keeps, as SQLite must): again.
@@ -66,7 +72,13 @@ def _stop_holding(root, process, successes_before: int = 4) -> dict[int, str]:
     raise AssertionError("the worker never held a trial")
 
 
-def _write_lock_free(root) -> bool:
+def _write_lock_free(root, storage=None) -> bool:
+    if storage is not None:  # the run's lock is a transaction's advisory lock
+        import psycopg
+
+        with psycopg.connect(storage) as db:
+            return not db.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE "
+                                  "locktype = 'advisory')").fetchone()[0]
     db = sqlite3.connect(Path(root) / "trials.sqlite", timeout=0.5, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
@@ -78,43 +90,50 @@ def _write_lock_free(root) -> bool:
         db.close()
 
 
-def _finished(root) -> list[dict]:
-    if not (Path(root) / "trials.sqlite").exists():
+def _finished(root, storage=None) -> list[dict]:
+    if not (Path(root) / ("trials.sqlite" if storage is None else "storage.json")).exists():
         return []
     try:
-        return [t for t in jn.load_results(root) if t["status"] in ("success", "failed")]
+        return [t for t in jn.load_results(root, storage=storage)
+                if t["status"] in ("success", "failed")]
     except Exception:  # noqa: BLE001 - not created yet
         return []
 
 
-def _last_beat(root, worker: str) -> float:
-    with sqlite3.connect(Path(root) / "trials.sqlite") as db:
-        return db.execute("SELECT heartbeat FROM workers WHERE name = ?",
-                          (worker,)).fetchone()[0]
+def _last_beat(root, worker: str, storage=None) -> float:
+    query = "SELECT heartbeat FROM workers WHERE name = ?"
+    if storage is None:
+        with sqlite3.connect(Path(root) / "trials.sqlite") as db:
+            return db.execute(query, (worker,)).fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(storage) as db:
+        return db.execute(query.replace("?", "%s"), (worker,)).fetchone()[0]
 
 
-def _take_over(root, evaluations: int) -> jn.RunResult:
+def _take_over(root, evaluations: int, storage=None) -> jn.RunResult:
     """A second worker, in this process, with the same run's arguments."""
     return jn.run(_worker.objective(0.1), _worker.space(), optimizer="priorband",
                   root_directory=root, max_evaluations=evaluations, checkpoint_every=1,
-                  progress=False)
+                  progress=False, storage=storage)
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
                     reason="needs root and unshare to make a second host")
-def test_a_worker_killed_on_another_host_loses_its_trials_after_its_timeout(tmp_path):
+def test_a_worker_killed_on_another_host_loses_its_trials_after_its_timeout(tmp_path,
+                                                                            storage):
     evaluations = 48
     other = _start(tmp_path, "--evaluations", evaluations, "--sleep", 0.3,
-                   "--heartbeat-timeout", TIMEOUT, host="elsewhere")
-    held = _stop_holding(tmp_path, other)
+                   "--heartbeat-timeout", TIMEOUT, host="elsewhere", storage=storage)
+    held = _stop_holding(tmp_path, other, storage=storage)
     other.send_signal(signal.SIGKILL)
     other.wait()
     (name,) = set(held.values())
     assert name.startswith("elsewhere:")  # another host: no process check can see it
-    before = {t["trial_id"]: t for t in _finished(tmp_path)}
-    last_beat = _last_beat(tmp_path, name)
+    before = {t["trial_id"]: t for t in _finished(tmp_path, storage)}
+    last_beat = _last_beat(tmp_path, name, storage)
 
-    result = _take_over(tmp_path, evaluations)
+    result = _take_over(tmp_path, evaluations, storage)
 
     trials = {t["trial_id"]: t for t in result.trials}
     assert len(trials) == evaluations

@@ -22,12 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 SAME = ("trial_id", "parent_id", "step", "config", "fidelity", "status", "loss")
 
 
-def _table(root) -> list[tuple]:
+def _table(root, storage=None) -> list[tuple]:
     return [tuple(str(t[k]) if k == "config" else t[k] for k in SAME)
-            for t in jn.load_results(root)]
+            for t in jn.load_results(root, storage=storage)]
 
 
-def _successes(root) -> int:
+def _successes(root, storage=None) -> int:
+    if storage is not None:
+        if not (Path(root) / "storage.json").exists():
+            return 0
+        return sum(t["status"] == "success" for t in jn.load_results(root, storage=storage))
     path = Path(root) / "trials.sqlite"
     if not path.exists():  # (connecting would create it)
         return 0
@@ -39,9 +43,25 @@ def _successes(root) -> int:
         return 0
 
 
-def _start(root, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.run._worker", str(root), *args],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start(root, *args, storage=None) -> subprocess.Popen:
+    more = () if storage is None else ("--storage", storage)
+    return subprocess.Popen([sys.executable, "-m", "tests.run._worker", str(root), *args,
+                             *more], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def _events(root, storage=None) -> tuple[list, list]:
+    """The steps of the run's `ask` and `tell` events."""
+    query = "SELECT step, kind FROM events"
+    if storage is None:
+        with sqlite3.connect(Path(root) / "trials.sqlite") as db:
+            rows = db.execute(query).fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(storage) as db:
+            rows = db.execute(query).fetchall()
+    return ([(s,) for s, k in rows if k == "ask"], [(s,) for s, k in rows if k == "tell"])
 
 
 def _in_process(root, evaluations, **kwargs):
@@ -50,7 +70,7 @@ def _in_process(root, evaluations, **kwargs):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path, storage):
     evaluations = 100
     reference = _in_process(tmp_path / "reference", evaluations, checkpoint_every=3)
     root = tmp_path / "killed"
@@ -58,20 +78,21 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
     kills, finished_before = 0, []
     while True:
         process = _start(root, "--evaluations", str(evaluations), "--sleep", "0.01",
-                         "--checkpoint-every", "3")
+                         "--checkpoint-every", "3", storage=storage)
         if kills < 3:
             # Kill after 5 to 24 more trials have finished, at a random moment within a
             # step: while trials run, commit and checkpoints are written (every 3 events).
             # Counting trials, not seconds, keeps the kills inside the run on any machine.
-            target = _successes(root) + int(rng.integers(5, 25))
-            while process.poll() is None and _successes(root) < target:
+            target = _successes(root, storage) + int(rng.integers(5, 25))
+            while process.poll() is None and _successes(root, storage) < target:
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.05))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 kills += 1
-                done = [t for t in jn.load_results(root) if t["status"] == "success"]
+                done = [t for t in jn.load_results(root, storage=storage)
+                        if t["status"] == "success"]
                 finished_before.append({t["trial_id"]: t["loss"] for t in done})
                 continue
         _, err = process.communicate(timeout=300)
@@ -79,24 +100,25 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path):
         break
     assert kills >= 3, "the run finished before the test could kill it"
     assert len(finished_before[-1]) < evaluations  # the last kill did interrupt the run
-    final = jn.load_results(root)
+    final = jn.load_results(root, storage=storage)
     assert all(t["status"] == "success" for t in final)
     by_id = {t["trial_id"]: t["loss"] for t in final}
     for earlier in finished_before:  # nothing finished was lost or evaluated again
         assert all(by_id[tid] == loss for tid, loss in earlier.items())
-    assert _table(root) == [tuple(str(t[k]) if k == "config" else t[k] for k in SAME)
-                            for t in reference.trials]
+    # The same trials as an uninterrupted run in SQLite, whichever database held this one.
+    assert _table(root, storage) == [tuple(str(t[k]) if k == "config" else t[k]
+                                           for k in SAME) for t in reference.trials]
 
 
 @pytest.mark.slow
-def test_four_workers_share_one_run(tmp_path):
+def test_four_workers_share_one_run(tmp_path, storage):
     evaluations = 160
     workers = [_start(tmp_path, "--evaluations", str(evaluations), "--sleep", "0.02",
-                      "--checkpoint-every", "10") for _ in range(4)]
+                      "--checkpoint-every", "10", storage=storage) for _ in range(4)]
     for process in workers:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err.decode()
-    trials = jn.load_results(tmp_path)
+    trials = jn.load_results(tmp_path, storage=storage)
     ids = [t["trial_id"] for t in trials]
     assert len(ids) == len(set(ids)) == evaluations  # none lost, none twice
     assert all(t["status"] == "success" for t in trials)
@@ -109,15 +131,13 @@ def test_four_workers_share_one_run(tmp_path):
             assert parent["config"] == t["config"] and parent["fidelity"] < t["fidelity"]
     # One consistent optimiser history: every ask was told, and replaying the whole log
     # in a fresh process proposes exactly the stored trials (a mismatch raises).
-    with sqlite3.connect(tmp_path / "trials.sqlite") as db:
-        asks = db.execute("SELECT step FROM events WHERE kind = 'ask'").fetchall()
-        tells = db.execute("SELECT step FROM events WHERE kind = 'tell'").fetchall()
+    asks, tells = _events(tmp_path, storage)
     assert sorted(asks) == sorted(tells) and len(asks) == len(set(asks))
     for path in (tmp_path / "checkpoints").iterdir():
         if path.is_dir():
             import shutil
             shutil.rmtree(path)  # force a replay of the whole log
-    again = _in_process(tmp_path, evaluations, checkpoint_every=10)
+    again = _in_process(tmp_path, evaluations, checkpoint_every=10, storage=storage)
     assert len(again.trials) == evaluations
 
 
