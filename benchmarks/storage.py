@@ -11,6 +11,10 @@ bookkeeping and writing the trial to disk.
       profiled run of the same size (`cProfile`, which slows the Python around it but
       times each C call into SQLite as it is), so the first run's timings are untouched.
       Only public names are used, so the same script runs on any jaxnas version.
+    * jaxnas on PostgreSQL: the same run with `storage="postgresql://..."`, on Debian's
+      server started for the benchmark in a temporary folder on this machine
+      (`tests/_postgres.py`; loopback TCP, fsync on). Its storage share is the time spent
+      in the driver's calls (`_database.Postgres`'s statements, timed around each one).
     * NePS 0.17: `neps.run(..., optimizer="random_search")`; each trial is a folder of
       YAML/JSON files under a file lock, as NePS stores runs.
 
@@ -24,6 +28,7 @@ Run from the repository root:
                                             # NePS's cost per trial grows with the run)
     python benchmarks/storage.py --quick    # 200 trials each side
     python benchmarks/storage.py --sizes 1000 2000 10000 --neps-max 2000
+    python benchmarks/storage.py --no-postgres   # SQLite and NePS only
 
 Prints a markdown table and writes `benchmarks/results/storage.json`. One repetition per
 size (seed 0); the per-trial figures are averages over all the run's trials.
@@ -36,6 +41,7 @@ import cProfile
 import functools
 import logging
 import pstats
+import sys
 import tempfile
 import time
 import warnings
@@ -84,15 +90,38 @@ def _sqlite_seconds(profile: cProfile.Profile) -> float:
                if "sqlite3" in name)
 
 
-def _run(trials: int, root: Path, objective_fn) -> float:
+def _run(trials: int, root: Path, objective_fn, storage: str | None = None) -> float:
     """Seconds for one `jn.run` of random search to `trials` trials in `root`."""
     # jaxnas loads its modules on first use: importing them is once per process, not a
     # per-trial overhead, so it happens before the clock starts.
     run, space = jn.run, jaxnas_space()
     start = time.perf_counter()
     run(objective_fn, space, optimizer="random_search", root_directory=root,
-        max_evaluations=trials, progress=False, optimizer_kwargs={"batch_size": 100})
+        max_evaluations=trials, progress=False, optimizer_kwargs={"batch_size": 100},
+        storage=storage)
     return time.perf_counter() - start
+
+
+def run_jaxnas_postgres(trials: int, root: Path, url: str) -> dict:
+    """The same run with its trials in PostgreSQL; the storage share is the time inside
+    the database calls (the driver's statements, timed around each one)."""
+    from jaxnas.run import _database  # noqa: PLC0415 - timed from outside, not changed
+
+    inside, database = _Stopwatch(), _Stopwatch()
+    timed_objective = inside.wrap(objective)
+    originals = {name: getattr(_database.Postgres, name)
+                 for name in ("execute", "executemany")}
+    for name, method in originals.items():
+        setattr(_database.Postgres, name, database.wrap(method))
+    try:
+        wall = _run(trials, root, timed_objective, url)
+    finally:
+        for name, method in originals.items():
+            setattr(_database.Postgres, name, method)
+    resume = _run(trials, root, timed_objective, url)
+    return {"trials": trials, "wall_s": wall, "objective_s": inside.seconds,
+            "overhead_per_trial_s": (wall - inside.seconds) / trials,
+            "storage_per_trial_s": database.seconds / trials, "resume_s": resume}
 
 
 def run_jaxnas(trials: int, root: Path) -> dict:
@@ -149,38 +178,63 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="run sizes in trials (default 1000 10000)")
     parser.add_argument("--neps-max", type=int, default=10_000,
                         help="largest run NePS does (default 10000)")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="leave out jaxnas on PostgreSQL")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     sizes = (200,) if args.quick else tuple(args.sizes)
     logging.getLogger("neps").setLevel(logging.WARNING)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="jaxnas_storage_") as tmp:
-        for n in sizes:
-            print(f"jaxnas, {n} trials ...", flush=True)
-            ours = run_jaxnas(n, Path(tmp) / f"jaxnas_{n}")
-            theirs = None
-            if n <= args.neps_max:
-                print(f"NePS, {n} trials ...", flush=True)
-                theirs = run_neps(n, Path(tmp) / f"neps_{n}")
-            rows.append({"trials": n, "jaxnas": ours, "neps": theirs})
+    server = None
+    if not args.no_postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests._postgres import Server  # noqa: PLC0415 - the suite's own server
+
+        server = Server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="jaxnas_storage_") as tmp:
+            for n in sizes:
+                print(f"jaxnas, {n} trials ...", flush=True)
+                ours = run_jaxnas(n, Path(tmp) / f"jaxnas_{n}")
+                postgres = None
+                if server is not None:
+                    print(f"jaxnas on PostgreSQL, {n} trials ...", flush=True)
+                    postgres = run_jaxnas_postgres(n, Path(tmp) / f"jaxnas_pg_{n}",
+                                                   server.database())
+                theirs = None
+                if n <= args.neps_max:
+                    print(f"NePS, {n} trials ...", flush=True)
+                    theirs = run_neps(n, Path(tmp) / f"neps_{n}")
+                rows.append({"trials": n, "jaxnas": ours, "jaxnas_postgres": postgres,
+                             "neps": theirs})
+    finally:
+        if server is not None:
+            server.stop()
     results = {"benchmark": "storage", "machine": machine_info("neural-pipeline-search"),
                "settings": {"sizes": list(sizes), "optimizer": "random_search",
                             "objective": "plain Python, one trial at a time",
                             "repetitions": 1, "seed": 0},
                "rows": rows}
-    print("\n| trials | jaxnas overhead/trial | of which SQLite | NePS overhead/trial | "
-          "ratio | jaxnas resume | NePS resume |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| trials | jaxnas overhead/trial | of which SQLite | on PostgreSQL | of which "
+          "PostgreSQL | NePS overhead/trial | ratio (SQLite) | ratio (PostgreSQL) | "
+          "jaxnas resume | on PostgreSQL | NePS resume |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        ours, theirs = row["jaxnas"], row["neps"]
+        ours, pg, theirs = row["jaxnas"], row["jaxnas_postgres"], row["neps"]
         ratio = (theirs["overhead_per_trial_s"] / ours["overhead_per_trial_s"]) if theirs \
             else None
         row["overhead_ratio"] = ratio
-        print(f"| {row['trials']:,} | {1e3 * ours['overhead_per_trial_s']:.3f} ms | "
-              f"{1e3 * ours['storage_per_trial_s']:.3f} ms | "
-              + (f"{1e3 * theirs['overhead_per_trial_s']:.2f} ms | {ratio:.0f}x | "
-                 if theirs else "not run | - | ")
-              + f"{ours['resume_s']:.2f} s | "
+        row["overhead_ratio_postgres"] = (theirs["overhead_per_trial_s"]
+                                          / pg["overhead_per_trial_s"]) if theirs and pg \
+            else None
+        ms = lambda d, k: f"{1e3 * d[k]:.3f} ms" if d else "not run"  # noqa: E731
+        times = lambda r: f"{r:.0f}x" if r else "-"  # noqa: E731
+        print(f"| {row['trials']:,} | {ms(ours, 'overhead_per_trial_s')} | "
+              f"{ms(ours, 'storage_per_trial_s')} | {ms(pg, 'overhead_per_trial_s')} | "
+              f"{ms(pg, 'storage_per_trial_s')} | {ms(theirs, 'overhead_per_trial_s')} | "
+              f"{times(ratio)} | {times(row['overhead_ratio_postgres'])} | "
+              f"{ours['resume_s']:.2f} s | "
+              + (f"{pg['resume_s']:.2f} s | " if pg else "not run | ")
               + (f"{theirs['resume_s']:.2f} s |" if theirs else "not run |"))
     ratios = [r["overhead_ratio"] for r in rows if r["overhead_ratio"] is not None]
     largest = rows[-1]["jaxnas"]

@@ -15,14 +15,22 @@ written anywhere: `redact` gives the URL that files, logs and messages show.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own busy handler alone
+    fcntl = None
+
 SCHEMES = ("postgresql", "postgres")
 IDLE_IN_TRANSACTION = "10min"
+SQLITE_TIMEOUT = 120.0  # seconds a worker waits for another's write lock
 # The run's write lock in PostgreSQL: `pg_advisory_xact_lock` takes it for a transaction.
 _WRITE_LOCK = 0x6A61786E  # "jaxn"
 
@@ -68,17 +76,34 @@ class SQLite:
         self.where = str(path)
         # isolation_level=None: transactions are explicit (`write`); timeout: how long a
         # worker waits for another's write lock.
-        try:
-            self._db = sqlite3.connect(path, timeout=120.0, isolation_level=None)
-            self.version()
-            if create:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                # FULL: a committed trial survives a crash of the machine, not only the
-                # process.
-                self._db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.DatabaseError as error:
-            raise DatabaseError(f"{path} cannot be opened as a jaxnas run database: "
-                                f"{error}") from error
+        self._db = sqlite3.connect(path, timeout=SQLITE_TIMEOUT, isolation_level=None)
+        self._lock = None
+        if create and fcntl is not None:  # only writers queue (see `write`)
+            self._lock = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT, 0o666)
+        # Workers that open a new database at the same moment: switching it to WAL answers
+        # "database is locked" at once, without waiting on the busy timeout, while another
+        # connection switches it; so try again until the timeout.
+        deadline = time.monotonic() + SQLITE_TIMEOUT
+        while True:
+            try:
+                self.version()
+                if create:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    # FULL: a committed trial survives a crash of the machine, not only
+                    # the process.
+                    self._db.execute("PRAGMA synchronous=FULL")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" in str(error) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._db.close()
+                raise DatabaseError(f"{path} cannot be opened as a jaxnas run database: "
+                                    f"{error}") from error
+            except sqlite3.DatabaseError as error:
+                self._db.close()
+                raise DatabaseError(f"{path} cannot be opened as a jaxnas run database: "
+                                    f"{error}") from error
 
     def execute(self, sql: str, args: Sequence = ()) -> Any:
         return self._db.execute(sql, tuple(args))
@@ -93,14 +118,31 @@ class SQLite:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
-        """A transaction that holds the database's write lock from its start."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """A transaction that holds the database's write lock from its start.
+
+        Workers queue for it on a file lock first (`ROOT/trials.sqlite-lock`, where the
+        platform has `flock`): a blocked `flock` wakes the moment the lock is free, while
+        SQLite's own busy handler polls with growing sleeps, which left many workers of one
+        run waiting on a lock nobody held."""
+        with self._queue():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _queue(self) -> Iterator[None]:
+        if fcntl is None or self._lock is None:
+            yield
+            return
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -127,6 +169,9 @@ class SQLite:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 class Postgres:

@@ -357,7 +357,7 @@ def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
             return stopped_by
         batch = make_batch(spec, claimed, worker.key_ids(claimed))
         evaluator(batch, worker.trial_keys, worker.record)
-        worker.finished(claimed[0].step)
+        # The step is told by the next `next_batch`, in the transaction of the next ask.
         progress.update(store, time.monotonic() - start)
 
 

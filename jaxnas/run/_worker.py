@@ -95,7 +95,14 @@ class Worker:
     # ------------------------------------------------------------------ the log
 
     def _catch_up(self) -> None:
-        """Applies the events other processes appended (inside a transaction)."""
+        """Applies the events other processes appended.
+
+        The log only grows, and an event is committed with everything it refers to (an
+        ask with its trials, a tell after their results), so replaying what is committed
+        needs no lock. Workers call it once outside the write transaction, where most of
+        the replay happens (with many workers, each replays every other's events: inside
+        the lock, that serialises them), and once inside, for the few events appended in
+        between, before they append their own."""
         for seq, kind, step, ids in self.store.events(self.seq):
             if kind == "ask":
                 self.state = self._replay_ask(step, ids)
@@ -163,6 +170,7 @@ class Worker:
         Returns:
             The claimed trials (one step's), and "" or why the run stops.
         """
+        self._catch_up()  # most of the replay, outside the write lock (see `_catch_up`)
         with self.store.transaction():
             self._catch_up()
             for gone in self.store.release_dead(
@@ -272,15 +280,6 @@ class Worker:
     def close(self) -> None:
         """Stops the heartbeat; the worker's unfinished trials are free for others."""
         self.heartbeat.stop()
-
-    def finished(self, step: int) -> None:
-        """Tells the optimiser a step's results once all its trials have finished."""
-        with self.store.transaction():
-            self._catch_up()
-            if step in self.store.untold_finished_steps():
-                self.store.append_event("tell", step, self.store.asked_ids(step))
-                self._catch_up()
-            self.checkpoint()
 
     def key_ids(self, trials: list[TrialRecord]) -> list[int]:
         """The id each trial's PRNG key is folded from: its first ancestor's."""
