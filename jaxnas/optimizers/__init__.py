@@ -15,7 +15,7 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 import inspect
 from collections.abc import Callable
 
-from jaxnas.optimizers._asha import ASHAState, asha
+from jaxnas.optimizers._asha import ASHAState, asha, async_hyperband, async_priorband
 from jaxnas.optimizers._bo import bayesian_optimization
 from jaxnas.optimizers._base import (
     Optimizer,
@@ -50,7 +50,9 @@ _CONSTRUCTORS: dict[str, Callable[..., Optimizer]] = {
     "successive_halving": successive_halving,
     "hyperband": hyperband,
     "asha": asha,
+    "async_hyperband": async_hyperband,
     "priorband": priorband,
+    "async_priorband": async_priorband,
     "priorband_bo": priorband_bo,
     "tpe": tpe,
     "bayesian_optimization": bayesian_optimization,
@@ -63,7 +65,7 @@ _PLANNED: tuple[str, ...] = ()
 # Single-objective optimisers that take several objectives through `multi_objective`
 # (`get(name, spec, n_objectives=k, multi_objective=mode)`), with their default mode.
 _WRAPPED = {"successive_halving": "rank", "hyperband": "rank", "asha": "rank",
-            "priorband": "rank", "priorband_bo": "rank", "tpe": "rank",
+            "async_hyperband": "rank", "priorband": "rank", "async_priorband": "rank", "priorband_bo": "rank", "tpe": "rank",
             "bayesian_optimization": "parego"}
 # Optimisers that take several objectives: `nsga2` and the wrapped ones are told every
 # objective; random and grid search only read whether a trial failed, so they run with any
@@ -84,6 +86,7 @@ def takes_objective_vectors(optimizer: Optimizer) -> bool:
 # Optimisers that ignore the space's priors unless this argument is True (None: always).
 _PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior",
                  "hyperband": "use_prior", "asha": "use_prior",
+                 "async_hyperband": "use_prior",
                  "regularized_evolution": "use_prior",
                  "nsga2": "use_prior",
                  "grid_search": None}
@@ -184,6 +187,8 @@ __all__ = [
     "Status",
     "Trials",
     "asha",
+    "async_hyperband",
+    "async_priorband",
     "auto_choice",
     "bayesian_optimization",
     "check",

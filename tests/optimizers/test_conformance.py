@@ -17,7 +17,9 @@ OPTIMIZERS = {
     "successive_halving": dict(max_trials=200),
     "hyperband": dict(max_trials=200),
     "asha": dict(batch_size=8, max_trials=200),
+    "async_hyperband": dict(batch_size=8, max_trials=200),
     "priorband": dict(max_trials=200),
+    "async_priorband": dict(batch_size=8, max_trials=200),
     "tpe": dict(batch_size=8, max_trials=200),
     "priorband_bo": dict(max_trials=200, min_model_points=4, model_size=16),
     "bayesian_optimization": dict(batch_size=8, max_trials=200, model_size=32),
@@ -128,7 +130,9 @@ EXPECTED_DERIVED = {
     "successive_halving": {optimizers.Source.PROMOTION},
     "hyperband": {optimizers.Source.PROMOTION},
     "asha": {optimizers.Source.PROMOTION},
+    "async_hyperband": {optimizers.Source.PROMOTION},
     "priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
+    "async_priorband": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT},
     "tpe": {optimizers.Source.MODEL},
     "priorband_bo": {optimizers.Source.PROMOTION, optimizers.Source.INCUMBENT,
                      optimizers.Source.MODEL},
@@ -256,7 +260,8 @@ def test_bad_arguments_raise_naming_the_parameter(name, kwargs, match):
         optimizers.get(name, space("mixed27"), **kwargs)
 
 
-@pytest.mark.parametrize("name", ["successive_halving", "hyperband", "asha", "priorband"])
+@pytest.mark.parametrize("name", ["successive_halving", "hyperband", "asha", "priorband",
+                                  "async_hyperband", "async_priorband"])
 def test_multi_fidelity_needs_a_fidelity(name):
     with pytest.raises(ValueError, match=rf"{name}: the space has no fidelity"):
         optimizers.get(name, space(NO_FIDELITY))
@@ -273,6 +278,7 @@ def test_get_lists_the_available_optimisers():
     assert optimizers.get("hyperband", space("mixed27")).init is not None
     assert optimizers.get("asha", space("mixed27")).init is not None
     with pytest.raises(ValueError, match=r"unknown optimizer 'bohb'; available: asha, "
+                                         r"async_hyperband, async_priorband, "
                                          r"bayesian_optimization, complex_random_search, "):
         optimizers.get("bohb", space("mixed27"))
     with pytest.raises(ValueError, match=r"tpe: unknown option 'n_candidates'; its options "
@@ -284,5 +290,5 @@ def test_a_planned_optimiser_is_refused_as_not_implemented_yet(monkeypatch):
     # (No name is planned now; the refusal stays for the next one the contract lists.)
     monkeypatch.setattr(optimizers, "_PLANNED", ("bohb",))
     with pytest.raises(ValueError, match=r"optimizer 'bohb' is not implemented yet; "
-                                         r"available: asha, bayesian_optimization, "):
+                                         r"available: asha, async_hyperband, "):
         optimizers.get("bohb", space("mixed27"))
