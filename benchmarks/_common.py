@@ -42,7 +42,8 @@ def machine_info(*distributions: str) -> dict[str, Any]:
     """Platform, CPUs and load, JAX devices, jaxnas, and the versions of `distributions`.
 
     Args:
-        *distributions: installed distribution names to record (e.g. "neural-pipeline-search").
+        *distributions: distribution names to record (e.g. "neural-pipeline-search");
+            one not installed is recorded as None (a peer the run left out).
     """
     return {
         "platform": platform.platform(),
@@ -57,8 +58,15 @@ def machine_info(*distributions: str) -> dict[str, Any]:
         "jaxlib": importlib.metadata.version("jaxlib"),
         "jaxnas": jn.__version__,
         "jaxnas_revision": jaxnas_revision(),
-        **{name: importlib.metadata.version(name) for name in distributions},
+        **{name: _version(name) for name in distributions},
     }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def write_results(path: Path, results: dict[str, Any], *, indent: int = 2) -> None:

@@ -2,6 +2,11 @@
 SQLite and on PostgreSQL, for an asynchronous optimiser (ASHA) and a synchronous one
 (Hyperband), side by side in one run.
 
+Each ask gives a worker `--batch-size` trials (default 3, ASHA's default: eta), which it
+evaluates one after another; with one trial an ask, every trial costs each worker a replay
+of one more ask and tell of the optimiser, and on two cores eight workers spend their time
+there (`--batch-size 1` shows it).
+
 Each worker is a process running the same `jn.run` on one run (the README's "several
 workers"); the objective sleeps in proportion to its fidelity (`--unit` seconds an epoch,
 times a jitter of 0.8-1.2 drawn from the configuration), so the workers' CPU use is the
@@ -66,17 +71,17 @@ def worker(args: argparse.Namespace) -> None:
         time.sleep(0.01)
     jn.run(objective(args.unit), space, optimizer=args.optimizer, root_directory=args.root,
            max_fidelity_spent=args.total, storage=args.storage, progress=False,
-           optimizer_kwargs={"batch_size": 1, "max_trials": args.max_trials},
+           optimizer_kwargs={"batch_size": args.batch_size, "max_trials": args.max_trials},
            checkpoint_every=200)
 
 
 def measure(root: Path, workers: int, optimizer: str, storage: str | None,
-            budget: float, unit: float) -> dict:
+            budget: float, unit: float, batch_size: int) -> dict:
     """Runs `workers` processes on one run; returns its throughput figures."""
     root.mkdir(parents=True)
     total = budget * workers
     command = [sys.executable, __file__, "--worker", str(root), "--optimizer", optimizer,
-               "--unit", str(unit), "--total", str(total),
+               "--unit", str(unit), "--total", str(total), "--batch-size", str(batch_size),
                "--max-trials", str(int(total) + 256)]
     if storage is not None:
         command += ["--storage", storage]
@@ -124,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="epochs per worker (default 600)")
     parser.add_argument("--unit", type=float, default=0.02,
                         help="seconds an epoch sleeps (default 0.02)")
+    parser.add_argument("--batch-size", type=int, default=3,
+                        help="trials an ask gives a worker, which it evaluates one after "
+                             "another (default 3: ASHA's default, eta)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # A worker process (started by this script).
@@ -157,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         print(f"{database or 'sqlite'}, {optimizer}, {k} worker(s) ...",
                               flush=True)
                         rows.append(measure(Path(tmp) / f"{database}-{optimizer}-{k}", k,
-                                            optimizer, url, budget, args.unit))
+                                            optimizer, url, budget, args.unit,
+                                            args.batch_size))
     finally:
         if server is not None:
             server.stop()
@@ -190,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "benchmark": "scaling", "machine": machine_info("psycopg"),
         "settings": {"workers": counts, "budget_epochs_per_worker": budget,
                      "seconds_per_epoch": args.unit, "jitter": "0.8-1.2 by config",
-                     "batch_size": 1, "repetitions": 1, "seed": 0},
+                     "batch_size": args.batch_size, "repetitions": 1, "seed": 0},
         "rows": rows, "targets": targets})
 
 
