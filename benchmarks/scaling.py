@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.path.insert(0, str(REPO))
         from tests._postgres import Server  # noqa: PLC0415 - the suite's own server
 
-        server = Server()
+        server = Server(durable=True)
         databases.append("postgresql")
     rows = []
     try:

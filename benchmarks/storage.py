@@ -13,8 +13,9 @@ bookkeeping and writing the trial to disk.
       Only public names are used, so the same script runs on any jaxnas version.
     * jaxnas on PostgreSQL: the same run with `storage="postgresql://..."`, on Debian's
       server started for the benchmark in a temporary folder on this machine
-      (`tests/_postgres.py`; loopback TCP, fsync on). Its storage share is the time spent
-      in the driver's calls (`_database.Postgres`'s statements, timed around each one).
+      (`tests/_postgres.py`; loopback TCP, commits flushed to disk). Its storage share
+      is the time spent in the driver's calls (psycopg's `Cursor.execute` and
+      `executemany`, timed around each).
     * NePS 0.17: `neps.run(..., optimizer="random_search")`; each trial is a folder of
       YAML/JSON files under a file lock, as NePS stores runs.
 
@@ -104,20 +105,19 @@ def _run(trials: int, root: Path, objective_fn, storage: str | None = None) -> f
 
 def run_jaxnas_postgres(trials: int, root: Path, url: str) -> dict:
     """The same run with its trials in PostgreSQL; the storage share is the time inside
-    the database calls (the driver's statements, timed around each one)."""
-    from jaxnas.run import _database  # noqa: PLC0415 - timed from outside, not changed
+    the driver's calls (psycopg's cursors, timed around each one)."""
+    import psycopg  # noqa: PLC0415 - the [postgres] extra; its cursors are timed
 
     inside, database = _Stopwatch(), _Stopwatch()
     timed_objective = inside.wrap(objective)
-    originals = {name: getattr(_database.Postgres, name)
-                 for name in ("execute", "executemany")}
+    originals = {name: getattr(psycopg.Cursor, name) for name in ("execute", "executemany")}
     for name, method in originals.items():
-        setattr(_database.Postgres, name, database.wrap(method))
+        setattr(psycopg.Cursor, name, database.wrap(method))
     try:
         wall = _run(trials, root, timed_objective, url)
     finally:
         for name, method in originals.items():
-            setattr(_database.Postgres, name, method)
+            setattr(psycopg.Cursor, name, method)
     resume = _run(trials, root, timed_objective, url)
     return {"trials": trials, "wall_s": wall, "objective_s": inside.seconds,
             "overhead_per_trial_s": (wall - inside.seconds) / trials,
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests._postgres import Server  # noqa: PLC0415 - the suite's own server
 
-        server = Server()
+        server = Server(durable=True)
     try:
         with tempfile.TemporaryDirectory(prefix="jaxnas_storage_") as tmp:
             for n in sizes:

@@ -44,9 +44,14 @@ def _free_port() -> int:
 
 
 class Server:
-    """A PostgreSQL server in a folder of its own; `stop` removes it."""
+    """A PostgreSQL server in a folder of its own; `stop` removes it.
 
-    def __init__(self):
+    Args:
+        durable: flush commits to disk as a production server does (the benchmarks); the
+            tests run without (`fsync=off`), since nothing there survives the server.
+    """
+
+    def __init__(self, durable: bool = False):
         binaries = _binaries()
         # PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -62,7 +67,7 @@ class Server:
                   "scram-sha-256", f"--pwfile={pwfile}", "--no-sync")
         self._pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data)]
         options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                   f"-c fsync=off -c max_connections=200")
+                   f"-c max_connections=200" + ("" if durable else " -c fsync=off"))
         self._run(*self._pg_ctl, "-o", options, "-l", str(self.folder / "log"), "-w", "start")
         self.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'",
                      f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
