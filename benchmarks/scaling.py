@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="trials an ask gives a worker, which it evaluates one after "
                              "another (default 3: ASHA's default, eta)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # A worker process (started by this script).
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     counts = [1, 4] if args.quick else args.workers
     budget = 150.0 if args.quick else args.budget
     server = None
-    databases: list[str | None] = [None]
+    databases: list[str | None] = [] if args.no_sqlite else [None]
     if not (args.quick or args.no_postgres):
         sys.path.insert(0, str(REPO))
         from tests._postgres import Server  # noqa: PLC0415 - the suite's own server
