@@ -52,10 +52,7 @@ def report(root: str | Path, out: str | Path | None = None, *,
     Args:
         root: The run folder.
         out: Where to write the page; by default `ROOT/report.html`.
-        storage: the run's database where it is on a server and the folder's record of it
-            (`ROOT/storage.json`, without a password) is not enough: a
-            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
-            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
+        storage: the run's database URL, as for `jn.load_results`.
 
     Raises:
         FileNotFoundError: no run in `root`.

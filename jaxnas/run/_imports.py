@@ -60,10 +60,7 @@ def import_trials(root: str | Path, rows: Any, *, storage: str | None = None) ->
     Args:
         root: The run folder.
         rows: another run folder, a CSV file, a pandas DataFrame, or a list of dicts.
-        storage: the run's database where it is on a server and the folder's record of it
-            (`ROOT/storage.json`, without a password) is not enough: a
-            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
-            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
+        storage: the run's database URL, as for `jn.load_results`.
 
     Returns:
         How many trials were queued (successful rows; others are skipped).

@@ -31,10 +31,7 @@ def summarise(root: str | Path, top: int = 5, *, storage: str | None = None) -> 
     Args:
         root: The run folder.
         top: How many best trials and kinds of failure to list.
-        storage: the run's database where it is on a server and the folder's record of it
-            (`ROOT/storage.json`, without a password) is not enough: a
-            `postgresql://user:password@host/db` URL (default: `JAXNAS_STORAGE`, else the
-            recorded URL with libpq's `PGPASSWORD` or `~/.pgpass`).
+        storage: the run's database URL, as for `jn.load_results`.
 
     Raises:
         FileNotFoundError: no run in `root`.

@@ -133,7 +133,7 @@ def storage_of(root: str | Path, storage: str | None = None) -> str | None:
     if not is_url(storage):
         raise ValueError(f"storage={str(storage)!r} must be None (SQLite in the run folder) "
                          f"or a PostgreSQL URL, postgresql://user:password@host:port/database.")
-    if recorded is not None and _same_database(recorded, storage) is False:
+    if recorded is not None and not _same_database(recorded, storage):
         raise StorageError(f"root_directory={str(root)!r} holds a run whose database is "
                            f"{recorded!r}, not storage={redact(storage)!r}.")
     return storage

@@ -220,7 +220,8 @@ class Worker:
             room = budgets["max_evaluations"] - totals["evaluations"]
             own = np.cumsum([r not in placed for r in rows.tolist()])
             rows = rows[own <= room]
-            placed = {r: row for r, row in placed.items() if r in set(rows.tolist())}
+            kept = set(rows.tolist())
+            placed = {r: row for r, row in placed.items() if r in kept}
         if placed:
             state, proposals = substitute(state, proposals, list(placed),
                                           [row["config"] for row in placed.values()])
