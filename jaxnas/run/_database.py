@@ -7,7 +7,7 @@ The SQL is the same for both (`?` placeholders, which `Postgres` turns into psyc
 `%s`); what differs is here: the column types of the schema, how a write transaction
 takes the run's one write lock (SQLite's `BEGIN IMMEDIATE`; a transaction-scoped advisory
 lock in PostgreSQL, so that, as in SQLite, one worker at a time reads the event log and
-appends to it), where the schema version is kept, how a table's existence and columns are
+appends to it; a worker's results for its own trials skip that lock in PostgreSQL), where the schema version is kept, how a table's existence and columns are
 looked up, and how `meta` holds bytes. A URL's password is used to connect and never
 written anywhere: `redact` gives the URL that files, logs and messages show.
 """
@@ -133,6 +133,11 @@ class SQLite:
                 raise
             self._db.execute("COMMIT")
 
+    def own_rows(self) -> contextlib.AbstractContextManager:
+        """Writes to rows only the caller may change: SQLite has one writer at a time
+        however they are written, so they take the write lock (`write`)."""
+        return self.write()
+
     @contextlib.contextmanager
     def _queue(self) -> Iterator[None]:
         if fcntl is None or self._lock is None:
@@ -231,6 +236,15 @@ class Postgres:
             self.execute("ROLLBACK")
             raise
         self.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def own_rows(self) -> Iterator[None]:
+        """Writes to rows only the caller may change (a worker's results for the trials
+        it holds), each statement a transaction of its own: they do not wait for the
+        run's write lock, and the server's row locks order them against the one writer
+        that also changes those rows (taking back a silent worker's trials, whose
+        `WHERE` is checked again once the row is free)."""
+        yield
 
     def version(self) -> int:
         if not self.has_table("meta"):

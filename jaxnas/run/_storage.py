@@ -207,6 +207,7 @@ class RunStore:
         except DatabaseError as error:
             raise StorageError(str(error)) from None
         self.where = self._db.where
+        self._imports_table = False
         version = self._db.version()
         if version > SCHEMA_VERSION:
             self._db.close()
@@ -316,7 +317,7 @@ class RunStore:
         """
         lost = []
         now = time.time()
-        with self.transaction():
+        with self._db.own_rows():
             for t in trials:
                 cursor = self._db.execute(
                     f"UPDATE trials SET {_FINISHED} WHERE trial_id = ? AND "
@@ -494,7 +495,11 @@ class RunStore:
         return found if trial_ids is None else found & set(map(int, trial_ids))
 
     def _has_imports(self) -> bool:
-        return self._db.has_table("imports")
+        # A table, once there, stays: only its absence (a run from before schema 3,
+        # opened read-only) is looked up again.
+        if not self._imports_table:
+            self._imports_table = self._db.has_table("imports")
+        return self._imports_table
 
     # -------------------------------------------------------------------- events
 

@@ -34,6 +34,9 @@ from jaxnas.run._storage import RunStore
 from jaxnas.run._warm_start import WarmStart, substitute
 
 logger = logging.getLogger("jaxnas")
+# Events replayed per read of the rows they refer to: an `IN (...)` list of at most a few
+# thousand ids, well within SQLite's limit on a statement's parameters.
+_EVENTS_READ_AT_ONCE = 256
 
 
 class Worker:
@@ -103,19 +106,28 @@ class Worker:
         the replay happens (with many workers, each replays every other's events: inside
         the lock, that serialises them), and once inside, for the few events appended in
         between, before they append their own."""
-        for seq, kind, step, ids in self.store.events(self.seq):
-            if kind == "ask":
-                self.state = self._replay_ask(step, ids)
-            else:
-                self.state = self._tell(ids)
-            self.seq = seq
+        events = self.store.events(self.seq)
+        for start in range(0, len(events), _EVENTS_READ_AT_ONCE):
+            chunk = events[start:start + _EVENTS_READ_AT_ONCE]
+            # What the events refer to, read in two queries rather than two an event:
+            # the trials that took imports, and the rows of those and of the told trials.
+            asked = [i for _, kind, _, ids in chunk if kind == "ask" for i in ids]
+            imported = self.store.imported_ids(asked) if asked else set()
+            told = {i for _, kind, _, ids in chunk if kind == "tell" for i in ids}
+            needed = sorted(told | imported)
+            rows = self.store.trials_by_id(needed) if needed else {}
+            for seq, kind, step, ids in chunk:
+                if kind == "ask":
+                    self.state = self._replay_ask(step, ids, imported & set(ids), rows)
+                else:
+                    self.state = self._tell(ids, rows)
+                self.seq = seq
 
-    def _replay_ask(self, step: int, ids: list[int]) -> Any:
+    def _replay_ask(self, step: int, ids: list[int], imported: set[int],
+                    stored: dict[int, TrialRecord]) -> Any:
         state, proposals = self.ask(self.state, jax.random.fold_in(self.key, step))
         state, proposals, _ = self.warm_start.apply(self.state, state, proposals)
-        imported = self.store.imported_ids(ids)
         if imported:  # the configs they took, as the ask stored them
-            stored = self.store.trials_by_id(sorted(imported))
             at = np.asarray(proposals.trial_ids).tolist()
             state, proposals = substitute(state, proposals,
                                           [at.index(i) for i in sorted(imported)],
@@ -133,8 +145,7 @@ class Worker:
                 self._note_parent(trial_id, parent)
         return state
 
-    def _tell(self, ids: list[int]) -> Any:
-        trials = self.store.trials_by_id(ids)
+    def _tell(self, ids: list[int], trials: dict[int, TrialRecord]) -> Any:
         padded = np.full((self.batch_size,), -1, np.int32)
         k = len(self.objectives.names)
         losses = np.full((self.batch_size, k), np.nan, np.float32)
