@@ -255,8 +255,10 @@ class Categorical(Parameter):
     """A choice among constants, parameters, operations, or tuples of them.
 
     Args:
-        choices: A non-empty sequence. If one choice is a tuple, all must be (a choice of
-            argument lists, as NePS requires).
+        choices: A non-empty list or tuple. If one choice is a tuple, all must be (a choice
+            of argument lists, as NePS requires). Choices may be parameters, but the
+            choices as a whole cannot be another parameter's value (NePS allows it; here a
+            compiled space fixes their number): pick from such a value with a `Dynamic`.
         prior: The index of the choice believed to be good, or None.
         prior_confidence: "low", "medium" or "high": the prior choice weighs 2, 4 or 6
             against 1 for every other choice (PriorBand, Sec. 5).
@@ -265,6 +267,8 @@ class Categorical(Parameter):
             inside an `Operation` is static.
 
     Raises:
+        TypeError: choices that are not a list or tuple (a parameter, a `ByName`: the
+            message shows the `Dynamic` to write instead), or a prior that is not an int.
         ValueError: empty choices, tuple and non-tuple choices mixed, a prior index out of
             range, or an unknown `prior_confidence`.
     """
@@ -272,6 +276,8 @@ class Categorical(Parameter):
     __slots__ = ("choices", "prior", "prior_confidence", "static")
 
     def __init__(self, choices, *, prior=None, prior_confidence="medium", static=None):
+        if isinstance(choices, Parameter):
+            raise TypeError(_choices_from_parameter(choices))
         if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Sequence):
             raise TypeError(
                 f"Categorical(choices={choices!r}): choices must be a list or tuple."
@@ -304,6 +310,20 @@ class Categorical(Parameter):
         extras = "" if self.prior is None else (
             f", prior={self.prior}, prior_confidence={self.prior_confidence!r}")
         return f"Categorical({_short(self.choices)}{extras})"
+
+
+def _choices_from_parameter(choices: Parameter) -> str:
+    """The error for a `Categorical` whose choices are another parameter's value (which NePS
+    allows), with the `Dynamic` that says the same in a fixed-shape space."""
+    source = f"jn.ByName({choices.name!r})" if isinstance(choices, ByName) else "<it>"
+    return (
+        f"Categorical(choices={choices!r}): choices must be a list or tuple written out, not "
+        f"another parameter: a compiled space fixes how many choices a Categorical has, so "
+        f"they cannot come from another parameter's value. Pick from that value with "
+        f"jn.Dynamic and an Integer index instead, e.g. jn.Dynamic(lambda options, index: "
+        f"options[index % len(options)], options={source}, index=jn.Integer(0, 3)), the "
+        f"index's upper bound being one less than the most options the value can hold."
+    )
 
 
 class Fidelity(Parameter):
@@ -585,9 +605,145 @@ class Space(Mapping):
             raise KeyError(f"Space.remove: no entry {name!r}; entries are {list(self._entries)}.")
         return type(self)({k: v for k, v in self._entries.items() if k != name})
 
+    def add_prior(self, name: str, prior: Any, confidence: str = "medium") -> Space:
+        """Returns a new space in which the entry `name` carries `prior` (NePS'
+        `PipelineSpace.add_prior`); this space is unchanged.
+
+        The entry, a `Float`, `Integer` or `Categorical` (`Bool` included), is rebuilt by
+        its own constructor with `prior` and `prior_confidence=confidence`, so every check
+        the constructor makes applies. A prior it already has is replaced (NePS refuses
+        instead). Wherever the entry's object is used inside other entries (a shared
+        width inside an operation, a `.resample()` copy), the rebuilt one takes its
+        place, so what was shared stays shared. A dict space gets the method through
+        `Space(space).add_prior(...)`.
+
+        Args:
+            name: A top-level entry of the space.
+            prior: A value in the entry's bounds (on its `step=` grid, if any), or for a
+                `Categorical` the index of a choice.
+            confidence: "low", "medium" or "high" (see `Float` and `Categorical`).
+
+        Returns:
+            A new space of the same type.
+
+        Raises:
+            KeyError: no entry `name` (as for `remove`).
+            ValueError: an entry that takes no prior (an operation, a constant, a fidelity,
+                a reference, a resampled copy, ...), an unknown `confidence`, or a prior the
+                entry's constructor refuses (outside the bounds, off the grid, an index out
+                of range).
+            TypeError: a prior of the wrong type (None, a string, a float index).
+
+        Example:
+            >>> space = Space({"lr": Float(1e-5, 1e-1, log=True)})
+            >>> space = space.add_prior("lr", 1e-3, confidence="high")
+        """
+        if name not in self._entries:
+            raise KeyError(f"Space.add_prior: no entry {name!r}; entries are "
+                           f"{list(self._entries)}.")
+        owner = f"Space.add_prior({name!r}, prior={prior!r})"
+        entry = self._entries[name]
+        if not isinstance(entry, (Float, Integer, Categorical)):
+            raise ValueError(f"{owner}: the entry is {entry!r}, which takes no prior: "
+                             f"{_why_no_prior(entry)}")
+        if confidence not in PRIOR_CONFIDENCES:
+            raise ValueError(f"{owner}: confidence={confidence!r} is not one of "
+                             f"{PRIOR_CONFIDENCES}.")
+        if prior is None:
+            raise TypeError(f"{owner}: None is no prior; give a value (for a Categorical, "
+                            f"the index of a choice).")
+        try:
+            rebuilt = _with_prior(entry, prior, confidence)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{owner}: {error}{_index_hint(entry, prior)}") from None
+        return type(self)(_replace_object(self._entries, entry, rebuilt))
+
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self._entries.items())
         return f"{type(self).__name__}({body})"
+
+
+def _why_no_prior(entry: Any) -> str:
+    """Why `Space.add_prior` cannot give `entry` a prior, and where the prior goes instead."""
+    if isinstance(entry, Fidelity):
+        return "the optimiser sets the fidelity; it is never sampled."
+    if isinstance(entry, Resampled):
+        return "a resampled copy draws from its source's prior; give the source the prior."
+    if isinstance(entry, ByName):
+        return f"it refers to the entry {entry.name!r}; give that entry the prior."
+    if isinstance(entry, (Operation, Dynamic)):
+        return ("it decides nothing itself; give the prior to a parameter it uses, as a "
+                "top-level entry.")
+    if isinstance(entry, (Mapping, list, tuple)):
+        return "add_prior takes a top-level Float, Integer or Categorical, not a container."
+    return "a constant decides nothing; only a Float, Integer or Categorical takes a prior."
+
+
+def _index_hint(entry: Any, prior: Any) -> str:
+    """For a `Categorical` given one of its choices as the prior: which index to give."""
+    if not isinstance(entry, Categorical) or not isinstance(prior, (str, bool, float)):
+        return ""
+    for index, choice in enumerate(entry.choices):
+        if type(choice) is type(prior) and choice == prior:
+            return f" {prior!r} is choice {index}: give prior={index}."
+    return ""
+
+
+def _with_prior(param: Float | Integer | Categorical, prior: Any, confidence: str) -> Parameter:
+    """`param` rebuilt by its own constructor with a new prior (which checks it)."""
+    if isinstance(param, Categorical):
+        return type(param)(param.choices, prior=prior, prior_confidence=confidence,
+                           static=param.static)
+    return type(param)(param.lower, param.upper, log=param.log, prior=prior,
+                       prior_confidence=confidence, static=param.static, step=param.step)
+
+
+def _replace_object(entries: Mapping[str, Any], old: Any, new: Any) -> dict[str, Any]:
+    """`entries` with every occurrence of the object `old` (by identity) replaced by `new`.
+
+    What contains `old` is rebuilt, once however often it is used, so that sharing (which
+    the compiler reads from identity) is kept; everything else is kept as the same object.
+    """
+    rebuilt: dict[int, Any] = {id(old): new}
+
+    def walk(obj: Any) -> Any:
+        if id(obj) not in rebuilt:
+            rebuilt[id(obj)] = _rebuild(obj, walk)
+        return rebuilt[id(obj)]
+
+    return {name: walk(value) for name, value in entries.items()}
+
+
+def _rebuild(obj: Any, walk: Callable[[Any], Any]) -> Any:
+    """`obj` with `walk` applied to its parts; `obj` itself when no part changed."""
+    if isinstance(obj, Operation):
+        args, kwargs = walk(obj.args), {k: walk(v) for k, v in obj.kwargs.items()}
+        changed = args is not obj.args or any(kwargs[k] is not v for k, v in obj.kwargs.items())
+        return Operation(obj.operator, args, kwargs, name=obj.name) if changed else obj
+    if isinstance(obj, Categorical):
+        choices = tuple(walk(c) for c in obj.choices)
+        if all(a is b for a, b in zip(choices, obj.choices)):
+            return obj
+        return type(obj)(choices, prior=obj.prior, prior_confidence=obj.prior_confidence,
+                         static=obj.static)
+    if isinstance(obj, Dynamic):
+        params = {k: walk(v) for k, v in obj.params.items()}
+        changed = any(params[k] is not v for k, v in obj.params.items())
+        return Dynamic(obj.fn, **params) if changed else obj
+    if isinstance(obj, Resampled):
+        source = walk(obj.source)
+        return obj if source is obj.source else Resampled(source)
+    if isinstance(obj, Mapping):
+        items = {k: walk(v) for k, v in obj.items()}
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        return type(obj)(items) if isinstance(obj, Space) else items
+    if isinstance(obj, (tuple, list)):
+        items = [walk(item) for item in obj]
+        if all(a is b for a, b in zip(items, obj)):
+            return obj
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return obj
 
 
 def _is_machinery(name: str) -> bool:
