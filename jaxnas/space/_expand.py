@@ -19,6 +19,7 @@ probability zero (its slots are rolled back so the config stays small).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +36,10 @@ from jaxnas.space._ir import (
     Gate,
     MappingNode,
     OperationNode,
+    Pools,
+    RefNode,
     SequenceNode,
+    Site,
     Slot,
     SlotNode,
 )
@@ -79,11 +83,20 @@ class _Context:
 class _Expander:
     """One expansion of one space (see the module docstring); `run` gives the result."""
 
-    def __init__(self, root: Any, max_depth: int, max_slots: int):
+    def __init__(self, root: Any, max_depth: int, max_slots: int,
+                 max_nodes: int | None = None):
         self.root = root
         self.max_depth = max_depth
         self.max_slots = max_slots
+        self.max_nodes = max_nodes
         self.entries = dict(root) if isinstance(root, Mapping) else {}
+        # With a node budget, the recursive rules get pools (see `_build_pools`): their
+        # values' ids, the references made so far, and the instances built.
+        self.recursive = (_recursive_rules(self.entries) if max_nodes is not None else {})
+        self.sites: list[Site] = []
+        self.instances: list[tuple] = []  # (rule, index, gate, ir)
+        self.owner = -1  # the instance whose body is being expanded
+        self.body: int | None = None  # id of the rule value expanded as a body, not a ref
         self.slots: list[Slot] = []
         self.gates: list[Gate] = [Gate("root"), Gate("alias")]  # root, never
         self.cache: dict[int, tuple[Any, Any, int, str]] = {}  # id -> (obj, ir, alias, path)
@@ -95,15 +108,16 @@ class _Expander:
 
     # -- transactions: a choice that turns out infeasible leaves no trace.
 
-    def _mark(self) -> tuple[int, int, int]:
-        return len(self.slots), len(self.gates), len(self.journal)
+    def _mark(self) -> tuple[int, int, int, int]:
+        return len(self.slots), len(self.gates), len(self.journal), len(self.sites)
 
-    def _rollback(self, mark: tuple[int, int, int]) -> None:
-        n_slots, n_gates, n_journal = mark
+    def _rollback(self, mark: tuple[int, int, int, int]) -> None:
+        n_slots, n_gates, n_journal, n_sites = mark
         while len(self.journal) > n_journal:
             self.journal.pop()()
         del self.slots[n_slots:]
         del self.gates[n_gates:]
+        del self.sites[n_sites:]
 
     # -- entry points
 
@@ -111,6 +125,7 @@ class _Expander:
         ir = self.expand(self.root, "", _Context(ROOT_GATE, False, True))
         if ir is INFEASIBLE:
             raise SpaceError(self._termination_message())
+        pools = self._build_pools() if self.sites else None
         seen: set[str] = set()
         for slot in self.slots:
             if slot.path in seen:
@@ -120,7 +135,8 @@ class _Expander:
                 )
             seen.add(slot.path)
         entries = tuple(self.entries) if isinstance(self.root, Mapping) else ()
-        return Compiled(ir, tuple(self.slots), tuple(self.gates), self.fidelity, entries)
+        return Compiled(ir, tuple(self.slots), tuple(self.gates), self.fidelity, entries,
+                        pools)
 
     def expand(self, obj: Any, path: str, ctx: _Context) -> Any:
         self.steps += 1
@@ -233,6 +249,12 @@ class _Expander:
             self.rule_stack.pop()
 
     def _expand_new(self, obj: Parameter, path: str, ctx: _Context) -> Any:
+        if id(obj) in self.recursive and self.body != id(obj):
+            # A recursive rule, with a node budget: a reference that the derivation
+            # gives one of the rule's pool instances, not a copy unrolled here.
+            self.sites.append(Site(self.recursive[id(obj)], self.owner, ctx.gate, ctx.in_op))
+            return RefNode(len(self.sites) - 1, self.recursive[id(obj)])
+        self.body = None
         if isinstance(obj, (Float, Integer)):
             kind = "int" if isinstance(obj, Integer) else "float"
             return SlotNode(self._new_slot(path, obj, kind, ctx, static=obj.static or ctx.in_op))
@@ -332,6 +354,53 @@ class _Expander:
             elif isinstance(node, DynamicNode):
                 stack.extend(node.kwargs.values())
 
+    # -- pools (a node budget: `max_nodes`)
+
+    def _build_pools(self) -> Pools:
+        """Expands each referenced recursive rule's value once per instance a derivation
+        may use (`max_nodes` of them, named `rule#k`), each under a gate of its own that
+        the derivation sets; the references inside a body are sites of their own, owned
+        by the instance. Rules referenced only from other rules' bodies get pools too."""
+        rules: list[str] = []
+        spans = []  # (rule, first slot, end slot) of each instance
+        while True:
+            pending = [site.rule for site in self.sites if site.rule not in rules]
+            if not pending:
+                break
+            rule = pending[0]
+            rules.append(rule)
+            self._check_budget(rule)
+            value = self.entries[rule]
+            for k in range(self.max_nodes):
+                gate = len(self.gates)
+                self.gates.append(Gate("instance", slot=len(self.instances), choice=k,
+                                       rule=rule))
+                self.owner, self.body = len(self.instances), id(value)
+                first = len(self.slots)
+                ir = self._expand_new(value, f"{rule}#{k}",
+                                      _Context(gate, False, False, "a rule instance"))
+                self.instances.append((rule, k, gate, ir))
+                spans.append((rule, first, len(self.slots)))
+        self.owner = -1
+        # A rule used inside an operation is structure wherever its instances are.
+        static = {site.rule for site in self.sites if site.in_op}
+        for rule, first, last in spans:
+            if rule in static:
+                for slot in self.slots[first:last]:
+                    slot.static = True
+        return Pools(tuple(rules), tuple(self.instances), tuple(self.sites), self.max_nodes)
+
+    def _check_budget(self, rule: str) -> None:
+        """Refuses a rule whose smallest derivation needs more instances than the budget."""
+        smallest = _smallest_derivations(self.entries, self.recursive)
+        need = smallest.get(rule, math.inf)
+        if need == math.inf:
+            raise SpaceError(self._termination_message())
+        if need > self.max_nodes:
+            raise SpaceError(
+                f"{rule}: the smallest derivation of the recursive rule needs {need} rule "
+                f"instances, more than max_nodes={self.max_nodes}; raise max_nodes.")
+
     # -- messages
 
     def _size_message(self) -> str:
@@ -413,6 +482,92 @@ def _non_terminating_entries(entries: Mapping[str, Any]) -> list[str]:
     return [name for name in entries if name not in productive]
 
 
-def expand(space: Any, *, max_depth: int, max_slots: int) -> Compiled:
+def _references(obj: Any, found: set[str], seen: set[int]) -> None:
+    """Adds to `found` the entries `obj` refers to by name (`ByName`, resampled or not),
+    looking through parameters, operations and containers but not into those entries."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Resampled):
+        obj = obj.source
+    if isinstance(obj, ByName):
+        found.add(obj.name)
+    elif isinstance(obj, Categorical):
+        for choice in obj.choices:
+            _references(choice, found, seen)
+    elif isinstance(obj, Operation):
+        _references(obj.args, found, seen)
+        for value in obj.kwargs.values():
+            _references(value, found, seen)
+    elif isinstance(obj, Dynamic):
+        for value in obj.params.values():
+            _references(value, found, seen)
+    elif isinstance(obj, (Mapping, Space)):
+        for value in obj.values():
+            _references(value, found, seen)
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            _references(item, found, seen)
+
+
+def _recursive_rules(entries: Mapping[str, Any]) -> dict[int, str]:
+    """`{id(value): name}` of the entries that refer to themselves through a chain of
+    `ByName` references (the rules a node budget gives pools)."""
+    graph = {}
+    for name, value in entries.items():
+        found: set[str] = set()
+        _references(value, found, set())
+        graph[name] = found & set(entries)
+    recursive = {}
+    for name in entries:
+        stack, reached = list(graph[name]), set()
+        while stack:
+            other = stack.pop()
+            if other not in reached:
+                reached.add(other)
+                stack.extend(graph[other])
+        if name in reached and isinstance(entries[name], Parameter):
+            recursive[id(entries[name])] = name
+    return recursive
+
+
+def _smallest_derivations(entries: Mapping[str, Any],
+                          recursive: Mapping[int, str]) -> dict[str, float]:
+    """The fewest rule instances a derivation from each recursive rule uses (itself
+    included), by fixed-point iteration over its cheapest choices (inf: none ends)."""
+    rules = {name: entries[name] for name in recursive.values()}
+    smallest = dict.fromkeys(rules, math.inf)
+
+    def cost(obj: Any, top: bool = False) -> float:
+        if isinstance(obj, Resampled):
+            obj = obj.source
+        if isinstance(obj, ByName):
+            obj = entries.get(obj.name)
+        if id(obj) in recursive and not top:
+            return smallest[recursive[id(obj)]]
+        if isinstance(obj, Categorical):
+            return min(cost(c) for c in obj.choices)
+        if isinstance(obj, Operation):
+            return cost(obj.args) + sum(cost(v) for v in obj.kwargs.values())
+        if isinstance(obj, Dynamic):
+            return sum(cost(v) for v in obj.params.values())
+        if isinstance(obj, (Mapping, Space)):
+            return sum(cost(v) for v in obj.values())
+        if isinstance(obj, (tuple, list)):
+            return sum(cost(v) for v in obj)
+        return 0.0
+
+    changed = True
+    while changed:  # the sizes only fall, in whole steps, so this ends
+        changed = False
+        for name, value in rules.items():
+            new = 1 + cost(value, top=True)
+            if new < smallest[name]:
+                smallest[name], changed = new, True
+    return {name: (int(v) if math.isfinite(v) else v) for name, v in smallest.items()}
+
+
+def expand(space: Any, *, max_depth: int, max_slots: int,
+           max_nodes: int | None = None) -> Compiled:
     """Expands a space pytree into slots, gates and IR (see the module docstring)."""
-    return _Expander(space, max_depth, max_slots).run()
+    return _Expander(space, max_depth, max_slots, max_nodes).run()

@@ -13,18 +13,24 @@ from jaxnas.space._ir import (
     FidelityNode,
     MappingNode,
     OperationNode,
+    RefNode,
     SequenceNode,
     SlotNode,
 )
 
 
-def fingerprint(compiled: Compiled, max_depth: int) -> tuple:
+def fingerprint(compiled: Compiled, max_depth: int, max_nodes: int | None = None) -> tuple:
     """A structural key: equal for spaces that sample, encode and resolve identically."""
     slots = tuple(
         (s.path, s.kind, s.gate, s.static, s.feasible, repr(s.param)) for s in compiled.slots
     )
-    gates = tuple((g.kind, g.slot, g.choice, tuple(g.refs)) for g in compiled.gates)
-    return (max_depth, slots, gates, _structure(compiled.root))
+    gates = tuple((g.kind, g.slot, g.choice, tuple(g.refs), g.rule) for g in compiled.gates)
+    pools = compiled.pools
+    if pools is None:
+        return (max_depth, slots, gates, _structure(compiled.root))
+    sites = tuple((s.rule, s.owner, s.gate, s.in_op) for s in pools.sites)
+    bodies = tuple(_structure(ir) for *_, ir in pools.instances)
+    return (max_depth, max_nodes, slots, gates, _structure(compiled.root), sites, bodies)
 
 
 def _structure(root: Any) -> tuple:
@@ -55,6 +61,8 @@ def _structure(root: Any) -> tuple:
             parts.append((type(node).__name__,
                           tuple(node.keys) if isinstance(node, MappingNode) else node.kind))
             stack.extend(node.items)
+        elif isinstance(node, RefNode):
+            parts.append(("rule", node.site, node.rule))
         elif isinstance(node, FidelityNode):
             parts.append(("fid", node.path, repr(node.fidelity)))
     return tuple(parts)

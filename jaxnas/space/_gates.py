@@ -32,6 +32,8 @@ def _canonical(gates: Sequence[Gate]) -> Callable[[int], _Condition]:
         gate = gates[g]
         if gate.kind == "root":
             out: _Condition = "root"
+        elif gate.kind == "instance":
+            out = ("instance", gate.slot)
         elif gate.kind == "choice":
             out = ("choice", gate.slot, gate.choice)
         else:
@@ -65,7 +67,7 @@ def _longest_chains(n_gates: int, deps: dict[int, list[int]]) -> list[int]:
             if pending:
                 stack.extend(pending)
             else:
-                level[g] = 1 + max(level[d] for d in deps[g])
+                level[g] = 1 + max((level[d] for d in deps[g]), default=-1)
                 stack.pop()
     return [level[g] for g in range(n_gates)]
 
@@ -78,6 +80,7 @@ class _CompactTable:
         self.size = 2
         self.choices: list[tuple[int, int, int]] = []  # (gate, slot, choice)
         self.aliases: list[tuple[int, list[int]]] = []  # (gate, member gates)
+        self.instances: list[tuple[int, int]] = []  # (gate, pool instance)
 
     def index(self, c: _Condition) -> int:
         if c in self.number:
@@ -86,6 +89,9 @@ class _CompactTable:
             members = [self.index(m) for m in sorted(c, key=repr)]
             self.number[c] = self.size
             self.aliases.append((self.size, members))
+        elif c[0] == "instance":
+            self.number[c] = self.size
+            self.instances.append((self.size, c[1]))
         else:
             self.number[c] = self.size
             self.choices.append((self.size, c[1], c[2]))
@@ -94,16 +100,30 @@ class _CompactTable:
 
 
 class GateTable:
-    """The compiled gates of a space; `evaluate` gives each slot's activity."""
+    """The compiled gates of a space; `evaluate` gives each slot's activity.
+
+    In a space with pools (`max_nodes`), each pool instance's gate is an input that the
+    derivation sets (`evaluate_gates(indices, instance_on)`), and `site_gate` numbers
+    the gates of the references to rules."""
 
     def __init__(self, compiled: Compiled, categorical_slots: Sequence[int]):
         condition = _canonical(compiled.gates)
         table = _CompactTable()
         self.slot_gate = np.array([table.index(condition(s.gate)) for s in compiled.slots],
                                   np.int32)
+        pools = compiled.pools
+        self.site_gate = np.array([table.index(condition(site.gate))
+                                   for site in (pools.sites if pools else ())], np.int32)
+        instance_gate = {number: table.index(condition(gate))
+                         for number, (_, _, gate, _) in enumerate(pools.instances if pools
+                                                                   else ())}
         self.n_gates = table.size
+        # Which compact gate holds each pool instance's input (-1: none uses it).
+        self.instance_gate = np.array([instance_gate.get(n, -1) for n in
+                                       range(len(pools.instances) if pools else 0)], np.int32)
         deps = {g: [int(self.slot_gate[slot])] for g, slot, _ in table.choices}
         deps.update(dict(table.aliases))
+        deps.update({g: [] for g, _ in table.instances})
         self.rounds = max(_longest_chains(self.n_gates, deps), default=0)
         categorical_column = {slot: j for j, slot in enumerate(categorical_slots)}
         self.choice_gate = np.array([g for g, _, _ in table.choices], np.int32)
@@ -111,24 +131,51 @@ class GateTable:
         self.choice_column = np.array([categorical_column[s] for _, s, _ in table.choices],
                                       np.int32)
         self.choice_value = np.array([v for _, _, v in table.choices], np.int32)
-        self.alias_owner = np.array([g for g, members in table.aliases for _ in members],
-                                    np.int32)
-        self.alias_member = np.array([m for _, members in table.aliases for m in members],
-                                     np.int32)
+        # Each round reads every gate from one vector (root, never, the choices, the
+        # aliases, the instances; `order` puts it in gate order): gathers, which XLA runs
+        # faster than scatters.
+        aliases = [members for _, members in table.aliases]
+        width = max((len(m) for m in aliases), default=0)
+        self.alias_members = np.array([m + [1] * (width - len(m)) for m in aliases],
+                                      np.int32).reshape(len(aliases), width)  # 1: never
+        self.instance_number = np.array([n for _, n in table.instances], np.int32)
+        self.order = np.zeros((self.n_gates,), np.int32)
+        self.order[1] = 1
+        first = 2
+        for gates in (self.choice_gate, [g for g, _ in table.aliases],
+                      [g for g, _ in table.instances]):
+            self.order[np.asarray(gates, np.int32)] = first + np.arange(len(gates))
+            first += len(gates)
 
-    def evaluate(self, indices: jax.Array) -> jax.Array:
-        """Slot activity `(n_slots,)` bool from the categorical indices `(n_categorical,)`."""
-        if self.rounds == 0:
+    def evaluate(self, indices: jax.Array, instance_on: jax.Array | None = None) -> jax.Array:
+        """Slot activity `(n_slots,)` bool from the categorical indices `(n_categorical,)`
+        (and, with pools, which instances the derivation uses)."""
+        if self.rounds == 0 and not len(self.instance_gate):
             return jnp.asarray(self.slot_gate == 0)
-        picked = (indices[self.choice_column] == self.choice_value
-                  if len(self.choice_gate) else None)
-        on = jnp.zeros((self.n_gates,), jnp.int32).at[0].set(1)
+        return self.evaluate_gates(indices, instance_on)[self.slot_gate].astype(bool)
+
+    def evaluate_gates(self, indices: jax.Array,
+                       instance_on: jax.Array | None = None) -> jax.Array:
+        """Every compact gate's state `(n_gates,)` int32 (1: on).
+
+        Args:
+            indices: the categorical indices `(n_categorical,)`.
+            instance_on: `(n_instances,)` bool, the pool instances the derivation uses;
+                None: all of them (each instance's gates as seen from inside it).
+        """
+        if len(self.instance_number):
+            inputs = (jnp.ones(self.instance_number.shape, jnp.int32) if instance_on is None
+                      else jnp.asarray(instance_on, jnp.int32)[self.instance_number])
+        else:
+            inputs = jnp.zeros((0,), jnp.int32)
+        picked = indices[self.choice_column] == self.choice_value
+        fixed = jnp.array([1, 0], jnp.int32)
+        choices = jnp.zeros(self.choice_gate.shape, jnp.int32)
+        aliases = jnp.zeros(self.alias_members.shape[:1], jnp.int32)
+        on = jnp.concatenate([fixed, choices, aliases, inputs])[self.order]
         for _ in range(self.rounds):
-            new = jnp.zeros((self.n_gates,), jnp.int32).at[0].set(1)
-            if picked is not None:
-                slot_on = on[self.slot_gate[self.choice_slot]]
-                new = new.at[self.choice_gate].set(slot_on * picked.astype(jnp.int32))
-            if len(self.alias_owner):
-                new = new.at[self.alias_owner].max(on[self.alias_member])
-            on = new
-        return on[self.slot_gate].astype(bool)
+            choices = on[self.slot_gate[self.choice_slot]] * picked.astype(jnp.int32)
+            if self.alias_members.size:
+                aliases = jnp.max(on[self.alias_members], axis=1)
+            on = jnp.concatenate([fixed, choices, aliases, inputs])[self.order]
+        return on

@@ -85,6 +85,16 @@ class DynamicNode:
 
 
 @dataclasses.dataclass(eq=False)
+class RefNode:
+    """A reference to a recursive rule in a space compiled with `max_nodes`: site `site`
+    of the derivation, which resolves to the instance of `rule`'s pool that the
+    derivation gives it (`Pools`)."""
+
+    site: int
+    rule: str
+
+
+@dataclasses.dataclass(eq=False)
 class FidelityNode:
     """The space's fidelity entry, set by the optimiser rather than sampled."""
 
@@ -107,13 +117,47 @@ class Slot:
 @dataclasses.dataclass
 class Gate:
     """When slots are active: always ("root"), when a categorical picks one choice
-    ("choice": slot `slot` is active and picked `choice`), or when any of `refs` is on
-    ("alias": an object shared by several places)."""
+    ("choice": slot `slot` is active and picked `choice`), when any of `refs` is on
+    ("alias": an object shared by several places), or when the derivation uses instance
+    `choice` of the pool of rule `rule`, number `slot` over all pools ("instance", in a
+    space compiled with `max_nodes`)."""
 
-    kind: str  # "root" | "choice" | "alias"
+    kind: str  # "root" | "choice" | "alias" | "instance"
     slot: int = -1
     choice: int = -1
     refs: list = dataclasses.field(default_factory=list)
+    rule: str = ""
+
+
+@dataclasses.dataclass
+class Site:
+    """Where a derivation refers to a recursive rule: `owner`, the global number of the
+    pool instance whose body holds it (-1 outside every pool), and `gate`, when it is
+    used within that body (the instance's own gate taken as on)."""
+
+    rule: str
+    owner: int
+    gate: int
+    in_op: bool = False  # inside an `Operation`: the instances it takes are structure
+
+
+@dataclasses.dataclass(frozen=True)
+class Pools:
+    """The pools of a space compiled with `max_nodes`: each recursive rule's body
+    expanded once per instance a derivation may use.
+
+    Attributes:
+        rules: the recursive rules' names, in the order their pools were made.
+        instances: `(rule, index, gate, ir)` of every instance, by global number; `gate`
+            is the instance's "instance" gate.
+        sites: every `Site`, by number (a `RefNode`'s `site`).
+        max_nodes: how many instances one derivation may use, over all rules.
+    """
+
+    rules: tuple
+    instances: tuple
+    sites: tuple
+    max_nodes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,3 +169,4 @@ class Compiled:
     gates: tuple
     fidelity: FidelityNode | None
     entries: tuple  # top-level names, in order
+    pools: Pools | None = None  # recursive rules' pools (`max_nodes`), else None

@@ -20,6 +20,7 @@ from jaxnas.space._ir import (
     FidelityNode,
     MappingNode,
     OperationNode,
+    RefNode,
     SequenceNode,
     Slot,
     SlotNode,
@@ -33,10 +34,13 @@ class Resolver:
 
     def __init__(self, slots: Sequence[Slot], values: Mapping[str, Any], fidelity: Any,
                  build: bool, widths: Mapping[int, MaskedWidth],
-                 depths: Mapping[int, MaskedDepth] | None = None):
+                 depths: Mapping[int, MaskedDepth] | None = None,
+                 derived: tuple | None = None):
         self.slots, self.values, self.fidelity, self.build = slots, values, fidelity, build
         self.widths = widths  # {slot: MaskedWidth} left open in a masked resolve
         self.depths = depths or {}  # {slot: MaskedDepth} left open likewise
+        # With pools: (the instances, the instance each reference takes).
+        self.derived = derived
         self.memo: dict[int, Any] = {}
 
     def resolve(self, node: Any) -> Any:
@@ -76,6 +80,9 @@ class Resolver:
                                   f"{error}") from error
         if isinstance(node, OperationNode):
             return self._operation(node)
+        if isinstance(node, RefNode):
+            instances, child = self.derived
+            return self.resolve(instances[child[node.site]][3])
         raise TypeError(f"cannot resolve {node!r}")  # pragma: no cover
 
     def _choice(self, node: ChoiceNode) -> Any:

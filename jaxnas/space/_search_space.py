@@ -30,12 +30,15 @@ from jaxnas.space._fingerprint import fingerprint
 from jaxnas.space._gates import GateTable
 from jaxnas.space._ir import Compiled
 from jaxnas.space._parameters import Fidelity, Parameter
+from jaxnas.space._pools import Derivation
 from jaxnas.space._resolve import Resolver
 from jaxnas.space._widths import depth_slots, width_slots
 
 
 # Candidates a constrained space draws at once per sample or mutation (`constrain`).
 CONSTRAINT_TRIES = 32
+# Draws a space with pools makes, one after another, for a derivation that fits.
+DERIVATION_TRIES = 1_000
 
 
 class FidelityInfo:
@@ -64,9 +67,12 @@ class SearchSpace:
         static_paths: paths of static (structure-changing) slots.
         fidelity: a `FidelityInfo`, or None when the space has no fidelity.
         max_depth: the recursion depth the space was unrolled to.
+        max_nodes: the node budget of its recursive rules' derivations (None: they
+            are unrolled to `max_depth`).
     """
 
-    def __init__(self, compiled: Compiled, *, max_depth: int, max_slots: int):
+    def __init__(self, compiled: Compiled, *, max_depth: int, max_slots: int,
+                 max_nodes: int | None = None):
         slots = compiled.slots
         packing = Packing(slots)
         numeric_slots = [slots[i] for i in packing.numeric_slots]
@@ -77,6 +83,8 @@ class SearchSpace:
             "_compiled": compiled,
             "max_depth": max_depth,
             "max_slots": max_slots,
+            "max_nodes": max_nodes,
+            "_derivation": Derivation(compiled.pools) if compiled.pools else None,
             "_packing": packing,
             "_numeric": numeric,
             "_categorical": categorical,
@@ -84,7 +92,7 @@ class SearchSpace:
             "_gates": GateTable(compiled, packing.categorical_slots),
             "_static": tuple(s.static for s in slots),
             "_number_choices": tuple(_number_choices(s) for s in slots),
-            "_fingerprint": fingerprint(compiled, max_depth),
+            "_fingerprint": fingerprint(compiled, max_depth, max_nodes),
             "_widths": width_slots(compiled),
             "_depths": depth_slots(compiled, _registry.registered_block("Sequential")),
             "_source": None,  # the definition, for pickling (`from_source`)
@@ -95,21 +103,25 @@ class SearchSpace:
         # Host helpers run this on every batch: jitted (on first use: making a space does
         # not start JAX's backend), not op by op.
         object.__setattr__(self, "_active_program", None)
+        object.__setattr__(self, "_derive_program", None)
 
     @classmethod
-    def from_source(cls, source: Any, max_depth: int, max_slots: int) -> SearchSpace:
+    def from_source(cls, source: Any, max_depth: int, max_slots: int,
+                    max_nodes: int | None = None) -> SearchSpace:
         """Compiles a space definition (what `jaxnas.compile` and unpickling call).
 
         Args:
             source: a pytree of parameters, operations and constants, or a `Space`.
             max_depth: how many times a rule may be resampled inside itself.
             max_slots: the largest number of decisions the unrolled space may have.
+            max_nodes: the node budget of recursive rules' derivations, or None.
 
         Raises:
             SpaceError: the space cannot be compiled (see `jaxnas.compile`).
         """
-        compiled = expand(source, max_depth=max_depth, max_slots=max_slots)
-        spec = cls(compiled, max_depth=max_depth, max_slots=max_slots)
+        compiled = expand(source, max_depth=max_depth, max_slots=max_slots,
+                          max_nodes=max_nodes)
+        spec = cls(compiled, max_depth=max_depth, max_slots=max_slots, max_nodes=max_nodes)
         object.__setattr__(spec, "_source", source)
         return spec
 
@@ -130,8 +142,9 @@ class SearchSpace:
                             "pickled.")
         if self._constraints:
             return (_constrained, (self._source, self.max_depth, self.max_slots,
-                                   self._constraints))
-        return (SearchSpace.from_source, (self._source, self.max_depth, self.max_slots))
+                                   self._constraints, self.max_nodes))
+        return (SearchSpace.from_source, (self._source, self.max_depth, self.max_slots,
+                                          self.max_nodes))
 
     def constrain(self, predicates: tuple) -> SearchSpace:
         """This space with `predicates` (pure, jittable `fn(config) -> bool`) that
@@ -151,21 +164,46 @@ class SearchSpace:
 
     @property
     def constrained(self) -> bool:
-        """Whether the space has constraints (`constrain`)."""
-        return bool(self._constraints)
+        """Whether some configs of the space are infeasible: it has constraints
+        (`constrain`), or recursive rules with a node budget (`max_nodes`), whose
+        derivations may not fit."""
+        return bool(self._constraints) or self._derivation is not None
 
     def feasible(self, config: Config) -> jax.Array:
-        """`()` bool: whether `config` satisfies the space's constraints (True without)."""
+        """`()` bool: whether `config` satisfies the space's constraints and its
+        derivation fits in `max_nodes` (True for a space with neither)."""
         ok = jnp.ones((), bool)
+        if self._derivation is not None:
+            indices = self._split(config)[1]
+            site_on = self._gates.evaluate_gates(indices)[self._gates.site_gate] > 0
+            ok = self._derivation.derive(site_on)[2]
         for predicate in self._constraints:
             ok = ok & jnp.asarray(predicate(config), bool)
         return ok
 
     def _first_feasible(self, draw, key: jax.Array, fallback: Config | None = None) -> Config:
         """`draw(key)` without constraints; else the first feasible of
-        `CONSTRAINT_TRIES` draws (`fallback`, else the first draw, where none is)."""
-        if not self._constraints:
+        `CONSTRAINT_TRIES` draws (`fallback`, else the first draw, where none is).
+
+        With pools (`max_nodes`), where most draws fit, draws are made one at a time
+        until one is feasible, up to `DERIVATION_TRIES` (`CONSTRAINT_TRIES` for a
+        mutation, which then keeps `fallback`)."""
+        if not self.constrained:
             return draw(key)
+        if self._derivation is not None:
+            limit = CONSTRAINT_TRIES if fallback is not None else DERIVATION_TRIES
+
+            def another(carry: tuple) -> tuple:
+                tries, _, _ = carry
+                candidate = draw(jax.random.fold_in(key, tries))
+                return tries + 1, candidate, self.feasible(candidate)
+
+            first = draw(jax.random.fold_in(key, 0))
+            _, out, ok = jax.lax.while_loop(lambda c: ~c[2] & (c[0] < limit), another,
+                                            (jnp.int32(1), first, self.feasible(first)))
+            if fallback is None:
+                return out
+            return jax.tree.map(lambda a, b: jnp.where(ok, a, b), out, fallback)
         candidates = jax.vmap(draw)(jax.random.split(key, CONSTRAINT_TRIES))
         ok = jax.vmap(self.feasible)(candidates)
         first = jax.tree.map(lambda c: c[jnp.argmax(ok)], candidates)
@@ -184,7 +222,9 @@ class SearchSpace:
             f"SearchSpace({len(packing.paths)} slots: {packing.n_float} float, "
             f"{packing.n_int} int, {packing.n_categorical} categorical; "
             f"{len(self.static_paths)} static; "
-            f"fidelity={self.fidelity}; max_depth={self.max_depth})"
+            f"fidelity={self.fidelity}; "
+            + (f"max_nodes={self.max_nodes})" if self._derivation is not None
+               else f"max_depth={self.max_depth})")
         )
 
     # ------------------------------------------------------------------ properties
@@ -288,7 +328,7 @@ class SearchSpace:
             log_numeric, log_categorical = self._prior.centred_log_density(
                 numeric, indices, centre_numeric, centre_indices)
         active_numeric, active_categorical = self._packing.from_slot_order(
-            self._gates.evaluate(indices))
+            self._activity(indices)[0])
         return (jnp.sum(jnp.where(active_numeric, log_numeric, 0.0))
                 + jnp.sum(jnp.where(active_categorical, log_categorical, 0.0)))
 
@@ -367,7 +407,7 @@ class SearchSpace:
         first of several mutations that satisfies them, else `config` itself.
         """
         return self._first_feasible(lambda k: self._mutate(k, config, rate, std), key,
-                                    fallback=config if self._constraints else None)
+                                    fallback=config if self.constrained else None)
 
     def _mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
                 std: float | jax.Array) -> Config:
@@ -391,7 +431,18 @@ class SearchSpace:
     def active(self, config: Config) -> PathValues:
         """Returns a mapping `path -> bool`: whether the chosen branches use each slot."""
         _, indices = self._split(config)
-        return PathValues(self._gates.evaluate(indices), self.paths)
+        return PathValues(self._activity(indices)[0], self.paths)
+
+    def _activity(self, indices: jax.Array,
+                  children: bool = False) -> tuple[jax.Array, Any, jax.Array]:
+        """`(active, child, fits)` from the categorical indices: each slot's activity;
+        with pools, whether the derivation fits in `max_nodes` (True without) and, with
+        `children`, the instance each reference takes (`Derivation.derive`; else None)."""
+        if self._derivation is None:
+            return self._gates.evaluate(indices), None, jnp.ones((), bool)
+        site_on = self._gates.evaluate_gates(indices)[self._gates.site_gate] > 0
+        instance_on, child, fits = self._derivation.derive(site_on, children)
+        return self._gates.evaluate(indices, instance_on), child, fits
 
     # ----------------------------------------------------------------- host helpers
 
@@ -428,8 +479,29 @@ class SearchSpace:
         widths, depths = self._open(masked)
         values = self._host_values(config)
         fid_value = self._fidelity_value(fidelity)
-        resolver = Resolver(self._compiled.slots, values, fid_value, build, widths, depths)
+        resolver = Resolver(self._compiled.slots, values, fid_value, build, widths, depths,
+                            self._derived(values))
         return resolver.resolve(self._compiled.root)
+
+    def _derived(self, values: Mapping[str, Any]) -> tuple | None:
+        """`(instances, child)` of one config's derivation (None without pools).
+
+        Raises:
+            ValueError: the derivation needs more than `max_nodes` instances.
+        """
+        if self._derivation is None:
+            return None
+        if self._derive_program is None:
+            def child(config: Config) -> tuple[jax.Array, jax.Array]:
+                _, out, fits = self._activity(self._split(config)[1], children=True)
+                return out, fits
+            object.__setattr__(self, "_derive_program", jit_with(child, HELPER_OPTIONS))
+        child, fits = self._derive_program(self.config(values))
+        if not bool(fits):
+            raise ValueError(
+                f"the config's derivation needs more than max_nodes={self.max_nodes} rule "
+                f"instances and has probability zero; the config is not from this space.")
+        return self._compiled.pools.instances, np.asarray(child)
 
     def bucket(self, config: Mapping[str, Any], *, masked: bool | str = False) -> tuple:
         """Returns the hashable static signature of one config.
@@ -551,7 +623,8 @@ def _number_choices(slot: Any) -> tuple[float, ...] | None:
 _recompile = SearchSpace.from_source
 
 
-def _constrained(source: Any, max_depth: int, max_slots: int,
-                 constraints: tuple) -> SearchSpace:
+def _constrained(source: Any, max_depth: int, max_slots: int, constraints: tuple,
+                 max_nodes: int | None = None) -> SearchSpace:
     """Unpickles a constrained space (`SearchSpace.__reduce__`)."""
-    return SearchSpace.from_source(source, max_depth, max_slots).constrain(constraints)
+    return SearchSpace.from_source(source, max_depth, max_slots,
+                                   max_nodes).constrain(constraints)

@@ -123,7 +123,34 @@ def depth_slots(compiled: Compiled, sequence: Any) -> dict[int, MaskedDepth]:
                          for child in node.items)
         elif isinstance(node, DynamicNode):
             stack.extend((child, "dynamic") for child in node.kwargs.values())
+    refused |= _pool_slots(compiled)
     return {slot: depth for slot, depth in depths.items() if slot not in refused}
+
+
+def _pool_slots(compiled: Compiled) -> set[int]:
+    """The slots that pool instances use (`max_nodes`): their widths and depths stay
+    static, each derivation its own bucket."""
+    found: set[int] = set()
+    if compiled.pools is None:
+        return found
+    seen: set[int] = set()
+    stack = [ir for *_, ir in compiled.pools.instances]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node is INFEASIBLE:
+            continue
+        seen.add(id(node))
+        if isinstance(node, (SlotNode, ChoiceNode)):
+            found.add(node.slot)
+        if isinstance(node, ChoiceNode):
+            stack.extend(node.branches)
+        elif isinstance(node, OperationNode):
+            stack.extend((node.args, *node.kwargs.values()))
+        elif isinstance(node, (SequenceNode, MappingNode)):
+            stack.extend(node.items)
+        elif isinstance(node, DynamicNode):
+            stack.extend(node.kwargs.values())
+    return found
 
 
 def _prefix_lengths(node: ChoiceNode, sequence: Any) -> tuple[int, ...] | None:
@@ -154,9 +181,10 @@ def width_slots(compiled: Compiled) -> dict[int, MaskedWidth]:
     `static=True`, and its values are positive integers.
     """
     widths = {}
+    in_pools = _pool_slots(compiled)
     for index, flags in sorted(_slot_uses(compiled).items()):
         slot = compiled.slots[index]
-        if not all(flags) or getattr(slot.param, "static", None):
+        if not all(flags) or getattr(slot.param, "static", None) or index in in_pools:
             continue
         if slot.kind == "int" and slot.param.lower >= 1:
             widths[index] = MaskedWidth(slot.path, int(slot.param.upper))

@@ -1,0 +1,189 @@
+"""Recursive rules with a node budget (`jn.compile(space, max_nodes=...)`): pools of rule
+instances filled by a breadth-first derivation, instead of unrolling to `max_depth`.
+
+Distribution checks use fixed seeds and allow 5 standard errors at their sample sizes.
+"""
+
+import math
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnas as jn
+from tests.space._grammars import C_HAS_S, S_CHILDREN, grammar_like, grammar_like_alt
+
+BUDGET = 64
+N = 4_000
+
+
+def _render(node) -> str:
+    """A resolved (unbuilt) derivation as NePS writes one: `(Sequential (Conv2D-3))`."""
+    if isinstance(node, jn.Operation):
+        name = node.operator()[0]
+        inner = " ".join(_render(a) for a in node.args)
+        return f"({name}{' ' + inner if inner else ''})"
+    return repr(node)
+
+
+def _instances_used(spec, active: np.ndarray) -> np.ndarray:
+    """How many `S` instances each config's derivation uses (their root decisions)."""
+    first = {}
+    for i, path in enumerate(spec.paths):  # an instance's first decision: its production
+        first.setdefault(path.split(".")[0], i)
+    return active[:, [first[f"S#{k}"] for k in range(BUDGET)]].sum(axis=1)
+
+
+@pytest.fixture(scope="module", params=[grammar_like, grammar_like_alt],
+                ids=["GrammarLike", "GrammarLikeAlt"])
+def grammar(request):
+    spec = jn.compile(request.param(), max_nodes=BUDGET)
+
+    @jax.jit
+    @jax.vmap
+    def draw(key):
+        config = spec.sample(key)
+        return config, spec.active(config).array, spec.log_prior(config), spec.feasible(config)
+
+    return spec, draw(jax.random.split(jax.random.key(0), N))
+
+
+def test_decisions_grow_with_the_budget_not_the_depth(grammar):
+    spec, _ = grammar
+    per_instance = len(spec.paths) // BUDGET
+    assert len(spec.paths) == BUDGET * per_instance
+    assert per_instance == 18  # S, two C's (each C and the O of three productions), 3 + 6 O
+    assert spec.paths[0] in ("S#0", "S#0.args")  # the production: a choice, or its args
+    assert spec.paths[-1].startswith(f"S#{BUDGET - 1}")
+    assert jn.compile(grammar_like(), max_nodes=2 * BUDGET).paths[-1].startswith(
+        f"S#{2 * BUDGET - 1}")
+
+
+def test_derivation_sizes_follow_the_grammar(grammar):
+    """The number of `S` instances a sampled derivation uses, against a direct Monte
+    Carlo of the grammar conditioned on fitting the budget."""
+    spec, (_, active, _, fits) = grammar
+    assert np.all(np.asarray(fits))
+    ours = _instances_used(spec, np.asarray(active))
+    rng = np.random.default_rng(0)
+
+    def derivation_size():
+        pending, size = 1, 0
+        while pending:
+            pending, size = pending - 1, size + 1
+            if size > BUDGET:
+                return None
+            direct, via_c = S_CHILDREN[rng.integers(6)]
+            pending += direct + sum(C_HAS_S[rng.integers(4)] for _ in range(via_c))
+        return size
+
+    sizes = [derivation_size() for _ in range(40_000)]
+    reference = np.array([s for s in sizes if s is not None])
+    assert 0.9 < len(reference) / len(sizes) < 1.0  # the budget cuts the tail, as meant
+    for q in (1, 2, 3, 5, 10, 20, 40):
+        p = np.mean(reference <= q)
+        tolerance = 5 * math.sqrt(p * (1 - p) / N + p * (1 - p) / len(reference)) + 1e-9
+        assert abs(np.mean(ours <= q) - p) <= tolerance, q
+    assert ours.max() <= BUDGET
+
+
+def test_log_prior_is_the_derivations_probability(grammar):
+    """Every used decision is a uniform categorical: the log prior is minus the sum of
+    the logs of their choice counts, over the decisions the derivation uses only."""
+    spec, (_, active, log_prior, _) = grammar
+    choices = np.array([len(spec.parameters()[p].choices) for p in spec.paths])
+    expected = -(np.asarray(active) * np.log(choices)).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(log_prior), expected, rtol=1e-5)
+
+
+def test_references_take_instances_breadth_first():
+    spec = jn.compile(grammar_like(), max_nodes=BUDGET)
+    config = spec.from_unit(jnp.zeros(len(spec.paths)))  # every decision its first choice
+    pick = {"S#0": 5, "S#1": 3, "S#2": 1, "S#3": 1,       # S -> S S O*6; S -> S C; S1; S1
+            "S#1.choices[3].args[1]": 1,                    # that C -> O S ReLUConvBN
+            "S#4": 4}                                       # the C's S -> O O O
+    config = config.replace(pick)
+    active = spec.active(config)
+    assert all(bool(active[p]) for p in pick)
+    assert not any(bool(active[f"S#{k}"]) for k in range(5, BUDGET))
+    assert _render(spec.resolve(config, build=False)["S"]) == (
+        "(Sequential "
+        "(Sequential (Sequential (ReLUConvBN)) "                          # S#1: S#3 C
+        "(Sequential (Conv2D-3) (Sequential (Conv2D-3) (Conv2D-3) (Conv2D-3)) (ReLUConvBN))) "
+        "(Sequential (ReLUConvBN)) "                                      # S#2
+        "(Conv2D-3) (Conv2D-3) (Conv2D-3) (Conv2D-3) (Conv2D-3) (Conv2D-3))")
+
+
+def test_a_derivation_past_the_budget_is_infeasible():
+    spec = jn.compile(grammar_like(), max_nodes=4)
+    every_s_doubles = spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+        {f"S#{k}": 5 for k in range(4)})
+    assert not bool(spec.feasible(every_s_doubles))
+    with pytest.raises(ValueError, match="max_nodes=4"):
+        spec.resolve(every_s_doubles)
+    keys = jax.random.split(jax.random.key(1), 256)
+    assert bool(jnp.all(jax.vmap(spec.feasible)(jax.vmap(spec.sample)(keys))))
+    mutated = jax.vmap(lambda k, c: spec.mutate(k, c, 0.5, 0.2))(
+        keys, jax.vmap(spec.sample)(keys))
+    assert bool(jnp.all(jax.vmap(spec.feasible)(mutated)))
+
+
+def test_rules_that_refer_to_each_other_share_the_budget():
+    digit = jn.Integer(0, 9)  # resampled in each term: a shared one would be one value
+    term = jn.Categorical(((digit.resample(),), (jn.ByName("expr").resample(),)))
+    expr = jn.Categorical(((jn.ByName("_term").resample(), "+", jn.ByName("expr").resample()),
+                           (jn.ByName("_term").resample(),)))
+    # `_term`, an intermediate, starts no derivation of its own (a `term` entry would).
+    spec = jn.compile({"expr": expr, "_term": term}, max_nodes=8)
+    assert {p.split("#")[0] for p in spec.paths if "#" in p} == {"expr", "_term"}
+    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(2), 512))
+    assert bool(jnp.all(jax.vmap(spec.feasible)(configs)))
+    config = spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+        {"expr#0": 0, "_term#0": 0, "_term#0.choices[0][0]": 3, "expr#1": 1, "_term#1": 0,
+         "_term#1.choices[0][0]": 4})
+    assert spec.resolve(config)["expr"] == ((3,), "+", ((4,),))
+    # Each instance used counts against the one budget: 2 expr + 2 term here.
+    assert sum(bool(spec.active(config)[p]) for p in spec.paths
+               if "#" in p and "." not in p) == 4
+
+
+def test_spaces_without_recursion_are_the_same_with_a_budget():
+    space = {"lr": jn.Float(1e-4, 1e-1, log=True),
+             "act": jn.Categorical(("relu", jn.Operation(jn.nn.Identity)))}
+    plain, budget = jn.compile(space), jn.compile(space, max_nodes=16)
+    assert plain.paths == budget.paths and not budget.constrained
+    key = jax.random.key(3)
+    assert plain.sample(key).items() == budget.sample(key).items()
+
+
+def test_the_budget_is_part_of_the_space():
+    small, large = (jn.compile(grammar_like(), max_nodes=n) for n in (8, 16))
+    assert small != large and small == jn.compile(grammar_like(), max_nodes=8) is not None
+    restored = pickle.loads(pickle.dumps(small))
+    assert restored.max_nodes == 8 and restored.paths == small.paths
+    assert "max_nodes=8" in repr(small)
+
+
+@pytest.mark.parametrize("budget", [0, -3, 2.5, "8", True])
+def test_a_budget_that_is_not_a_positive_integer_is_refused(budget):
+    with pytest.raises(ValueError, match=f"max_nodes={budget!r}"):
+        jn.compile(grammar_like(), max_nodes=budget)
+
+
+def test_a_grammar_that_cannot_finish_within_the_budget_names_the_rule():
+    # root -> branch branch; branch -> leaf leaf; leaf -> a bit, or root again: the
+    # smallest derivation uses 1 + 2 + 4 instances.
+    space = {"root": jn.Categorical(((jn.ByName("_branch").resample(),) * 2,)),
+             "_branch": jn.Categorical(((jn.ByName("_leaf").resample(),) * 2,)),
+             "_leaf": jn.Categorical(((jn.Integer(0, 1).resample(),),
+                                      (jn.ByName("root").resample(),)))}
+    with pytest.raises(jn.SpaceError, match=r"root: the smallest derivation .* needs 7 .*"
+                                            r"max_nodes=6"):
+        jn.compile(space, max_nodes=6)
+    assert jn.compile(space, max_nodes=7).max_nodes == 7
+    endless = {"tree": jn.Categorical(((jn.ByName("tree").resample(),) * 2,
+                                       (jn.ByName("tree").resample(),) * 3))}
+    with pytest.raises(jn.SpaceError, match="cannot terminate: rule.* 'tree'"):
+        jn.compile(endless, max_nodes=100)
