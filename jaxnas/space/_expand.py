@@ -406,9 +406,12 @@ class _Expander:
     def _size_message(self) -> str:
         return (
             f"The space unrolls to more than max_slots={self.max_slots} decisions (or takes "
-            f"more than {50 * self.max_slots} expansion steps). Lower max_depth (now "
-            f"{self.max_depth}) to unroll recursive rules less deeply, use fewer .resample() "
-            f"copies, or raise max_slots in jaxnas.compile."
+            f"more than {50 * self.max_slots} expansion steps). For recursive rules, give "
+            f"them a node budget instead of unrolling them: jaxnas.compile(space, "
+            f"max_nodes=64), whose decisions grow with the budget, not exponentially with "
+            f"the depth. Otherwise lower max_depth (now {self.max_depth}) to unroll "
+            f"recursive rules less deeply, use fewer .resample() copies, or raise max_slots "
+            f"in jaxnas.compile."
         )
 
     def _termination_message(self) -> str:

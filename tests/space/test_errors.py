@@ -130,8 +130,11 @@ def test_space_above_the_slot_limit_says_what_to_lower():
             ((jn.ByName("expr").resample(), jn.ByName("expr").resample()), (jn.Float(0, 1),))
         )
     }
-    with pytest.raises(jn.SpaceError, match=r"max_slots=100.*Lower max_depth \(now 8\)"):
+    with pytest.raises(jn.SpaceError, match=r"max_slots=100.*max_nodes=64.*lower max_depth "
+                                            r"\(now 8\)"):
         jn.compile(grammar, max_depth=8, max_slots=100)
+    # The suggestion works: a choice per instance, and the one (shared) Float.
+    assert len(jn.compile(grammar, max_nodes=16).paths) == 16 + 1
 
 
 def test_resample_copies_count_towards_the_limit():
