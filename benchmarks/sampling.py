@@ -342,6 +342,54 @@ def bench_neps(space: neps_parameters.PipelineSpace, seeds: Sequence[int],
     return summarize(rates)
 
 
+def time_populations(spec: jn.SearchSpace, population_sizes: Sequence[int],
+                     seeds: Sequence[int], min_seconds: float,
+                     check: Callable[[Any], Any]) -> tuple[dict, Any]:
+    """Times `jax.jit` of `jax.vmap(spec.sample)` at each population size.
+
+    The keys are split from one key inside the jitted call, so their cost is counted.
+    XLA compilation is done ahead of time and timed on its own, as is the warm-up call
+    that follows it (together: what the first call of a plain `jax.jit` costs).
+
+    Args:
+        spec: The compiled jaxnas space.
+        population_sizes: Configurations per jitted call.
+        seeds: Seeds for `jax.random.key`, one repetition each.
+        min_seconds: Minimum wall time per repetition.
+        check: Called on the first population sampled, before any timing.
+
+    Returns:
+        Per population size the XLA compile time, the warm-up call's time and `summarize`
+        of the rates; and what `check` returned.
+    """
+    sample_many = jax.vmap(spec.sample)
+    populations = {}
+    checked = None
+    for size in population_sizes:
+        def sample_population(key: jax.Array, step: int, size: int = size) -> dict:
+            return sample_many(jax.random.split(jax.random.fold_in(key, step), size))
+
+        start = time.perf_counter()
+        compiled = jax.jit(sample_population).lower(jax.random.key(0), 0).compile()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        warm = jax.block_until_ready(compiled(jax.random.key(0), 0))
+        warm_up_s = time.perf_counter() - start
+        if checked is None:
+            checked = check(warm)
+
+        rates = []
+        for seed in seeds:
+            key = jax.random.key(seed)
+            rates.append(throughput(
+                lambda step, key=key: jax.block_until_ready(compiled(key, step)),
+                size, min_seconds,
+            ))
+        populations[size] = {"xla_compile_s": compile_s, "warm_up_s": warm_up_s,
+                             **summarize(rates)}
+    return populations, checked
+
+
 def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
                  population_sizes: Sequence[int], seeds: Sequence[int],
                  min_seconds: float) -> dict:
@@ -362,30 +410,9 @@ def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
     start = time.perf_counter()
     spec = jn.compile(entries, max_depth=MAX_DEPTH)
     space_compile_s = time.perf_counter() - start
-    sample_many = jax.vmap(spec.sample)
-
-    populations = {}
-    check = None
-    for size in population_sizes:
-        def sample_population(key: jax.Array, step: int, size: int = size) -> dict:
-            return sample_many(jax.random.split(jax.random.fold_in(key, step), size))
-
-        start = time.perf_counter()
-        compiled = jax.jit(sample_population).lower(jax.random.key(0), 0).compile()
-        compile_s = time.perf_counter() - start
-        warm = jax.block_until_ready(compiled(jax.random.key(0), 0))
-        if check is None:
-            check = check_jaxnas(spec, warm, rules)
-
-        rates = []
-        for seed in seeds:
-            key = jax.random.key(seed)
-            rates.append(throughput(
-                lambda step, key=key: jax.block_until_ready(compiled(key, step)),
-                size, min_seconds,
-            ))
-        populations[size] = {"xla_compile_s": compile_s, **summarize(rates)}
-
+    populations, check = time_populations(
+        spec, population_sizes, seeds, min_seconds,
+        lambda configs: check_jaxnas(spec, configs, rules))
     best = max(populations, key=lambda size: populations[size]["configs_per_s_median"])
     return {
         "space_compile_s": space_compile_s,

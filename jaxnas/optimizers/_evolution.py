@@ -192,7 +192,10 @@ def _one_slot_mutation(spec: SearchSpace) -> tuple[Callable[..., Config], int]:
         candidates = changed & spec.active(parent).array
         chosen = jnp.argmax(jnp.where(candidates, u[:n_slots], -1.0))
         take = (jnp.arange(n_slots) == chosen) & jnp.any(candidates)
-        return Config(jnp.where(take[float_slots], moved.floats, parent.floats),
-                      jnp.where(take[int_slots], ints, parent.ints), parent.layout)
+        child = Config(jnp.where(take[float_slots], moved.floats, parent.floats),
+                       jnp.where(take[int_slots], ints, parent.ints), parent.layout)
+        # A grammar's derivation keeps its tree: a changed production regrows only the
+        # subtrees it newly refers to (hierarchical NAS's mutation); else `child` itself.
+        return spec.carry_over(parent, child, jax.random.fold_in(key, 1))
 
     return mutate, n_slots + len(int_parameters)

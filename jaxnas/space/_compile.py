@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jaxnas.space._expand import SpaceError
 from jaxnas.space._parameters import Parameter, Space
 from jaxnas.space._search_space import SearchSpace
 
@@ -54,7 +55,7 @@ def compile(space: Any, *, max_depth: int = DEFAULT_MAX_DEPTH,  # noqa: A001 - p
         limits.append(("max_nodes", max_nodes))
     for name, value in limits:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"compile: {name}={value!r} must be an integer >= 1.")
+            raise SpaceError(f"compile: {name}={value!r} must be an integer >= 1.")
     if isinstance(space, type) and issubclass(space, Space):
         space = space()
     elif callable(space) and not isinstance(space, (Mapping, Parameter)):

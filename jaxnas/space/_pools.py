@@ -30,7 +30,7 @@ class Derivation:
         pools: the space's pools (`Compiled.pools`).
     """
 
-    def __init__(self, pools: Pools):
+    def __init__(self, pools: Pools, paths: tuple[str, ...]):
         rules = {rule: r for r, rule in enumerate(pools.rules)}
         self.max_nodes = pools.max_nodes
         self.n_instances = len(pools.instances)
@@ -51,6 +51,8 @@ class Derivation:
         self.sites_of = np.full((self.n_instances + 1, width), -1, np.int32)
         for g, row in enumerate(owned):
             self.sites_of[g, :len(row)] = row
+        self.slot_table = _slot_table(pools, paths)
+
 
     def derive(self, site_on: jax.Array,
                children: bool = False) -> tuple[jax.Array, jax.Array | None, jax.Array]:
@@ -70,6 +72,8 @@ class Derivation:
         """
         n_rules = len(self.offset)
         start = self.n_instances  # the row of the sites outside every pool
+        if n_rules == 1 and not children:
+            return self._derive_one_rule(site_on)
         rule_ids = jnp.arange(n_rules, dtype=jnp.int32)
 
         def step(carry, _):
@@ -106,3 +110,106 @@ class Derivation:
                                                            length=self.max_nodes + 1)
         instance_on = jnp.asarray(self.index_of) < count[jnp.asarray(self.rule_of)]
         return instance_on, (child if children else None), fits
+
+    def _derive_one_rule(self, site_on: jax.Array) -> tuple[jax.Array, None, jax.Array]:
+        """`derive` for a space with one recursive rule, without a loop: breadth-first,
+        the instances used are a prefix, and it ends at the first instance `m` where the
+        references made so far (outside the pool, and by the instances before `m`) number
+        `m`: a running sum."""
+        valid = self.sites_of >= 0
+        used = jnp.where(valid, site_on[np.maximum(self.sites_of, 0)], False)
+        outside, refs = jnp.sum(used[-1]), jnp.sum(used[:-1], axis=1)
+        open_refs = outside + jnp.cumsum(refs) - jnp.arange(1, self.n_instances + 1)
+        done = open_refs == 0
+        size = jnp.where(outside == 0, 0,
+                         jnp.where(jnp.any(done), jnp.argmax(done) + 1, self.n_instances + 1))
+        return jnp.arange(self.n_instances) < size, None, size <= self.max_nodes
+
+    def relayout(self, child_old: jax.Array, on_edited: jax.Array, on_fresh: jax.Array,
+                 regrow: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Where each instance of an edited derivation comes from (pure, jittable).
+
+        A config is edited instance by instance (a mutation changes some decisions of
+        the instances its parent's derivation uses): read as a table again, every
+        instance after one whose productions changed would move. Instead, this follows
+        the parent's tree: the instance at each position keeps its (edited) decisions, a
+        reference the edit newly uses, or one below a `regrow`n instance, gets a fresh
+        subtree, and the result is laid out breadth-first again.
+
+        Args:
+            child_old: `(n_sites,)` the parent's derivation (`derive(..., children=True)`).
+            on_edited: `(n_sites,)` site use from the edited decisions, by old instance.
+            on_fresh: `(n_sites,)` site use from a fresh draw, by new instance.
+            regrow: `(n_instances,)` bool: old instances whose whole subtree is drawn
+                fresh (their own decisions included).
+
+        Returns:
+            `(source, fits)`: `(n_instances,)` int32, for each instance of the new layout
+            the parent's instance it takes its decisions from, -1 for a fresh one, -2
+            for one the derivation does not use; `()` bool, whether it fits.
+        """
+        start = self.n_instances
+        rule_ids = jnp.arange(len(self.offset), dtype=jnp.int32)
+        sites_of = jnp.asarray(self.sites_of)
+        regrow = jnp.concatenate([jnp.asarray(regrow, bool), jnp.zeros((1,), bool)])
+
+        def step(carry, _):
+            queue, source, head, tail, count, total, fits = carry
+            live = head < tail
+            new = queue[head]
+            old = source[new]
+            copy = (old >= 0) & ~regrow[jnp.maximum(old, 0)]
+            row_new = sites_of[new]
+            row_old = sites_of[jnp.where(old >= 0, old, new)]
+            used = live & (row_new >= 0) & jnp.where(
+                copy, on_edited[jnp.maximum(row_old, 0)], on_fresh[jnp.maximum(row_new, 0)])
+            targets = jnp.asarray(self.site_rule)[jnp.maximum(row_new, 0)]
+            of_rule = (targets[:, None] == rule_ids[None, :]) & used[:, None]
+            before = jnp.sum((jnp.cumsum(of_rule, axis=0) - of_rule) * of_rule, axis=1)
+            index = count[targets] + before
+            room = index < self.max_nodes
+            number = jnp.asarray(self.offset)[targets] + index
+            pushed = used & room
+            at = tail + jnp.cumsum(pushed) - 1
+            queue = queue.at[jnp.where(pushed, at, queue.shape[0])].set(number, mode="drop")
+            from_old = jnp.where(copy & (row_old >= 0),
+                                 child_old[jnp.maximum(row_old, 0)], -1)
+            source = source.at[jnp.where(pushed, number, source.shape[0])].set(
+                from_old, mode="drop")
+            total = total + jnp.sum(used)
+            fits = fits & ~jnp.any(used & ~room) & (total <= self.max_nodes)
+            count = count + jnp.sum(of_rule, axis=0, dtype=jnp.int32)
+            return (queue, source, head + live, tail + jnp.sum(pushed, dtype=jnp.int32),
+                    count, total, fits), None
+
+        queue = jnp.zeros((self.max_nodes + 2,), jnp.int32).at[0].set(start)
+        source = jnp.full((start + 1,), -1, jnp.int32).at[start].set(start)
+        carry = (queue, source, jnp.int32(0), jnp.int32(1),
+                 jnp.zeros((len(self.offset),), jnp.int32), jnp.int32(0), jnp.array(True))
+        (_, source, _, _, count, _, fits), _ = jax.lax.scan(step, carry, None,
+                                                            length=self.max_nodes + 1)
+        used = jnp.asarray(self.index_of) < count[jnp.asarray(self.rule_of)]
+        return jnp.where(used, source[:start], -2), fits
+
+
+def _slot_table(pools: Pools, paths: tuple[str, ...]) -> np.ndarray:
+    """`(n_instances, width)` int32: row g holds instance g's own decisions (their slot
+    numbers, -1 padding), in one order for every instance of a rule, so that column j is
+    the same decision in each. A shared parameter first met inside one instance is no
+    instance's own: it is left out."""
+    by_instance: dict[str, dict[str, int]] = {}
+    for slot, path in enumerate(paths):
+        head, dot, rest = path.partition(".")
+        if "#" in head:
+            by_instance.setdefault(head, {})[dot + rest] = slot
+    rows = []
+    for rule in pools.rules:
+        names = [f"{rule}#{k}" for k in range(pools.max_nodes)]
+        common = [suffix for suffix in by_instance.get(names[-1], {})
+                  if all(suffix in by_instance.get(n, {}) for n in names)]
+        rows.extend([by_instance[n][suffix] for suffix in common] for n in names)
+    width = max(1, max(len(row) for row in rows))
+    table = np.full((len(rows), width), -1, np.int32)
+    for g, row in enumerate(rows):
+        table[g, :len(row)] = row
+    return table

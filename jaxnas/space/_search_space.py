@@ -84,7 +84,8 @@ class SearchSpace:
             "max_depth": max_depth,
             "max_slots": max_slots,
             "max_nodes": max_nodes,
-            "_derivation": Derivation(compiled.pools) if compiled.pools else None,
+            "_derivation": (Derivation(compiled.pools, packing.paths) if compiled.pools
+                            else None),
             "_packing": packing,
             "_numeric": numeric,
             "_categorical": categorical,
@@ -405,9 +406,82 @@ class SearchSpace:
         truncated to [0, 1]; a mutated categorical takes a different feasible choice,
         uniformly. `rate` and `std` may be traced. With constraints (`constrain`), the
         first of several mutations that satisfies them, else `config` itself.
+
+        With pools (`max_nodes`), the tree of `config`'s derivation is kept
+        (`carry_over`): each instance's decisions mutate in place, a changed production
+        grows fresh subtrees where it newly refers to a rule, and with probability `rate`
+        one instance the derivation uses, drawn uniformly, regrows its whole subtree
+        (hierarchical NAS's mutation).
         """
-        return self._first_feasible(lambda k: self._mutate(k, config, rate, std), key,
-                                    fallback=config if self.constrained else None)
+        if self._derivation is None:
+            return self._first_feasible(lambda k: self._mutate(k, config, rate, std), key,
+                                        fallback=config if self.constrained else None)
+
+        def grammar_mutation(key: jax.Array) -> Config:
+            key_slots, key_fresh, key_pick, key_rate = jax.random.split(key, 4)
+            edited = self._mutate(key_slots, config, rate, std)
+            used = self._instances_used(config)
+            pick = jnp.argmax(jnp.where(used, jax.random.uniform(key_pick, used.shape), -1.0))
+            regrow = ((jnp.arange(used.shape[0]) == pick)
+                      & (jax.random.uniform(key_rate) < rate))
+            return self._carry_over(config, edited, key_fresh, regrow)
+
+        return self._first_feasible(grammar_mutation, key, fallback=config)
+
+    def carry_over(self, parent: Config, edited: Config, key: jax.Array) -> Config:
+        """`edited`, a copy of `parent` with some decisions changed, laid out so that
+        what it keeps of `parent`'s derivation stays in place (pure, jittable).
+
+        In a space with pools (`max_nodes`), a config's instances are used in
+        breadth-first order, so a production changed in one instance would move every
+        instance after it: the tree would not be `parent`'s with one change. Here each
+        position of `parent`'s tree keeps its instance's edited decisions, and each
+        reference the edit newly uses gets a fresh subtree (drawn with `key`, again
+        while the derivation overflows the budget, up to `CONSTRAINT_TRIES` times, then
+        `parent` itself). With constraints, the result satisfies them too. Without pools,
+        `edited` itself. `mutate` does this; an optimiser that edits configs itself
+        (regularised evolution's one-decision mutation) calls it.
+        """
+        if self._derivation is None:
+            return edited
+        none = jnp.zeros((self._derivation.n_instances,), bool)
+        return self._first_feasible(lambda k: self._carry_over(parent, edited, k, none), key,
+                                    fallback=parent)
+
+    def _instances_used(self, config: Config) -> jax.Array:
+        """`(n_instances,)` bool: the pool instances `config`'s derivation uses."""
+        site_on = self._gates.evaluate_gates(self._split(config)[1])[self._gates.site_gate] > 0
+        return self._derivation.derive(site_on)[0]
+
+    def _carry_over(self, parent: Config, edited: Config, key: jax.Array,
+                    regrow: jax.Array) -> Config:
+        """`carry_over`, with the old instances `regrow` drawn afresh with their subtrees."""
+        gates, derivation = self._gates, self._derivation
+        fresh = self._sample(key)
+        child_old = self._activity(self._split(parent)[1], children=True)[1]
+        on_edited = gates.evaluate_gates(self._split(edited)[1])[gates.site_gate] > 0
+        on_fresh = gates.evaluate_gates(self._split(fresh)[1])[gates.site_gate] > 0
+        source, _ = derivation.relayout(child_old, on_edited, on_fresh, regrow)
+        table = jnp.asarray(derivation.slot_table)
+        n = len(self.paths)
+        # For each slot: -2, keep `edited`'s (not an instance's own, or an instance the
+        # derivation does not use); -1, fresh; else the slot of `edited` it copies.
+        taken = jnp.where(source[:, None] >= 0, table[jnp.maximum(source, 0)],
+                          source[:, None])
+        pick = jnp.full((n,), -2, jnp.int32).at[jnp.where(table >= 0, table, n)].set(
+            taken, mode="drop")
+        layout = edited.layout
+        column = np.array([layout.where[p][1] for p in self.paths], np.int32)
+        is_float = np.asarray(layout.is_float, bool)
+        def merge(kind: np.ndarray, mine: jax.Array, other: jax.Array) -> jax.Array:
+            slots = np.flatnonzero(kind)
+            p = pick[slots]
+            copied = mine[jnp.asarray(column)[jnp.maximum(p, 0)]]
+            return jnp.where(p == -2, mine, jnp.where(p == -1, other, copied))
+
+        return Config(merge(is_float, jnp.asarray(edited.floats), jnp.asarray(fresh.floats)),
+                      merge(~is_float, jnp.asarray(edited.ints), jnp.asarray(fresh.ints)),
+                      layout)
 
     def _mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
                 std: float | jax.Array) -> Config:

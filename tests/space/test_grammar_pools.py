@@ -100,11 +100,8 @@ def test_log_prior_is_the_derivations_probability(grammar):
 
 def test_references_take_instances_breadth_first():
     spec = jn.compile(grammar_like(), max_nodes=BUDGET)
-    config = spec.from_unit(jnp.zeros(len(spec.paths)))  # every decision its first choice
-    pick = {"S#0": 5, "S#1": 3, "S#2": 1, "S#3": 1,       # S -> S S O*6; S -> S C; S1; S1
-            "S#1.choices[3].args[1]": 1,                    # that C -> O S ReLUConvBN
-            "S#4": 4}                                       # the C's S -> O O O
-    config = config.replace(pick)
+    config = _hand_derivation(spec)  # every other decision its first choice
+    pick = {"S#0": 5, "S#1": 3, "S#2": 1, "S#3": 1, "S#1.choices[3].args[1]": 1, "S#4": 4}
     active = spec.active(config)
     assert all(bool(active[p]) for p in pick)
     assert not any(bool(active[f"S#{k}"]) for k in range(5, BUDGET))
@@ -168,8 +165,14 @@ def test_the_budget_is_part_of_the_space():
 
 @pytest.mark.parametrize("budget", [0, -3, 2.5, "8", True])
 def test_a_budget_that_is_not_a_positive_integer_is_refused(budget):
-    with pytest.raises(ValueError, match=f"max_nodes={budget!r}"):
+    with pytest.raises(jn.SpaceError, match=f"max_nodes={budget!r}"):
         jn.compile(grammar_like(), max_nodes=budget)
+
+
+def test_a_rule_referenced_but_never_defined_is_named():
+    space = {"S": jn.Categorical(((jn.ByName("T").resample(),), (1,)))}
+    with pytest.raises(jn.SpaceError, match=r"ByName\('T'\) refers to no entry"):
+        jn.compile(space, max_nodes=8)
 
 
 def test_a_grammar_that_cannot_finish_within_the_budget_names_the_rule():
@@ -187,3 +190,92 @@ def test_a_grammar_that_cannot_finish_within_the_budget_names_the_rule():
                                        (jn.ByName("tree").resample(),) * 3))}
     with pytest.raises(jn.SpaceError, match="cannot terminate: rule.* 'tree'"):
         jn.compile(endless, max_nodes=100)
+
+
+def _hand_derivation(spec):
+    """S#0 -> S S O*6; S#1 -> S C; S#2 -> ReLUConvBN; S#3 -> ReLUConvBN; S#1's C -> O S
+    ReLUConvBN; S#4 -> O O O (as in `test_references_take_instances_breadth_first`)."""
+    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+        {"S#0": 5, "S#1": 3, "S#2": 1, "S#3": 1, "S#1.choices[3].args[1]": 1, "S#4": 4})
+
+
+def test_an_edited_production_keeps_the_rest_of_the_tree():
+    spec = jn.compile(grammar_like(), max_nodes=BUDGET)
+    # As `_hand_derivation`, but S#2 -> S, which takes S#5 -> O O O.
+    parent = _hand_derivation(spec).replace({"S#2": 2, "S#5": 4})
+    before = spec.resolve(parent, build=False)["S"].args
+    # S#1 drops its two children. Read as a table, S#2's child would now be S#3; carried
+    # over, S#2 keeps its own subtree.
+    edited = parent.replace({"S#1": 1})
+    assert _render(spec.resolve(edited, build=False)["S"].args[1]) != _render(before[1])
+    carried = spec.resolve(spec.carry_over(parent, edited, jax.random.key(0)),
+                           build=False)["S"].args
+    assert _render(carried[0]) == "(Sequential (ReLUConvBN))"
+    assert _render(carried[1:]) == _render(before[1:])
+    # S#3 now refers to a new S: it grows afresh, and everything else stays.
+    edited = parent.replace({"S#3": 2})
+    for seed in range(3):
+        tree = spec.resolve(spec.carry_over(parent, edited, jax.random.key(seed)),
+                            build=False)["S"].args
+        assert _render(tree[0].args[0]).startswith("(Sequential (Sequential")
+        assert _render(tree[0].args[1:]) == _render(before[0].args[1:])
+        assert _render(tree[1:]) == _render(before[1:])
+    assert spec.carry_over(parent, parent, jax.random.key(0)).items() == parent.items()
+
+
+def test_mutation_without_changes_is_the_parent_and_with_changes_stays_feasible():
+    spec = jn.compile(grammar_like(), max_nodes=8)
+    parents = jax.vmap(spec.sample)(jax.random.split(jax.random.key(4), 64))
+    keys = jax.random.split(jax.random.key(5), 64)
+    mutate = jax.jit(jax.vmap(spec.mutate, in_axes=(0, 0, None, None)))
+    same = mutate(keys, parents, 0.0, 0.1)
+    np.testing.assert_array_equal(np.asarray(same.ints), np.asarray(parents.ints))
+    moved = mutate(keys, parents, 1.0, 0.1)
+    assert bool(jnp.all(jax.vmap(spec.feasible)(moved)))
+    assert np.mean(np.any(np.asarray(moved.ints) != np.asarray(parents.ints), axis=1)) > 0.9
+
+
+# A derivation NePS's own test suite records for its `GrammarLike` space (its
+# `test_resolve_context`), as nested `(production, arguments)`: an `S` production's
+# arguments are its searched ones in order (`S` as a nested pair, `C` as
+# `("C", production, arguments)`, an `O` as its index; the fixed ReLUConvBNs left out).
+NEPS_RECORDED = (5, [(3, [(1, []), ("C", 1, [0, (5, [(0, [("C", 3, [(4, [2, 0, 2])])]),
+                                                       (1, []), 0, 2, 1, 0, 1, 2])])]),
+                     (2, [(2, [(0, [("C", 2, [2, (1, [])])])])]), 1, 1, 2, 2, 1, 1])
+NEPS_RECORDED_STRING = (
+    "(Sequential (Sequential (Sequential (ReLUConvBN)) (Sequential (Conv2D-3) (Sequential "
+    "(Sequential (Sequential (Sequential (Identity) (Conv2D-3) (Identity)))) (Sequential "
+    "(ReLUConvBN)) (Conv2D-3) (Identity) (Conv2D-1) (Conv2D-3) (Conv2D-1) (Identity)) "
+    "(ReLUConvBN))) (Sequential (Sequential (Sequential (Sequential (Identity) (Sequential "
+    "(ReLUConvBN)))))) (Conv2D-1) (Conv2D-1) (Identity) (Identity) (Conv2D-1) (Conv2D-1))")
+
+
+def _from_derivation(spec, tree):
+    """A config of `grammar_like()` holding `tree`, its `S`s numbered breadth-first."""
+    values, queue, k = {}, [tree], 0
+    while k < len(queue):
+        production, args = queue[k]
+        values[f"S#{k}"] = production
+        for j, arg in enumerate(args):
+            here = f"S#{k}.choices[{production}].args[{j}]"
+            if isinstance(arg, int):
+                values[here] = arg
+            elif arg[0] == "C":
+                values[here] = arg[1]
+                for i, inner in enumerate(arg[2]):
+                    if isinstance(inner, int):
+                        values[f"{here}.choices[{arg[1]}].args[{i}]"] = inner
+                    else:
+                        queue.append(inner)
+            else:
+                queue.append(arg)
+        k += 1
+    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(values), len(queue)
+
+
+def test_a_derivation_neps_records_is_one_of_the_space():
+    spec = jn.compile(grammar_like(), max_nodes=BUDGET)
+    config, size = _from_derivation(spec, NEPS_RECORDED)
+    assert size == 11 and bool(spec.feasible(config))
+    assert _render(spec.resolve(config, build=False)["S"]) == NEPS_RECORDED_STRING
+    assert float(spec.log_prior(config)) < 0.0  # a derivation the prior gives mass to
