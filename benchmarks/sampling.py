@@ -46,7 +46,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +58,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from neps.space.neps_spaces import parameters as neps_parameters
 from neps.space.neps_spaces.neps_space import resolve
 
@@ -67,18 +71,32 @@ TARGET_SPEEDUPS = {"flat": 1000.0, "hierarchical": 100.0}
 TARGET_MACHINE = "2-core CPU"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "sampling.json"
 CHECK_CONFIGS = 200
+REPO = Path(__file__).resolve().parents[1]  # for tests/space/_grammars.py
+
+# The grammar rows: node budgets (`--grammar-budgets`) by mode, the unrolled depths shown
+# for contrast (GrammarLike grows about tenfold a level: depth 4 compiles to ~77,000
+# decisions), and NePS's key for a sampling of a six-way categorical (`S`).
+GRAMMAR_BUDGETS = {"full": (64, 128), "quick": (64,)}
+GRAMMAR_UNROLL_DEPTHS = (2, 3)
+GRAMMAR_TOO_LARGE_DEPTH = 4
+GRAMMAR_MAX_SLOTS = 2_000_000
+NEPS_RULE_KEY = "::categorical__6"
 
 FULL = {
     "repetitions": 5,
     "population_sizes": (1_000, 10_000, 100_000),
     "neps_seconds": 2.0,
     "jaxnas_seconds": 0.5,
+    "grammar_population_sizes": (256, 1_024, 4_096),
+    "grammar_compile_in_fresh_process": True,
 }
 QUICK = {
     "repetitions": 3,
     "population_sizes": (1_000,),
     "neps_seconds": 0.2,
     "jaxnas_seconds": 0.05,
+    "grammar_population_sizes": (256,),
+    "grammar_compile_in_fresh_process": False,
 }
 
 
@@ -425,6 +443,316 @@ def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
     }
 
 
+# ----------------------------------------------------------------------- grammars
+
+
+def neps_grammars() -> dict[str, neps_parameters.PipelineSpace]:
+    """NePS's own grammar-like spaces: its test suite's `GrammarLike` and `GrammarLikeAlt`
+    (tests/test_neps_space/test_search_space__grammar_like.py), in NePS 0.17's names
+    (`Resample`, `ByName("S").resample()`).
+
+    Returns:
+        The two pipeline spaces, by the name of their jaxnas twin in
+        `tests/space/_grammars.py`.
+    """
+    from neps.space.neps_spaces.parameters import (  # noqa: PLC0415
+        ByName, Categorical, Operation, PipelineSpace, Resample,
+    )
+
+    def s() -> Any:
+        return ByName("S").resample()
+
+    class GrammarLike(PipelineSpace):
+        _id = Operation(operator="Identity")
+        _three = Operation(operator="Conv2D-3")
+        _one = Operation(operator="Conv2D-1")
+        _reluconvbn = Operation(operator="ReLUConvBN")
+        _O = Categorical(choices=(_three, _one, _id))
+        _C0 = Operation(operator="Sequential", args=(Resample(_O),))
+        _C1 = Operation(operator="Sequential", args=(Resample(_O), s(), _reluconvbn))
+        _C2 = Operation(operator="Sequential", args=(Resample(_O), s()))
+        _C3 = Operation(operator="Sequential", args=(s(),))
+        _C = Categorical(choices=(Resample(_C0), Resample(_C1), Resample(_C2), Resample(_C3)))
+        _S0 = Operation(operator="Sequential", args=(Resample(_C),))
+        _S1 = Operation(operator="Sequential", args=(_reluconvbn,))
+        _S2 = Operation(operator="Sequential", args=(s(),))
+        _S3 = Operation(operator="Sequential", args=(s(), Resample(_C)))
+        _S4 = Operation(operator="Sequential", args=(Resample(_O),) * 3)
+        _S5 = Operation(operator="Sequential", args=(s(), s(), *[Resample(_O)] * 6))
+        S = Categorical(choices=(Resample(_S0), Resample(_S1), Resample(_S2), Resample(_S3),
+                                 Resample(_S4), Resample(_S5)))
+
+    class GrammarLikeAlt(PipelineSpace):
+        _id = Operation(operator="Identity")
+        _three = Operation(operator="Conv2D-3")
+        _one = Operation(operator="Conv2D-1")
+        _reluconvbn = Operation(operator="ReLUConvBN")
+        _O = Categorical(choices=(_three, _one, _id))
+        _C_ARGS = Categorical(choices=((Resample(_O),), (Resample(_O), s(), _reluconvbn),
+                                       (Resample(_O), s()), (s(),)))
+        _C = Operation(operator="Sequential", args=Resample(_C_ARGS))
+        _S_ARGS = Categorical(choices=((Resample(_C),), (_reluconvbn,), (s(),),
+                                       (s(), Resample(_C)), (Resample(_O),) * 3,
+                                       (s(), s(), *[Resample(_O)] * 6)))
+        S = Operation(operator="Sequential", args=Resample(_S_ARGS))
+
+    return {"grammar_like": GrammarLike(), "grammar_like_alt": GrammarLikeAlt()}
+
+
+def neps_rule_nodes(samplings_made: Mapping[str, Any]) -> int:
+    """How many `S` a NePS derivation has: its samplings of a six-way categorical (NePS
+    keys each sampling `...::categorical__<choices>`; in both grammars only `S`, or its
+    `_S_ARGS`, has six choices). jaxnas's node budget counts the same nodes."""
+    return sum(key.endswith(NEPS_RULE_KEY) for key in samplings_made)
+
+
+def bench_neps_grammar(space: neps_parameters.PipelineSpace, seeds: Sequence[int],
+                       min_seconds: float, budgets: Sequence[int]) -> dict:
+    """Times `resolve(space)` on a grammar, once per seed, and measures its derivations.
+
+    A resolve that raises `RecursionError` (NePS's own tests xfail on it) is counted and
+    its time kept; configurations per second count the resolves that succeed.
+
+    Args:
+        space: The NePS pipeline space.
+        seeds: Seeds for Python's `random`, one repetition each.
+        min_seconds: Minimum wall time per repetition.
+        budgets: Node budgets at which to report the share of derivations that fit.
+
+    Returns:
+        `summarize` of the rates; the resolves and recursion errors; the values sampled
+        and the `S` nodes per derivation; per budget, the share of derivations within
+        it and their mean size.
+    """
+    rates, samplings, errors = [], [], 0
+    for seed in seeds:
+        random.seed(seed)
+        resolved, failed = [], 0
+        start = time.perf_counter()
+        while True:
+            try:
+                resolved.append(resolve(space)[1].samplings_made)
+            except RecursionError:
+                failed += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(len(resolved) / elapsed)
+        samplings += resolved
+        errors += failed
+    nodes = [neps_rule_nodes(made) for made in samplings]
+    return {
+        **summarize(rates),
+        "resolved": len(nodes),
+        "recursion_errors": errors,
+        "python_recursion_limit": sys.getrecursionlimit(),
+        "mean_values_sampled_per_config": statistics.fmean(len(made) for made in samplings),
+        "rule_nodes_mean": statistics.fmean(nodes),
+        "rule_nodes_median": statistics.median(nodes),
+        "rule_nodes_max": max(nodes),
+        "within_budget": {
+            budget: {"share": sum(n <= budget for n in nodes) / len(nodes),
+                     "rule_nodes_mean": statistics.fmean(n for n in nodes if n <= budget)}
+            for budget in budgets
+        },
+    }
+
+
+def grammar_compile(form: str, fresh_process: bool, **limits: int) -> tuple[float, int]:
+    """Times `jn.compile(form(), **limits)` on a grammar of `tests/space/_grammars.py`.
+
+    Args:
+        form: The grammar's function name there.
+        fresh_process: Compile in a new Python process (started with this interpreter,
+            inheriting this one's CPU affinity), so that nothing compiled before is
+            cached; else in this process.
+        **limits: `max_nodes`, or `max_depth` and `max_slots`.
+
+    Returns:
+        Seconds spent in `jn.compile` (imports excluded) and the space's decisions.
+    """
+    if fresh_process:
+        code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); import jaxnas as jn; "
+                f"from tests.space._grammars import {form}; start = time.perf_counter(); "
+                f"spec = jn.compile({form}(), **{limits!r}); "
+                f"print(time.perf_counter() - start, len(spec.paths))")
+        out = subprocess.run((sys.executable, "-c", code), capture_output=True, text=True,
+                             check=True).stdout
+        seconds, decisions = out.splitlines()[-1].split()
+        return float(seconds), int(decisions)
+    from tests.space import _grammars  # noqa: PLC0415 - REPO is on sys.path
+    start = time.perf_counter()
+    spec = jn.compile(getattr(_grammars, form)(), **limits)
+    return time.perf_counter() - start, len(spec.paths)
+
+
+def rule_instances_used(spec: jn.SearchSpace, configs: Any) -> np.ndarray:
+    """`(n,)` how many pool instances (paths `rule#k...`) each config's derivation uses:
+    an instance is used when one of its decisions is active (`spec.active`)."""
+    active = np.asarray(jax.vmap(spec.active)(configs).array)  # (n, decisions) bool
+    instance = [re.match(r"[^.\[]+#\d+", path) for path in spec.paths]
+    names = sorted({match.group() for match in instance if match})
+    columns = [[j for j, match in enumerate(instance) if match and match.group() == name]
+               for name in names]
+    return np.stack([active[:, c].any(axis=1) for c in columns], axis=1).sum(axis=1)
+
+
+def check_grammar(spec: jn.SearchSpace, configs: Any) -> dict:
+    """`check_jaxnas` of every slot, plus the share of the configs whose derivation fits
+    the budget (`spec.feasible`; sampling should reach 1) and their sizes."""
+    feasible = np.asarray(jax.vmap(spec.feasible)(configs))
+    used = rule_instances_used(spec, configs)
+    active = np.asarray(jax.vmap(spec.active)(configs).array)
+    return {
+        **check_jaxnas(spec, configs, {}),
+        "feasible_share": float(feasible.mean()),
+        "rule_nodes_mean": float(used.mean()),
+        "rule_nodes_max": int(used.max()),
+        "active_decisions_mean": float(active.sum(axis=1).mean()),
+    }
+
+
+def bench_jaxnas_grammar(form: str, budget: int, population_sizes: Sequence[int],
+                         seeds: Sequence[int], min_seconds: float,
+                         fresh_process: bool) -> dict:
+    """Compiles a grammar with a node budget and times its batched sampler.
+
+    Args:
+        form: The grammar's function name in `tests/space/_grammars.py`.
+        budget: `max_nodes`.
+        population_sizes, seeds, min_seconds: As for `time_populations`.
+        fresh_process: Time `jn.compile` in a fresh process (`grammar_compile`).
+
+    Returns:
+        The budget, decisions and compile time; per population size as
+        `time_populations`; the best population size and its median rate; the check of
+        the first population (`check_grammar`).
+    """
+    from tests.space import _grammars  # noqa: PLC0415 - REPO is on sys.path
+
+    compile_s, decisions = grammar_compile(form, fresh_process, max_nodes=budget)
+    spec = jn.compile(getattr(_grammars, form)(), max_nodes=budget)
+    populations, check = time_populations(spec, population_sizes, seeds, min_seconds,
+                                          lambda configs: check_grammar(spec, configs))
+    best = max(populations, key=lambda size: populations[size]["configs_per_s_median"])
+    return {
+        "max_nodes": budget,
+        "decisions": decisions,
+        "space_compile_s": compile_s,
+        "populations": populations,
+        "best_population_size": best,
+        "best_configs_per_s_median": populations[best]["configs_per_s_median"],
+        "check": check,
+    }
+
+
+def run_grammars(settings: Mapping[str, Any]) -> dict:
+    """NePS's two grammar-like spaces: NePS's resolve against jaxnas with node budgets,
+    and jaxnas's old unrolling (`max_depth`) for contrast.
+
+    Args:
+        settings: `FULL` or `QUICK`, plus "mode" and "grammar_budgets".
+
+    Returns:
+        The results, as written to JSON under "grammars".
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # tests/space/_grammars.py, as scaling.py's server
+    seeds = list(range(settings["repetitions"]))
+    budgets = settings["grammar_budgets"]
+    fresh = settings["grammar_compile_in_fresh_process"]
+    spaces = {}
+    for form, neps_space in neps_grammars().items():
+        neps_result = bench_neps_grammar(neps_space, seeds, settings["neps_seconds"], budgets)
+        jaxnas_result = {
+            budget: bench_jaxnas_grammar(form, budget, settings["grammar_population_sizes"],
+                                         seeds, settings["jaxnas_seconds"], fresh)
+            for budget in budgets
+        }
+        unrolled = {}
+        for depth in GRAMMAR_UNROLL_DEPTHS:
+            compile_s, decisions = grammar_compile(form, fresh, max_depth=depth,
+                                                   max_slots=GRAMMAR_MAX_SLOTS)
+            unrolled[depth] = {"decisions": decisions, "space_compile_s": compile_s}
+        spaces[form] = {
+            "neps": neps_result,
+            "jaxnas": jaxnas_result,
+            "jaxnas_unrolled": unrolled,
+            "speedup_jaxnas_over_neps": {
+                budget: result["best_configs_per_s_median"] / neps_result["configs_per_s_median"]
+                for budget, result in jaxnas_result.items()
+            },
+        }
+    where = "a fresh Python process each" if fresh else "this process"
+    return {
+        "spaces": spaces,
+        "unrolled_depths": list(GRAMMAR_UNROLL_DEPTHS),
+        "unrolled_too_large_from_depth": GRAMMAR_TOO_LARGE_DEPTH,
+        "notes": [
+            "NePS: its test suite's GrammarLike and GrammarLikeAlt, resolve(space) with its "
+            "default RandomSampler; a RecursionError (Python's default recursion limit; "
+            "NePS's own tests xfail on it) is counted and its time kept, and configs/s "
+            "counts the resolves that succeed.",
+            "jaxnas: tests/space/_grammars.py compiled with jn.compile(space, max_nodes=N): "
+            "each recursive rule (S) gets N instances, a derivation of more than N S nodes "
+            "has probability zero and spec.sample redraws it (a while loop; under vmap "
+            "every config of the batch runs as many rounds as its unluckiest one).",
+            "within budget: the share of NePS's derivations with at most N S nodes, an "
+            "estimate of the share of raw jaxnas derivations that fit (recursion errors "
+            "left out); rule nodes/config: S nodes per derivation (jaxnas: pool instances "
+            "used, of configs that fit).",
+            f"jn.compile time: measured in {where}; first call s: XLA compile of the "
+            "jitted, vmapped sampler plus its first call, excluded from the rates.",
+            f"unrolled: jn.compile(space, max_depth=d, max_slots={GRAMMAR_MAX_SLOTS:,}) "
+            f"for contrast (decisions and compile time only); depth "
+            f"{GRAMMAR_TOO_LARGE_DEPTH} and deeper are too large (GrammarLike at depth 4: "
+            "about 77,000 decisions).",
+        ],
+    }
+
+
+def print_grammar_table(grammars: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """Prints the grammar rows as a markdown table, then their notes."""
+    print(f"\n### NePS's grammar-like spaces: configs/s, median (min-max) of "
+          f"{settings['repetitions']} repetitions, seeds {list(range(settings['repetitions']))}"
+          f"\n")
+    print("| grammar | sampler | decisions | jn.compile s | batch | first call s "
+          "| configs/s | rule nodes/config | within budget | jaxnas/NePS |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    for form, result in grammars["spaces"].items():
+        neps = result["neps"]
+        rate = (f"{_rate(neps['configs_per_s_median'])} ({_rate(neps['configs_per_s_min'])}-"
+                f"{_rate(neps['configs_per_s_max'])})")
+        print(f"| {form} | NePS resolve | {neps['mean_values_sampled_per_config']:.1f} "
+              f"sampled (mean) | - | 1 | - | {rate} | {neps['rule_nodes_mean']:.1f} mean, "
+              f"{neps['rule_nodes_max']} max; {neps['recursion_errors']} recursion errors "
+              f"in {neps['resolved'] + neps['recursion_errors']} | - | - |")
+        for budget, jaxnas in result["jaxnas"].items():
+            for size, population in jaxnas["populations"].items():
+                best = size == jaxnas["best_population_size"]
+                rate = (f"{_rate(population['configs_per_s_median'])} "
+                        f"({_rate(population['configs_per_s_min'])}-"
+                        f"{_rate(population['configs_per_s_max'])})")
+                first_call = population["xla_compile_s"] + population["warm_up_s"]
+                within = neps["within_budget"][budget]
+                speedup = result["speedup_jaxnas_over_neps"][budget]
+                print(f"| {form} | jaxnas max_nodes={budget} | {jaxnas['decisions']:,} | "
+                      f"{jaxnas['space_compile_s']:.2f} | {size:,}{'*' if best else ''} | "
+                      f"{first_call:.2f} | {rate} | "
+                      f"{jaxnas['check']['rule_nodes_mean']:.1f} mean (NePS within budget: "
+                      f"{within['rule_nodes_mean']:.1f}) | {100 * within['share']:.1f}% | "
+                      + (f"{speedup:,.0f}x |" if best else "- |"))
+        for depth, unrolled in result["jaxnas_unrolled"].items():
+            print(f"| {form} | jaxnas max_depth={depth} (unrolled) | "
+                  f"{unrolled['decisions']:,} | {unrolled['space_compile_s']:.2f} "
+                  "| - | - | - | - | - | - |")
+        print(f"| {form} | jaxnas max_depth>={grammars['unrolled_too_large_from_depth']} "
+              "(unrolled) | too large | - | - | - | - | - | - | - |")
+    print("\n\\* best batch size, compared with NePS.")
+    for note in grammars["notes"]:
+        print(f"note: {note}")
+
+
 def run(settings: Mapping[str, Any]) -> dict:
     """Runs both libraries on every space.
 
@@ -523,11 +851,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="fast smoke run: fewer repetitions, shorter timings")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"JSON output path (default: {DEFAULT_OUT})")
+    parser.add_argument("--grammar-budgets", type=int, nargs="+", metavar="N",
+                        help="node budgets (max_nodes) of the grammar rows (default "
+                             f"{' '.join(map(str, GRAMMAR_BUDGETS['full']))}; --quick "
+                             f"{' '.join(map(str, GRAMMAR_BUDGETS['quick']))})")
+    parser.add_argument("--no-grammars", action="store_true",
+                        help="leave out the grammar rows (NePS's grammar-like spaces)")
     args = parser.parse_args(argv)
+    if args.grammar_budgets and min(args.grammar_budgets) < 1:
+        parser.error("--grammar-budgets must be integers >= 1")
 
-    settings = {"mode": "quick" if args.quick else "full", **(QUICK if args.quick else FULL)}
+    mode = "quick" if args.quick else "full"
+    settings = {"mode": mode, **(QUICK if args.quick else FULL),
+                "grammar_budgets": () if args.no_grammars
+                else tuple(args.grammar_budgets or GRAMMAR_BUDGETS[mode])}
     results = run(settings)
+    if not args.no_grammars:
+        results["grammars"] = run_grammars(settings)
     print_table(results)
+    if not args.no_grammars:
+        print_grammar_table(results["grammars"], results["settings"])
     write_results(args.out, results)
 
 
