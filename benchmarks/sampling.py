@@ -26,6 +26,18 @@ library's own `Float`, `Integer`, `Categorical`, `Operation` and `ByName`:
       produces the deeper configurations NePS occasionally does. The operators are
       placeholders that neither library calls while sampling.
 
+NePS's grammar-like spaces (issue 19) get rows of their own: NePS's test-suite classes
+`GrammarLike` and `GrammarLikeAlt` (`neps_grammars`) beside their jaxnas twins in
+`tests/space/_grammars.py`, compiled with a node budget, `jn.compile(space, max_nodes=N)`
+for each N of `--grammar-budgets`. Reported per grammar and budget: jaxnas's decisions,
+the `jn.compile` time (in a fresh Python process in a full run), the first call of the
+jitted, vmapped sampler (XLA compile and warm-up) and its configurations per second at a
+few batch sizes; NePS's configurations per second and its `RecursionError`s (NePS's own
+tests xfail on them); the derivations' sizes in `S` nodes and the share within the
+budget, exactly (`exact_rule_nodes`) and among NePS's derivations; and, for contrast,
+the decisions and compile time of the old unrolling (`max_depth=2` and 3; deeper is too
+large). They print as a markdown table and go to the JSON under "grammars".
+
 How it is timed: each measurement calls the sampler repeatedly until a minimum wall time
 has passed (`time.perf_counter`) and divides configurations by elapsed time. It is repeated
 once per seed (NePS: `random.seed(seed)`, which its sampler uses; jaxnas:
@@ -35,9 +47,11 @@ timing, sampled values of both libraries are checked against the space (bounds,
 integrality, choices; for jaxnas every slot) so that the benchmark does not time garbage.
 
 Run it from the repository root:
-    python benchmarks/sampling.py            # full run, about a minute on 2 CPU cores
+    python benchmarks/sampling.py            # full run, about three minutes on one core
     python benchmarks/sampling.py --quick    # smoke run, under 30 s
     python benchmarks/sampling.py --out other.json
+    python benchmarks/sampling.py --grammar-budgets 64 128 256
+    python benchmarks/sampling.py --no-grammars   # about a minute
 
 It prints a table and writes JSON (default `benchmarks/results/sampling.json`).
 """
@@ -81,13 +95,14 @@ GRAMMAR_UNROLL_DEPTHS = (2, 3)
 GRAMMAR_TOO_LARGE_DEPTH = 4
 GRAMMAR_MAX_SLOTS = 2_000_000
 NEPS_RULE_KEY = "::categorical__6"
+NEPS_WARM_UP_RESOLVES = 10
 
 FULL = {
     "repetitions": 5,
     "population_sizes": (1_000, 10_000, 100_000),
     "neps_seconds": 2.0,
     "jaxnas_seconds": 0.5,
-    "grammar_population_sizes": (256, 1_024, 4_096),
+    "grammar_population_sizes": (64, 256, 1_024, 4_096),
     "grammar_compile_in_fresh_process": True,
 }
 QUICK = {
@@ -362,7 +377,7 @@ def bench_neps(space: neps_parameters.PipelineSpace, seeds: Sequence[int],
 
 def time_populations(spec: jn.SearchSpace, population_sizes: Sequence[int],
                      seeds: Sequence[int], min_seconds: float,
-                     check: Callable[[Any], Any]) -> tuple[dict, Any]:
+                     check: Callable[[Any], Any]) -> tuple[dict, dict]:
     """Times `jax.jit` of `jax.vmap(spec.sample)` at each population size.
 
     The keys are split from one key inside the jitted call, so their cost is counted.
@@ -374,15 +389,15 @@ def time_populations(spec: jn.SearchSpace, population_sizes: Sequence[int],
         population_sizes: Configurations per jitted call.
         seeds: Seeds for `jax.random.key`, one repetition each.
         min_seconds: Minimum wall time per repetition.
-        check: Called on the first population sampled, before any timing.
+        check: Called on each population size's first population (the warm-up call's),
+            before that size is timed.
 
     Returns:
         Per population size the XLA compile time, the warm-up call's time and `summarize`
-        of the rates; and what `check` returned.
+        of the rates; and per population size what `check` returned.
     """
     sample_many = jax.vmap(spec.sample)
-    populations = {}
-    checked = None
+    populations, checks = {}, {}
     for size in population_sizes:
         def sample_population(key: jax.Array, step: int, size: int = size) -> dict:
             return sample_many(jax.random.split(jax.random.fold_in(key, step), size))
@@ -393,8 +408,7 @@ def time_populations(spec: jn.SearchSpace, population_sizes: Sequence[int],
         start = time.perf_counter()
         warm = jax.block_until_ready(compiled(jax.random.key(0), 0))
         warm_up_s = time.perf_counter() - start
-        if checked is None:
-            checked = check(warm)
+        checks[size] = check(warm)
 
         rates = []
         for seed in seeds:
@@ -405,7 +419,7 @@ def time_populations(spec: jn.SearchSpace, population_sizes: Sequence[int],
             ))
         populations[size] = {"xla_compile_s": compile_s, "warm_up_s": warm_up_s,
                              **summarize(rates)}
-    return populations, checked
+    return populations, checks
 
 
 def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
@@ -415,7 +429,8 @@ def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
 
     Args:
         entries: The space built from jaxnas parameters.
-        rules: As returned by `value_rules`, checked on the first population.
+        rules: As returned by `value_rules`, checked on each population (the first
+            one's check is reported).
         population_sizes: Configurations per jitted call.
         seeds: Seeds for `jax.random.key`, one repetition each.
         min_seconds: Minimum wall time per repetition.
@@ -428,9 +443,10 @@ def bench_jaxnas(entries: Mapping[str, Any], rules: Mapping[str, tuple],
     start = time.perf_counter()
     spec = jn.compile(entries, max_depth=MAX_DEPTH)
     space_compile_s = time.perf_counter() - start
-    populations, check = time_populations(
+    populations, checks = time_populations(
         spec, population_sizes, seeds, min_seconds,
         lambda configs: check_jaxnas(spec, configs, rules))
+    check = checks[population_sizes[0]]
     best = max(populations, key=lambda size: populations[size]["configs_per_s_median"])
     return {
         "space_compile_s": space_compile_s,
@@ -525,6 +541,11 @@ def bench_neps_grammar(space: neps_parameters.PipelineSpace, seeds: Sequence[int
         it and their mean size.
     """
     rates, samplings, errors = [], [], 0
+    for _ in range(NEPS_WARM_UP_RESOLVES):  # NePS's first resolves set up its caches
+        try:
+            resolve(space)
+        except RecursionError:
+            pass
     for seed in seeds:
         random.seed(seed)
         resolved, failed = [], 0
@@ -553,6 +574,55 @@ def bench_neps_grammar(space: neps_parameters.PipelineSpace, seeds: Sequence[int
         "within_budget": {
             budget: {"share": sum(n <= budget for n in nodes) / len(nodes),
                      "rule_nodes_mean": statistics.fmean(n for n in nodes if n <= budget)}
+            for budget in budgets
+        },
+    }
+
+
+def exact_rule_nodes(grammars: ModuleType, largest: int) -> np.ndarray:
+    """The exact distribution of a derivation's size, in `S` nodes.
+
+    Each `S` picks one of its productions uniformly, as do the `C`s it refers to
+    (`S_CHILDREN` and `C_HAS_S` in `tests/space/_grammars.py`), so the `S` nodes form a
+    Galton-Watson tree, whose size T has P(T = n) = P(X_1 + ... + X_n = n - 1) / n for
+    i.i.d. children counts X_i (the hitting-time theorem; Dwass 1969, "The total progeny
+    in a branching process", J. Appl. Probab. 6).
+
+    Args:
+        grammars: The module `tests.space._grammars`.
+        largest: The largest size of interest.
+
+    Returns:
+        `(largest + 1,)` P(T = n) for n = 0..largest (0 at n = 0).
+    """
+    c_children = np.bincount(grammars.C_HAS_S, minlength=2) / len(grammars.C_HAS_S)
+    children = np.zeros(max(s + c for s, c in grammars.S_CHILDREN) + 1)
+    for s_count, c_count in grammars.S_CHILDREN:
+        count = np.zeros(s_count + 1)
+        count[s_count] = 1.0
+        for _ in range(c_count):
+            count = np.convolve(count, c_children)
+        children[:len(count)] += count / len(grammars.S_CHILDREN)
+    sizes, total = np.zeros(largest + 1), np.ones(1)  # total: X_1 + ... + X_n
+    for n in range(1, largest + 1):
+        total = np.convolve(total, children)[:largest]
+        sizes[n] = total[n - 1] / n
+    return sizes
+
+
+def exact_grammar(grammars: ModuleType, budgets: Sequence[int]) -> dict:
+    """The exact mean derivation size and, per budget, the share of derivations within it
+    and their mean size (`exact_rule_nodes`)."""
+    sizes = exact_rule_nodes(grammars, max(budgets, default=1))
+    c_children = statistics.fmean(grammars.C_HAS_S)
+    mean_children = statistics.fmean(s + c * c_children for s, c in grammars.S_CHILDREN)
+    n = np.arange(len(sizes))
+    return {
+        "rule_nodes_mean": 1.0 / (1.0 - mean_children),  # a subcritical tree's mean size
+        "within_budget": {
+            budget: {"share": float(sizes[:budget + 1].sum()),
+                     "rule_nodes_mean": float((sizes * n)[:budget + 1].sum()
+                                              / sizes[:budget + 1].sum())}
             for budget in budgets
         },
     }
@@ -626,14 +696,14 @@ def bench_jaxnas_grammar(form: str, budget: int, population_sizes: Sequence[int]
     Returns:
         The budget, decisions and compile time; per population size as
         `time_populations`; the best population size and its median rate; the check of
-        the first population (`check_grammar`).
+        the largest population (`check_grammar`).
     """
     from tests.space import _grammars  # noqa: PLC0415 - REPO is on sys.path
 
     compile_s, decisions = grammar_compile(form, fresh_process, max_nodes=budget)
     spec = jn.compile(getattr(_grammars, form)(), max_nodes=budget)
-    populations, check = time_populations(spec, population_sizes, seeds, min_seconds,
-                                          lambda configs: check_grammar(spec, configs))
+    populations, checks = time_populations(spec, population_sizes, seeds, min_seconds,
+                                           lambda configs: check_grammar(spec, configs))
     best = max(populations, key=lambda size: populations[size]["configs_per_s_median"])
     return {
         "max_nodes": budget,
@@ -642,7 +712,7 @@ def bench_jaxnas_grammar(form: str, budget: int, population_sizes: Sequence[int]
         "populations": populations,
         "best_population_size": best,
         "best_configs_per_s_median": populations[best]["configs_per_s_median"],
-        "check": check,
+        "check": checks[max(population_sizes)],
     }
 
 
@@ -661,6 +731,9 @@ def run_grammars(settings: Mapping[str, Any]) -> dict:
     seeds = list(range(settings["repetitions"]))
     budgets = settings["grammar_budgets"]
     fresh = settings["grammar_compile_in_fresh_process"]
+    from tests.space import _grammars  # noqa: PLC0415 - REPO is on sys.path
+
+    exact = exact_grammar(_grammars, budgets)  # both forms derive the same grammar
     spaces = {}
     for form, neps_space in neps_grammars().items():
         neps_result = bench_neps_grammar(neps_space, seeds, settings["neps_seconds"], budgets)
@@ -675,6 +748,7 @@ def run_grammars(settings: Mapping[str, Any]) -> dict:
                                                    max_slots=GRAMMAR_MAX_SLOTS)
             unrolled[depth] = {"decisions": decisions, "space_compile_s": compile_s}
         spaces[form] = {
+            "exact": exact,
             "neps": neps_result,
             "jaxnas": jaxnas_result,
             "jaxnas_unrolled": unrolled,
@@ -697,10 +771,11 @@ def run_grammars(settings: Mapping[str, Any]) -> dict:
             "each recursive rule (S) gets N instances, a derivation of more than N S nodes "
             "has probability zero and spec.sample redraws it (a while loop; under vmap "
             "every config of the batch runs as many rounds as its unluckiest one).",
-            "within budget: the share of NePS's derivations with at most N S nodes, an "
-            "estimate of the share of raw jaxnas derivations that fit (recursion errors "
-            "left out); rule nodes/config: S nodes per derivation (jaxnas: pool instances "
-            "used, of configs that fit).",
+            "within budget: the share of derivations with at most N S nodes, i.e. of raw "
+            "jaxnas derivations that fit: exact (the grammar's S nodes are a "
+            "Galton-Watson tree) and among NePS's resolves (recursion errors left out). "
+            "rule nodes/config: S nodes per derivation; jaxnas: pool instances used, of "
+            "configs that fit, beside the exact and NePS's means within the budget.",
             f"jn.compile time: measured in {where}; first call s: XLA compile of the "
             "jitted, vmapped sampler plus its first call, excluded from the rates.",
             f"unrolled: jn.compile(space, max_depth=d, max_slots={GRAMMAR_MAX_SLOTS:,}) "
@@ -723,24 +798,30 @@ def print_grammar_table(grammars: Mapping[str, Any], settings: Mapping[str, Any]
         neps = result["neps"]
         rate = (f"{_rate(neps['configs_per_s_median'])} ({_rate(neps['configs_per_s_min'])}-"
                 f"{_rate(neps['configs_per_s_max'])})")
+        exact = result["exact"]
         print(f"| {form} | NePS resolve | {neps['mean_values_sampled_per_config']:.1f} "
-              f"sampled (mean) | - | 1 | - | {rate} | {neps['rule_nodes_mean']:.1f} mean, "
-              f"{neps['rule_nodes_max']} max; {neps['recursion_errors']} recursion errors "
-              f"in {neps['resolved'] + neps['recursion_errors']} | - | - |")
+              f"sampled (mean) | - | 1 | - | {rate} | {neps['rule_nodes_mean']:.1f} mean "
+              f"(exact {exact['rule_nodes_mean']:.1f}), {neps['rule_nodes_max']} max; "
+              f"{neps['recursion_errors']} recursion errors in "
+              f"{neps['resolved'] + neps['recursion_errors']} | - | - |")
         for budget, jaxnas in result["jaxnas"].items():
-            for size, population in jaxnas["populations"].items():
+            for row, (size, population) in enumerate(jaxnas["populations"].items()):
                 best = size == jaxnas["best_population_size"]
                 rate = (f"{_rate(population['configs_per_s_median'])} "
                         f"({_rate(population['configs_per_s_min'])}-"
                         f"{_rate(population['configs_per_s_max'])})")
                 first_call = population["xla_compile_s"] + population["warm_up_s"]
-                within = neps["within_budget"][budget]
+                within, exactly = neps["within_budget"][budget], exact["within_budget"][budget]
                 speedup = result["speedup_jaxnas_over_neps"][budget]
-                print(f"| {form} | jaxnas max_nodes={budget} | {jaxnas['decisions']:,} | "
-                      f"{jaxnas['space_compile_s']:.2f} | {size:,}{'*' if best else ''} | "
-                      f"{first_call:.2f} | {rate} | "
-                      f"{jaxnas['check']['rule_nodes_mean']:.1f} mean (NePS within budget: "
-                      f"{within['rule_nodes_mean']:.1f}) | {100 * within['share']:.1f}% | "
+                # The budget's own figures once, on its first row.
+                space = (f"{jaxnas['decisions']:,} | {jaxnas['space_compile_s']:.2f}"
+                         if row == 0 else " | ")
+                sizes = (f"{jaxnas['check']['rule_nodes_mean']:.1f} mean (exact "
+                         f"{exactly['rule_nodes_mean']:.1f}, NePS "
+                         f"{within['rule_nodes_mean']:.1f}) | {100 * exactly['share']:.1f}% "
+                         f"exact, NePS {100 * within['share']:.1f}%" if row == 0 else " | ")
+                print(f"| {form} | jaxnas max_nodes={budget} | {space} | "
+                      f"{size:,}{'*' if best else ''} | {first_call:.2f} | {rate} | {sizes} | "
                       + (f"{speedup:,.0f}x |" if best else "- |"))
         for depth, unrolled in result["jaxnas_unrolled"].items():
             print(f"| {form} | jaxnas max_depth={depth} (unrolled) | "

@@ -90,7 +90,9 @@ def complex_random_search(spec: SearchSpace, *, batch_size: int = 16, n_top: int
     them around their value (truncated normal, sigma 0.25 in the unit cube; a categorical
     takes another value) or forgets them (uniform re-sample): four kinds, equally likely.
     A crossover takes two distinct top configurations and each slot from the second with
-    probability 0.5.
+    probability 0.5. On a grammar (`spec.recursive_rules`), a mutation keeps the
+    derivation's tree (`spec.carry_over`) and a crossover grafts a subtree of the second
+    into the first (`spec.crossover`).
 
     Differences from NePS, for fixed shapes: NePS samples from a finite pool without
     replacement and retries a crossover that took nothing from the second parent; here
@@ -197,13 +199,21 @@ def _complex_batch(spec: SearchSpace, state: RandomSearchState, key: jax.Array,
                forgotten: Config) -> Config:
         config = parent(index)
         centred = spec.mutate(key, config, 1.0, _MUTATION_STD)
-        return _mutate_slots(mutation, slot_draws, config, centred, forgotten)
+        child = _mutate_slots(mutation, slot_draws, config, centred, forgotten)
+        # A grammar's tree is kept where the mutation left it (else `child` itself).
+        return spec.carry_over(config, child, jax.random.fold_in(key, 1))
 
     def crossover(first: jax.Array, second: jax.Array, slot_draws: jax.Array) -> Config:
         return _merge(slot_draws < 0.5, parent(second), parent(first))
 
+    def graft(key: jax.Array, first: jax.Array, second: jax.Array) -> Config:
+        return spec.crossover(key, parent(first), parent(second))
+
     mutants = _base.map_rows(mutant, key_centred, first, mutation, slot_draws, uniform)
-    crosses = jax.vmap(crossover)(first, second, slot_draws)
+    if spec.recursive_rules:  # a grammar: a subtree of one parent grafted into the other
+        crosses = _base.map_rows(graft, key_centred, first, second)
+    else:
+        crosses = jax.vmap(crossover)(first, second, slot_draws)
     configs = _base.select_rows(kind, (uniform, prior, mutants, crosses))
     codes = jnp.asarray([Source.UNIFORM, Source.PRIOR, Source.MUTATION, Source.CROSSOVER],
                         jnp.int32)

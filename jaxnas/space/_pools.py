@@ -126,7 +126,7 @@ class Derivation:
         return jnp.arange(self.n_instances) < size, None, size <= self.max_nodes
 
     def relayout(self, child_old: jax.Array, on_edited: jax.Array, on_fresh: jax.Array,
-                 regrow: jax.Array) -> tuple[jax.Array, jax.Array]:
+                 regrow: jax.Array, graft: tuple | None = None) -> tuple[jax.Array, jax.Array]:
         """Where each instance of an edited derivation comes from (pure, jittable).
 
         A config is edited instance by instance (a mutation changes some decisions of
@@ -136,31 +136,47 @@ class Derivation:
         reference the edit newly uses, or one below a `regrow`n instance, gets a fresh
         subtree, and the result is laid out breadth-first again.
 
+        Several parents may be given, their instances numbered one parent after another
+        (parent p's instance g is `p * n_instances + g`); the tree followed is the first
+        parent's, and `graft = (at, other)` puts the subtree of instance `other` (of any
+        parent) where instance `at` was: a crossover.
+
         Args:
-            child_old: `(n_sites,)` the parent's derivation (`derive(..., children=True)`).
-            on_edited: `(n_sites,)` site use from the edited decisions, by old instance.
+            child_old: `(parents * n_sites,)` the parents' derivations (`derive(...,
+                children=True)`, each parent's numbers shifted to its own).
+            on_edited: `(parents * n_sites,)` site use from the edited decisions.
             on_fresh: `(n_sites,)` site use from a fresh draw, by new instance.
-            regrow: `(n_instances,)` bool: old instances whose whole subtree is drawn
-                fresh (their own decisions included).
+            regrow: `(parents * n_instances,)` bool: old instances whose whole subtree is
+                drawn fresh (their own decisions included).
+            graft: None, or `(at, other)` old instance numbers (traced ints).
 
         Returns:
             `(source, fits)`: `(n_instances,)` int32, for each instance of the new layout
-            the parent's instance it takes its decisions from, -1 for a fresh one, -2
-            for one the derivation does not use; `()` bool, whether it fits.
+            the old instance it takes its decisions from, -1 for a fresh one, -2 for one
+            the derivation does not use; `()` bool, whether it fits.
         """
-        start = self.n_instances
+        n = self.n_instances
+        start = regrow.shape[0]  # the sites outside every pool, the first parent's
         rule_ids = jnp.arange(len(self.offset), dtype=jnp.int32)
         sites_of = jnp.asarray(self.sites_of)
         regrow = jnp.concatenate([jnp.asarray(regrow, bool), jnp.zeros((1,), bool)])
+        at, other = graft if graft is not None else (-2, -2)
+
+        def old_sites(old: jax.Array) -> jax.Array:
+            """An old instance's site row, as numbers into the parents' site arrays."""
+            row = jnp.where(old == start, sites_of[n], sites_of[old % n])
+            return jnp.where(row >= 0, row + jnp.where(old == start, 0, old // n)
+                             * self.n_sites, -1)
 
         def step(carry, _):
             queue, source, head, tail, count, total, fits = carry
             live = head < tail
             new = queue[head]
             old = source[new]
+            old = jnp.where(old == at, other, old)
             copy = (old >= 0) & ~regrow[jnp.maximum(old, 0)]
             row_new = sites_of[new]
-            row_old = sites_of[jnp.where(old >= 0, old, new)]
+            row_old = old_sites(jnp.maximum(old, 0))
             used = live & (row_new >= 0) & jnp.where(
                 copy, on_edited[jnp.maximum(row_old, 0)], on_fresh[jnp.maximum(row_new, 0)])
             targets = jnp.asarray(self.site_rule)[jnp.maximum(row_new, 0)]
@@ -170,26 +186,29 @@ class Derivation:
             room = index < self.max_nodes
             number = jnp.asarray(self.offset)[targets] + index
             pushed = used & room
-            at = tail + jnp.cumsum(pushed) - 1
-            queue = queue.at[jnp.where(pushed, at, queue.shape[0])].set(number, mode="drop")
+            place = tail + jnp.cumsum(pushed) - 1
+            queue = queue.at[jnp.where(pushed, place, queue.shape[0])].set(number, mode="drop")
             from_old = jnp.where(copy & (row_old >= 0),
                                  child_old[jnp.maximum(row_old, 0)], -1)
             source = source.at[jnp.where(pushed, number, source.shape[0])].set(
                 from_old, mode="drop")
+            # What the instance itself takes: the (grafted) old one, or fresh decisions.
+            source = source.at[new].set(jnp.where(live & (new < n), jnp.where(copy, old, -1),
+                                                  source[new]))
             total = total + jnp.sum(used)
             fits = fits & ~jnp.any(used & ~room) & (total <= self.max_nodes)
             count = count + jnp.sum(of_rule, axis=0, dtype=jnp.int32)
             return (queue, source, head + live, tail + jnp.sum(pushed, dtype=jnp.int32),
                     count, total, fits), None
 
-        queue = jnp.zeros((self.max_nodes + 2,), jnp.int32).at[0].set(start)
-        source = jnp.full((start + 1,), -1, jnp.int32).at[start].set(start)
+        queue = jnp.zeros((self.max_nodes + 2,), jnp.int32).at[0].set(n)
+        source = jnp.full((n + 1,), -1, jnp.int32).at[n].set(start)
         carry = (queue, source, jnp.int32(0), jnp.int32(1),
                  jnp.zeros((len(self.offset),), jnp.int32), jnp.int32(0), jnp.array(True))
         (_, source, _, _, count, _, fits), _ = jax.lax.scan(step, carry, None,
                                                             length=self.max_nodes + 1)
         used = jnp.asarray(self.index_of) < count[jnp.asarray(self.rule_of)]
-        return jnp.where(used, source[:start], -2), fits
+        return jnp.where(used, source[:n], -2), fits
 
 
 def _slot_table(pools: Pools, paths: tuple[str, ...]) -> np.ndarray:

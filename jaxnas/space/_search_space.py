@@ -265,6 +265,13 @@ class SearchSpace:
         return tuple(self.paths[i] for i in self._depths)
 
     @property
+    def recursive_rules(self) -> tuple[str, ...]:
+        """The rules that have pools (`max_nodes`): each derivation is a tree, which
+        `mutate`, `carry_over` and `crossover` keep. Empty for a space without."""
+        pools = self._compiled.pools
+        return () if pools is None else tuple(pools.rules)
+
+    @property
     def fidelity(self) -> FidelityInfo | None:
         fid = self._compiled.fidelity
         return None if fid is None else FidelityInfo(fid.path, fid.fidelity)
@@ -456,32 +463,92 @@ class SearchSpace:
     def _carry_over(self, parent: Config, edited: Config, key: jax.Array,
                     regrow: jax.Array) -> Config:
         """`carry_over`, with the old instances `regrow` drawn afresh with their subtrees."""
-        gates, derivation = self._gates, self._derivation
+        gates = self._gates
         fresh = self._sample(key)
         child_old = self._activity(self._split(parent)[1], children=True)[1]
         on_edited = gates.evaluate_gates(self._split(edited)[1])[gates.site_gate] > 0
         on_fresh = gates.evaluate_gates(self._split(fresh)[1])[gates.site_gate] > 0
-        source, _ = derivation.relayout(child_old, on_edited, on_fresh, regrow)
+        source, _ = self._derivation.relayout(child_old, on_edited, on_fresh, regrow)
+        return self._assemble(source, (edited,), fresh)
+
+    def _assemble(self, source: jax.Array, olds: tuple[Config, ...], fresh: Config) -> Config:
+        """The config that `Derivation.relayout`'s `source` describes: each used instance's
+        decisions from the old instance it names (of `olds`, numbered one config after
+        another) or from `fresh` (-1); every other decision from `olds[0]`."""
+        derivation = self._derivation
         table = jnp.asarray(derivation.slot_table)
-        n = len(self.paths)
-        # For each slot: -2, keep `edited`'s (not an instance's own, or an instance the
-        # derivation does not use); -1, fresh; else the slot of `edited` it copies.
-        taken = jnp.where(source[:, None] >= 0, table[jnp.maximum(source, 0)],
+        n, per = len(self.paths), derivation.n_instances
+        # For each slot: -2, keep the first old config's (not an instance's own, or an
+        # instance the derivation does not use); -1, fresh; else the slot it copies, in
+        # the old configs' slots numbered one config after another.
+        taken = jnp.where(source[:, None] >= 0,
+                          table[jnp.maximum(source, 0) % per] + n * (source[:, None] // per),
                           source[:, None])
         pick = jnp.full((n,), -2, jnp.int32).at[jnp.where(table >= 0, table, n)].set(
             taken, mode="drop")
-        layout = edited.layout
-        column = np.array([layout.where[p][1] for p in self.paths], np.int32)
+        layout = olds[0].layout
         is_float = np.asarray(layout.is_float, bool)
-        def merge(kind: np.ndarray, mine: jax.Array, other: jax.Array) -> jax.Array:
-            slots = np.flatnonzero(kind)
-            p = pick[slots]
-            copied = mine[jnp.asarray(column)[jnp.maximum(p, 0)]]
-            return jnp.where(p == -2, mine, jnp.where(p == -1, other, copied))
+        column = np.array([layout.where[p][1] for p in self.paths], np.int32)
 
-        return Config(merge(is_float, jnp.asarray(edited.floats), jnp.asarray(fresh.floats)),
-                      merge(~is_float, jnp.asarray(edited.ints), jnp.asarray(fresh.ints)),
-                      layout)
+        def merge(kind: np.ndarray, arrays: list, other: jax.Array) -> jax.Array:
+            slots = np.flatnonzero(kind)
+            width = len(slots)
+            p = pick[slots]
+            stacked = jnp.concatenate(arrays)  # the old configs' columns, one after another
+            copied = stacked[jnp.asarray(column)[jnp.maximum(p, 0) % n]
+                             + width * (jnp.maximum(p, 0) // n)]
+            return jnp.where(p == -2, arrays[0], jnp.where(p == -1, other, copied))
+
+        return Config(merge(is_float, [jnp.asarray(c.floats) for c in olds],
+                            jnp.asarray(fresh.floats)),
+                      merge(~is_float, [jnp.asarray(c.ints) for c in olds],
+                            jnp.asarray(fresh.ints)), layout)
+
+    def crossover(self, key: jax.Array, first: Config, second: Config) -> Config:
+        """A child of two configs (pure, jittable).
+
+        With pools (`max_nodes`), a subtree crossover as in hierarchical NAS: the child
+        is `first`'s derivation with the subtree at one of its instances, drawn
+        uniformly, replaced by the subtree at an instance of the same rule in
+        `second`'s, drawn uniformly (the child is `first` where `second` uses no
+        instance of that rule, or where no pair fits the budget in `CONSTRAINT_TRIES`
+        draws). Without pools, a uniform crossover: each decision from either config
+        with probability 1/2. Constraints, where the space has some, are kept.
+        """
+        if self._derivation is None:
+            take = jax.random.uniform(key, (len(self.paths),)) < 0.5
+            is_float = np.asarray(first.layout.is_float, bool)
+            child = Config(jnp.where(take[np.flatnonzero(is_float)], second.floats,
+                                     first.floats),
+                           jnp.where(take[np.flatnonzero(~is_float)], second.ints,
+                                     first.ints), first.layout)
+            if not self.constrained:
+                return child
+            return jax.tree.map(lambda a, b: jnp.where(self.feasible(child), a, b),
+                                child, first)
+        return self._first_feasible(lambda k: self._graft(k, first, second), key,
+                                    fallback=first)
+
+    def _graft(self, key: jax.Array, first: Config, second: Config) -> Config:
+        """One subtree crossover (see `crossover`)."""
+        derivation, gates = self._derivation, self._gates
+        per = derivation.n_instances
+        key_at, key_other = jax.random.split(key)
+        rule_of = jnp.asarray(derivation.rule_of)
+        used_first, used_second = self._instances_used(first), self._instances_used(second)
+        at = jnp.argmax(jnp.where(used_first, jax.random.uniform(key_at, (per,)), -1.0))
+        same = used_second & (rule_of == rule_of[at])
+        other = jnp.argmax(jnp.where(same, jax.random.uniform(key_other, (per,)), -1.0))
+        at = jnp.where(jnp.any(same), at, -2)  # nothing of that rule: the child is `first`
+        child_first = self._activity(self._split(first)[1], children=True)[1]
+        child_second = self._activity(self._split(second)[1], children=True)[1]
+        child_old = jnp.concatenate([child_first,
+                                     jnp.where(child_second >= 0, child_second + per, -1)])
+        on = jnp.concatenate([gates.evaluate_gates(self._split(c)[1])[gates.site_gate] > 0
+                              for c in (first, second)])
+        source, _ = derivation.relayout(child_old, on, on[:derivation.n_sites],
+                                        jnp.zeros((2 * per,), bool), (at, other + per))
+        return self._assemble(source, (first, second), first)
 
     def _mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
                 std: float | jax.Array) -> Config:

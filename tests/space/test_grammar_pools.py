@@ -279,3 +279,49 @@ def test_a_derivation_neps_records_is_one_of_the_space():
     assert size == 11 and bool(spec.feasible(config))
     assert _render(spec.resolve(config, build=False)["S"]) == NEPS_RECORDED_STRING
     assert float(spec.log_prior(config)) < 0.0  # a derivation the prior gives mass to
+
+
+HAND = (5, [(3, [(1, []), ("C", 1, [0, (4, [0, 0, 0])])]), (1, []), 0, 0, 0, 0, 0, 0])
+
+
+def _subtrees(tree, path=()):
+    """`(path, subtree)` of every `S` of a nested derivation (see `NEPS_RECORDED`)."""
+    yield path, tree
+    for j, arg in enumerate(tree[1]):
+        if isinstance(arg, tuple) and arg[0] == "C":
+            for i, inner in enumerate(arg[2]):
+                if isinstance(inner, tuple):
+                    yield from _subtrees(inner, (*path, (j, i)))
+        elif isinstance(arg, tuple):
+            yield from _subtrees(arg, (*path, (j, None)))
+
+
+def _replaced(tree, path, new):
+    if not path:
+        return new
+    (j, i), rest = path[0], path[1:]
+    args = list(tree[1])
+    if i is None:
+        args[j] = _replaced(args[j], rest, new)
+    else:
+        c_args = list(args[j][2])
+        c_args[i] = _replaced(c_args[i], rest, new)
+        args[j] = ("C", args[j][1], c_args)
+    return (tree[0], args)
+
+
+def test_crossover_grafts_a_subtree_of_the_second_parent_into_the_first():
+    spec = jn.compile(grammar_like(), max_nodes=BUDGET)
+    first, _ = _from_derivation(spec, HAND)
+    second, _ = _from_derivation(spec, NEPS_RECORDED)
+    expected = {_render(spec.resolve(_from_derivation(spec, _replaced(HAND, at, sub))[0],
+                                     build=False)["S"])
+                for at, _ in _subtrees(HAND) for _, sub in _subtrees(NEPS_RECORDED)}
+    cross = jax.jit(jax.vmap(spec.crossover, in_axes=(0, None, None)))
+    children = cross(jax.random.split(jax.random.key(6), 32), first, second)
+    seen = set()
+    for k in range(32):
+        child = jax.tree.map(lambda a, k=k: a[k], children)
+        assert bool(spec.feasible(child))
+        seen.add(_render(spec.resolve(child, build=False)["S"]))
+    assert seen <= expected and len(seen) > 8  # 5 x 11 possible grafts
