@@ -96,6 +96,7 @@ class _Expander:
         self.sites: list[Site] = []
         self.instances: list[tuple] = []  # (rule, index, gate, ir)
         self.owner = -1  # the instance whose body is being expanded
+        self.holds_sites: set[int] = set()  # shared values that refer to recursive rules
         self.body: int | None = None  # id of the rule value expanded as a body, not a ref
         self.slots: list[Slot] = []
         self.gates: list[Gate] = [Gate("root"), Gate("alias")]  # root, never
@@ -221,6 +222,8 @@ class _Expander:
             _, ir, alias, _ = self.cache[key]
             if ir is INFEASIBLE:
                 return INFEASIBLE
+            if self.owner >= 0 and (key in self.holds_sites or isinstance(ir, RefNode)):
+                raise SpaceError(self._shared_reference_message(obj, path))
             refs = self.gates[alias].refs
             refs.append(ctx.gate)
             self.journal.append(refs.pop)
@@ -230,10 +233,17 @@ class _Expander:
         alias = len(self.gates)
         self.gates.append(Gate("alias", refs=[ctx.gate]))
         self.in_progress[key] = path
+        sites = len(self.sites)
         try:
             ir = self._expand_new(obj, path, ctx.under(gate=alias))
         finally:
             del self.in_progress[key]
+        if len(self.sites) > sites and not isinstance(ir, RefNode):
+            # A shared value that refers to a recursive rule: one derivation for all
+            # who share it, which a rule's instances cannot be.
+            if self.owner >= 0:
+                raise SpaceError(self._shared_reference_message(obj, path))
+            self.holds_sites.add(key)
         self.cache[key] = (obj, ir, alias, path)
         self.journal.append(lambda: self.cache.pop(key, None))
         return ir
@@ -402,6 +412,14 @@ class _Expander:
                 f"instances, more than max_nodes={self.max_nodes}; raise max_nodes.")
 
     # -- messages
+
+    def _shared_reference_message(self, obj: Any, path: str) -> str:
+        rules = sorted({site.rule for site in self.sites}) or ["a recursive rule"]
+        return (
+            f"{path}: {obj!r} is shared (not resampled) by every instance of the recursive "
+            f"rule that contains it, but refers to {', '.join(repr(r) for r in rules)} "
+            f"itself: a value cannot contain itself. Use .resample() on it, as for a "
+            f"recursive rule.")
 
     def _size_message(self) -> str:
         return (

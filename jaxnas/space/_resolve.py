@@ -104,7 +104,7 @@ class Resolver:
         depth = self.depths[node.slot]
         longest = node.branches[depth.lengths.index(max(depth.lengths))]
         unbuilt = Resolver(self.slots, self.values, self.fidelity, False, self.widths,
-                           self.depths)
+                           self.depths, self.derived)
         sequence = unbuilt.resolve(longest)
         op = Operation(sequence.operator, sequence.args, {"depth": depth}, name=sequence.name)
         return _registry.build(op) if self.build else op
@@ -117,7 +117,7 @@ class Resolver:
             return Operation(node.operator, args, kwargs, name=node.path)
         if _registry.is_module(node.operator):
             unbuilt = Resolver(self.slots, self.values, self.fidelity, False, self.widths,
-                               self.depths)
+                               self.depths, self.derived)
             return _registry.build(unbuilt.resolve(node))
         return _build_operation(node.path, node.operator, args, kwargs)
 

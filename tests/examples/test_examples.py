@@ -52,6 +52,33 @@ def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
     assert front_rows and all("64 -> " in row for row in front_rows)
 
 
+@pytest.mark.slow
+def test_grammar_search_prints_the_best_derivation_and_its_accuracy(tmp_path):
+    """examples/grammar_nas.py end to end on 4 trials of 2 epochs: every trial trains, and
+    the derivation printed is the incumbent's, as its space resolves the stored config."""
+    from examples import grammar_nas
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "grammar_nas.py"), "--max-evaluations", "4",
+         "--epochs", "2", "--root", str(tmp_path)], capture_output=True, text=True, env=env,
+        timeout=600, check=True).stdout
+    assert "4 trials of " in out and "(stopped by max_evaluations)" in out, out
+    trials = jn.load_results(tmp_path)
+    assert len(trials) == 4 and all(t["status"] == "success" for t in trials)
+    best_id = int(out.split("best trial ")[1].split(":")[0])
+    best = next(t for t in trials if t["trial_id"] == best_id)
+    assert best["loss"] == min(t["loss"] for t in trials)
+    spec = jn.compile(grammar_nas.grammar_space(2), max_nodes=grammar_nas.MAX_NODES)
+    cell = spec.resolve(spec.config(best["config"]), build=False)["cell"]
+    assert f"  cell         : {grammar_nas.describe(cell)}\n" in out, out
+    assert f"  derivation   : {grammar_nas.architecture(cell)}\n" in out, out
+    validation = float(out.split("validation accuracy ")[1].split(",")[0])
+    assert validation == pytest.approx(1 - best["loss"], abs=1e-4)
+    test_accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert 0.0 <= test_accuracy <= 1.0
+
+
 def _example(module, capsys, monkeypatch, *args: str) -> str:
     """Runs an example's `main()` in this process (its command line `args`); its stdout."""
     monkeypatch.setattr(sys, "argv", [module.__file__, *args])

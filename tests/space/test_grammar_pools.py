@@ -325,3 +325,37 @@ def test_crossover_grafts_a_subtree_of_the_second_parent_into_the_first():
         assert bool(spec.feasible(child))
         seen.add(_render(spec.resolve(child, build=False)["S"]))
     assert seen <= expected and len(seen) > 8  # 5 x 11 possible grafts
+
+
+def test_a_grammar_of_modules_builds():
+    import flax.linen as nn
+
+    s = jn.ByName("S")
+    space = {"S": jn.Categorical((jn.Operation(jn.nn.Identity),
+                                  jn.Operation(jn.nn.Residual, args=(s.resample(),)).resample()))}
+    spec = jn.compile(space, max_nodes=4)
+    config = spec.config({"S#0": 1, "S#1": 1, "S#2": 0, "S#3": 0})
+    assert _render_modules(spec.resolve(config, build=False)["S"]) == "Residual(Residual(Identity))"
+    module = spec.resolve(config)["S"]
+    assert isinstance(module, nn.Module)
+    x = jnp.ones((2, 3))
+    # x + (x + x): each Residual adds its input to its body.
+    np.testing.assert_allclose(module.apply(module.init(jax.random.key(0), x), x), 3 * x)
+
+
+def _render_modules(node) -> str:
+    inner = ", ".join(_render_modules(a) for a in node.args)
+    return f"{node.operator.__name__}({inner})" if inner else node.operator.__name__
+
+
+@pytest.mark.parametrize("shared", ["operation", "rule"])
+def test_a_shared_value_that_refers_to_its_rule_is_refused(shared):
+    s = jn.ByName("S")
+    inner = (jn.Operation(sequence_of, args=(s.resample(),)) if shared == "operation"
+             else jn.Operation(sequence_of, args=(s,)).resample())
+    with pytest.raises(jn.SpaceError, match="a value cannot contain itself"):
+        jn.compile({"S": jn.Categorical((0, inner))}, max_nodes=4)
+
+
+def sequence_of(*args):
+    return args
