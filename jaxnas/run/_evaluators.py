@@ -255,15 +255,15 @@ class BucketEvaluator:
                          trial_keys: TrialKeys, measures: list[dict]) -> list[TrialRecord]:
         trials = [batch.trials[i] for i in rows]
         members = jax.tree.map(lambda a: a[np.asarray(rows)], batch.configs)
-        trainer = self._trainer(signature, members)
         keys = trial_keys([batch.key_ids[i] for i in rows])
         fidelities = np.asarray([math.nan if t.fidelity is None else t.fidelity
                                  for t in trials], np.float32)
         parents = [t.parent_id for t in trials]
-        self._load_missing_parents(parents, trainer, keys, members)
-        parent_states, has_parent = self._parent_states(parents)
         start = time.monotonic()
-        try:
+        try:  # building the bucket's model (the task's `for_bucket`) may fail too
+            trainer = self._trainer(signature, members)
+            self._load_missing_parents(parents, trainer, keys, members)
+            parent_states, has_parent = self._parent_states(parents)
             states, out = jax.block_until_ready(trainer(
                 keys, members, fidelities, parent_states, has_parent))
         except Exception as error:  # noqa: BLE001 - the bucket fails, the run goes on

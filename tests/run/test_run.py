@@ -132,6 +132,32 @@ def test_supervised_task_reports_curves_that_extend_the_parents(tmp_path):
             assert curve[:n] == parent["extra"]["val_curve"][:n]
 
 
+def test_a_model_that_cannot_be_built_fails_its_trials_and_the_run_goes_on(tmp_path):
+    import flax.linen as nn
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+
+    def hidden_layer(width):
+        if width > 4:
+            raise ValueError(f"no layer of width {width} on this device")
+        return nn.Dense(width)
+
+    hidden = jn.Dynamic(hidden_layer, width=jn.Categorical((4, 8)))
+    space = {"model": jn.Operation(jn.nn.Sequential, args=([hidden, jn.Operation(nn.Dense,
+                                                                                 args=(2,))],)),
+             "learning_rate": jn.Float(1e-3, 1e-1, log=True), "epochs": jn.IntegerFidelity(1, 2)}
+    task = jn.SupervisedTask((x[:48], y[:48]), (x[48:], y[48:]), batch_size=16)
+    result = run(task, space, root_directory=tmp_path, optimizer="random_search",
+                 max_evaluations=8)
+    by_choice = {0: set(), 1: set()}
+    for trial in result.trials:
+        by_choice[trial["config"]["model.args[0][0].width"]].add(trial["status"])
+    assert by_choice[0] == {"success"} and by_choice[1] == {"failed"}
+    assert all("width 8" in t["error"] for t in result.trials if t["status"] == "failed")
+
+
 def test_a_promoted_trial_trains_on_from_its_parent_not_from_scratch(tmp_path):
     # The state counts the calls to train and the fidelity trained: a promotion continues
     # its parent's state, so it has one call more and trains only the difference.
