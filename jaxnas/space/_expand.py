@@ -42,6 +42,7 @@ from jaxnas.space._ir import (
     Site,
     Slot,
     SlotNode,
+    walk,
 )
 from jaxnas.space._parameters import (
     ByName,
@@ -342,27 +343,12 @@ class _Expander:
         return self.fidelity
 
     def _mark_static(self, ir: Any) -> None:
-        seen: set[int] = set()
-        stack = [ir]
-        while stack:
-            node = stack.pop()
-            if id(node) in seen or node is INFEASIBLE:
-                continue
-            seen.add(id(node))
+        for node in walk(ir):
             if isinstance(node, (SlotNode, ChoiceNode)):
                 slot = self.slots[node.slot]
                 if not slot.static:
                     slot.static = True
                     self.journal.append(lambda s=slot: setattr(s, "static", False))
-            if isinstance(node, ChoiceNode):
-                stack.extend(node.branches)
-            elif isinstance(node, OperationNode):
-                stack.append(node.args)
-                stack.extend(node.kwargs.values())
-            elif isinstance(node, (SequenceNode, MappingNode)):
-                stack.extend(node.items)
-            elif isinstance(node, DynamicNode):
-                stack.extend(node.kwargs.values())
 
     # -- pools (a node budget: `max_nodes`)
 

@@ -69,8 +69,15 @@ def _structure(root: Any) -> tuple:
 
 
 def _constant_key(value: Any) -> Any:
+    """A constant's key: its value where hashable; a list, tuple or dict (a `Constant` of
+    one) by its items, so that equal spaces built from fresh lists are equal; anything
+    else unhashable by identity."""
     try:
         hash(value)
     except TypeError:
+        if isinstance(value, (list, tuple)):
+            return (type(value), tuple(_constant_key(v) for v in value))
+        if isinstance(value, dict):
+            return (dict, tuple((k, _constant_key(v)) for k, v in value.items()))
         return ("unhashable", id(value))
     return (type(value), value)

@@ -170,3 +170,25 @@ class Compiled:
     fidelity: FidelityNode | None
     entries: tuple  # top-level names, in order
     pools: Pools | None = None  # recursive rules' pools (`max_nodes`), else None
+
+
+def walk(*roots: Any) -> Any:
+    """Every node reachable from `roots`, each once, in no fixed order (an infeasible
+    branch is skipped): an iterative walk, since grammars nest deeper than Python's
+    recursion limit."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node is INFEASIBLE:
+            continue
+        seen.add(id(node))
+        yield node
+        if isinstance(node, ChoiceNode):
+            stack.extend(node.branches)
+        elif isinstance(node, OperationNode):
+            stack.extend((node.args, *node.kwargs.values()))
+        elif isinstance(node, (SequenceNode, MappingNode)):
+            stack.extend(node.items)
+        elif isinstance(node, DynamicNode):
+            stack.extend(node.kwargs.values())

@@ -29,6 +29,7 @@ from jaxnas.space._ir import (
     OperationNode,
     SequenceNode,
     SlotNode,
+    walk,
 )
 
 
@@ -130,27 +131,10 @@ def depth_slots(compiled: Compiled, sequence: Any) -> dict[int, MaskedDepth]:
 def _pool_slots(compiled: Compiled) -> set[int]:
     """The slots that pool instances use (`max_nodes`): their widths and depths stay
     static, each derivation its own bucket."""
-    found: set[int] = set()
     if compiled.pools is None:
-        return found
-    seen: set[int] = set()
-    stack = [ir for *_, ir in compiled.pools.instances]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or node is INFEASIBLE:
-            continue
-        seen.add(id(node))
-        if isinstance(node, (SlotNode, ChoiceNode)):
-            found.add(node.slot)
-        if isinstance(node, ChoiceNode):
-            stack.extend(node.branches)
-        elif isinstance(node, OperationNode):
-            stack.extend((node.args, *node.kwargs.values()))
-        elif isinstance(node, (SequenceNode, MappingNode)):
-            stack.extend(node.items)
-        elif isinstance(node, DynamicNode):
-            stack.extend(node.kwargs.values())
-    return found
+        return set()
+    return {node.slot for node in walk(*(ir for *_, ir in compiled.pools.instances))
+            if isinstance(node, (SlotNode, ChoiceNode))}
 
 
 def _prefix_lengths(node: ChoiceNode, sequence: Any) -> tuple[int, ...] | None:
