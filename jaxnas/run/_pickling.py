@@ -7,12 +7,21 @@ name a private module where another object lives: `pickle.dumps(jax.nn.relu)` fa
 with it every space that uses `flax.linen.relu`, `silu`, `sigmoid` or `jnp.tanh` (the
 quickstart's among them). `dumps` stores such an object by a public name that finds it
 (`jax.nn.relu`), and `attribute` is what reads it back.
+
+A space written in a script refers to the script's own functions and classes, whose module
+is `__main__`: another process (`python -m jaxnas status`, a report) has a `__main__` of its
+own. `dumps` stores such an object by the script's path and its name, and `from_script`
+imports the script under another module name (its `if __name__ == "__main__":` block does
+not run), as `multiprocessing`'s spawn start method does.
 """
 
 from __future__ import annotations
 
 import importlib
+import hashlib
+import importlib.util
 import io
+import os
 import pickle
 import sys
 import types
@@ -32,6 +41,33 @@ def attribute(module: str, name: str) -> Any:
     return value
 
 
+def from_script(path: str, name: str) -> Any:
+    """`name` in the script at `path`: the running `__main__` where that script is it,
+    else the script imported once per process as a module of its own."""
+    main = sys.modules.get("__main__")
+    if _script_path(main) == path:
+        return attribute("__main__", name)
+    module_name = "jaxnas_script_" + hashlib.sha1(path.encode()).hexdigest()[:12]
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"the script {path!r} that defined {name!r} cannot be imported")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    return attribute(module_name, name)
+
+
+def _script_path(module: Any) -> str | None:
+    """The absolute path of the file `module` was run from, if it is one."""
+    file = getattr(module, "__file__", None)
+    return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
+
+
 def dumps(value: Any) -> bytes:
     """`pickle.dumps(value)`, with JAX's wrapped callables stored by a public name."""
     buffer = io.BytesIO()
@@ -41,12 +77,19 @@ def dumps(value: Any) -> bytes:
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, type) or not callable(obj):
+        if not callable(obj):
             return NotImplemented
         name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
         module = getattr(obj, "__module__", None)
         if not isinstance(name, str) or not isinstance(module, str) or "<" in name:
             return NotImplemented  # a lambda or local function: pickle says why
+        if module == "__main__":
+            script = _script_path(sys.modules.get("__main__"))
+            if script is not None and _finds("__main__", name, obj):
+                return from_script, (script, name)
+            return NotImplemented
+        if isinstance(obj, type):
+            return NotImplemented
         plain = isinstance(obj, (types.FunctionType, types.BuiltinFunctionType))
         if plain and _finds(module, name, obj):
             return NotImplemented  # pickle's own way works

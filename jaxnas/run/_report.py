@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxnas.nn import Built
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import FAILED, INCUMBENT, TrialRecord, best_trial, pareto_trials
 from jaxnas.run._results import load_space
@@ -133,12 +134,16 @@ def _named(resolved: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _text(value: Any) -> str:
+    """One line: an operation, or a model built from one (a `Dynamic` of `jn.nn.build`), as
+    a call; sequences of them element by element."""
+    if isinstance(value, Built):
+        value = value.operation
     if isinstance(value, Operation):
         return str(value)
     if isinstance(value, (list, tuple)):
         inner = ", ".join(_text(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' * (len(value) == 1)})"
-    return _short(value)
+    return " ".join(_short(value).split())
 
 
 def _best_lines(trials: list[TrialRecord], top: int,

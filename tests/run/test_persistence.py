@@ -262,6 +262,65 @@ def test_status_shows_the_best_configurations_as_the_space_resolves_them(tmp_pat
         assert line.count("Dense(") == 1  # the branch not taken is not shown
 
 
+_SCRIPT = """
+import sys
+
+import jaxnas as jn
+
+
+class Conv:
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+
+def seq(*cells):
+    return cells
+
+
+def space():
+    cell = jn.ByName("cell")
+    return {"cell": jn.Categorical((jn.Operation(Conv, args=(jn.Categorical((3, 5)),)),
+                                    jn.Resampled(jn.Operation(
+                                        seq, args=(cell.resample(), cell.resample()))))),
+            "x": jn.Float(0.0, 1.0)}
+
+
+if __name__ == "__main__":
+    spec = jn.compile(space(), max_nodes=4)
+    result = jn.run(lambda cell, x: x, spec, root_directory=sys.argv[1],
+                    optimizer="random_search", max_evaluations=6, progress=False)
+    for trial in result.trials:  # the derivations as this process resolves them
+        print(spec.resolve(spec.config(trial["config"]), build=False)["cell"])
+"""
+
+
+def test_status_shows_a_scripts_derivations_as_calls(tmp_path):
+    """A space written in a script (its operators in `__main__`) is read back by another
+    process, which imports the script without running its main block: `status` shows each
+    derivation as the script resolved it. Without the script it falls back to paths."""
+    script, root = tmp_path / "search.py", tmp_path / "run"
+    script.write_text(_SCRIPT)
+    derivations = subprocess.run([sys.executable, str(script), str(root)], cwd=tmp_path,
+                                 capture_output=True, text=True, check=True).stdout.split("\n")
+    assert any(d.startswith("seq(") for d in derivations), derivations
+
+    def status() -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "jaxnas", "status", str(root)], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
+        return [line for line in out.splitlines() if line.startswith("  trial")]
+
+    best = status()
+    assert len(best) == 5
+    for line in best:
+        cell = line.split("cell=")[1].split(", x=")[0]
+        assert cell in derivations and "cell#" not in line, line
+    spec = jn.load_space(root)  # this process too
+    config = spec.config(jn.load_results(root)[0]["config"])
+    assert spec.resolve(config, build=False)["cell"].operator.__name__ in ("Conv", "seq")
+    script.unlink()
+    assert all("cell#0=" in line for line in status())
+
+
 def test_unusable_folders_get_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no jaxnas run in"):
         jn.load_results(tmp_path / "missing")
