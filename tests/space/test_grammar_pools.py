@@ -359,3 +359,42 @@ def test_a_shared_value_that_refers_to_its_rule_is_refused(shared):
 
 def sequence_of(*args):
     return args
+
+
+@pytest.mark.parametrize("name, kwargs, exploits", [
+    ("priorband", dict(max_trials=160), False),
+    ("regularized_evolution", dict(batch_size=8, population_size=16, sample_size=4,
+                                   max_trials=160), True),
+    ("complex_random_search", dict(batch_size=8, max_trials=160), True),
+])
+def test_searches_on_a_grammar_propose_derivations_within_the_budget(name, kwargs, exploits):
+    """PriorBand (incumbent mutation), regularised evolution (one-decision mutation, carried
+    over) and complex random search (mutation and crossover of derivations) on NePS's
+    grammar with a fidelity: every proposal is a derivation within the budget. With a loss
+    that favours large derivations, the two that breed from the best find larger ones than
+    they start with (PriorBand's new samples stay mostly uniform and prior draws)."""
+    budget = 16
+    spec = jn.compile({**grammar_like(), "epochs": jn.IntegerFidelity(1, 9)},
+                      max_nodes=budget)
+    first = [spec.paths.index(f"S#{k}") for k in range(budget)]
+    opt = jn.optimizers.get(name, spec, **kwargs)
+
+    def size(configs):
+        return jax.vmap(lambda c: spec.active(c).array[jnp.asarray(first)].sum())(configs)
+
+    @jax.jit
+    def step(state, key):
+        state, proposals = opt.ask(state, key)
+        used = size(proposals.configs)
+        state = opt.tell(state, proposals.trial_ids, -used.astype(jnp.float32))
+        return state, (proposals.valid, used, jax.vmap(spec.feasible)(proposals.configs))
+
+    state = opt.init(jax.random.key(0))
+    sizes = []
+    for key in jax.random.split(jax.random.key(1), 16):
+        state, (valid, used, feasible) = step(state, key)
+        valid = np.asarray(valid)
+        assert np.all(np.asarray(feasible)[valid])
+        sizes.append(np.asarray(used)[valid])
+    early, late = np.concatenate(sizes[:3]), np.concatenate(sizes[-4:])
+    assert not exploits or late.mean() > early.mean() + 2.0, (early, late)
