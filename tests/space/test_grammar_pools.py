@@ -398,3 +398,36 @@ def test_searches_on_a_grammar_propose_derivations_within_the_budget(name, kwarg
         sizes.append(np.asarray(used)[valid])
     early, late = np.concatenate(sizes[:3]), np.concatenate(sizes[-4:])
     assert not exploits or late.mean() > early.mean() + 2.0, (early, late)
+
+
+def test_prior_unit_encoding_and_buckets_keep_their_meaning():
+    """`sample_prior` follows a production's prior, `from_unit(to_unit(c))` is `c`, and a
+    bucket is the derivation: the decisions of instances it does not use, and non-static
+    values, leave it unchanged."""
+    cell = jn.ByName("cell")
+    space = {"cell": jn.Categorical((("conv", 3), ("conv", 5),
+                                     ("pair", cell.resample(), cell.resample())),
+                                    prior=1, prior_confidence="high"),
+             "lr": jn.Float(1e-3, 1e-1, log=True)}
+    spec = jn.compile(space, max_nodes=8)
+    keys = jax.random.split(jax.random.key(6), 2_000)
+    roots = {name: np.asarray(jax.jit(jax.vmap(draw))(keys)["cell#0"])
+             for name, draw in (("uniform", spec.sample), ("prior", spec.sample_prior))}
+    assert np.mean(roots["prior"] == 1) > np.mean(roots["uniform"] == 1) + 0.2
+
+    configs = jax.vmap(spec.sample)(keys[:256])
+    back = jax.vmap(spec.from_unit)(jax.vmap(spec.to_unit)(configs))
+    np.testing.assert_array_equal(np.asarray(back.ints), np.asarray(configs.ints))
+    np.testing.assert_allclose(np.asarray(back.floats), np.asarray(configs.floats), rtol=1e-5)
+
+    active = np.asarray(jax.vmap(lambda c: spec.active(c).array)(configs))
+    row = next(i for i in range(256) if not active[i, spec.paths.index("cell#7")])
+    config = jax.tree.map(lambda x: x[row], configs)
+    moved = config.replace({"cell#7": (int(config["cell#7"]) + 1) % 3, "lr": 0.05})
+    assert spec.bucket(moved) == spec.bucket(config)
+    buckets = spec.buckets(configs)
+    derivations = [repr(spec.resolve(jax.tree.map(lambda x, i=i: x[i], configs),
+                                     build=False)["cell"]) for i in range(64)]
+    for i in range(64):
+        for j in range(i):
+            assert (buckets[i] == buckets[j]) == (derivations[i] == derivations[j])
