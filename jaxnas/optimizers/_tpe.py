@@ -158,41 +158,62 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
     if len(groups) == 1:
         return _model_batch(spec, kinds, with_prior, trials, key, batch, n_candidates,
                             prior_weight)
-    units = jnp.zeros((batch, len(spec.paths)), jnp.float32)
+    observed = Observations(spec, kinds, trials.configs)
     overall_below, _ = split(trials)
+    units = jnp.zeros((batch, len(spec.paths)), jnp.float32)
     for group, group_key in zip(groups, jax.random.split(key, len(groups))):
-        mask = np.zeros(len(spec.paths), bool)
-        mask[group] = True
-        winners = _model_batch(spec, kinds, False, trials, group_key, batch, n_candidates,
-                               prior_weight, mask, overall_below)
-        units = units.at[:, group].set(jax.vmap(spec.to_unit)(winners)[:, group])
+        winners = _group_batch(spec, group, observed, trials, group_key, batch,
+                               n_candidates, prior_weight, overall_below)
+        units = units.at[:, group].set(winners)
     return jax.vmap(spec.from_unit)(units)
+
+
+def _good_and_bad(trials: Trials, below: jax.Array, above: jax.Array,
+                  overall_below: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The good group's rows (at most `GAMMA_CAP`, the best; in trial order, which its
+    recency weights read), which of them are members, and the bad group's members."""
+    k = min(GAMMA_CAP, below.shape[0])
+    rows = jnp.sort(jax.lax.top_k(jnp.where(below, -trials.losses, -jnp.inf), k)[1])
+    if overall_below is not None:  # the two rules together may give more: the rest are bad
+        good_rows = jnp.zeros_like(below).at[rows].set(below[rows])
+        above = (above | below) & ~good_rows
+    return rows, below[rows], above
+
+
+def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
+                 trials: Trials, key: jax.Array, batch: int, n_candidates: int,
+                 prior_weight: float, overall_below: jax.Array) -> jax.Array:
+    """`(batch, len(group))` unit values of the group's slots: each row the best of
+    `n_candidates` draws from the group's `l` by `l / g`, over the trials that use the
+    group, the good ones among them their own best and those in `overall_below`. The
+    estimators see the group's columns alone."""
+    eligible = observed.active[:, int(group[0])]
+    own = observed.columns(group)
+    own.active = own.active & eligible[:, None]
+    below, above = split(trials, eligible)
+    below = below | (overall_below & eligible)  # as Optuna's `group=True`
+    rows, members, above = _good_and_bad(trials, below, above, overall_below)
+    good = ParzenEstimator(own.rows(rows), members, prior_weight)
+    bad = ParzenEstimator(own, above, prior_weight)
+    units, _ = good.sample_units(key, batch * n_candidates)
+    # Candidates through the space's encoding (an integer's value and bin, a choice's
+    # rank), the other slots at their lowest values, which nothing here reads.
+    full = jnp.zeros((units.shape[0], len(spec.paths)), jnp.float32).at[:, group].set(units)
+    x = Observations(spec, observed.kinds, jax.vmap(spec.from_unit)(full))
+    x = x.columns(group, used=True)  # every candidate uses the group's slots
+    score = good.log_density(x, None) - bad.log_density(x, None)  # (count,)
+    best = jnp.argmax(score.reshape(batch, n_candidates), axis=-1)
+    return x.units[jnp.arange(batch) * n_candidates + best]
 
 
 def _model_batch(spec: SearchSpace, kinds: SlotKinds, with_prior: bool,
                  trials: Trials, key: jax.Array, batch: int, n_candidates: int,
-                 prior_weight: float, slots: np.ndarray | None = None,
-                 overall_below: jax.Array | None = None) -> Config:
-    """`batch` proposals, each the best of `n_candidates` draws from `l` by `l / g`;
-    with `slots` (`(D,)` bool), modelling those slots over the trials that use them, the
-    good ones among them being their own best and those in `overall_below` (`(C,)`)."""
+                 prior_weight: float) -> Config:
+    """`batch` proposals, each the best of `n_candidates` draws from `l` by `l / g`."""
     observed = Observations(spec, kinds, trials.configs)
-    eligible = None
-    if slots is not None:
-        eligible = observed.active[:, int(np.flatnonzero(slots)[0])]
-        observed = observed.slots(slots)
-    below, above = split(trials, eligible)
-    if overall_below is not None:  # as Optuna's `group=True`: the overall good ones too
-        below = below | (overall_below & eligible)
-    # The good group holds at most `GAMMA_CAP` trials, the best (the two rules together
-    # may give more; the rest are bad ones): its kernels are those rows alone (in trial
-    # order, which its recency weights read).
-    k = min(GAMMA_CAP, below.shape[0])
-    rows = jnp.sort(jax.lax.top_k(jnp.where(below, -trials.losses, -jnp.inf), k)[1])
-    if overall_below is not None:
-        good_rows = jnp.zeros_like(below).at[rows].set(below[rows])
-        above = (above | below) & ~good_rows
-    good = ParzenEstimator(observed.rows(rows), below[rows], prior_weight)
+    below, above = split(trials)
+    rows, members, above = _good_and_bad(trials, below, above, None)
+    good = ParzenEstimator(observed.rows(rows), members, prior_weight)
     bad = ParzenEstimator(observed, above, prior_weight)
     count = batch * n_candidates
     key_draw, key_prior = jax.random.split(key)
@@ -202,7 +223,6 @@ def _model_batch(spec: SearchSpace, kinds: SlotKinds, with_prior: bool,
         candidates = jax.tree.map(lambda p, c: jnp.where(
             from_prior.reshape(-1, *([1] * (c.ndim - 1))), p, c), prior, candidates)
     x = Observations(spec, kinds, candidates)
-    x = x if slots is None else x.slots(slots, used=True)  # all use the group's slots
     prior_l = jax.vmap(spec.log_prior)(candidates) if with_prior else None
     score = good.log_density(x, prior_l) - bad.log_density(x, None)  # (count,)
     best = jnp.argmax(score.reshape(batch, n_candidates), axis=-1)

@@ -35,11 +35,21 @@ class SlotKinds:
 
     def __init__(self, spec: SearchSpace):
         parameters = spec.parameters()
-        kind = np.array([2 if isinstance(parameters[p], Categorical) else
-                         1 if isinstance(parameters[p], Integer) else 0 for p in spec.paths])
+        self._set(np.array([2 if isinstance(parameters[p], Categorical) else
+                            1 if isinstance(parameters[p], Integer) else 0
+                            for p in spec.paths], int))
+
+    def _set(self, kind: np.ndarray) -> None:
+        self.kind = kind
         self.floats, self.integers, self.categoricals = (np.flatnonzero(kind == k)
                                                          for k in range(3))
         self.is_categorical = kind == 2
+
+    def columns(self, cols: np.ndarray) -> SlotKinds:
+        """The kinds of slots `cols` alone, numbered from 0 in that order."""
+        subset = object.__new__(SlotKinds)
+        subset._set(self.kind[np.asarray(cols)])
+        return subset
 
 
 class Observations:
@@ -66,14 +76,19 @@ class Observations:
             setattr(subset, name, getattr(self, name)[index])
         return subset
 
-    def slots(self, mask, *, used: bool = False) -> Observations:
-        """The same observations with only the slots in `mask` (`(D,)` bool) counted as
-        used: an estimator of them models and scores those slots alone. With `used`,
-        every row counts as using all of them (candidates for a group of slots)."""
-        subset = self.rows(slice(None))
-        mask = jnp.asarray(mask)[None]
-        subset.active = jnp.broadcast_to(mask, self.active.shape) if used else (
-            self.active & mask)
+    def columns(self, cols: np.ndarray, *, used: bool = False) -> Observations:
+        """The observations of slots `cols` (static indices) alone, as if the space had
+        only those: an estimator of them models, samples and scores those slots only, at a
+        cost that does not grow with the rest of the space. With `used`, every row counts
+        as using all of them (candidates for a group of slots)."""
+        cols = np.asarray(cols)
+        subset = object.__new__(Observations)
+        subset.kinds = self.kinds.columns(cols)
+        subset.categorical = self.categorical[cols]
+        for name in ("units", "active", "lower", "upper", "choices", "ranks"):
+            setattr(subset, name, getattr(self, name)[:, cols])
+        if used:
+            subset.active = jnp.ones_like(subset.active)
         return subset
 
 
@@ -85,9 +100,12 @@ def split(trials: Trials, eligible: jax.Array | None = None) -> tuple[jax.Array,
     success = eligible & (trials.status == Status.SUCCESS)
     n = jnp.sum(success, dtype=jnp.int32)
     n_below = jnp.minimum(jnp.ceil(GAMMA_SHARE * n).astype(jnp.int32), GAMMA_CAP)
-    order = jnp.argsort(jnp.where(success, trials.losses, jnp.inf), stable=True)
-    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-    below = success & (rank < n_below)
+    # The best `n_below` successes, ties to the lower row (top_k's order; `+ 0.0` makes
+    # -0.0 tie with 0.0). A top-k of GAMMA_CAP, not a sort of the table: on a CPU, XLA
+    # sorts a few hundred values in tens of microseconds, its top-k in a few.
+    k = min(GAMMA_CAP, trials.losses.shape[0])
+    best = jax.lax.top_k(-jnp.where(success, trials.losses + 0.0, jnp.inf), k)[1]
+    below = success & jnp.zeros_like(success).at[best].set(jnp.arange(k) < n_below)
     used = eligible & (trials.status != Status.EMPTY)
     return below, used & ~below
 
@@ -122,6 +140,11 @@ class ParzenEstimator:
     def sample(self, spec: SearchSpace, key: jax.Array, count: int) -> tuple[Config, jax.Array]:
         """`count` draws from the mixture, and `(count,)` bool: which came from the prior
         component (drawn here from the uninformative prior)."""
+        units, prior_drawn = self.sample_units(key, count)
+        return jax.vmap(spec.from_unit)(units), prior_drawn
+
+    def sample_units(self, key: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+        """`sample`'s draws in the unit encoding of the observed slots, `(count, D)`."""
         observed = self.observed
         capacity, dims = observed.units.shape
         key_pick, key_normal, key_uniform = jax.random.split(key, 3)
@@ -145,7 +168,7 @@ class ParzenEstimator:
         drawn = jnp.minimum(jnp.floor(uniform[:, 1] * choices), choices - 1)
         rank = jnp.where(kept, observed.ranks[row], drawn.astype(jnp.int32))
         units = jnp.where(observed.categorical, (rank + 0.5) / choices, numeric)
-        return jax.vmap(spec.from_unit)(units), prior_drawn
+        return units, prior_drawn
 
     def log_density(self, x: Observations, prior_log_density: jax.Array | None) -> jax.Array:
         """`(count,)` log density of candidates `x` (their used slots only); the prior
@@ -235,7 +258,8 @@ def _neighbour_bandwidths(units: jax.Array, active: jax.Array, members: jax.Arra
     sigma = jnp.where((position == n - 1) & several, values - left, sigma)
     smallest = 1.0 / jnp.minimum(_MAGIC_CLIP_CAP, n.astype(jnp.float32) + 2.0)
     sigma = jnp.clip(sigma, smallest, 1.0)
-    return jnp.take_along_axis(sigma, jnp.argsort(order, axis=0), axis=0)
+    # Back to row order: scatter through the permutation (a second argsort costs a sort).
+    return jnp.zeros_like(sigma).at[order, jnp.arange(sigma.shape[1])[None]].set(sigma)
 
 
 def _recency_weights(members: jax.Array) -> jax.Array:

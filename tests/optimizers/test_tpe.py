@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import special, stats
 
 import jaxnas as jn
@@ -129,6 +131,42 @@ def _reference_log_density(members, order, units, active, lower, upper, kinds, p
                 prior_log_density += _truncated(0.5, 1.0).logpdf(c_units[d])
     components.append(prior_log_density)
     return float(np.log(np.sum(weights * np.exp(np.array(components)))))
+
+
+_SPLIT_CAPACITY = 300  # above GAMMA_CAP's share: up to 25 good trials of 300
+
+
+@functools.cache
+def _split():
+    return jax.jit(parzen.split)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-1.0, -0.0, 0.0, 0.5, 1.0, 2.0]),
+                          st.sampled_from(["success", "success", "failed", "pending",
+                                           "empty"])),
+                min_size=_SPLIT_CAPACITY, max_size=_SPLIT_CAPACITY))
+def test_split_takes_the_best_successes_ties_in_row_order(rows):
+    """The good group is the best `min(ceil(0.1 n), 25)` of the `n` successes, equal
+    losses (0.0 and -0.0 among them) taken in row order, as a stable sort takes them."""
+    codes = {"success": optimizers.Status.SUCCESS, "failed": optimizers.Status.FAILED,
+             "pending": optimizers.Status.PENDING, "empty": optimizers.Status.EMPTY}
+    losses = np.array([loss for loss, _ in rows], np.float32)
+    status = np.array([codes[kind] for _, kind in rows], np.int32)
+    succeeded = status == optimizers.Status.SUCCESS
+    losses = np.where(succeeded | (status == optimizers.Status.FAILED), losses, np.nan)
+    minus_ones = -jnp.ones(_SPLIT_CAPACITY, int)
+    trials = optimizers.Trials({"x": jnp.zeros(_SPLIT_CAPACITY)}, jnp.ones(_SPLIT_CAPACITY),
+                               minus_ones, minus_ones, minus_ones, jnp.asarray(losses),
+                               jnp.asarray(status), minus_ones,
+                               jnp.asarray(_SPLIT_CAPACITY, jnp.int32))
+    below, above = (np.asarray(g) for g in _split()(trials))
+    success = np.flatnonzero(succeeded)
+    n_below = min(math.ceil(0.1 * len(success)), 25)
+    expected = np.sort(success[np.argsort(losses[success] + 0.0, kind="stable")[:n_below]])
+    np.testing.assert_array_equal(np.flatnonzero(below), expected)
+    used = np.flatnonzero(status != optimizers.Status.EMPTY)
+    np.testing.assert_array_equal(np.flatnonzero(above), np.setdiff1d(used, expected))
 
 
 @pytest.mark.parametrize("n_told", [6, 40])  # below 25 per group, and with the ramp
