@@ -125,13 +125,17 @@ def tpe(spec: SearchSpace, *, batch_size: int = 1, n_startup_trials: int = 10,
     def propose(state: RandomSearchState, key: jax.Array) -> tuple[Config, jax.Array]:
         trials = state.trials
         key_start, key_model = jax.random.split(key)
-        random = _base.map_rows(start, jax.random.split(key_start, batch_size))
-        n_success = jnp.sum(trials.status == Status.SUCCESS)
-        trials = _base.newest_trials(trials, model_size)
-        modelled = _grouped_batch(spec, kinds, groups, with_prior, trials, key_model,
+        warm = jnp.sum(trials.status == Status.SUCCESS) >= n_startup_trials
+
+        def random() -> Config:
+            return _base.map_rows(start, jax.random.split(key_start, batch_size))
+
+        def modelled() -> Config:
+            return _grouped_batch(spec, kinds, groups, with_prior,
+                                  _base.newest_trials(trials, model_size), key_model,
                                   batch_size, n_ei_candidates, prior_weight)
-        warm = n_success >= n_startup_trials
-        configs = jax.tree.map(lambda m, r: jnp.where(warm, m, r), modelled, random)
+
+        configs = jax.lax.cond(warm, modelled, random)  # only the branch taken runs
         sources = jnp.where(warm, Source.MODEL, start_source).astype(jnp.int32)
         return configs, jnp.full((batch_size,), sources)
 
@@ -160,10 +164,13 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
                             prior_weight)
     observed = Observations(spec, kinds, trials.configs)
     overall_below, _ = split(trials)
+    # Every group's uniforms in one draw (each draw is a loop of its own on a CPU).
+    widths = [1 + 3 * len(group) for group in groups]  # ParzenEstimator.uniforms_per_draw
+    draws = jax.random.uniform(key, (batch * n_candidates, sum(widths)))
     units = jnp.zeros((batch, len(spec.paths)), jnp.float32)
-    for group, group_key in zip(groups, jax.random.split(key, len(groups))):
-        winners = _group_batch(spec, group, observed, trials, group_key, batch,
-                               n_candidates, prior_weight, overall_below)
+    for group, end, width in zip(groups, np.cumsum(widths), widths):
+        winners = _group_batch(spec, group, observed, trials, draws[:, end - width:end],
+                               batch, n_candidates, prior_weight, overall_below)
         units = units.at[:, group].set(winners)
     return jax.vmap(spec.from_unit)(units)
 
@@ -181,12 +188,12 @@ def _good_and_bad(trials: Trials, below: jax.Array, above: jax.Array,
 
 
 def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
-                 trials: Trials, key: jax.Array, batch: int, n_candidates: int,
+                 trials: Trials, draws: jax.Array, batch: int, n_candidates: int,
                  prior_weight: float, overall_below: jax.Array) -> jax.Array:
     """`(batch, len(group))` unit values of the group's slots: each row the best of
-    `n_candidates` draws from the group's `l` by `l / g`, over the trials that use the
-    group, the good ones among them their own best and those in `overall_below`. The
-    estimators see the group's columns alone."""
+    `n_candidates` draws from the group's `l` by `l / g` (made from the uniforms `draws`),
+    over the trials that use the group, the good ones among them their own best and those
+    in `overall_below`. The estimators see the group's columns alone."""
     eligible = observed.active[:, int(group[0])]
     own = observed.columns(group)
     own.active = own.active & eligible[:, None]
@@ -195,7 +202,7 @@ def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
     rows, members, above = _good_and_bad(trials, below, above, overall_below)
     good = ParzenEstimator(own.rows(rows), members, prior_weight)
     bad = ParzenEstimator(own, above, prior_weight)
-    units, _ = good.sample_units(key, batch * n_candidates)
+    units, _ = good.units_from(draws)
     # Candidates through the space's encoding (an integer's value and bin, a choice's
     # rank), the other slots at their lowest values, which nothing here reads.
     full = jnp.zeros((units.shape[0], len(spec.paths)), jnp.float32).at[:, group].set(units)

@@ -145,27 +145,34 @@ class ParzenEstimator:
 
     def sample_units(self, key: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
         """`sample`'s draws in the unit encoding of the observed slots, `(count, D)`."""
+        # One draw of every uniform the sample needs: on a CPU each separate draw is a
+        # loop of its own in the program (tens of microseconds), whatever its size.
+        return self.units_from(jax.random.uniform(key, (count, self.uniforms_per_draw)))
+
+    @property
+    def uniforms_per_draw(self) -> int:
+        """How many uniforms one draw of `units_from` reads."""
+        return 1 + 3 * self.observed.units.shape[1]
+
+    def units_from(self, draws: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """`sample_units`, from `(count, uniforms_per_draw)` uniforms in [0, 1)."""
         observed = self.observed
         capacity, dims = observed.units.shape
-        key_pick, key_normal, key_uniform = jax.random.split(key, 3)
-        u = jax.random.uniform(key_pick, (count,))
-        component = _base.inverse_cdf(u, jnp.exp(self.log_weights))  # (count,) 0..C
+        component = _base.inverse_cdf(draws[:, 0], jnp.exp(self.log_weights))  # 0..C
         prior_drawn = component == capacity
         row = jnp.minimum(component, capacity - 1)
         means, sigmas, own = self._kernel()
         from_prior = prior_drawn[:, None]
         mean = jnp.where(from_prior, _PRIOR_MEAN, means[row])  # (count, D)
         sigma = jnp.where(from_prior, _PRIOR_SIGMA, sigmas[row])
-        z = jax.random.truncated_normal(key_normal, -mean / sigma, (1.0 - mean) / sigma,
-                                        (count, dims))
+        z = _truncated_normal(draws[:, 1:1 + dims], -mean / sigma, (1.0 - mean) / sigma)
         numeric = jnp.clip(mean + sigma * z, 0.0, 1.0)
         # A categorical keeps its member's choice with probability 1 / total, else draws
         # uniformly: (spread + [own choice]) / total per choice, total = spread * n + 1.
         choices = observed.choices[0]  # (D,)
-        uniform = jax.random.uniform(key_uniform, (count, 2, dims))
-        kept = (own[row] & ~from_prior) & (
-            uniform[:, 0] * (self.spread * choices + 1.0) < 1.0)
-        drawn = jnp.minimum(jnp.floor(uniform[:, 1] * choices), choices - 1)
+        keep, pick = draws[:, 1 + dims:1 + 2 * dims], draws[:, 1 + 2 * dims:]
+        kept = (own[row] & ~from_prior) & (keep * (self.spread * choices + 1.0) < 1.0)
+        drawn = jnp.minimum(jnp.floor(pick * choices), choices - 1)
         rank = jnp.where(kept, observed.ranks[row], drawn.astype(jnp.int32))
         units = jnp.where(observed.categorical, (rank + 0.5) / choices, numeric)
         return units, prior_drawn
@@ -226,6 +233,15 @@ def _numeric_log_density(units, lower, upper, mean, sigma) -> jax.Array:
     return jnp.where(upper > lower, log_bin, log_pdf) - normaliser
 
 
+def _truncated_normal(u: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
+    """A standard normal truncated to `[lower, upper]` from uniforms `u` in [0, 1), by
+    inverse CDF, as `jax.random.truncated_normal` computes it from its own uniforms."""
+    sqrt2 = math.sqrt(2.0)
+    a, b = jax.lax.erf(lower / sqrt2), jax.lax.erf(upper / sqrt2)
+    z = sqrt2 * jax.lax.erf_inv(a + u * (b - a))
+    return jnp.clip(z, jnp.nextafter(lower, jnp.inf), jnp.nextafter(upper, -jnp.inf))
+
+
 def _log_mass(a: jax.Array, b: jax.Array) -> jax.Array:
     """`log(Phi(b) - Phi(a))` for `a <= b`, accurate in either tail (reflected when the
     interval lies above zero, where `Phi` nears 1 and loses precision)."""
@@ -242,24 +258,40 @@ def _neighbour_bandwidths(units: jax.Array, active: jax.Array, members: jax.Arra
     """`(C, D)` Optuna's bandwidths: per slot, over the members that use it, the larger
     distance to a neighbouring value (0 and 1 are the outer neighbours, but the lowest and
     highest values take their inner neighbour's distance when there are two or more),
-    clipped to `[1 / min(100, n + 2), 1]` for `n` such members. Rows that are not members
-    get meaningless values."""
-    capacity = units.shape[0]
+    clipped to `[1 / min(100, n + 2), 1]` for `n` such members. Equal values are in row
+    order: the first of them has the value below as its left neighbour and the next equal
+    one as its right, and so on. Rows that are not members get meaningless values.
+
+    Computed without an argsort, which XLA runs several times slower on a CPU than a sort
+    of integers: the members' values (non-negative floats, which order as their bit
+    patterns do) are sorted as integers, each row finds its value's first position by a
+    binary search, and the rows sharing a value find which of them comes first and last
+    by a scatter.
+    """
+    capacity, dims = units.shape
     has = members[:, None] & active  # (C, D)
     n = jnp.sum(has, axis=0)  # (D,)
-    order = jnp.argsort(jnp.where(has, units, 2.0), axis=0)  # members first, ascending
-    values = jnp.take_along_axis(jnp.where(has, units, 2.0), order, axis=0)
-    position = jnp.arange(capacity)[:, None]
-    left = jnp.concatenate([jnp.zeros_like(values[:1]), values[:-1]])  # 0: the low end
-    right = jnp.where(position + 1 >= n, 1.0, jnp.concatenate([values[1:], values[-1:]]))
+    values = jnp.where(has, units, 2.0) + 0.0  # members first; + 0.0: no -0.0 below 0.0
+    bits = jax.lax.bitcast_convert_type(values, jnp.int32)
+    ordered_bits = jnp.sort(bits, axis=0)
+    ordered = jax.lax.bitcast_convert_type(ordered_bits, jnp.float32)
+    lo = jax.vmap(lambda column, value: jnp.searchsorted(column, value, method="scan"),
+                  in_axes=1, out_axes=1)(ordered_bits, bits)  # values below a row's
+    rows = jnp.broadcast_to(jnp.arange(capacity)[:, None], (capacity, dims))
+    cols = jnp.broadcast_to(jnp.arange(dims)[None], (capacity, dims))
+    hi = lo + jnp.zeros_like(lo).at[lo, cols].add(1)[lo, cols]  # ... and equal to it
+    first = jnp.full_like(rows, capacity).at[lo, cols].min(rows)[lo, cols] == rows
+    last = jnp.full_like(rows, -1).at[lo, cols].max(rows)[lo, cols] == rows
+    below = jnp.take_along_axis(ordered, jnp.maximum(lo - 1, 0), axis=0)
+    above = jnp.take_along_axis(ordered, jnp.minimum(hi, capacity - 1), axis=0)
+    left = jnp.where(first, jnp.where(lo == 0, 0.0, below), values)  # 0: the low end
+    right = jnp.where(last, jnp.where(hi >= n, 1.0, above), values)
     sigma = jnp.maximum(values - left, right - values)
     several = n >= 2
-    sigma = jnp.where((position == 0) & several, right - values, sigma)
-    sigma = jnp.where((position == n - 1) & several, values - left, sigma)
+    sigma = jnp.where((lo == 0) & first & several, right - values, sigma)
+    sigma = jnp.where((hi >= n) & last & several, values - left, sigma)
     smallest = 1.0 / jnp.minimum(_MAGIC_CLIP_CAP, n.astype(jnp.float32) + 2.0)
-    sigma = jnp.clip(sigma, smallest, 1.0)
-    # Back to row order: scatter through the permutation (a second argsort costs a sort).
-    return jnp.zeros_like(sigma).at[order, jnp.arange(sigma.shape[1])[None]].set(sigma)
+    return jnp.clip(sigma, smallest, 1.0)
 
 
 def _recency_weights(members: jax.Array) -> jax.Array:
