@@ -310,6 +310,67 @@ def _replaced(tree, path, new):
     return (tree[0], args)
 
 
+# The derivation NePS's test suite records for `GrammarLikeAlt` (its
+# `test_resolve_context_alt`: 52 decisions, 18 `S` six deep), in `NEPS_RECORDED`'s
+# encoding; NePS's resolve of those 52 samplings (checked with NePS 0.17, which makes
+# exactly them) writes it as `NEPS_RECORDED_ALT_STRING`.
+_S_D = (2, [(5, [(3, [(1, []), ("C", 0, [1])]), (2, [(1, [])]), 1, 1, 2, 1, 0, 0])])
+_S_E = (5, [(1, []), (3, [(0, [("C", 0, [2])]), ("C", 0, [0])]), 1, 2, 1, 1, 1, 2])
+NEPS_RECORDED_ALT = (3, [(2, [(2, [(5, [(0, [("C", 2, [0, (1, [])])]), (1, []),
+                                        2, 0, 0, 1, 0, 2])])]),
+                         ("C", 1, [0, (5, [_S_D, _S_E, 2, 2, 2, 1, 1, 0])])])
+NEPS_RECORDED_ALT_STRING = (
+    "(Sequential (Sequential (Sequential (Sequential (Sequential (Sequential (Conv2D-3) "
+    "(Sequential (ReLUConvBN)))) (Sequential (ReLUConvBN)) (Identity) (Conv2D-3) (Conv2D-3) "
+    "(Conv2D-1) (Conv2D-3) (Identity)))) (Sequential (Conv2D-3) (Sequential (Sequential "
+    "(Sequential (Sequential (Sequential (ReLUConvBN)) (Sequential (Conv2D-1))) (Sequential "
+    "(Sequential (ReLUConvBN))) (Conv2D-1) (Conv2D-1) (Identity) (Conv2D-1) (Conv2D-3) "
+    "(Conv2D-3))) (Sequential (Sequential (ReLUConvBN)) (Sequential (Sequential (Sequential "
+    "(Identity))) (Sequential (Conv2D-3))) (Conv2D-1) (Identity) (Conv2D-1) (Conv2D-1) "
+    "(Conv2D-1) (Identity)) (Identity) (Identity) (Identity) (Conv2D-1) (Conv2D-1) "
+    "(Conv2D-3)) (ReLUConvBN)))")
+# Where each `S` production's arguments sit in `grammar_like_alt()`'s tuple of arguments,
+# and each `C` production's.
+_ALT_S_ARGS = {0: "C", 1: "", 2: "S", 3: "SC", 4: "OOO", 5: "SSOOOOOO"}
+_ALT_C_ARGS = {0: "O", 1: "OS", 2: "OS", 3: "S"}
+
+
+def _from_alt_derivation(spec, tree):
+    """A config of `grammar_like_alt()` holding `tree`, its `S`s numbered breadth-first."""
+    values, queue, k = {}, [tree], 0
+    while k < len(queue):
+        production, args = queue[k]
+        values[f"S#{k}.args"] = production
+        for j, (kind, arg) in enumerate(zip(_ALT_S_ARGS[production], args)):
+            here = f"S#{k}.args.choices[{production}][{j}]"
+            if kind == "S":
+                queue.append(arg)
+            elif kind == "O":
+                values[here] = arg
+            else:
+                _, c_production, inner = arg
+                values[f"{here}.args"] = c_production
+                for i, (c_kind, c_arg) in enumerate(zip(_ALT_C_ARGS[c_production], inner)):
+                    if c_kind == "S":
+                        queue.append(c_arg)
+                    else:
+                        values[f"{here}.args.choices[{c_production}][{i}]"] = c_arg
+        k += 1
+    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(values), len(queue)
+
+
+def test_the_alternative_forms_recorded_derivation_is_one_of_the_space():
+    """NePS's recorded `GrammarLikeAlt` derivation nests `S` six deep, deeper than the
+    issue could unroll the grammar (depth 5: 1.3 million decisions); a budget of 64
+    instances (1,152 decisions) holds it, and it resolves as NePS resolves it."""
+    spec = jn.compile(grammar_like_alt(), max_nodes=BUDGET)
+    config, size = _from_alt_derivation(spec, NEPS_RECORDED_ALT)
+    assert size == 18 and bool(spec.feasible(config))
+    assert _render(spec.resolve(config, build=False)["S"]) == NEPS_RECORDED_ALT_STRING
+    used = [p for p in spec.paths if bool(spec.active(config)[p])]
+    assert len(used) == 52  # NePS's 52 decisions, one slot each
+
+
 def test_crossover_grafts_a_subtree_of_the_second_parent_into_the_first():
     spec = jn.compile(grammar_like(), max_nodes=BUDGET)
     first, _ = _from_derivation(spec, HAND)
