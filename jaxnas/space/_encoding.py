@@ -156,10 +156,13 @@ class NumericEncoding:
 
     def snap(self, x: jax.Array) -> jax.Array:
         """Discrete columns' values rounded to their nearest allowed value, `lower + k *
-        quantum` (float32, as `Float.grid` computes it); continuous ones as they are."""
+        quantum` (float32, as `Float.grid` computes it, within the float32 bounds: the last
+        value of `Float(-1.0, -1.0 + 6 * 0.1, step=0.1)` computes above its upper bound by
+        a rounding); continuous ones as they are."""
         lower = jnp.asarray(self.lower, jnp.float32)
         quantum = jnp.asarray(np.where(self.is_discrete, self.quantum, 1.0), jnp.float32)
-        on_grid = lower + jnp.round((x - lower) / quantum) * quantum
+        on_grid = jnp.clip(lower + jnp.round((x - lower) / quantum) * quantum, lower,
+                           jnp.asarray(self.upper, jnp.float32))
         return jnp.where(self.is_discrete, on_grid, x)
 
     def bin_edges(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:

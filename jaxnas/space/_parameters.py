@@ -138,7 +138,8 @@ class _Numeric(Parameter):
             raise ValueError(f"{self!r}: grid() needs a step; this Float is continuous.")
         if self._integer:
             return self.lower + ks * self.quantum
-        return np.float32(self.lower) + ks.astype(np.float32) * np.float32(self.step)
+        lower, upper = np.float32(self.lower), np.float32(self.upper)  # as the space snaps
+        return np.clip(lower + ks.astype(np.float32) * np.float32(self.step), lower, upper)
 
     def __setstate__(self, state: Any) -> None:
         object.__setattr__(self, "step", None)  # pickled before `step` existed

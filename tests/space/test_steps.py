@@ -8,7 +8,7 @@ parameter as discrete, like an `Integer`; a step of 1 on an `Integer` changes no
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import jaxnas as jn
@@ -42,8 +42,14 @@ def _on_grid(values, grid):
     return np.all(np.isin(values, np.asarray(grid, values.dtype))), sorted(set(values.tolist()))
 
 
+# Found by hypothesis: -1.0 + 6 * 0.1 is -0.3999999999999999, whose float32 is -0.4, below
+# the float32 of -1.0 + 6 * float32(0.1); the grid and every draw must agree on the last value.
+_ROUNDED_UP = Float(-1.0, -1.0 + 6 * 0.1, step=0.1)
+
+
 @settings(deadline=None, max_examples=6)
 @given(stepped(), st.integers(0, 2**16))
+@example(drawn=(_ROUNDED_UP, _ROUNDED_UP.grid(np.arange(7))), seed=0)
 def test_every_draw_and_decoding_is_on_the_grid(drawn, seed):
     parameter, grid = drawn
     spec = jn.compile({"p": parameter, "x": jn.Float(0.0, 1.0)})
