@@ -10,21 +10,26 @@ quickstart's among them). `dumps` stores such an object by a public name that fi
 
 A space written in a script refers to the script's own functions and classes, whose module
 is `__main__`: another process (`python -m jaxnas status`, a report) has a `__main__` of its
-own. `dumps` stores such an object by the script's path and its name, and `from_script`
-imports the script under another module name (its `if __name__ == "__main__":` block does
-not run), as `multiprocessing`'s spawn start method does.
+own. Where the script keeps its work under `if __name__ == "__main__":`, `dumps` stores such
+an object by the script's path and its name, and `from_script` imports the script under
+another module name (that block does not run), as `multiprocessing`'s spawn start method
+does. A script without that block is not imported again: reading the space back would run
+its search.
 """
 
 from __future__ import annotations
 
-import importlib
+import ast
+import functools
 import hashlib
+import importlib
 import importlib.util
 import io
 import os
 import pickle
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 # Public modules searched, in order, for a name that finds a wrapped callable (only those
@@ -68,6 +73,26 @@ def _script_path(module: Any) -> str | None:
     return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
 
 
+@functools.lru_cache(maxsize=8)
+def _guards_its_work(path: str) -> bool:
+    """Whether the script at `path` has a top-level `if __name__ == "__main__":`, so that
+    importing it defines its objects without running it."""
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and len(test.ops) == 1
+                and isinstance(test.ops[0], ast.Eq)):
+            sides = [test.left, *test.comparators]
+            names = {s.id for s in sides if isinstance(s, ast.Name)}
+            values = {s.value for s in sides if isinstance(s, ast.Constant)}
+            if names == {"__name__"} and values == {"__main__"}:
+                return True
+    return False
+
+
 def dumps(value: Any) -> bytes:
     """`pickle.dumps(value)`, with JAX's wrapped callables stored by a public name."""
     buffer = io.BytesIO()
@@ -85,7 +110,8 @@ class _Pickler(pickle.Pickler):
             return NotImplemented  # a lambda or local function: pickle says why
         if module == "__main__":
             script = _script_path(sys.modules.get("__main__"))
-            if script is not None and _finds("__main__", name, obj):
+            if (script is not None and _guards_its_work(script)
+                    and _finds("__main__", name, obj)):
                 return from_script, (script, name)
             return NotImplemented
         if isinstance(obj, type):

@@ -262,6 +262,9 @@ def test_status_shows_the_best_configurations_as_the_space_resolves_them(tmp_pat
         assert line.count("Dense(") == 1  # the branch not taken is not shown
 
 
+# A script run from its own folder imports this checkout's jaxnas, whatever is installed.
+_THIS_JAXNAS = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(REPO), os.environ.get("PYTHONPATH", "")])}
 _SCRIPT = """
 import sys
 
@@ -301,7 +304,8 @@ def test_status_shows_a_scripts_derivations_as_calls(tmp_path):
     script, root = tmp_path / "search.py", tmp_path / "run"
     script.write_text(_SCRIPT)
     derivations = subprocess.run([sys.executable, str(script), str(root)], cwd=tmp_path,
-                                 capture_output=True, text=True, check=True).stdout.split("\n")
+                                 env=_THIS_JAXNAS, capture_output=True, text=True,
+                                 check=True).stdout.split("\n")
     assert any(d.startswith("seq(") for d in derivations), derivations
 
     def status() -> list[str]:
@@ -319,6 +323,22 @@ def test_status_shows_a_scripts_derivations_as_calls(tmp_path):
     assert spec.resolve(config, build=False)["cell"].operator.__name__ in ("Conv", "seq")
     script.unlink()
     assert all("cell#0=" in line for line in status())
+
+
+def test_a_script_without_a_main_block_is_not_run_again_to_read_its_space(tmp_path):
+    """Importing a script whose search runs at its top level would run the search again:
+    its space is stored as before (by `__main__` names), and `status` shows decision paths
+    instead of running anything."""
+    script, root = tmp_path / "search.py", tmp_path / "run"
+    unguarded = _SCRIPT.replace('if __name__ == "__main__":\n', "if True:\n")
+    script.write_text(unguarded.replace("import sys\n", "import sys\nopen(sys.argv[1] + "
+                                        "'.ran', 'a').write('x')\n", 1))
+    subprocess.run([sys.executable, str(script), str(root)], cwd=tmp_path, env=_THIS_JAXNAS,
+                   capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "jaxnas", "status", str(root)], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "cell#0=" in out and "6 trials" in out
+    assert Path(str(root) + ".ran").read_text() == "x"  # the script ran once, not again
 
 
 def test_unusable_folders_get_clear_errors(tmp_path):
