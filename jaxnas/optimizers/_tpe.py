@@ -66,7 +66,8 @@ import numpy as np
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
 from jaxnas.optimizers._random_search import RandomSearchState, _single_fidelity
-from jaxnas.optimizers.parzen import GAMMA_CAP, Observations, ParzenEstimator, SlotKinds, split
+from jaxnas.optimizers.parzen import (GAMMA_CAP, Observations, ParzenEstimator, SlotKinds,
+                                      split, uniforms_per_draw)
 from jaxnas.space import Config, SearchSpace
 
 
@@ -165,7 +166,7 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
     observed = Observations(spec, kinds, trials.configs)
     overall_below, _ = split(trials)
     # Every group's uniforms in one draw (each draw is a loop of its own on a CPU).
-    widths = [1 + 3 * len(group) for group in groups]  # ParzenEstimator.uniforms_per_draw
+    widths = [uniforms_per_draw(len(group)) for group in groups]
     draws = jax.random.uniform(key, (batch * n_candidates, sum(widths)))
     units = jnp.zeros((batch, len(spec.paths)), jnp.float32)
     for group, end, width in zip(groups, np.cumsum(widths), widths):
@@ -195,8 +196,7 @@ def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
     over the trials that use the group, the good ones among them their own best and those
     in `overall_below`. The estimators see the group's columns alone."""
     eligible = observed.active[:, int(group[0])]
-    own = observed.columns(group)
-    own.active = own.active & eligible[:, None]
+    own = observed.columns(group, used=eligible)
     below, above = split(trials, eligible)
     below = below | (overall_below & eligible)  # as Optuna's `group=True`
     rows, members, above = _good_and_bad(trials, below, above, overall_below)

@@ -76,20 +76,31 @@ class Observations:
             setattr(subset, name, getattr(self, name)[index])
         return subset
 
-    def columns(self, cols: np.ndarray, *, used: bool = False) -> Observations:
+    def columns(self, cols: np.ndarray, *, used: bool | jax.Array | None = None
+                ) -> Observations:
         """The observations of slots `cols` (static indices) alone, as if the space had
         only those: an estimator of them models, samples and scores those slots only, at a
-        cost that does not grow with the rest of the space. With `used`, every row counts
-        as using all of them (candidates for a group of slots)."""
+        cost that does not grow with the rest of the space. `used`: None keeps each row's
+        own use of the slots; True counts every row as using them all (candidates for a
+        group of slots); a `(C,)` bool array counts only those rows as using them (the
+        trials that use a group)."""
         cols = np.asarray(cols)
         subset = object.__new__(Observations)
         subset.kinds = self.kinds.columns(cols)
         subset.categorical = self.categorical[cols]
         for name in ("units", "active", "lower", "upper", "choices", "ranks"):
             setattr(subset, name, getattr(self, name)[:, cols])
-        if used:
+        if used is True:
             subset.active = jnp.ones_like(subset.active)
+        elif used is not None:
+            subset.active = subset.active & jnp.asarray(used)[:, None]
         return subset
+
+
+def uniforms_per_draw(dims: int) -> int:
+    """How many uniforms `ParzenEstimator.units_from` reads for one draw of `dims` slots:
+    the mixture component, then per slot a normal, a keep-or-redraw and a choice."""
+    return 1 + 3 * dims
 
 
 def split(trials: Trials, eligible: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -152,7 +163,7 @@ class ParzenEstimator:
     @property
     def uniforms_per_draw(self) -> int:
         """How many uniforms one draw of `units_from` reads."""
-        return 1 + 3 * self.observed.units.shape[1]
+        return uniforms_per_draw(self.observed.units.shape[1])
 
     def units_from(self, draws: jax.Array) -> tuple[jax.Array, jax.Array]:
         """`sample_units`, from `(count, uniforms_per_draw)` uniforms in [0, 1)."""
