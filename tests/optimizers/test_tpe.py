@@ -75,17 +75,9 @@ def _truncated(mean, sigma):
     return stats.truncnorm((0.0 - mean) / sigma, (1.0 - mean) / sigma, loc=mean, scale=sigma)
 
 
-def _reference_log_density(members, order, units, active, lower, upper, kinds, prior_weight,
-                           candidate, prior_log_density=None):
-    """log of one Parzen estimator at one candidate, from Optuna's formulas."""
-    c_units, c_active, c_lower, c_upper = candidate
-    n = len(members)
-    # Optuna's default_weights over the members in trial order.
-    weights = np.ones(n) if n < 25 else np.concatenate(
-        [np.linspace(1.0 / n, 1.0, num=n - 25), np.ones(25)])
-    weights = np.append(weights[np.argsort(np.argsort(order))], prior_weight)
-    weights /= weights.sum()
-    sigmas = {}  # (member, slot) -> bandwidth, Optuna 5's `compute_sigmas` per slot
+def _reference_sigmas(members, units, active) -> dict:
+    """(member, slot) -> bandwidth, Optuna 5's `compute_sigmas` per slot."""
+    sigmas = {}
     for d in range(units.shape[1]):
         users = [m for m in members if active[m, d]]
         mus = np.array([units[m, d] for m in users])
@@ -99,6 +91,20 @@ def _reference_log_density(members, order, units, active, lower, upper, kinds, p
                           1.0 / min(100.0, len(users) + 2),
                           1.0)
         sigmas.update({(m, d): sigma for m, sigma in zip(users, clipped)})
+    return sigmas
+
+
+def _reference_log_density(members, order, units, active, lower, upper, kinds, prior_weight,
+                           candidate, prior_log_density=None):
+    """log of one Parzen estimator at one candidate, from Optuna's formulas."""
+    c_units, c_active, c_lower, c_upper = candidate
+    n = len(members)
+    # Optuna's default_weights over the members in trial order.
+    weights = np.ones(n) if n < 25 else np.concatenate(
+        [np.linspace(1.0 / n, 1.0, num=n - 25), np.ones(25)])
+    weights = np.append(weights[np.argsort(np.argsort(order))], prior_weight)
+    weights /= weights.sum()
+    sigmas = _reference_sigmas(members, units, active)
     components = []
     for m in members:
         log_p = 0.0
@@ -131,6 +137,43 @@ def _reference_log_density(members, order, units, active, lower, upper, kinds, p
                 prior_log_density += _truncated(0.5, 1.0).logpdf(c_units[d])
     components.append(prior_log_density)
     return float(np.log(np.sum(weights * np.exp(np.array(components)))))
+
+
+_TIES_SPACE = {"x": jn.Float(0.0, 1.0), "y": jn.Float(0.0, 1.0), "i": jn.Integer(0, 4)}
+
+
+@functools.cache
+def _sigmas_of():
+    spec = jn.compile(_TIES_SPACE)
+    kinds = parzen.SlotKinds(spec)
+
+    @jax.jit
+    def sigmas(units, members, users):
+        configs = jax.vmap(spec.from_unit)(units)
+        observed = parzen.Observations(spec, kinds, configs).columns(np.arange(3), used=users)
+        return observed.units, observed.active, parzen.ParzenEstimator(
+            observed, members, 1.0).sigmas
+
+    return sigmas
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 64), st.integers(0, 2**31 - 1))
+def test_bandwidths_are_optunas_with_ties_in_row_order(rows, seed):
+    """Each member's bandwidth per slot is Optuna's (the larger distance to a neighbour
+    among the members that use the slot, the ends' rule, the magic clip), equal values
+    (an integer's, and floats on a coarse grid) taken in row order."""
+    rng = np.random.default_rng(seed)
+    capacity = 64
+    units = np.round(rng.random((capacity, 3)), rng.integers(1, 3)).astype(np.float32)
+    members = np.arange(capacity) < rows
+    members &= rng.random(capacity) < rng.uniform(0.3, 1.0)
+    users = rng.random(capacity) < rng.uniform(0.5, 1.0)
+    encoded, active, sigmas = (np.asarray(a) for a in _sigmas_of()(units, members, users))
+    member_rows = np.flatnonzero(members)
+    expected = _reference_sigmas(member_rows, encoded.astype(np.float64), active)
+    for (m, d), sigma in expected.items():
+        assert sigmas[m, d] == pytest.approx(sigma, rel=1e-5, abs=1e-6), (m, d)
 
 
 _SPLIT_CAPACITY = 300  # above GAMMA_CAP's share: up to 25 good trials of 300
