@@ -111,12 +111,19 @@ def split(trials: Trials, eligible: jax.Array | None = None) -> tuple[jax.Array,
     success = eligible & (trials.status == Status.SUCCESS)
     n = jnp.sum(success, dtype=jnp.int32)
     n_below = jnp.minimum(jnp.ceil(GAMMA_SHARE * n).astype(jnp.int32), GAMMA_CAP)
-    # The best `n_below` successes, ties to the lower row (top_k's order; `+ 0.0` makes
-    # -0.0 tie with 0.0). A top-k of GAMMA_CAP, not a sort of the table: on a CPU, XLA
-    # sorts a few hundred values in tens of microseconds, its top-k in a few.
-    k = min(GAMMA_CAP, trials.losses.shape[0])
-    best = jax.lax.top_k(-jnp.where(success, trials.losses + 0.0, jnp.inf), k)[1]
-    below = success & jnp.zeros_like(success).at[best].set(jnp.arange(k) < n_below)
+    # The best `n_below` successes, equal losses in row order (`+ 0.0`: -0.0 ties with
+    # 0.0): those below the `n_below`-th smallest loss, then the first rows at it. Its
+    # value comes from a top-k of GAMMA_CAP, not a sort of the table (on a CPU, XLA sorts
+    # a few hundred values in tens of microseconds, its top-k in a few); a top-k's own
+    # order of equal values is not the rows' on every backend.
+    key = jnp.where(success, trials.losses + 0.0, jnp.inf)
+    k = min(GAMMA_CAP, key.shape[0])
+    smallest = -jax.lax.top_k(-key, k)[0]  # ascending
+    threshold = smallest[jnp.clip(n_below - 1, 0, k - 1)]
+    under = success & (key < threshold)
+    at = success & (key == threshold)
+    room = n_below - jnp.sum(under, dtype=jnp.int32)
+    below = (n_below > 0) & (under | (at & (jnp.cumsum(at) <= room)))
     used = eligible & (trials.status != Status.EMPTY)
     return below, used & ~below
 
