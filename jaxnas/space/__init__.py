@@ -3,6 +3,7 @@
 from jaxnas.space._compile import compile  # noqa: A004 - the public name shadows the builtin
 from jaxnas.space._config import Config
 from jaxnas.space._expand import SpaceError
+from jaxnas.space._feasible import CONSTRAINT_TRIES
 from jaxnas.space._parameters import (
     Bool,
     ByName,
@@ -16,10 +17,10 @@ from jaxnas.space._parameters import (
     IntegerFidelity,
     Operation,
     Resampled,
-    Space,
 )
 from jaxnas.space._registry import register_block, register_builder, register_maskable
-from jaxnas.space._search_space import CONSTRAINT_TRIES, FidelityInfo, SearchSpace
+from jaxnas.space._search_space import FidelityInfo, SearchSpace
+from jaxnas.space._space import Space
 from jaxnas.space._widths import MaskedDepth, MaskedWidth
 
 __all__ = [

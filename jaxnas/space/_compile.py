@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxnas.space._expand import SpaceError
-from jaxnas.space._parameters import Parameter, Space
+from jaxnas.space._parameters import Parameter
 from jaxnas.space._search_space import SearchSpace
+from jaxnas.space._space import Space
 
 DEFAULT_MAX_DEPTH = 5
 DEFAULT_MAX_SLOTS = 10_000

@@ -55,8 +55,8 @@ from jaxnas.space._parameters import (
     Operation,
     Parameter,
     Resampled,
-    Space,
 )
+from jaxnas.space._space import Space
 
 
 class SpaceError(ValueError):

@@ -6,8 +6,9 @@ and for a `Categorical` (the chosen index). Every slot is always present (fixed 
 leading axis.
 
 The class is thin: the unit encoding lives in `_encoding.py`, the prior in
-`_distributions.py`, gates in `_gates.py`, resolving in `_resolve.py`, widths in
-`_widths.py`.
+`_distributions.py`, gates in `_gates.py`, drawing until feasible in `_feasible.py`,
+derivations and their edits in `_derivations.py`, bucket signatures in `_buckets.py`,
+resolving in `_resolve.py`, widths in `_widths.py`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas._compiling import HELPER_OPTIONS, jit_with
-from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
-from jaxnas.space import _registry
+from jaxnas.space import _buckets, _derivations, _registry
 from jaxnas.space._config import Config, PathValues
 from jaxnas.space._distributions import Prior, categorical_draw, truncated_normal_unit
 from jaxnas.space._encoding import CategoricalEncoding, NumericEncoding, Packing
 from jaxnas.space._expand import expand
+from jaxnas.space._feasible import first_feasible
 from jaxnas.space._fingerprint import fingerprint
 from jaxnas.space._gates import GateTable
 from jaxnas.space._ir import Compiled
@@ -34,11 +34,6 @@ from jaxnas.space._pools import Derivation
 from jaxnas.space._resolve import Resolver
 from jaxnas.space._widths import depth_slots, width_slots
 
-
-# Candidates a constrained space draws at once per sample or mutation (`constrain`).
-CONSTRAINT_TRIES = 32
-# Draws a space with pools makes, one after another, for a derivation that fits.
-DERIVATION_TRIES = 1_000
 
 
 class FidelityInfo:
@@ -183,34 +178,12 @@ class SearchSpace:
         return ok
 
     def _first_feasible(self, draw, key: jax.Array, fallback: Config | None = None) -> Config:
-        """`draw(key)` without constraints; else the first feasible of
-        `CONSTRAINT_TRIES` draws (`fallback`, else the first draw, where none is).
-
-        With pools (`max_nodes`), where most draws fit, draws are made one at a time
-        until one is feasible, up to `DERIVATION_TRIES` (`CONSTRAINT_TRIES` for a
-        mutation, which then keeps `fallback`)."""
+        """`draw(key)` without constraints; else the first feasible draw
+        (`_feasible.first_feasible`)."""
         if not self.constrained:
             return draw(key)
-        if self._derivation is not None:
-            limit = CONSTRAINT_TRIES if fallback is not None else DERIVATION_TRIES
-
-            def another(carry: tuple) -> tuple:
-                tries, _, _ = carry
-                candidate = draw(jax.random.fold_in(key, tries))
-                return tries + 1, candidate, self.feasible(candidate)
-
-            first = draw(jax.random.fold_in(key, 0))
-            _, out, ok = jax.lax.while_loop(lambda c: ~c[2] & (c[0] < limit), another,
-                                            (jnp.int32(1), first, self.feasible(first)))
-            if fallback is None:
-                return out
-            return jax.tree.map(lambda a, b: jnp.where(ok, a, b), out, fallback)
-        candidates = jax.vmap(draw)(jax.random.split(key, CONSTRAINT_TRIES))
-        ok = jax.vmap(self.feasible)(candidates)
-        first = jax.tree.map(lambda c: c[jnp.argmax(ok)], candidates)
-        if fallback is None:
-            return first
-        return jax.tree.map(lambda a, b: jnp.where(jnp.any(ok), a, b), first, fallback)
+        return first_feasible(draw, key, self.feasible, pools=self._derivation is not None,
+                              fallback=fallback)
 
     def describe(self) -> dict[str, str]:
         """Each slot's path and definition, as text: what a resumed run compares."""
@@ -424,16 +397,8 @@ class SearchSpace:
             return self._first_feasible(lambda k: self._mutate(k, config, rate, std), key,
                                         fallback=config if self.constrained else None)
 
-        def grammar_mutation(key: jax.Array) -> Config:
-            key_slots, key_fresh, key_pick, key_rate = jax.random.split(key, 4)
-            edited = self._mutate(key_slots, config, rate, std)
-            used = self._instances_used(config)
-            pick = jnp.argmax(jnp.where(used, jax.random.uniform(key_pick, used.shape), -1.0))
-            regrow = ((jnp.arange(used.shape[0]) == pick)
-                      & (jax.random.uniform(key_rate) < rate))
-            return self._carry_over(config, edited, key_fresh, regrow)
-
-        return self._first_feasible(grammar_mutation, key, fallback=config)
+        return self._first_feasible(
+            lambda k: _derivations.mutate(self, k, config, rate, std), key, fallback=config)
 
     def carry_over(self, parent: Config, edited: Config, key: jax.Array) -> Config:
         """`edited`, a copy of `parent` with some decisions changed, laid out so that
@@ -452,57 +417,9 @@ class SearchSpace:
         if self._derivation is None:
             return edited
         none = jnp.zeros((self._derivation.n_instances,), bool)
-        return self._first_feasible(lambda k: self._carry_over(parent, edited, k, none), key,
-                                    fallback=parent)
-
-    def _instances_used(self, config: Config) -> jax.Array:
-        """`(n_instances,)` bool: the pool instances `config`'s derivation uses."""
-        site_on = self._gates.evaluate_gates(self._split(config)[1])[self._gates.site_gate] > 0
-        return self._derivation.derive(site_on)[0]
-
-    def _carry_over(self, parent: Config, edited: Config, key: jax.Array,
-                    regrow: jax.Array) -> Config:
-        """`carry_over`, with the old instances `regrow` drawn afresh with their subtrees."""
-        gates = self._gates
-        fresh = self._sample(key)
-        child_old = self._activity(self._split(parent)[1], children=True)[1]
-        on_edited = gates.evaluate_gates(self._split(edited)[1])[gates.site_gate] > 0
-        on_fresh = gates.evaluate_gates(self._split(fresh)[1])[gates.site_gate] > 0
-        source, _ = self._derivation.relayout(child_old, on_edited, on_fresh, regrow)
-        return self._assemble(source, (edited,), fresh)
-
-    def _assemble(self, source: jax.Array, olds: tuple[Config, ...], fresh: Config) -> Config:
-        """The config that `Derivation.relayout`'s `source` describes: each used instance's
-        decisions from the old instance it names (of `olds`, numbered one config after
-        another) or from `fresh` (-1); every other decision from `olds[0]`."""
-        derivation = self._derivation
-        table = jnp.asarray(derivation.slot_table)
-        n, per = len(self.paths), derivation.n_instances
-        # For each slot: -2, keep the first old config's (not an instance's own, or an
-        # instance the derivation does not use); -1, fresh; else the slot it copies, in
-        # the old configs' slots numbered one config after another.
-        taken = jnp.where(source[:, None] >= 0,
-                          table[jnp.maximum(source, 0) % per] + n * (source[:, None] // per),
-                          source[:, None])
-        pick = jnp.full((n,), -2, jnp.int32).at[jnp.where(table >= 0, table, n)].set(
-            taken, mode="drop")
-        layout = olds[0].layout
-        is_float = np.asarray(layout.is_float, bool)
-        column = np.array([layout.where[p][1] for p in self.paths], np.int32)
-
-        def merge(kind: np.ndarray, arrays: list, other: jax.Array) -> jax.Array:
-            slots = np.flatnonzero(kind)
-            width = len(slots)
-            p = pick[slots]
-            stacked = jnp.concatenate(arrays)  # the old configs' columns, one after another
-            copied = stacked[jnp.asarray(column)[jnp.maximum(p, 0) % n]
-                             + width * (jnp.maximum(p, 0) // n)]
-            return jnp.where(p == -2, arrays[0], jnp.where(p == -1, other, copied))
-
-        return Config(merge(is_float, [jnp.asarray(c.floats) for c in olds],
-                            jnp.asarray(fresh.floats)),
-                      merge(~is_float, [jnp.asarray(c.ints) for c in olds],
-                            jnp.asarray(fresh.ints)), layout)
+        return self._first_feasible(
+            lambda k: _derivations.carry_over(self, parent, edited, k, none), key,
+            fallback=parent)
 
     def crossover(self, key: jax.Array, first: Config, second: Config) -> Config:
         """A child of two configs (pure, jittable).
@@ -526,29 +443,8 @@ class SearchSpace:
                 return child
             return jax.tree.map(lambda a, b: jnp.where(self.feasible(child), a, b),
                                 child, first)
-        return self._first_feasible(lambda k: self._graft(k, first, second), key,
-                                    fallback=first)
-
-    def _graft(self, key: jax.Array, first: Config, second: Config) -> Config:
-        """One subtree crossover (see `crossover`)."""
-        derivation, gates = self._derivation, self._gates
-        per = derivation.n_instances
-        key_at, key_other = jax.random.split(key)
-        rule_of = jnp.asarray(derivation.rule_of)
-        used_first, used_second = self._instances_used(first), self._instances_used(second)
-        at = jnp.argmax(jnp.where(used_first, jax.random.uniform(key_at, (per,)), -1.0))
-        same = used_second & (rule_of == rule_of[at])
-        other = jnp.argmax(jnp.where(same, jax.random.uniform(key_other, (per,)), -1.0))
-        at = jnp.where(jnp.any(same), at, -2)  # nothing of that rule: the child is `first`
-        child_first = self._activity(self._split(first)[1], children=True)[1]
-        child_second = self._activity(self._split(second)[1], children=True)[1]
-        child_old = jnp.concatenate([child_first,
-                                     jnp.where(child_second >= 0, child_second + per, -1)])
-        on = jnp.concatenate([gates.evaluate_gates(self._split(c)[1])[gates.site_gate] > 0
-                              for c in (first, second)])
-        source, _ = derivation.relayout(child_old, on, on[:derivation.n_sites],
-                                        jnp.zeros((2 * per,), bool), (at, other + per))
-        return self._assemble(source, (first, second), first)
+        return self._first_feasible(lambda k: _derivations.graft(self, k, first, second),
+                                    key, fallback=first)
 
     def _mutate(self, key: jax.Array, config: Config, rate: float | jax.Array,
                 std: float | jax.Array) -> Config:
@@ -621,28 +517,8 @@ class SearchSpace:
         values = self._host_values(config)
         fid_value = self._fidelity_value(fidelity)
         resolver = Resolver(self._compiled.slots, values, fid_value, build, widths, depths,
-                            self._derived(values))
+                            _derivations.derived(self, values))
         return resolver.resolve(self._compiled.root)
-
-    def _derived(self, values: Mapping[str, Any]) -> tuple | None:
-        """`(instances, child)` of one config's derivation (None without pools).
-
-        Raises:
-            ValueError: the derivation needs more than `max_nodes` instances.
-        """
-        if self._derivation is None:
-            return None
-        if self._derive_program is None:
-            def child(config: Config) -> tuple[jax.Array, jax.Array]:
-                _, out, fits = self._activity(self._split(config)[1], children=True)
-                return out, fits
-            object.__setattr__(self, "_derive_program", jit_with(child, HELPER_OPTIONS))
-        child, fits = self._derive_program(self.config(values))
-        if not bool(fits):
-            raise ValueError(
-                f"the config's derivation needs more than max_nodes={self.max_nodes} rule "
-                f"instances and has probability zero; the config is not from this space.")
-        return self._compiled.pools.instances, np.asarray(child)
 
     def bucket(self, config: Mapping[str, Any], *, masked: bool | str = False) -> tuple:
         """Returns the hashable static signature of one config.
@@ -661,23 +537,7 @@ class SearchSpace:
     def buckets(self, configs: Mapping[str, Any], *,
                 masked: bool | str = False) -> list[tuple]:
         """`bucket` for a batch of configs (leading axis), as a list of signatures."""
-        widths, depths = self._open(masked)
-        paths = self.paths
-        if not paths:  # no decisions: every config has the empty signature
-            n = np.shape(configs.floats)[0] if isinstance(configs, Config) else 1
-            return [()] * n
-        arrays = {p: np.asarray(configs[p]) for p in paths}
-        if any(a.ndim != 1 for a in arrays.values()):
-            raise ValueError("buckets takes a batch of configs with one leading axis.")
-        active = self._active_rows(configs)
-        static = [i for i, s in enumerate(self._static)
-                  if s and i not in widths and i not in depths]
-        columns = [(paths[i], arrays[paths[i]].tolist()) for i in static]
-        return [
-            tuple((path, column[row]) for (path, column), i in zip(columns, static)
-                  if active[row, i])
-            for row in range(len(active))
-        ]
+        return _buckets.signatures(self, configs, masked)
 
     # ------------------------------------------------------------------- internals
 
@@ -689,21 +549,6 @@ class SearchSpace:
         if not masked:
             return {}, {}
         return self._widths, (self._depths if masked is True else {})
-
-    def _active_rows(self, configs: Mapping[str, Any]) -> np.ndarray:
-        """`(n, slots)` bool on the host: `active` of each config of a batch, computed at
-        the batch padded to a power of two (copies of the first row), so that batches of
-        every size share a handful of compiled programs."""
-        if not isinstance(configs, Config):
-            configs = self.config({p: np.asarray(configs[p]) for p in self.paths})
-        n = np.shape(configs.floats)[0]
-        rows = pad_to_power_of_two(n, HELPER_MIN_ROWS)
-        index = np.concatenate([np.arange(n), np.zeros(rows - n, int)])
-        padded = jax.tree.map(lambda a: np.asarray(a)[index], configs)
-        if self._active_program is None:
-            object.__setattr__(self, "_active_program", jit_with(
-                jax.vmap(self.active), HELPER_OPTIONS))
-        return np.asarray(self._active_program(padded).array)[:n]
 
     def _split(self, config: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Unpacks a config (a `Config` or any mapping by path) into the working vectors."""
