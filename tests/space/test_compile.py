@@ -289,3 +289,16 @@ def test_a_resolved_operation_prints_as_a_call():
     model = spec.resolve(config, build=False)["model"]
     assert str(model) == (f"Sequential([Dense({int(config['model.args[0][0].args[0]'])}), "
                           f"relu, MaxPool(window=2), Conv(4, (3,))])")
+
+
+def test_a_space_pickled_before_space_moved_module_still_loads():
+    """Run folders store their space pickled; `Space` was in `jaxnas.space._parameters`
+    before it moved to `_space`, and a pickle naming the old place still loads."""
+    import pickle
+
+    space = jn.Space({"x": jn.Float(0.0, 1.0)})
+    old = pickle.dumps(space, protocol=0).replace(b"jaxnas.space._space\n",
+                                                  b"jaxnas.space._parameters\n")
+    assert b"jaxnas.space._parameters\nSpace" in old
+    loaded = pickle.loads(old)
+    assert type(loaded) is jn.Space and jn.compile(loaded) == jn.compile(space)
