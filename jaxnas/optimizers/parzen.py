@@ -158,22 +158,17 @@ class ParzenEstimator:
     def sample(self, spec: SearchSpace, key: jax.Array, count: int) -> tuple[Config, jax.Array]:
         """`count` draws from the mixture, and `(count,)` bool: which came from the prior
         component (drawn here from the uninformative prior)."""
-        units, prior_drawn = self.sample_units(key, count)
-        return jax.vmap(spec.from_unit)(units), prior_drawn
-
-    def sample_units(self, key: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
-        """`sample`'s draws in the unit encoding of the observed slots, `(count, D)`."""
         # One draw of every uniform the sample needs: on a CPU each separate draw is a
         # loop of its own in the program (tens of microseconds), whatever its size.
-        return self.units_from(jax.random.uniform(key, (count, self.uniforms_per_draw)))
-
-    @property
-    def uniforms_per_draw(self) -> int:
-        """How many uniforms one draw of `units_from` reads."""
-        return uniforms_per_draw(self.observed.units.shape[1])
+        dims = self.observed.units.shape[1]
+        units, prior_drawn = self.units_from(
+            jax.random.uniform(key, (count, uniforms_per_draw(dims))))
+        return jax.vmap(spec.from_unit)(units), prior_drawn
 
     def units_from(self, draws: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """`sample_units`, from `(count, uniforms_per_draw)` uniforms in [0, 1)."""
+        """`sample`'s draws in the unit encoding of the observed slots, `(count, D)`, and
+        which came from the prior component, made from `(count, uniforms_per_draw(D))`
+        uniforms in [0, 1)."""
         observed = self.observed
         capacity, dims = observed.units.shape
         component = _base.inverse_cdf(draws[:, 0], jnp.exp(self.log_weights))  # 0..C
