@@ -172,7 +172,10 @@ def compile_optimizer(optimizer: Any, zero_losses: Any) -> tuple[Any, Any, Any, 
 
 
 def _traced_once(fn: Any) -> Any:
-    """`fn`, raising if it is traced a second time (a benchmark's call that would compile)."""
+    """`fn`, raising if it is traced a second time (a benchmark's call that would compile).
+
+    Not `chex.assert_max_traces`: it counts by the function's code, so the `ask` this
+    module makes for each optimiser would share one count."""
     traces = 0
 
     def traced(*args: Any) -> Any:
