@@ -34,10 +34,13 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-from mnist1d.data import get_dataset_args, make_dataset
 
 import jaxnas as jn
+
+try:  # the CNN example's data
+    from examples.mnist1d_cnn import mnist1d
+except ImportError:  # run as a script: its own folder is on sys.path
+    from mnist1d_cnn import mnist1d
 
 CLASSES = 10
 CHANNELS = 16  # fixed: a residual's body must keep its input's shape
@@ -124,16 +127,6 @@ def grammar_space(epochs: int) -> dict:
         "learning_rate": jn.Float(1e-3, 3e-2, log=True),
         "epochs": jn.IntegerFidelity(1, epochs),  # evolution trains every trial to the top
     }
-
-
-def mnist1d(seed: int) -> tuple:
-    """Train / validation / test splits; signals shaped (N, 40, 1) for a channels-last conv."""
-    args = get_dataset_args()
-    args.seed = seed
-    data = make_dataset(args)
-    x, y = data["x"].astype(np.float32)[..., None], data["y"].astype(np.int32)
-    x_test, y_test = data["x_test"].astype(np.float32)[..., None], data["y_test"].astype(np.int32)
-    return (x[:3200], y[:3200]), (x[3200:], y[3200:]), (x_test, y_test)
 
 
 def main() -> None:

@@ -48,7 +48,8 @@ def attribute(module: str, name: str) -> Any:
 
 def from_script(path: str, name: str) -> Any:
     """`name` in the script at `path`: the running `__main__` where that script is it,
-    else the script imported once per process as a module of its own."""
+    else the script imported once per process as a module of its own (its folder first on
+    `sys.path` meanwhile, as when it runs, so that it imports its neighbours)."""
     main = sys.modules.get("__main__")
     if _script_path(main) == path:
         return attribute("__main__", name)
@@ -59,11 +60,14 @@ def from_script(path: str, name: str) -> Any:
             raise ImportError(f"the script {path!r} that defined {name!r} cannot be imported")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
+        sys.path.insert(0, os.path.dirname(path))  # as running it does: its own imports
         try:
             spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[module_name]
             raise
+        finally:
+            sys.path.remove(os.path.dirname(path))
     return attribute(module_name, name)
 
 

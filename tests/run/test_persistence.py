@@ -269,6 +269,7 @@ _SCRIPT = """
 import sys
 
 import jaxnas as jn
+from kernels import KERNELS  # a module beside the script
 
 
 class Conv:
@@ -282,7 +283,7 @@ def seq(*cells):
 
 def space():
     cell = jn.ByName("cell")
-    return {"cell": jn.Categorical((jn.Operation(Conv, args=(jn.Categorical((3, 5)),)),
+    return {"cell": jn.Categorical((jn.Operation(Conv, args=(jn.Categorical(KERNELS),)),
                                     jn.Resampled(jn.Operation(
                                         seq, args=(cell.resample(), cell.resample()))))),
             "x": jn.Float(0.0, 1.0)}
@@ -299,10 +300,12 @@ if __name__ == "__main__":
 
 def test_status_shows_a_scripts_derivations_as_calls(tmp_path):
     """A space written in a script (its operators in `__main__`) is read back by another
-    process, which imports the script without running its main block: `status` shows each
-    derivation as the script resolved it. Without the script it falls back to paths."""
+    process, which imports the script without running its main block (its folder on the
+    path, for the module beside it): `status` shows each derivation as the script resolved
+    it. Without the script it falls back to paths."""
     script, root = tmp_path / "search.py", tmp_path / "run"
     script.write_text(_SCRIPT)
+    (tmp_path / "kernels.py").write_text("KERNELS = (3, 5)\n")
     derivations = subprocess.run([sys.executable, str(script), str(root)], cwd=tmp_path,
                                  env=_THIS_JAXNAS, capture_output=True, text=True,
                                  check=True).stdout.split("\n")
@@ -333,6 +336,7 @@ def test_a_script_without_a_main_block_is_not_run_again_to_read_its_space(tmp_pa
     unguarded = _SCRIPT.replace('if __name__ == "__main__":\n', "if True:\n")
     script.write_text(unguarded.replace("import sys\n", "import sys\nopen(sys.argv[1] + "
                                         "'.ran', 'a').write('x')\n", 1))
+    (tmp_path / "kernels.py").write_text("KERNELS = (3, 5)\n")
     subprocess.run([sys.executable, str(script), str(root)], cwd=tmp_path, env=_THIS_JAXNAS,
                    capture_output=True, text=True, check=True)
     out = subprocess.run([sys.executable, "-m", "jaxnas", "status", str(root)], cwd=REPO,
