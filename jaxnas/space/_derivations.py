@@ -61,9 +61,7 @@ def mutate(spec: SearchSpace, key: jax.Array, config: Config, rate: float | jax.
 
 def instances_used(spec: SearchSpace, config: Config) -> jax.Array:
     """`(n_instances,)` bool: the pool instances `config`'s derivation uses."""
-    gates = spec._gates
-    site_on = gates.evaluate_gates(spec._split(config)[1])[gates.site_gate] > 0
-    return spec._derivation.derive(site_on)[0]
+    return spec._derivation.derive(spec._gates.site_use(spec._split(config)[1]))[0]
 
 
 def carry_over(spec: SearchSpace, parent: Config, edited: Config, key: jax.Array,
@@ -73,8 +71,8 @@ def carry_over(spec: SearchSpace, parent: Config, edited: Config, key: jax.Array
     gates = spec._gates
     fresh = spec._sample(key)
     child_old = spec._activity(spec._split(parent)[1], children=True)[1]
-    on_edited = gates.evaluate_gates(spec._split(edited)[1])[gates.site_gate] > 0
-    on_fresh = gates.evaluate_gates(spec._split(fresh)[1])[gates.site_gate] > 0
+    on_edited = gates.site_use(spec._split(edited)[1])
+    on_fresh = gates.site_use(spec._split(fresh)[1])
     source, _ = spec._derivation.relayout(child_old, on_edited, on_fresh, regrow)
     return assemble(spec, source, (edited,), fresh)
 
@@ -94,8 +92,7 @@ def graft(spec: SearchSpace, key: jax.Array, first: Config, second: Config) -> C
     child_second = spec._activity(spec._split(second)[1], children=True)[1]
     child_old = jnp.concatenate([child_first,
                                  jnp.where(child_second >= 0, child_second + per, -1)])
-    on = jnp.concatenate([gates.evaluate_gates(spec._split(c)[1])[gates.site_gate] > 0
-                          for c in (first, second)])
+    on = jnp.concatenate([gates.site_use(spec._split(c)[1]) for c in (first, second)])
     source, _ = derivation.relayout(child_old, on, on[:derivation.n_sites],
                                     jnp.zeros((2 * per,), bool), (at, other + per))
     return assemble(spec, source, (first, second), first)

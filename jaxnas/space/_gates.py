@@ -154,6 +154,11 @@ class GateTable:
             return jnp.asarray(self.slot_gate == 0)
         return self.evaluate_gates(indices, instance_on)[self.slot_gate].astype(bool)
 
+    def site_use(self, indices: jax.Array) -> jax.Array:
+        """`(n_sites,)` bool: which references to recursive rules the categorical indices
+        use, each instance's seen from inside it (what `Derivation.derive` reads)."""
+        return self.evaluate_gates(indices)[self.site_gate] > 0
+
     def evaluate_gates(self, indices: jax.Array,
                        instance_on: jax.Array | None = None) -> jax.Array:
         """Every compact gate's state `(n_gates,)` int32 (1: on).

@@ -171,7 +171,7 @@ class SearchSpace:
         ok = jnp.ones((), bool)
         if self._derivation is not None:
             indices = self._split(config)[1]
-            site_on = self._gates.evaluate_gates(indices)[self._gates.site_gate] > 0
+            site_on = self._gates.site_use(indices)
             ok = self._derivation.derive(site_on)[2]
         for predicate in self._constraints:
             ok = ok & jnp.asarray(predicate(config), bool)
@@ -477,7 +477,7 @@ class SearchSpace:
         `children`, the instance each reference takes (`Derivation.derive`; else None)."""
         if self._derivation is None:
             return self._gates.evaluate(indices), None, jnp.ones((), bool)
-        site_on = self._gates.evaluate_gates(indices)[self._gates.site_gate] > 0
+        site_on = self._gates.site_use(indices)
         instance_on, child, fits = self._derivation.derive(site_on, children)
         return self._gates.evaluate(indices, instance_on), child, fits
 
