@@ -551,7 +551,7 @@ def _short(choices: tuple, limit: int = 60) -> str:
 
 def __getattr__(name: str) -> Any:
     """`Space` moved to `_space.py`; run folders pickled before then name it here."""
-    if name == "Space":
+    if name == "Space":  # tests/space/data/space_before_the_split.pickle
         from jaxnas.space._space import Space
         return Space
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
