@@ -72,16 +72,25 @@ class Config(Mapping):
         Raises:
             KeyError: a path that is not in the config.
         """
-        floats, ints = jnp.asarray(self.floats), jnp.asarray(self.ints)
-        for path, value in updates.items():
+        for path in updates:
             if path not in self.layout.where:
                 raise KeyError(f"no path {path!r} in this config")
+        traced = any(isinstance(a, jax.core.Tracer)
+                     for a in (self.floats, self.ints, *updates.values()))
+        # Concrete values are written on the host and moved once (an update a path would
+        # be an eager device op each); traced ones as scatters in the program.
+        xp = jnp if traced else np
+        floats = jnp.asarray(self.floats) if traced else np.array(self.floats)
+        ints = jnp.asarray(self.ints) if traced else np.array(self.ints)
+        for path, value in updates.items():
             is_float, col = self.layout.where[path]
             if is_float:
-                floats = floats.at[..., col].set(jnp.asarray(value, floats.dtype))
+                value = xp.asarray(value, floats.dtype)
+                floats = floats.at[..., col].set(value) if traced else _set(floats, col, value)
             else:
-                ints = ints.at[..., col].set(jnp.asarray(value, ints.dtype))
-        return Config(floats, ints, self.layout)
+                value = xp.asarray(value, ints.dtype)
+                ints = ints.at[..., col].set(value) if traced else _set(ints, col, value)
+        return Config(jnp.asarray(floats), jnp.asarray(ints), self.layout)
 
     def __getitem__(self, path: str) -> Any:
         try:
@@ -151,3 +160,9 @@ class PathValues(Mapping):
             return f"PathValues({dict(zip(self.paths, np.asarray(self.array).tolist()))})"
         except Exception:  # a tracer
             return f"PathValues({len(self.paths)} paths, {getattr(self.array, 'aval', '')})"
+
+
+def _set(array: np.ndarray, col: int, value: np.ndarray) -> np.ndarray:
+    """`array[..., col] = value` in place (a host copy `Config.replace` owns)."""
+    array[..., col] = value
+    return array

@@ -570,6 +570,8 @@ class SearchSpace:
 
     def _host_values(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
         self._check_paths(config)
+        if isinstance(config, Config):  # to the host once, not one device read a path
+            config = Config(np.asarray(config.floats), np.asarray(config.ints), config.layout)
         values = {p: np.asarray(config[p]) for p in self.paths}
         batched = [p for p, v in values.items() if v.ndim]
         if batched:

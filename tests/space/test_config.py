@@ -45,6 +45,23 @@ def test_replace_returns_a_new_config(spec):
         config.replace({"x": 1})
 
 
+def test_replace_agrees_eagerly_under_jit_and_on_a_batch(spec):
+    """Concrete values are written on the host, traced ones in the program: both give the
+    same config of device arrays, for one config and for a batch (a value a row)."""
+    config = spec.sample(jax.random.key(2))
+    eager = config.replace({"lr": 0.02, "depth": 2})
+    traced = jax.jit(lambda c, lr, depth: c.replace({"lr": lr, "depth": depth}))(
+        config, jnp.float32(0.02), jnp.int32(2))
+    for a, b in ((eager.floats, traced.floats), (eager.ints, traced.ints)):
+        assert isinstance(a, jax.Array) and a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    batch = jax.vmap(spec.sample)(jax.random.split(jax.random.key(3), 4))
+    moved = batch.replace({"depth": np.arange(1, 5), "wd": 0.05})
+    np.testing.assert_array_equal(np.asarray(moved["depth"]), [1, 2, 3, 4])
+    np.testing.assert_allclose(np.asarray(moved["wd"]), 0.05)
+    np.testing.assert_array_equal(np.asarray(moved["act"]), np.asarray(batch["act"]))
+
+
 def test_plain_dicts_are_accepted_everywhere(spec):
     config = spec.sample(jax.random.key(1))
     as_dict = {p: np.asarray(v) for p, v in config.items()}
