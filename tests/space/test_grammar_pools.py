@@ -4,6 +4,7 @@ instances filled by a breadth-first derivation, instead of unrolling to `max_dep
 Distribution checks use fixed seeds and allow 5 standard errors at their sample sizes.
 """
 
+import functools
 import math
 import pickle
 
@@ -115,16 +116,17 @@ def test_references_take_instances_breadth_first():
 
 def test_a_derivation_past_the_budget_is_infeasible():
     spec = jn.compile(grammar_like(), max_nodes=4)
-    every_s_doubles = spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+    every_s_doubles = _lowest(spec).replace(
         {f"S#{k}": 5 for k in range(4)})
     assert not bool(spec.feasible(every_s_doubles))
     with pytest.raises(ValueError, match="max_nodes=4"):
         spec.resolve(every_s_doubles)
     keys = jax.random.split(jax.random.key(1), 256)
-    assert bool(jnp.all(jax.vmap(spec.feasible)(jax.vmap(spec.sample)(keys))))
-    mutated = jax.vmap(lambda k, c: spec.mutate(k, c, 0.5, 0.2))(
-        keys, jax.vmap(spec.sample)(keys))
-    assert bool(jnp.all(jax.vmap(spec.feasible)(mutated)))
+    feasible = jax.jit(jax.vmap(spec.feasible))  # one program, not op-by-op dispatch
+    sampled = jax.jit(jax.vmap(spec.sample))(keys)
+    assert bool(jnp.all(feasible(sampled)))
+    mutated = jax.jit(jax.vmap(lambda k, c: spec.mutate(k, c, 0.5, 0.2)))(keys, sampled)
+    assert bool(jnp.all(feasible(mutated)))
 
 
 def test_rules_that_refer_to_each_other_share_the_budget():
@@ -135,15 +137,15 @@ def test_rules_that_refer_to_each_other_share_the_budget():
     # `_term`, an intermediate, starts no derivation of its own (a `term` entry would).
     spec = jn.compile({"expr": expr, "_term": term}, max_nodes=8)
     assert {p.split("#")[0] for p in spec.paths if "#" in p} == {"expr", "_term"}
-    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(2), 512))
-    assert bool(jnp.all(jax.vmap(spec.feasible)(configs)))
-    config = spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+    configs = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(2), 512))
+    assert bool(jnp.all(jax.jit(jax.vmap(spec.feasible))(configs)))
+    config = _lowest(spec).replace(
         {"expr#0": 0, "_term#0": 0, "_term#0.choices[0][0]": 3, "expr#1": 1, "_term#1": 0,
          "_term#1.choices[0][0]": 4})
     assert spec.resolve(config)["expr"] == ((3,), "+", ((4,),))
     # Each instance used counts against the one budget: 2 expr + 2 term here.
-    assert sum(bool(spec.active(config)[p]) for p in spec.paths
-               if "#" in p and "." not in p) == 4
+    active = spec.active(config)
+    assert sum(bool(active[p]) for p in spec.paths if "#" in p and "." not in p) == 4
 
 
 def test_spaces_without_recursion_are_the_same_with_a_budget():
@@ -192,10 +194,17 @@ def test_a_grammar_that_cannot_finish_within_the_budget_names_the_rule():
         jn.compile(endless, max_nodes=100)
 
 
+@functools.cache
+def _lowest(spec):
+    """The config of every slot's lowest value (a space is hashable: one jitted
+    `from_unit` a space, not an op-by-op one a call)."""
+    return jax.jit(spec.from_unit)(jnp.zeros(len(spec.paths)))
+
+
 def _hand_derivation(spec):
     """S#0 -> S S O*6; S#1 -> S C; S#2 -> ReLUConvBN; S#3 -> ReLUConvBN; S#1's C -> O S
     ReLUConvBN; S#4 -> O O O (as in `test_references_take_instances_breadth_first`)."""
-    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(
+    return _lowest(spec).replace(
         {"S#0": 5, "S#1": 3, "S#2": 1, "S#3": 1, "S#1.choices[3].args[1]": 1, "S#4": 4})
 
 
@@ -225,13 +234,13 @@ def test_an_edited_production_keeps_the_rest_of_the_tree():
 
 def test_mutation_without_changes_is_the_parent_and_with_changes_stays_feasible():
     spec = jn.compile(grammar_like(), max_nodes=8)
-    parents = jax.vmap(spec.sample)(jax.random.split(jax.random.key(4), 64))
+    parents = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(4), 64))
     keys = jax.random.split(jax.random.key(5), 64)
     mutate = jax.jit(jax.vmap(spec.mutate, in_axes=(0, 0, None, None)))
     same = mutate(keys, parents, 0.0, 0.1)
     np.testing.assert_array_equal(np.asarray(same.ints), np.asarray(parents.ints))
     moved = mutate(keys, parents, 1.0, 0.1)
-    assert bool(jnp.all(jax.vmap(spec.feasible)(moved)))
+    assert bool(jnp.all(jax.jit(jax.vmap(spec.feasible))(moved)))
     assert np.mean(np.any(np.asarray(moved.ints) != np.asarray(parents.ints), axis=1)) > 0.9
 
 
@@ -270,7 +279,7 @@ def _from_derivation(spec, tree):
             else:
                 queue.append(arg)
         k += 1
-    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(values), len(queue)
+    return _lowest(spec).replace(values), len(queue)
 
 
 def test_a_derivation_neps_records_is_one_of_the_space():
@@ -356,7 +365,7 @@ def _from_alt_derivation(spec, tree):
                     else:
                         values[f"{here}.args.choices[{c_production}][{i}]"] = c_arg
         k += 1
-    return spec.from_unit(jnp.zeros(len(spec.paths))).replace(values), len(queue)
+    return _lowest(spec).replace(values), len(queue)
 
 
 def test_the_alternative_forms_recorded_derivation_is_one_of_the_space():
@@ -367,7 +376,8 @@ def test_the_alternative_forms_recorded_derivation_is_one_of_the_space():
     config, size = _from_alt_derivation(spec, NEPS_RECORDED_ALT)
     assert size == 18 and bool(spec.feasible(config))
     assert _render(spec.resolve(config, build=False)["S"]) == NEPS_RECORDED_ALT_STRING
-    used = [p for p in spec.paths if bool(spec.active(config)[p])]
+    active = spec.active(config)
+    used = [p for p in spec.paths if bool(active[p])]
     assert len(used) == 52  # NePS's 52 decisions, one slot each
 
 
@@ -380,10 +390,10 @@ def test_crossover_grafts_a_subtree_of_the_second_parent_into_the_first():
                 for at, _ in _subtrees(HAND) for _, sub in _subtrees(NEPS_RECORDED)}
     cross = jax.jit(jax.vmap(spec.crossover, in_axes=(0, None, None)))
     children = cross(jax.random.split(jax.random.key(6), 32), first, second)
+    assert bool(jnp.all(jax.jit(jax.vmap(spec.feasible))(children)))
     seen = set()
     for k in range(32):
         child = jax.tree.map(lambda a, k=k: a[k], children)
-        assert bool(spec.feasible(child))
         seen.add(_render(spec.resolve(child, build=False)["S"]))
     assert seen <= expected and len(seen) > 8  # 5 x 11 possible grafts
 
@@ -476,12 +486,12 @@ def test_prior_unit_encoding_and_buckets_keep_their_meaning():
              for name, draw in (("uniform", spec.sample), ("prior", spec.sample_prior))}
     assert np.mean(roots["prior"] == 1) > np.mean(roots["uniform"] == 1) + 0.2
 
-    configs = jax.vmap(spec.sample)(keys[:256])
-    back = jax.vmap(spec.from_unit)(jax.vmap(spec.to_unit)(configs))
+    configs = jax.jit(jax.vmap(spec.sample))(keys[:256])
+    back = jax.jit(jax.vmap(lambda c: spec.from_unit(spec.to_unit(c))))(configs)
     np.testing.assert_array_equal(np.asarray(back.ints), np.asarray(configs.ints))
     np.testing.assert_allclose(np.asarray(back.floats), np.asarray(configs.floats), rtol=1e-5)
 
-    active = np.asarray(jax.vmap(lambda c: spec.active(c).array)(configs))
+    active = np.asarray(jax.jit(jax.vmap(lambda c: spec.active(c).array))(configs))
     row = next(i for i in range(256) if not active[i, spec.paths.index("cell#7")])
     config = jax.tree.map(lambda x: x[row], configs)
     moved = config.replace({"cell#7": (int(config["cell#7"]) + 1) % 3, "lr": 0.05})
