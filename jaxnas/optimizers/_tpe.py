@@ -67,7 +67,7 @@ from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status, Trials
 from jaxnas.optimizers._random_search import RandomSearchState, _single_fidelity
 from jaxnas.optimizers.parzen import (GAMMA_CAP, Observations, ParzenEstimator, SlotKinds,
-                                      split, uniforms_per_draw)
+                                      best_rows, split, uniforms_per_draw)
 from jaxnas.space import Config, SearchSpace
 
 
@@ -180,12 +180,11 @@ def _good_and_bad(trials: Trials, below: jax.Array, above: jax.Array,
                   overall_below: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The good group's rows (at most `GAMMA_CAP`, the best; in trial order, which its
     recency weights read), which of them are members, and the bad group's members."""
-    k = min(GAMMA_CAP, below.shape[0])
-    rows = jnp.sort(jax.lax.top_k(jnp.where(below, -trials.losses, -jnp.inf), k)[1])
+    rows, members = best_rows(trials.losses, below, GAMMA_CAP)
     if overall_below is not None:  # the two rules together may give more: the rest are bad
-        good_rows = jnp.zeros_like(below).at[rows].set(below[rows])
+        good_rows = jnp.zeros_like(below).at[rows].max(members)
         above = (above | below) & ~good_rows
-    return rows, below[rows], above
+    return rows, members, above
 
 
 def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,

@@ -10,6 +10,7 @@ Optuna 5's `_ParzenEstimator` and where they differ, are in `jaxnas/optimizers/_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -111,21 +112,44 @@ def split(trials: Trials, eligible: jax.Array | None = None) -> tuple[jax.Array,
     success = eligible & (trials.status == Status.SUCCESS)
     n = jnp.sum(success, dtype=jnp.int32)
     n_below = jnp.minimum(jnp.ceil(GAMMA_SHARE * n).astype(jnp.int32), GAMMA_CAP)
-    # The best `n_below` successes, equal losses in row order (`+ 0.0`: -0.0 ties with
-    # 0.0): those below the `n_below`-th smallest loss, then the first rows at it. Its
-    # value comes from a top-k of GAMMA_CAP, not a sort of the table (on a CPU, XLA sorts
-    # a few hundred values in tens of microseconds, its top-k in a few); a top-k's own
-    # order of equal values is not the rows' on every backend.
-    key = jnp.where(success, trials.losses + 0.0, jnp.inf)
-    k = min(GAMMA_CAP, key.shape[0])
-    smallest = -jax.lax.top_k(-key, k)[0]  # ascending
-    threshold = smallest[jnp.clip(n_below - 1, 0, k - 1)]
-    under = success & (key < threshold)
-    at = success & (key == threshold)
-    room = n_below - jnp.sum(under, dtype=jnp.int32)
-    below = (n_below > 0) & (under | (at & (jnp.cumsum(at) <= room)))
+    below = _lowest(trials.losses, success, n_below, GAMMA_CAP)
     used = eligible & (trials.status != Status.EMPTY)
     return below, used & ~below
+
+
+def best_rows(losses: jax.Array, candidates: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """The (at most) `k` `candidates` rows of lowest loss, equal losses in row order.
+
+    Args:
+        losses: `(C,)` float losses.
+        candidates: `(C,)` bool, the rows that may be chosen.
+        k: how many to choose (static).
+
+    Returns:
+        `(k,)` int32 row indices in ascending order, and `(k,)` bool: whether each is a
+        chosen row (with fewer than `k` candidates the rest are row 0, marked False).
+    """
+    k = min(k, losses.shape[0])
+    chosen = _lowest(losses, candidates, k, k)
+    rows = jnp.nonzero(chosen, size=k, fill_value=0)[0].astype(jnp.int32)
+    return rows, jnp.arange(k) < jnp.sum(chosen, dtype=jnp.int32)
+
+
+def _lowest(losses: jax.Array, candidates: jax.Array, count: Any, cap: int) -> jax.Array:
+    """`(C,)` bool: the `count` (traced, at most `cap`) `candidates` of lowest loss,
+    equal losses in row order (`+ 0.0`: -0.0 ties with 0.0): those below the `count`-th
+    smallest loss, then the first rows at it. That loss comes from a top-k of `cap`, not
+    a sort of the table (on a CPU, XLA sorts a few hundred values in tens of
+    microseconds, its top-k in a few); a top-k's own order of equal values is not the
+    rows' on every backend."""
+    key = jnp.where(candidates, losses + 0.0, jnp.inf)
+    k = min(cap, key.shape[0])
+    smallest = -jax.lax.top_k(-key, k)[0]  # ascending
+    threshold = smallest[jnp.clip(count - 1, 0, k - 1)]
+    under = candidates & (key < threshold)
+    at = candidates & (key == threshold)
+    room = count - jnp.sum(under, dtype=jnp.int32)
+    return (count > 0) & (under | (at & (jnp.cumsum(at) <= room)))
 
 
 class ParzenEstimator:

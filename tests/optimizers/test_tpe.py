@@ -211,6 +211,31 @@ def test_split_takes_the_best_successes_ties_in_row_order(seed, distinct):
     np.testing.assert_array_equal(np.flatnonzero(above), np.setdiff1d(used, expected))
 
 
+@functools.cache
+def _best_rows():
+    return jax.jit(parzen.best_rows, static_argnums=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([2, 4, 1000]), st.sampled_from([5, 25]))
+def test_best_rows_take_the_lowest_losses_ties_in_row_order(seed, distinct, k):
+    """TPE's good group keeps at most 25 rows: the lowest losses among the candidates,
+    equal ones (0.0 and -0.0 among them) in row order, as a stable sort takes them; rows
+    ascending, and with fewer candidates than `k` the rest are marked as none."""
+    rng = np.random.default_rng(seed)
+    lowest = rng.choice([-1.0, 0.0])  # 0.0: the boundary among signed zeros
+    losses = rng.integers(0, distinct, _SPLIT_CAPACITY).astype(np.float32) + lowest
+    losses[losses == 0.0] *= np.where(rng.random(np.sum(losses == 0.0)) < 0.5, -1.0, 1.0)
+    candidates = rng.random(_SPLIT_CAPACITY) < rng.choice([0.01, 0.5])
+    rows, chosen = (np.asarray(a) for a in _best_rows()(jnp.asarray(losses),
+                                                          jnp.asarray(candidates), k))
+    among = np.flatnonzero(candidates)
+    expected = np.sort(among[np.argsort(losses[among] + 0.0, kind="stable")[:k]])
+    np.testing.assert_array_equal(rows[chosen], expected)
+    assert chosen.sum() == len(expected) and np.all(chosen[:len(expected)])
+    assert np.all(rows[~chosen] == 0) and rows.shape == (k,)
+
+
 @pytest.mark.parametrize("n_told", [6, 40])  # below 25 per group, and with the ramp
 def test_estimators_match_a_numpy_reference(n_told):
     spec = _conditional()
