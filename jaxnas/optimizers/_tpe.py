@@ -176,17 +176,6 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
     return jax.vmap(spec.from_unit)(units)
 
 
-def _good_and_bad(trials: Trials, below: jax.Array, above: jax.Array,
-                  overall_below: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The good group's rows (at most `GAMMA_CAP`, the best; in trial order, which its
-    recency weights read), which of them are members, and the bad group's members."""
-    rows, members = best_rows(trials.losses, below, GAMMA_CAP)
-    if overall_below is not None:  # the two rules together may give more: the rest are bad
-        good_rows = jnp.zeros_like(below).at[rows].max(members)
-        above = (above | below) & ~good_rows
-    return rows, members, above
-
-
 def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
                  trials: Trials, draws: jax.Array, batch: int, n_candidates: int,
                  prior_weight: float, overall_below: jax.Array) -> jax.Array:
@@ -198,7 +187,10 @@ def _group_batch(spec: SearchSpace, group: np.ndarray, observed: Observations,
     own = observed.columns(group, used=eligible)
     below, above = split(trials, eligible)
     below = below | (overall_below & eligible)  # as Optuna's `group=True`
-    rows, members, above = _good_and_bad(trials, below, above, overall_below)
+    # The good group: at most GAMMA_CAP rows, the best (in trial order, which its recency
+    # weights read); the two rules together may give more, and the rest are bad ones.
+    rows, members = best_rows(trials.losses, below, GAMMA_CAP)
+    above = (above | below) & ~jnp.zeros_like(below).at[rows].max(members)
     good = ParzenEstimator(own.rows(rows), members, prior_weight)
     bad = ParzenEstimator(own, above, prior_weight)
     units, _ = good.units_from(draws)
@@ -218,7 +210,7 @@ def _model_batch(spec: SearchSpace, kinds: SlotKinds, with_prior: bool,
     """`batch` proposals, each the best of `n_candidates` draws from `l` by `l / g`."""
     observed = Observations(spec, kinds, trials.configs)
     below, above = split(trials)
-    rows, members, above = _good_and_bad(trials, below, above, None)
+    rows, members = best_rows(trials.losses, below, GAMMA_CAP)  # at most GAMMA_CAP
     good = ParzenEstimator(observed.rows(rows), members, prior_weight)
     bad = ParzenEstimator(observed, above, prior_weight)
     count = batch * n_candidates

@@ -77,20 +77,19 @@ class Config(Mapping):
                 raise KeyError(f"no path {path!r} in this config")
         traced = any(isinstance(a, jax.core.Tracer)
                      for a in (self.floats, self.ints, *updates.values()))
-        # Concrete values are written on the host and moved once (an update a path would
-        # be an eager device op each); traced ones as scatters in the program.
+        # Traced values scatter in the program; concrete ones are written on the host and
+        # moved once (a path each would be an eager device op).
         xp = jnp if traced else np
-        floats = jnp.asarray(self.floats) if traced else np.array(self.floats)
-        ints = jnp.asarray(self.ints) if traced else np.array(self.ints)
+        arrays = [xp.array(self.floats), xp.array(self.ints)]
         for path, value in updates.items():
             is_float, col = self.layout.where[path]
-            if is_float:
-                value = xp.asarray(value, floats.dtype)
-                floats = floats.at[..., col].set(value) if traced else _set(floats, col, value)
+            i = 0 if is_float else 1
+            value = xp.asarray(value, arrays[i].dtype)
+            if traced:
+                arrays[i] = arrays[i].at[..., col].set(value)
             else:
-                value = xp.asarray(value, ints.dtype)
-                ints = ints.at[..., col].set(value) if traced else _set(ints, col, value)
-        return Config(jnp.asarray(floats), jnp.asarray(ints), self.layout)
+                arrays[i][..., col] = value
+        return Config(jnp.asarray(arrays[0]), jnp.asarray(arrays[1]), self.layout)
 
     def __getitem__(self, path: str) -> Any:
         try:
@@ -160,9 +159,3 @@ class PathValues(Mapping):
             return f"PathValues({dict(zip(self.paths, np.asarray(self.array).tolist()))})"
         except Exception:  # a tracer
             return f"PathValues({len(self.paths)} paths, {getattr(self.array, 'aval', '')})"
-
-
-def _set(array: np.ndarray, col: int, value: np.ndarray) -> np.ndarray:
-    """`array[..., col] = value` in place (a host copy `Config.replace` owns)."""
-    array[..., col] = value
-    return array
