@@ -147,8 +147,9 @@ def test_masked_training_equals_exact_width_training(name):
     trees = {repr(spec.resolve(member(configs, i), masked=True, build=False))
              for i in range(N_CONFIGS)}
     assert len(trees) == 1  # every member resolves to the same tree; module serves them all
-    variables = jax.vmap(lambda c: module.init(prng_key(2), x, config=c))(configs)
-    out = jax.vmap(lambda v, c: module.apply(v, x, config=c))(variables, configs)
+    # Jitted: one program each, not op-by-op dispatch under vmap.
+    variables = jax.jit(jax.vmap(lambda c: module.init(prng_key(2), x, config=c)))(configs)
+    out = jax.jit(jax.vmap(lambda v, c: module.apply(v, x, config=c)))(variables, configs)
     y = jax.random.normal(jax.random.key(3), out.shape[1:])
 
     trained, losses = jax.jit(jax.vmap(
