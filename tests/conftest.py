@@ -22,6 +22,14 @@ if "JAXNAS_COMPILATION_CACHE" not in os.environ:
 
     os.environ["JAXNAS_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxnas-test-cache-")
 
+# ... and every program of every test goes through JAX's persistent cache there, not only
+# `jn.run`'s: many tests build the same optimiser or training program again (a fresh closure
+# misses JAX's in-memory cache, not the persistent one, which is keyed on the program), and
+# the two xdist workers and the subprocesses some tests start share the folder (about 13%
+# of the suite's time). Set as JAX's own cache, which `jn.run` leaves as it is.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["JAXNAS_COMPILATION_CACHE"])
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.01")
+
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)

@@ -180,7 +180,20 @@ def test_a_depth_whose_blocks_change_the_shape_trains_each_depth_apart(tmp_path)
     assert len(task.traces) == 2  # one program per depth
 
 
-def test_the_persistent_cache_holds_the_training_programs(tmp_path):
+@pytest.fixture
+def no_jax_cache():
+    """JAX without a cache folder of its own (the suite sets one, `tests/conftest.py`),
+    as a user who never set one has it; the suite's is back afterwards."""
+    from jax.experimental.compilation_cache import compilation_cache  # noqa: PLC0415
+
+    suites = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    yield
+    jax.config.update("jax_compilation_cache_dir", suites)
+    compilation_cache.reset_cache()  # JAX opens the folder again at its next compilation
+
+
+def test_the_persistent_cache_holds_the_training_programs(tmp_path, no_jax_cache):
     folder = tmp_path / "cache"
     jn.run(CountingTask(*data(), batch_size=16), space(), optimizer="random_search",
            root_directory=tmp_path / "run", max_evaluations=4, seed=0,
@@ -196,6 +209,7 @@ def test_the_cache_stays_off_when_turned_off_and_a_bad_setting_is_refused(tmp_pa
             "       max_evaluations=2)\n"
             "print(jax.config.jax_compilation_cache_dir)")
     env = {**os.environ, "JAXNAS_COMPILATION_CACHE": "off"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the suite's own (tests/conftest.py)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120, check=True)
     assert done.stdout.strip() == "None"
