@@ -218,14 +218,20 @@ class Model:
         score = self._score(posterior, candidates, best, prior_power)
         top = jax.lax.top_k(score, _REFINE_PARENTS)[1]
         parents, parent_score = jax.tree.map(lambda c: c[top], candidates), score[top]
-        for std, round_key in zip(_REFINE_STDS, jax.random.split(key_refine,
-                                                                  len(_REFINE_STDS))):
+
+        def refine(carry, round_):  # one round of moves; a scan: one copy in the program
+            parents, parent_score = carry
+            round_key, std = round_
             moved = self._moves(round_key, parents, _REFINE_PER_PARENT, std)
             moved_score = self._score(posterior, moved, best, prior_power)
             pool = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), parents, moved)
             pool_score = jnp.concatenate([parent_score, moved_score])
             top = jax.lax.top_k(pool_score, _REFINE_PARENTS)[1]
-            parents, parent_score = jax.tree.map(lambda c: c[top], pool), pool_score[top]
+            return (jax.tree.map(lambda c: c[top], pool), pool_score[top]), None
+
+        rounds = (jax.random.split(key_refine, len(_REFINE_STDS)),
+                  jnp.asarray(_REFINE_STDS, jnp.float32))
+        parents, _ = jax.lax.scan(refine, (parents, parent_score), rounds)[0]
         return jax.tree.map(lambda c: c[0], parents)  # top_k sorts: the best first
 
     def _moves(self, key, parents: Config, per_parent: int, std: float) -> Config:
