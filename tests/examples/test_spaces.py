@@ -31,7 +31,8 @@ N_CONFIGS = 64
                          ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_example_space_builds_and_runs(system, name, make, input_shape):
     spec = jn.compile(make())
-    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), N_CONFIGS))
+    # Jitted: one program each, not op-by-op dispatch under vmap (or of an init's draws).
+    configs = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(0), N_CONFIGS))
     x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
     architectures = set()
     for i in range(N_CONFIGS):
@@ -43,9 +44,10 @@ def test_example_space_builds_and_runs(system, name, make, input_shape):
         out, variables = jax.eval_shape(module.init_with_output, jax.random.key(i), x)
         assert out.shape == (input_shape[0], 2 if name == "dnn_space" else 10), (i, out.shape)
         if i == 0:
-            real = module.init(jax.random.key(0, impl="rbg"), jnp.ones(input_shape))
+            real = jax.jit(module.init)(jax.random.key(0, impl="rbg"), jnp.ones(input_shape))
             assert jax.tree.map(jnp.shape, real) == jax.tree.map(lambda s: s.shape, variables)
-            assert np.all(np.isfinite(np.asarray(module.apply(real, jnp.ones(input_shape)))))
+            out = jax.jit(module.apply)(real, jnp.ones(input_shape))
+            assert np.all(np.isfinite(np.asarray(out)))
     assert len(architectures) > 1 or len(spec.static_paths) == 0, "the space never varied"
 
     # Masked: configs that differ only in widths share a bucket, and its one module runs

@@ -118,13 +118,15 @@ def test_space_sugar_choice_optional_permutation_repeat():
     space = {"m": jn.Operation(jn.nn.Sequential, args=((
         jn.nn.Repeat(block, counts=(2, 3, 4)), jn.Operation(nn.Dense, kwargs={"features": 2})),))}
     spec = jn.compile(space)
-    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), 32))
+    configs = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(0), 32))
     depths = set()
+    x = jnp.ones((3, 5))
     for i in range(32):
         resolved = spec.resolve(jax.tree.map(lambda v: v[i], configs), build=False)
         module = jn.nn.build(resolved["m"])
-        variables = module.init(jax.random.key(i), jnp.ones((3, 5)))
-        assert module.apply(variables, jnp.ones((3, 5))).shape == (3, 2)
+        # Shapes only (traced, not run op by op): 32 architectures.
+        variables = jax.eval_shape(module.init, jax.random.key(i), x)
+        assert jax.eval_shape(module.apply, variables, x).shape == (3, 2)
         depths.add(len(resolved["m"].args[0][0].args[0]))
     assert depths == {2, 3, 4}
     with pytest.raises(ValueError, match="counts must be positive"):

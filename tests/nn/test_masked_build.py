@@ -330,15 +330,17 @@ def test_pre_norm_residual_blocks_keep_their_depth_open():
     assert len(set(spec.buckets(configs, masked=True))) == 1
     x = jax.random.normal(jax.random.key(1), (4, 5))
     module = spec.resolve(member(configs, 0), masked=True)["model"]
-    variables = jax.vmap(lambda c: module.init(prng_key(2), x, config=c))(configs)
-    batched = jax.vmap(lambda v, c: module.apply(v, x, config=c))(variables, configs)
+    # Jitted: one program each, not op-by-op dispatch (under vmap, or of every nn.cond).
+    variables = jax.jit(jax.vmap(lambda c: module.init(prng_key(2), x, config=c)))(configs)
+    batched = jax.jit(jax.vmap(lambda v, c: module.apply(v, x, config=c)))(variables, configs)
+    one = jax.jit(lambda v, c: module.apply(v, x, config=c))  # one member: nn.cond branches
     for i in range(6):
         config, own = member(configs, i), member(variables, i)
         exact = spec.resolve(config)["model"]
         start = jn.nn.exact_params(module, own, x, config)
-        np.testing.assert_allclose(exact.apply(start, x), batched[i], atol=TOLERANCE, rtol=0)
-        np.testing.assert_allclose(module.apply(own, x, config=config), batched[i],
-                                   atol=TOLERANCE, rtol=0)  # one member: nn.cond branches
+        np.testing.assert_allclose(jax.jit(exact.apply)(start, x), batched[i],
+                                   atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(one(own, config), batched[i], atol=TOLERANCE, rtol=0)
 
 
 def test_a_depth_is_open_only_where_every_use_sits_inside_an_operation():

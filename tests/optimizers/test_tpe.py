@@ -243,8 +243,9 @@ def test_estimators_match_a_numpy_reference(n_told):
              "integer" if isinstance(p, jn.Integer) else "float"
              for p in (spec.parameters()[path] for path in spec.paths)]
     capacity = 64
-    configs = jax.vmap(spec.sample)(jax.random.split(jax.random.key(0), capacity))
-    losses = np.asarray(jax.vmap(_conditional_loss)(configs))
+    # Jitted: one program each, not op-by-op dispatch under vmap.
+    configs = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(0), capacity))
+    losses = np.asarray(jax.jit(jax.vmap(_conditional_loss))(configs))
     status = np.zeros(capacity, np.int32)
     status[:n_told] = optimizers.Status.SUCCESS
     status[3] = optimizers.Status.FAILED  # failures and pending trials count as bad
@@ -254,7 +255,7 @@ def test_estimators_match_a_numpy_reference(n_told):
                                jnp.where(status == optimizers.Status.SUCCESS, losses, jnp.nan),
                                jnp.asarray(status), -jnp.ones(capacity, int),
                                jnp.asarray(n_told + 2, jnp.int32))
-    below, above = (np.asarray(g) for g in parzen.split(trials))
+    below, above = (np.asarray(g) for g in jax.jit(parzen.split)(trials))
     success = np.flatnonzero(status == optimizers.Status.SUCCESS)
     n_below = min(math.ceil(0.1 * len(success)), 25)
     expected_below = success[np.argsort(losses[success], kind="stable")[:n_below]]
@@ -263,15 +264,18 @@ def test_estimators_match_a_numpy_reference(n_told):
         np.arange(n_told + 2), expected_below))
 
     kinds_ = parzen.SlotKinds(spec)
-    observed = parzen.Observations(spec, kinds_, configs)
-    candidates = jax.vmap(spec.sample)(jax.random.split(jax.random.key(1), 8))
-    x = parzen.Observations(spec, kinds_, candidates)
+    candidates = jax.jit(jax.vmap(spec.sample))(jax.random.split(jax.random.key(1), 8))
 
-    def host(o):
-        return [np.asarray(a, np.float64) for a in (o.units, o.active, o.lower, o.upper)]
+    @jax.jit
+    def observe(configs):
+        o = parzen.Observations(spec, kinds_, configs)
+        return o.units, o.active, o.lower, o.upper
 
-    units, active, lower, upper = host(observed)
-    c = host(x)
+    def host(configs):
+        return [np.asarray(a, np.float64) for a in observe(configs)]
+
+    units, active, lower, upper = host(configs)
+    c = host(candidates)
     density = jax.jit(lambda configs, members, candidates, prior_weight: parzen.ParzenEstimator(
         parzen.Observations(spec, kinds_, configs), members, prior_weight).log_density(
         parzen.Observations(spec, kinds_, candidates), None), static_argnums=3)
