@@ -26,7 +26,8 @@ if "JAXNAS_COMPILATION_CACHE" not in os.environ:
 # `jn.run`'s: many tests build the same optimiser or training program again (a fresh closure
 # misses JAX's in-memory cache, not the persistent one, which is keyed on the program), and
 # the two xdist workers and the subprocesses some tests start share the folder (about 13%
-# of the suite's time). Set as JAX's own cache, which `jn.run` leaves as it is.
+# off the tests that start processes, measured on and off alternately; in-process tests
+# gained within noise). Set as JAX's own cache, which `jn.run` leaves as it is.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["JAXNAS_COMPILATION_CACHE"])
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.01")
 

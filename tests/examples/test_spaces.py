@@ -46,8 +46,8 @@ def test_example_space_builds_and_runs(system, name, make, input_shape):
         if i == 0:
             real = jax.jit(module.init)(jax.random.key(0, impl="rbg"), jnp.ones(input_shape))
             assert jax.tree.map(jnp.shape, real) == jax.tree.map(lambda s: s.shape, variables)
-            out = jax.jit(module.apply)(real, jnp.ones(input_shape))
-            assert np.all(np.isfinite(np.asarray(out)))
+            outputs = jax.jit(module.apply)(real, jnp.ones(input_shape))
+            assert np.all(np.isfinite(np.asarray(outputs)))
     assert len(architectures) > 1 or len(spec.static_paths) == 0, "the space never varied"
 
     # Masked: configs that differ only in widths share a bucket, and its one module runs
