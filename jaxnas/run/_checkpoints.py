@@ -90,7 +90,11 @@ class TrainingStates:
 
     def finish(self) -> None:
         """Waits for the saves in flight."""
-        self.checkpointer.wait_until_finished()
+        try:
+            self.checkpointer.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - states are a cache, not results
+            logger.warning("jaxnas.run: writing training states failed (%s: %s); their "
+                           "promotions will train from scratch", type(error).__name__, error)
 
     def save(self, trial_ids: list[int], states: Any) -> str | None:
         """Saves a bucket's stacked states; returns the folder's name, or None if it failed."""

@@ -278,9 +278,9 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
                         heartbeat_timeout)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
-        evaluator.close()
         trials = store.all_trials()
     finally:
+        evaluator.close()  # the training states being written finish, after an error too
         if worker is not None:
             worker.close()
         store.close()

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnas import optimizers as _optimizers
@@ -76,7 +75,8 @@ class Worker:
         init_key = jax.random.fold_in(self.key, 0)
         # One compile beats op-by-op dispatch.
         self.state = jit_with(optimizer.init, HELPER_OPTIONS)(init_key)
-        proposals = jax.eval_shape(optimizer.ask, self.state, init_key)[1]
+        # Traced through the jitted ask, whose first call then reuses this trace.
+        proposals = self.ask.trace(self.state, init_key).out_info[1]
         self.batch_size = proposals.trial_ids.shape[0]
         self.checkpoints = OptimizerCheckpoints(store.checkpoints_directory, self.state)
         self.checkpoint_every = checkpoint_every
@@ -163,10 +163,9 @@ class Worker:
             elif trial.feasible is not False:
                 losses[i, 0] = (trial.loss if not self.objectives.several
                                 else signs[0] * trial.objectives[self.objectives.names[0]])
-        if self.vector:
-            return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses),
-                             jnp.asarray(violations))
-        return self.tell(self.state, jnp.asarray(padded), jnp.asarray(losses[:, 0]))
+        if self.vector:  # numpy in: the jitted tell moves them (no program per shape)
+            return self.tell(self.state, padded, losses, violations)
+        return self.tell(self.state, padded, losses[:, 0])
 
     def _tell_finished_steps(self) -> None:
         """Appends a `tell` for every asked step whose trials have all finished."""

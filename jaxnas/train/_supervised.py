@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import flax.linen as nn
-import jax.numpy as jnp
+import jax
+import numpy as np
 import optax
 
 from jaxnas.space import SearchSpace
@@ -72,9 +73,9 @@ class SupervisedTask(BucketTask):
                  test_data: tuple | None = None):
         _check_choices(kind, objective, fidelity, epochs)
         _check_data(train_data, validation_data, test_data, batch_size)
-        self.train_data = tuple(jnp.asarray(a) for a in train_data)
-        self.validation_data = tuple(jnp.asarray(a) for a in validation_data)
-        self.test_data = None if test_data is None else tuple(jnp.asarray(a) for a in test_data)
+        self.train_data = _on_device(train_data)
+        self.validation_data = _on_device(validation_data)
+        self.test_data = None if test_data is None else _on_device(test_data)
         self.kind, self.model, self.optimizer = kind, model, optimizer
         self.batch_size, self.fidelity, self.epochs = batch_size, fidelity, epochs
         self.max_epochs = max_epochs
@@ -151,6 +152,14 @@ class SupervisedTask(BucketTask):
             return top
         steps_per_epoch = max(len(self.train_data[0]) // batch_size, 1)
         return -(-top // steps_per_epoch)  # steps, rounded up to whole epochs
+
+
+def _on_device(arrays: tuple) -> tuple:
+    """The arrays on the default device, with JAX's dtypes (float64 data as float32 unless
+    x64 is on). `jax.device_put` copies; `jnp.asarray` would compile a small program per
+    shape in every new process."""
+    return tuple(a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+                 for a in arrays)
 
 
 def _check_choices(kind: str, objective: str, fidelity: str, epochs: int | None) -> None:
