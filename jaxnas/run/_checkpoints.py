@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnas.run._storage import RunStore
@@ -61,7 +60,7 @@ class OptimizerCheckpoints:
             try:
                 item = self.manager.restore(
                     seq, args=self.ocp.args.StandardRestore(_to_storable(self.template)))
-                state = jax.tree.map(jnp.asarray, _from_storable(item, self.template))
+                state = jax.device_put(_from_storable(item, self.template))  # no compiles
             except Exception as error:  # noqa: BLE001 - fall back to an older one
                 logger.warning("jaxnas.run: checkpoint %s in %s cannot be restored (%s: %s); "
                                "falling back to an older one", seq, self.directory,
