@@ -7,6 +7,7 @@ rule, in SQL, shared by the loop, the progress line and `python -m jaxnas status
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,26 +77,53 @@ def fraction_spent(budgets: Mapping[str, float], totals: Mapping[str, float],
 def default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int | None,
                        kwargs: Mapping | None) -> int:
     """`max_evaluations` plus one batch (an ask reserves a whole rung, even past the
-    budget), else `DEFAULT_MAX_TRIALS`."""
+    budget), else `DEFAULT_MAX_TRIALS`.
+
+    The batch is read from the shape of an ask, traced. The optimiser traced is the one
+    the run builds next if its batch is the `batch_size` option (1 if not given): the
+    next `make_optimizer` for the same arguments returns it, and the run's first ask
+    reuses this trace. A guess that misses costs what it would have saved.
+    """
+    _probed.last = None
     if max_evaluations is None:
         return DEFAULT_MAX_TRIALS
-    # The probe only reads the batch's shape: a capacity below an optimiser's population
-    # (nsga2, evolution) would be refused, so it gets room enough.
-    opt = make_optimizer(optimizer, spec, max(max_evaluations, DEFAULT_MAX_TRIALS), kwargs)
+    given = (kwargs or {}).get("batch_size")
+    guess = max_evaluations + (given if isinstance(given, int) and given > 0 else 1)
+    try:
+        opt = make_optimizer(optimizer, spec, guess, kwargs)
+    except ValueError:  # a capacity below an optimiser's population (nsga2, evolution)
+        opt = make_optimizer(optimizer, spec, max(max_evaluations, DEFAULT_MAX_TRIALS),
+                             kwargs)
     key = jax.random.key(0)
     proposals = jax.eval_shape(opt.ask, jax.eval_shape(opt.init, key), key)[1]
+    _probed.last = ((optimizer, spec, guess, kwargs), opt)
     return max_evaluations + int(proposals.trial_ids.shape[0])
+
+
+_probed = threading.local()  # `last`: ((name, spec, max_trials, kwargs), the Optimizer)
 
 
 def make_optimizer(optimizer: Any, spec: SearchSpace, max_trials: int,
                    kwargs: Mapping | None) -> _optimizers.Optimizer:
-    """The run's optimiser: an `Optimizer` value as it is, or a name with `max_trials`."""
+    """The run's optimiser: an `Optimizer` value as it is, or a name with `max_trials`
+    (the one `default_max_trials` just traced, if built from the same arguments)."""
+    probed, _probed.last = getattr(_probed, "last", None), None
     if isinstance(optimizer, _optimizers.Optimizer):
         if kwargs:
             raise ValueError("jn.run: optimizer_kwargs apply to a named optimizer only.")
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"jn.run: optimizer={optimizer!r} must be a name or an Optimizer.")
+    if probed is not None:
+        (name, probed_spec, probed_max_trials, probed_kwargs), built = probed
+        if (name == optimizer and probed_spec is spec and probed_max_trials == max_trials
+                and probed_kwargs is kwargs):
+            return built
+    return _build(optimizer, spec, max_trials, kwargs)
+
+
+def _build(optimizer: str, spec: SearchSpace, max_trials: int,
+           kwargs: Mapping | None) -> _optimizers.Optimizer:
     kwargs = dict(kwargs or {})
     kwargs["max_trials"] = max_trials
     return _optimizers.get(optimizer, spec, **kwargs)

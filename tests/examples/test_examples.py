@@ -35,12 +35,11 @@ def test_quickstart_runs_end_to_end_and_reports_the_incumbent(tmp_path):
 
 
 @pytest.mark.slow
-def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "hardware_aware.py"), "--evaluations", "10",
-         "--max-params", "5000", "--root", str(tmp_path)], capture_output=True, text=True,
-        env=env, timeout=600, check=True).stdout
+def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path, capsys, monkeypatch):
+    from examples import hardware_aware
+
+    out = _example(hardware_aware, capsys, monkeypatch, "--evaluations", "10",
+                   "--max-params", "5000", "--root", str(tmp_path))
     assert "10 trained and " in out and "Pareto front, " in out, out
     assert (tmp_path / "pareto_front.png").stat().st_size > 0
     trials = jn.load_results(tmp_path)
@@ -53,16 +52,14 @@ def test_hardware_aware_prints_the_front_and_saves_its_plot(tmp_path):
 
 
 @pytest.mark.slow
-def test_grammar_search_prints_the_best_derivation_and_its_accuracy(tmp_path):
+def test_grammar_search_prints_the_best_derivation_and_its_accuracy(tmp_path, capsys,
+                                                                    monkeypatch):
     """examples/grammar_nas.py end to end on 4 trials of 2 epochs: every trial trains, and
     the derivation printed is the incumbent's, as its space resolves the stored config."""
     from examples import grammar_nas
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "grammar_nas.py"), "--max-evaluations", "4",
-         "--epochs", "2", "--root", str(tmp_path)], capture_output=True, text=True, env=env,
-        timeout=600, check=True).stdout
+    out = _example(grammar_nas, capsys, monkeypatch, "--max-evaluations", "4", "--epochs", "2",
+                   "--root", str(tmp_path))
     assert "4 trials of " in out and "(stopped by max_evaluations)" in out, out
     trials = jn.load_results(tmp_path)
     assert len(trials) == 4 and all(t["status"] == "success" for t in trials)
