@@ -217,3 +217,18 @@ def test_the_cache_stays_off_when_turned_off_and_a_bad_setting_is_refused(tmp_pa
         jn.run(CountingTask(*data()), space(), root_directory=tmp_path / "bad",
                max_evaluations=1, compilation_cache=3)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_task_puts_its_data_on_the_device_without_compiling(caplog):
+    # `jnp.asarray` of host data compiles a small program per shape and dtype in every new
+    # process; a task's data need none. Odd shapes, so that no earlier test's program hides
+    # a compilation here.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(37, 13)), rng.integers(0, CLASSES, size=37)  # float64, int64
+    with jax.log_compiles(True), caplog.at_level("WARNING", logger="jax"):
+        task = jn.SupervisedTask((x[:29], y[:29]), (x[29:], y[29:]), batch_size=8,
+                                 test_data=(x[:3], y[:3]))
+    compiled = [r.getMessage() for r in caplog.records if "compilation" in r.getMessage()]
+    assert not compiled, compiled
+    assert [a.dtype for a in task.train_data] == [np.float32, np.int32]  # JAX's dtypes
+    assert isinstance(task.validation_data[0], jax.Array)
