@@ -90,13 +90,13 @@ def default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int |
     given = (kwargs or {}).get("batch_size")
     guess = max_evaluations + (given if isinstance(given, int) and given > 0 else 1)
     try:
-        opt = make_optimizer(optimizer, spec, guess, kwargs)
+        opt, built_with = make_optimizer(optimizer, spec, guess, kwargs), guess
     except ValueError:  # a capacity below an optimiser's population (nsga2, evolution)
-        opt = make_optimizer(optimizer, spec, max(max_evaluations, DEFAULT_MAX_TRIALS),
-                             kwargs)
+        built_with = max(max_evaluations, DEFAULT_MAX_TRIALS)
+        opt = make_optimizer(optimizer, spec, built_with, kwargs)
     key = jax.random.key(0)
     proposals = jax.eval_shape(opt.ask, jax.eval_shape(opt.init, key), key)[1]
-    _probed.last = ((optimizer, spec, guess, kwargs), opt)
+    _probed.last = ((optimizer, spec, built_with, kwargs), opt)
     return max_evaluations + int(proposals.trial_ids.shape[0])
 
 
