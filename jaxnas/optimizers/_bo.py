@@ -118,7 +118,7 @@ class Model:
     def __init__(self, spec: SearchSpace, categorical: np.ndarray, model_size: int,
                  batch: int, prior_beta: float | None):
         gp.single_threaded_lapack()
-        self.spec, self.categorical = spec, jnp.asarray(categorical)
+        self.spec, self.categorical = spec, np.asarray(categorical, bool)  # a constant
         self.model_size, self.batch, self.prior_beta = model_size, batch, prior_beta
 
     def encode(self, configs: Config) -> tuple[jax.Array, jax.Array]:
