@@ -177,7 +177,10 @@ class BucketEvaluator:
         training program each take seconds to compile on one core, the two compile side
         by side. The first batch waits for it, so that nothing is compiled twice. A guess
         that fails (an infeasible prior) costs only its thread's time; the batch that
-        needs the program compiles it as it would have."""
+        needs the program compiles it as it would have. In a space of several
+        structures without priors (a grammar, a choice of operations) the first batch is
+        uniform draws, which rarely fall in the corner `prior_mode` picks: there the
+        guess is not made, as its compilation would take a core from the optimiser's."""
         if self._warming is not None:
             return
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnas-warm-up")
@@ -188,6 +191,9 @@ class BucketEvaluator:
         try:
             configs = prior_mode(self.spec)
             signature = self._signatures(configs)[0] if self.task.bucketed else ()
+            if signature and not any(getattr(p, "prior", None) is not None
+                                     for p in self.spec.parameters().values()):
+                return
             self._trainer(signature, configs).compile(_key_data(), configs)
         except Exception as error:  # noqa: BLE001 - only a guess: the batch will tell
             logger.debug("jaxnas: compiling the prior's bucket ahead failed: %r", error)

@@ -232,3 +232,21 @@ def test_a_task_puts_its_data_on_the_device_without_compiling(caplog):
     assert not compiled, compiled
     assert [a.dtype for a in task.train_data] == [np.float32, np.int32]  # JAX's dtypes
     assert isinstance(task.validation_data[0], jax.Array)
+
+
+def test_no_structure_is_compiled_ahead_in_a_space_of_several_without_priors(tmp_path):
+    # Without priors the first batch is uniform draws, which need not hold the structure
+    # of the space's corner (its first choices) that a compilation ahead would guess.
+    def two_structures():
+        dense = jn.Operation(nn.Dense, args=(jn.Integer(4, 16),))
+        return {"model": jn.Operation(jn.nn.Sequential, args=(jn.Categorical(
+            [jn.Operation(jn.nn.Sequential, args=(dense, jn.Operation(nn.relu))),
+             jn.Operation(jn.nn.Sequential, args=(dense, jn.Operation(nn.tanh)))]),
+            jn.Operation(nn.Dense, args=(CLASSES,)))),
+            "epochs": jn.IntegerFidelity(1, 3)}
+
+    task = CountingTask(*data(), batch_size=16)
+    result = jn.run(task, two_structures(), optimizer="random_search", seed=1,
+                    root_directory=tmp_path, max_evaluations=1, progress=False)
+    assert [t["status"] for t in result.trials] == ["success"]
+    assert len(task.traces) == 1, task.traces  # the sampled structure's program only
