@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxnas import train as _train
 from jaxnas.nn import BuildError
+from jaxnas.optimizers import has_priors
 from jaxnas.run._checkpoints import TrainingStates
 from jaxnas.run._constraints import Screen
 from jaxnas.run._objectives import Objectives
@@ -191,8 +192,7 @@ class BucketEvaluator:
         try:
             configs = prior_mode(self.spec)
             signature = self._signatures(configs)[0] if self.task.bucketed else ()
-            if signature and not any(getattr(p, "prior", None) is not None
-                                     for p in self.spec.parameters().values()):
+            if signature and not has_priors(self.spec):
                 return
             self._trainer(signature, configs).compile(_key_data(), configs)
         except Exception as error:  # noqa: BLE001 - only a guess: the batch will tell
