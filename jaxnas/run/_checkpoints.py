@@ -10,6 +10,7 @@ Both store a state as its leaves by position (`_to_storable`), PRNG keys as raw 
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import math
 from pathlib import Path
@@ -34,32 +35,39 @@ class OptimizerCheckpoints:
     MAX_TO_KEEP = 3
 
     def __init__(self, directory: Path, template: Any):
-        import orbax.checkpoint as ocp  # noqa: PLC0415 - slow to import; only runs need it
-
-        self.ocp = ocp
         self.directory = directory
         self.template = template
-        self.manager = ocp.CheckpointManager(
-            directory.absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=self.MAX_TO_KEEP,
-                                                 enable_async_checkpointing=False,
-                                                 cleanup_tmp_directories=True))
+        self._manager: Any = None
+
+    @property
+    def manager(self) -> Any:
+        """Orbax's manager of the folder, made (and Orbax imported) at first use."""
+        if self._manager is None:
+            ocp = orbax_checkpoint()
+            self._manager = ocp.CheckpointManager(
+                self.directory.absolute(),
+                options=ocp.CheckpointManagerOptions(max_to_keep=self.MAX_TO_KEEP,
+                                                     enable_async_checkpointing=False,
+                                                     cleanup_tmp_directories=True))
+        return self._manager
 
     def save(self, seq: int, state: Any) -> None:
         self.manager.reload()  # another process may have saved since
         if seq in self.manager.all_steps():
             return
-        self.manager.save(seq, args=self.ocp.args.StandardSave(_to_storable(state)))
+        self.manager.save(seq, args=orbax_checkpoint().args.StandardSave(_to_storable(state)))
 
     def restore(self, last_event: int) -> tuple[Any, int] | None:
         """The newest good checkpoint no newer than event `last_event`: (state, seq)."""
+        if not _has_steps(self.directory):
+            return None  # a new run: no need to import Orbax yet
         self.manager.reload()
         for seq in sorted(self.manager.all_steps(), reverse=True):
             if seq > last_event:
                 continue  # a checkpoint of events that never committed
             try:
-                item = self.manager.restore(
-                    seq, args=self.ocp.args.StandardRestore(_to_storable(self.template)))
+                item = self.manager.restore(seq, args=orbax_checkpoint().args.StandardRestore(
+                    _to_storable(self.template)))
                 state = jax.device_put(_from_storable(item, self.template))  # no compiles
             except Exception as error:  # noqa: BLE001 - fall back to an older one
                 logger.warning("jaxnas.run: checkpoint %s in %s cannot be restored (%s: %s); "
@@ -70,6 +78,14 @@ class OptimizerCheckpoints:
         return None
 
 
+def _has_steps(directory: Path) -> bool:
+    """Whether `directory` holds a finished checkpoint (a folder named by its number)."""
+    try:
+        return any(entry.name.isdigit() for entry in directory.iterdir())
+    except FileNotFoundError:
+        return False
+
+
 class TrainingStates:
     """Trained states of a run's trials, one Orbax checkpoint per bucket.
 
@@ -77,38 +93,51 @@ class TrainingStates:
     (`state_ref`); a promotion whose parent's state is not in memory (another worker
     trained it, or the process restarted) loads it from there. A missing or unreadable one
     is reported, and the promotion trains from scratch to its fidelity instead.
+
+    Writes run in one background thread, in order, so that they overlap the next batch's
+    training instead of holding up the run; Orbax itself is imported there, at the first
+    save, which is when a run first needs it. A process killed before a write finishes
+    leaves no folder (Orbax renames it into place when done), and the promotion falls back
+    to training from scratch.
     """
 
     def __init__(self, store: RunStore):
-        import orbax.checkpoint as ocp  # noqa: PLC0415
-
         self.store = store
         self.directory = store.states_directory.absolute()
-        self.checkpointer = ocp.StandardCheckpointer()
         self.cache: dict[str, dict] = {}
+        self._checkpointer: Any = None  # made in the writer thread at its first save
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="jaxnas-training-states")
+        self._last: concurrent.futures.Future | None = None
 
     def finish(self) -> None:
-        """Waits for the saves in flight."""
-        try:
-            self.checkpointer.wait_until_finished()
-        except Exception as error:  # noqa: BLE001 - states are a cache, not results
-            logger.warning("jaxnas.run: writing training states failed (%s: %s); their "
-                           "promotions will train from scratch", type(error).__name__, error)
+        """Waits for the writes in flight."""
+        if self._last is not None:
+            self._last.result()  # the write reports its own failure
 
-    def save(self, trial_ids: list[int], states: Any) -> str | None:
-        """Saves a bucket's stacked states; returns the folder's name, or None if it failed."""
+    def close(self) -> None:
+        """Waits for the writes in flight and ends the writer thread."""
+        self.finish()
+        self._writer.shutdown()
+
+    def save(self, trial_ids: list[int], states: Any) -> str:
+        """Queues a bucket's stacked states (host arrays, not changed afterwards) for
+        writing; returns the folder's name."""
         name = f"trial_{min(trial_ids)}"
+        self._last = self._writer.submit(self._write, name, trial_ids, states)
+        return name
+
+    def _write(self, name: str, trial_ids: list[int], states: Any) -> None:
         try:
-            # Asynchronous: the write overlaps the next bucket's training. A process killed
-            # before it finishes leaves no folder (Orbax renames it into place when done),
-            # and the promotion falls back to training from scratch.
-            self.checkpointer.save(self.directory / name, _to_storable(states), force=True)
+            if self._checkpointer is None:
+                ocp = orbax_checkpoint()
+                self._checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+            self._checkpointer.save(self.directory / name, args=orbax_checkpoint().args
+                                    .StandardSave(_to_storable(states)), force=True)
         except Exception as error:  # noqa: BLE001 - states are a cache, not results
             logger.warning("jaxnas.run: could not save the training states of trials %s "
                            "(%s: %s); their promotions will train from scratch", trial_ids,
                            type(error).__name__, error)
-            return None
-        return name
 
     def load(self, trial_id: int, template: Any) -> Any:
         """Trial `trial_id`'s trained state, shaped like `template` (one member's), or None."""
@@ -116,16 +145,26 @@ class TrainingStates:
         if not reference:
             return None
         name, member = reference.rsplit(":", 1)
-        self.checkpointer.wait_until_finished()  # this process may still be writing it
+        self.finish()  # this process may still be writing it
         try:
             if name not in self.cache:
-                self.cache = {name: self.checkpointer.restore(self.directory / name)}
+                ocp = orbax_checkpoint()
+                checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+                self.cache = {name: checkpointer.restore(self.directory / name)}
             return _from_storable(self.cache[name], template, member=int(member))
         except Exception as error:  # noqa: BLE001 - fall back to training from scratch
             logger.warning("jaxnas.run: the training state of trial %d (%s) cannot be "
                            "restored (%s: %s); its promotion trains from scratch", trial_id,
                            name, type(error).__name__, error)
             return None
+
+
+def orbax_checkpoint() -> Any:
+    """`orbax.checkpoint`, imported when a run first saves or restores something (it takes
+    a good part of a second to import; `import jaxnas` does not need it)."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    return ocp
 
 
 def _to_storable(state: Any) -> dict[str, Any]:

@@ -213,7 +213,7 @@ class BucketEvaluator:
         """Waits for the training states still being written (and a warm-up)."""
         self._wait_for_warm_up()
         if self.saved is not None:
-            self.saved.finish()
+            self.saved.close()
 
     def __call__(self, batch: Batch, trial_keys: TrialKeys, commit: Commit) -> None:
         self._wait_for_warm_up()  # its trainers and verdicts are this call's to use
@@ -324,7 +324,7 @@ class BucketEvaluator:
         if self.saved is None or top is None or not np.any(fidelities < top):
             return finished  # a trial at the maximum fidelity is never continued
         reference = self.saved.save([t.trial_id for t in finished], states)
-        return [dataclasses.replace(t, state_ref=f"{reference}:{j}" if reference else None)
+        return [dataclasses.replace(t, state_ref=f"{reference}:{j}")
                 for j, t in enumerate(finished)]
 
 

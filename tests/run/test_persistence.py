@@ -435,3 +435,23 @@ def test_promotions_continue_from_states_saved_by_an_earlier_process(tmp_path):
     promoted = [t for t in second.trials if t["parent_id"] >= 0]
     assert len(promoted) == 9
     assert all(t["extra"]["started_from"] == 1.0 for t in promoted)  # not from scratch
+
+
+def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on(
+        tmp_path, caplog):
+    """States are written in the background; a write that fails (here the states folder
+    is a file) is a warning, and the promotions that needed it train from scratch."""
+    (tmp_path / "states").write_text("not a folder")
+    space = {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 27)}
+    kwargs = dict(optimizer="hyperband", root_directory=tmp_path, progress=False,
+                  optimizer_kwargs={"max_trials": 128})
+    with caplog.at_level(logging.WARNING, logger="jaxnas"):
+        first = jn.run(_counting_task(), space, max_evaluations=27, **kwargs)
+        assert len(first.trials) == 27
+        assert "could not save the training states" in caplog.text
+        second = jn.run(_counting_task(), space, max_evaluations=36, **kwargs)
+    promoted = [t for t in second.trials if t["parent_id"] >= 0]
+    assert len(promoted) == 9
+    assert all(t["status"] == "success" for t in second.trials)
+    assert all(t["extra"]["started_from"] == 0.0 for t in promoted)  # from scratch
+    assert "cannot be restored" in caplog.text
