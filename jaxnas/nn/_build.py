@@ -82,6 +82,15 @@ class Built(nn.Module):
         return y
 
 
+def keeps_feature_places(module: nn.Module) -> bool:
+    """Whether a masked `Built` module keeps each masked feature's index when its open
+    widths' maxima change (`_masked_build.keeps_feature_places`); False for any other."""
+    if not (isinstance(module, Built) and module.masked):
+        return False
+    plan = _LayerFactory(masked=True).layer(module.operation, _path(module.operation))
+    return _masked_build.keeps_feature_places(plan)
+
+
 # ----------------------------------------------------------------------- making
 
 

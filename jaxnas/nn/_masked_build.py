@@ -39,6 +39,7 @@ blocks its depth skips are left out.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any
 
@@ -167,6 +168,9 @@ class MaskedPlanRunner:
 
     def __init__(self, module: nn.Module, config: Any, train: bool):
         self.module, self.config, self.train = module, config, train
+        # Whether the layers being run count (a traced bool inside a block that the
+        # config's depth may skip; None: they do): the masks they sow are cleared if not.
+        self.live: jax.Array | None = None
 
     def run(self, node: Any, x: Any, mask: Mask) -> tuple[Any, Mask]:
         if isinstance(node, _BlockPlan):
@@ -223,6 +227,8 @@ class MaskedPlanRunner:
     def _record(self, path: str, in_mask: jax.Array, out_mask: jax.Array) -> None:
         module = self.module
         if module.is_mutable_collection(MASKS) and not module.is_initializing():
+            if self.live is not None:
+                in_mask, out_mask = in_mask & self.live, out_mask & self.live
             module.sow(MASKS, path + _SUFFIX, {"in": in_mask, "out": out_mask})
 
     # -- blocks
@@ -289,7 +295,13 @@ class MaskedPlanRunner:
                 for name in _layer_names(block):
                     module.sow(MASKS, name + _SKIPPED, {"skipped": jnp.zeros((), bool)})
                 return out(x, mask)
-            y, y_mask = out(*self._sequence(block, x, mask))
+            live = self.live
+            if taken is None:  # traced: the block's masks count where it runs
+                self.live = active if live is None else live & active
+            try:
+                y, y_mask = out(*self._sequence(block, x, mask))
+            finally:
+                self.live = live
             _check_kept(path, i, x, y)
             if taken is True and not module.is_initializing():
                 return y, y_mask
@@ -346,14 +358,17 @@ def _block_list(layers: Any) -> tuple:
     return tuple(layers)
 
 
-def _carries_mask(plan: Any, carried: bool) -> bool:
+def _carries_mask(plan: Any, carried: bool, moves: list | None = None) -> bool:
     """Whether `MaskedPlanRunner.run` of `plan` returns a mask (not None) when its input
-    `carried` one: the runner's rules, without running it."""
+    `carried` one: the runner's rules, without running it. `moves`: collects the paths of
+    the blocks where a mask meets a flatten, concatenation or cell, whose output places
+    each feature by the widths' maxima (see `keeps_feature_places`)."""
+    walk = functools.partial(_carries_mask, moves=moves)
     if isinstance(plan, _LinearPlan):
         return isinstance(plan.fields.get("features"), MaskedWidth)
     if isinstance(plan, (list, tuple)):  # a sequence of layers
         for layer in _blocks.flatten_layers(plan):
-            carried = _carries_mask(layer, carried)
+            carried = walk(layer, carried)
         return carried
     if not isinstance(plan, _BlockPlan):  # a leaf keeps its input's mask
         return carried
@@ -361,19 +376,33 @@ def _carries_mask(plan: Any, carried: bool) -> bool:
     if kind is _blocks.Sequential:
         if "depth" in fields:  # an open depth's later blocks: run or skipped
             for i, block in enumerate(_block_list(fields["layers"])):
-                after = _carries_mask(block, carried)
+                after = walk(block, carried)
                 carried = after if i < fields["depth"].minimum else carried or after
             return carried
-        return _carries_mask(fields.get("layers", ()), carried)
+        return walk(fields.get("layers", ()), carried)
     if kind is _blocks.Residual:
-        return carried and _carries_mask(fields["body"], carried)
+        return carried and walk(fields["body"], carried)
     if kind is _blocks.Add:
-        return all(_carries_mask(b, carried) for b in fields.get("branches", ()))
+        return all([walk(b, carried) for b in fields.get("branches", ())])
     if kind in (_blocks.Concat, _blocks.Cell):  # a mask if any part has one
         parts = fields.get("branches", ()) if kind is _blocks.Concat else [
             op for pair in fields.get("ops", ()) for op in pair]
-        return carried or any(_carries_mask(b, carried) for b in parts)
-    return carried  # Identity, Flatten
+        out = any([walk(b, carried) for b in parts]) or carried
+    else:  # Identity, Flatten
+        out = carried
+    if out and kind is not _blocks.Identity and moves is not None:
+        moves.append(plan.path)
+    return out
+
+
+def keeps_feature_places(plan: Any) -> bool:
+    """Whether every masked feature of `plan` keeps its index when the open widths'
+    maxima change: no mask meets a flatten, concatenation or cell (which place features
+    by the maxima). What `jaxnas.train._narrow` needs to train a member on a narrower
+    build of the same plan."""
+    moves: list = []
+    _carries_mask(plan, False, moves)
+    return not moves
 
 
 def _layer_names(value: Any) -> list[str]:

@@ -7,6 +7,8 @@ them to the training loop of its fidelity (`_supervised_loops`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Mapping
 
 import flax.linen as nn
@@ -14,6 +16,7 @@ import jax
 import numpy as np
 import optax
 
+from jaxnas.nn._build import keeps_feature_places
 from jaxnas.space import SearchSpace
 from jaxnas.train._protocol import BucketTask, Task
 from jaxnas.train._supervised_bucket import SupervisedBucket, cross_entropy, squared_error
@@ -115,7 +118,11 @@ class SupervisedTask(BucketTask):
             max_epochs=self._max_epochs(spec, batch_size))
         if self.fidelity == "data_fraction":
             return data_fraction_task(bucket, self.epochs)
-        return epochs_task(bucket) if self.fidelity == "epochs" else steps_task(bucket)
+        narrow = None
+        if bucket.masked and spec.width_paths and keeps_feature_places(module):
+            narrow = dataclasses.replace(
+                bucket, module=self._model(spec._resolve_narrow(config, masked)))
+        return (epochs_task if self.fidelity == "epochs" else steps_task)(bucket, narrow)
 
     def metrics(self, spec: SearchSpace) -> set[str]:
         """What `evaluate` returns: the objective as `loss`, the work done, the learning

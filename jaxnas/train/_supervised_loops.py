@@ -14,21 +14,29 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxnas.train._narrow import narrowed
 from jaxnas.train._protocol import Task
 from jaxnas.train._supervised_bucket import SupervisedBucket
 from jaxnas.train._train_state import TrainState
 
 
-def epochs_task(bucket: SupervisedBucket) -> Task:
-    """The fidelity counts passes over the training set."""
+def epochs_task(bucket: SupervisedBucket, narrow: SupervisedBucket | None = None) -> Task:
+    """The fidelity counts passes over the training set. `narrow`: the bucket's narrow
+    model, which a member that fits it trains on (`_narrow`)."""
     return Task(functools.partial(_init_with_shuffle_key, bucket),
-                functools.partial(train_epochs, bucket), bucket.evaluate)
+                _training(train_epochs, bucket, narrow), bucket.evaluate)
 
 
-def steps_task(bucket: SupervisedBucket) -> Task:
+def steps_task(bucket: SupervisedBucket, narrow: SupervisedBucket | None = None) -> Task:
     """The fidelity counts optimiser steps, over the minibatches the epochs would take."""
     return Task(functools.partial(_init_with_shuffle_key, bucket),
-                functools.partial(train_steps, bucket), bucket.evaluate)
+                _training(train_steps, bucket, narrow), bucket.evaluate)
+
+
+def _training(train, bucket: SupervisedBucket, narrow: SupervisedBucket | None):
+    if narrow is None:
+        return functools.partial(train, bucket)
+    return narrowed(train, bucket, narrow)
 
 
 def data_fraction_task(bucket: SupervisedBucket, epochs: int) -> Task:

@@ -374,3 +374,19 @@ def test_a_layer_holding_another_layer_builds_masked():
     start = jn.nn.exact_params(module, variables, x, config)
     np.testing.assert_allclose(spec.resolve(config)["model"].apply(start, x),
                                module.apply(variables, x, config=config), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name, keeps", [("mlp", True), ("depth", True), ("cnn", False),
+                                         ("concat", False), ("flatten_first", True)])
+def test_which_masked_builds_keep_each_feature_in_place_under_other_maxima(name, keeps):
+    """A flatten, concatenation or cell that a mask reaches places features by the widths'
+    maxima, so a narrower build of the same space would move them (the CPU trainer trains
+    a narrow member on a narrower build only where none does)."""
+    from jaxnas.nn._build import keeps_feature_places
+
+    spaces = {**{n: make for n, (make, *_) in SPACES.items()},
+              "flatten_first": lambda: {"model": seq(jn.Operation(jn.nn.Flatten),
+                                                     dense(jn.Integer(2, 8)), relu(), dense(3))}}
+    spec = jn.compile(spaces[name]())
+    module = spec.resolve(spec.sample(jax.random.key(0)), masked=True)["model"]
+    assert keeps_feature_places(module) is keeps

@@ -1,0 +1,110 @@
+"""Narrow training: a member of a masked bucket whose features all fit in half the bucket's
+widths trains on the bucket's model built at half its widths.
+
+A masked bucket's program is built at its maximum widths, and on a CPU a training step
+costs what those shapes cost, not what the member's network does: the optimiser's update
+and the gradients run over every parameter, padding included (a one-layer, 16-wide member
+of the quickstart's 256-wide bucket takes 375 us a step; AdamW's update alone about 170 us).
+Where the trainer traces one member at a time (`jaxnas._tracing.branching()`: the CPU
+trainer), a bucket's training is a `lax.cond` between the bucket's own training and the
+same training on its narrow model (`SearchSpace._resolve_narrow`: every open width's
+maximum halved, rounded up), so that a narrow member's steps cost what half the shapes
+cost. Under `vmap` (an accelerator's trainer) a `cond` would run both, so there the
+bucket trains as it is.
+
+A member takes the narrow training when every feature its layers use lies inside the
+narrow model's shapes, at the same place. The program checks it on the masks each masked
+layer sows (`jaxnas.nn._masked_build.MASKS`), in both models, from one input row: a width
+past the narrow maximum, or a layout that narrowing moves (a concatenation of masked
+features, a flatten of masked channels), keeps the full training. A layer in a block that
+the member's depth skips counts for nothing. The member's state is cut to the narrow
+shapes (each leaf's leading block) and written back into the full state afterwards. What
+lies outside the block is what the full training would also leave alone: zeros for
+features past a masked width (zero parameter, gradient and optimiser moments stay zero),
+and the parameters of blocks the member's depth skips, which its network never reads.
+Training is the same up to float rounding: the matrix products sum over other shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas._tracing import branching, unbatched_widths
+from jaxnas.nn._masked_build import MASKS
+from jaxnas.train._supervised_bucket import SupervisedBucket
+from jaxnas.train._train_state import TrainState
+
+Train = Callable[[SupervisedBucket, TrainState, Any, Any], TrainState]
+
+
+def narrowed(train: Train, full: SupervisedBucket, narrow: SupervisedBucket) -> Callable:
+    """`train(bucket, state, config, fidelity)` on `full`, run on `narrow` for a member
+    that fits it (see the module's docstring); `(state, config, fidelity) -> state`."""
+    return functools.partial(_train, train, full, narrow)
+
+
+def _train(train: Train, full: SupervisedBucket, narrow: SupervisedBucket,
+           state: TrainState, config: Any, fidelity: Any) -> TrainState:
+    if not branching():
+        return train(full, state, config, fidelity)
+    shapes = jax.eval_shape(lambda c: narrow.fresh(jax.random.key(0), c, jax.random.key(0)),
+                            config)
+    if jax.tree.structure(shapes) != jax.tree.structure(state):
+        return train(full, state, config, fidelity)
+    small = jax.tree.map(_leading_block, state, shapes)
+    fits = _fits(full, narrow, state, small, config)
+    if fits is None:
+        return train(full, state, config, fidelity)
+
+    def on_narrow(state: TrainState) -> TrainState:
+        # Without width tiers (`jaxnas.nn._tiers`): at half the widths they save nothing
+        # measurable a step, and their branches cost compile time.
+        with unbatched_widths(False):
+            trained = train(narrow, jax.tree.map(_leading_block, state, shapes), config, fidelity)
+        return jax.tree.map(_write_back, state, trained)
+
+    return jax.lax.cond(fits, on_narrow, lambda s: train(full, s, config, fidelity), state)
+
+
+def _fits(full: SupervisedBucket, narrow: SupervisedBucket, state: TrainState,
+          small: TrainState, config: Any) -> jax.Array | None:
+    """Whether every live feature of the member's layers lies inside the narrow shapes at
+    the place it has in the full model (a traced bool); None if the two models' layers
+    differ, which no member fits."""
+    wide, slim = _masks(full, state, config), _masks(narrow, small, config)
+    if jax.tree.structure(wide) != jax.tree.structure(slim):
+        return None
+    ok = jnp.ones((), bool)
+    for w, s in zip(jax.tree.leaves(wide), jax.tree.leaves(slim)):
+        size = s.shape[-1]
+        if w.shape[-1] < size:
+            return None
+        ok &= ~jnp.any(w[..., size:]) & jnp.all(w[..., :size] == s)
+    return ok
+
+
+def _masks(bucket: SupervisedBucket, state: TrainState, config: Any) -> Any:
+    """The in and out masks each masked layer of `bucket`'s model sows for `config`."""
+    variables = {"params": state.params, **state.model_state}
+    _, sown = bucket.module.apply(variables, bucket.train_data[0][:1], train=False,
+                                  config=config, mutable=[MASKS])
+    return sown.get(MASKS, {})
+
+
+def _leading_block(a: jax.Array, like: Any) -> jax.Array:
+    """`a`'s leading block of `like`'s shape."""
+    if a.shape == like.shape:
+        return a
+    return a[tuple(slice(0, n) for n in like.shape)]
+
+
+def _write_back(a: jax.Array, block: jax.Array) -> jax.Array:
+    """`a` with its leading block replaced by `block`."""
+    if a.shape == block.shape:
+        return block
+    return jax.lax.dynamic_update_slice(a, block, (0,) * a.ndim)
