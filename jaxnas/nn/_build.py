@@ -62,10 +62,47 @@ class Built(nn.Module):
     Attributes:
         operation: the operation tree.
         masked: whether the tree holds open widths (`MaskedWidth`), read from `config`.
+        width_divisor: a masked module's layers are built at each open width's maximum
+            divided by it, rounded up (`narrowed`).
     """
 
     operation: Any
     masked: bool = False
+    width_divisor: int = 1
+
+    @nn.nowrap
+    def narrowed(self) -> Built | None:
+        """This masked module built at half its open widths' maxima (rounded up), for the
+        members whose features all fit there (`narrow_fits`); None if the module is not
+        masked, or if a mask reaches a flatten, concatenation or cell, which places
+        features by the maxima, so that a narrower build would move them."""
+        if not self.masked:
+            return None
+        plan = _LayerFactory(masked=True).layer(self.operation, _path(self.operation))
+        if not _masked_build.keeps_feature_places(plan):
+            return None
+        return Built(operation=self.operation, masked=True,
+                     width_divisor=2 * self.width_divisor, name=self.name)
+
+    @nn.nowrap
+    def narrow_fits(self, variables: Any, narrow_variables: Any, x: Any,
+                    config: Any) -> jax.Array:
+        """Whether every feature this module's layers use for `config` lies inside
+        `narrowed()`'s shapes at the same place, so that the narrow module with
+        `narrow_variables` (the leading blocks of `variables`) computes what this one
+        does: a traced bool, from each masked layer's live masks on the input `x` (one row
+        suffices). A layer in a block that `config`'s depth skips uses nothing."""
+        wide = _masked_build.live_masks(self, variables, x, config)
+        narrow = _masked_build.live_masks(self.narrowed(), narrow_variables, x, config)
+        if jax.tree.structure(wide) != jax.tree.structure(narrow):
+            return jnp.zeros((), bool)
+        fits = jnp.ones((), bool)
+        for w, n in zip(jax.tree.leaves(wide), jax.tree.leaves(narrow)):
+            size = n.shape[-1]
+            if w.shape[-1] < size:
+                return jnp.zeros((), bool)
+            fits &= ~jnp.any(w[..., size:]) & jnp.all(w[..., :size] == n)
+        return fits
 
     @nn.compact
     def __call__(self, x, train: bool = False, config: Any = None):
@@ -80,15 +117,6 @@ class Built(nn.Module):
         plan = _LayerFactory(masked=True).layer(self.operation, _path(self.operation))
         y, _ = _masked_build.MaskedPlanRunner(self, config, train).run(plan, x, None)
         return y
-
-
-def keeps_feature_places(module: nn.Module) -> bool:
-    """Whether a masked `Built` module keeps each masked feature's index when its open
-    widths' maxima change (`_masked_build.keeps_feature_places`); False for any other."""
-    if not (isinstance(module, Built) and module.masked):
-        return False
-    plan = _LayerFactory(masked=True).layer(module.operation, _path(module.operation))
-    return _masked_build.keeps_feature_places(plan)
 
 
 # ----------------------------------------------------------------------- making

@@ -188,7 +188,8 @@ class MaskedPlanRunner:
         if not opened and mask is None:
             layer = _instantiate(node.operator, fields | {"features": features}, node.path)
             return call_layer(layer, x, self.train), None
-        maximum = features.maximum if opened else int(features)
+        maximum = (-(-features.maximum // self.module.width_divisor) if opened
+                   else int(features))
         layer = _instantiate(MASKED_LAYERS[node.operator], fields | {"max_features": maximum},
                              node.path)
         width = features.value(self.config) if opened else maximum
@@ -474,6 +475,13 @@ def _kind(operator: Any) -> str:
 
 
 # ------------------------------------------------------------------ exact params
+
+
+def live_masks(module: nn.Module, variables: Any, x: Any, config: Any) -> dict:
+    """The in and out masks each masked layer of `module` sows for `config` on input `x`
+    (traceable: `config` may be traced), cleared for layers its depth skips."""
+    _, state = module.apply(variables, x, train=False, config=config, mutable=[MASKS])
+    return state.get(MASKS, {})
 
 
 def exact_params(module: nn.Module, variables: Any, x: Any, config: Any) -> dict:

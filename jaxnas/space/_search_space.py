@@ -13,8 +13,6 @@ resolving in `_resolve.py`, widths in `_widths.py`.
 
 from __future__ import annotations
 
-import dataclasses
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -516,24 +514,11 @@ class SearchSpace:
             TypeError: an operator that rejects its resolved arguments (names the path).
         """
         widths, depths = self._open(masked)
-        return self._resolve_with(config, fidelity, build, widths, depths)
-
-    def _resolve_with(self, config: Mapping[str, Any], fidelity: float | None, build: bool,
-                      widths: dict, depths: dict) -> Any:
         values = self._host_values(config)
         fid_value = self._fidelity_value(fidelity)
         resolver = Resolver(self._compiled.slots, values, fid_value, build, widths, depths,
                             _derivations.derived(self, values))
         return resolver.resolve(self._compiled.root)
-
-    def _resolve_narrow(self, config: Mapping[str, Any], masked: bool | str) -> Any:
-        """`resolve(config, masked=masked)` with every open width's maximum halved (rounded
-        up): the narrow form of a masked bucket's model, which `SupervisedTask` trains a
-        member on when all its active widths fit (`jaxnas.train._narrow`)."""
-        widths, depths = self._open(masked)
-        narrow = {slot: dataclasses.replace(width, maximum=-(-width.maximum // 2))
-                  for slot, width in widths.items()}
-        return self._resolve_with(config, None, True, narrow, depths)
 
     def bucket(self, config: Mapping[str, Any], *, masked: bool | str = False) -> tuple:
         """Returns the hashable static signature of one config.

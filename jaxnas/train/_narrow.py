@@ -7,17 +7,16 @@ and the gradients run over every parameter, padding included (a one-layer, 16-wi
 of the quickstart's 256-wide bucket takes 375 us a step; AdamW's update alone about 170 us).
 Where the trainer traces one member at a time (`jaxnas._tracing.branching()`: the CPU
 trainer), a bucket's training is a `lax.cond` between the bucket's own training and the
-same training on its narrow model (`SearchSpace._resolve_narrow`: every open width's
-maximum halved, rounded up), so that a narrow member's steps cost what half the shapes
-cost. Under `vmap` (an accelerator's trainer) a `cond` would run both, so there the
-bucket trains as it is.
+same training on its narrow model (`jn.nn.Built.narrowed`: every open width's maximum
+halved, rounded up), so that a narrow member's steps cost what half the shapes cost. Under
+`vmap` (an accelerator's trainer) a `cond` would run both, so there the bucket trains as it
+is; and a build whose features narrowing would move (a mask that reaches a flatten,
+concatenation or cell) has no narrow model.
 
 A member takes the narrow training when every feature its layers use lies inside the
-narrow model's shapes, at the same place. The program checks it on the masks each masked
-layer sows (`jaxnas.nn._masked_build.MASKS`), in both models, from one input row: a width
-past the narrow maximum, or a layout that narrowing moves (a concatenation of masked
-features, a flatten of masked channels), keeps the full training. A layer in a block that
-the member's depth skips counts for nothing. The member's state is cut to the narrow
+narrow model's shapes, at the same place (`jn.nn.Built.narrow_fits`, checked in the program
+on the masks each masked layer sows in both models, from one input row); a layer in a block
+that the member's depth skips counts for nothing. The member's state is cut to the narrow
 shapes (each leaf's leading block) and written back into the full state afterwards. What
 lies outside the block is what the full training would also leave alone: zeros for
 features past a masked width (zero parameter, gradient and optimiser moments stay zero),
@@ -32,10 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jaxnas._tracing import branching, unbatched_widths
-from jaxnas.nn._masked_build import MASKS
 from jaxnas.train._supervised_bucket import SupervisedBucket
 from jaxnas.train._train_state import TrainState
 
@@ -43,8 +40,9 @@ Train = Callable[[SupervisedBucket, TrainState, Any, Any], TrainState]
 
 
 def narrowed(train: Train, full: SupervisedBucket, narrow: SupervisedBucket) -> Callable:
-    """`train(bucket, state, config, fidelity)` on `full`, run on `narrow` for a member
-    that fits it (see the module's docstring); `(state, config, fidelity) -> state`."""
+    """`train(bucket, state, config, fidelity)` on `full`, run on `narrow` (whose module is
+    `full.module.narrowed()`) for a member that fits it (see the module's docstring);
+    `(state, config, fidelity) -> state`."""
     return functools.partial(_train, train, full, narrow)
 
 
@@ -57,9 +55,9 @@ def _train(train: Train, full: SupervisedBucket, narrow: SupervisedBucket,
     if jax.tree.structure(shapes) != jax.tree.structure(state):
         return train(full, state, config, fidelity)
     small = jax.tree.map(_leading_block, state, shapes)
-    fits = _fits(full, narrow, state, small, config)
-    if fits is None:
-        return train(full, state, config, fidelity)
+    fits = full.module.narrow_fits({"params": state.params, **state.model_state},
+                                   {"params": small.params, **small.model_state},
+                                   full.train_data[0][:1], config)
 
     def on_narrow(state: TrainState) -> TrainState:
         # Without width tiers (`jaxnas.nn._tiers`): at half the widths they save nothing
@@ -69,31 +67,6 @@ def _train(train: Train, full: SupervisedBucket, narrow: SupervisedBucket,
         return jax.tree.map(_write_back, state, trained)
 
     return jax.lax.cond(fits, on_narrow, lambda s: train(full, s, config, fidelity), state)
-
-
-def _fits(full: SupervisedBucket, narrow: SupervisedBucket, state: TrainState,
-          small: TrainState, config: Any) -> jax.Array | None:
-    """Whether every live feature of the member's layers lies inside the narrow shapes at
-    the place it has in the full model (a traced bool); None if the two models' layers
-    differ, which no member fits."""
-    wide, slim = _masks(full, state, config), _masks(narrow, small, config)
-    if jax.tree.structure(wide) != jax.tree.structure(slim):
-        return None
-    ok = jnp.ones((), bool)
-    for w, s in zip(jax.tree.leaves(wide), jax.tree.leaves(slim)):
-        size = s.shape[-1]
-        if w.shape[-1] < size:
-            return None
-        ok &= ~jnp.any(w[..., size:]) & jnp.all(w[..., :size] == s)
-    return ok
-
-
-def _masks(bucket: SupervisedBucket, state: TrainState, config: Any) -> Any:
-    """The in and out masks each masked layer of `bucket`'s model sows for `config`."""
-    variables = {"params": state.params, **state.model_state}
-    _, sown = bucket.module.apply(variables, bucket.train_data[0][:1], train=False,
-                                  config=config, mutable=[MASKS])
-    return sown.get(MASKS, {})
 
 
 def _leading_block(a: jax.Array, like: Any) -> jax.Array:

@@ -16,7 +16,6 @@ import jax
 import numpy as np
 import optax
 
-from jaxnas.nn._build import keeps_feature_places
 from jaxnas.space import SearchSpace
 from jaxnas.train._protocol import BucketTask, Task
 from jaxnas.train._supervised_bucket import SupervisedBucket, cross_entropy, squared_error
@@ -119,9 +118,9 @@ class SupervisedTask(BucketTask):
         if self.fidelity == "data_fraction":
             return data_fraction_task(bucket, self.epochs)
         narrow = None
-        if bucket.masked and spec.width_paths and keeps_feature_places(module):
-            narrow = dataclasses.replace(
-                bucket, module=self._model(spec._resolve_narrow(config, masked)))
+        narrowed = getattr(module, "narrowed", None)  # a masked `jn.nn.Built`'s
+        if bucket.masked and narrowed is not None and narrowed() is not None:
+            narrow = dataclasses.replace(bucket, module=narrowed())
         return (epochs_task if self.fidelity == "epochs" else steps_task)(bucket, narrow)
 
     def metrics(self, spec: SearchSpace) -> set[str]:

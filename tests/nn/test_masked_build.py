@@ -378,15 +378,25 @@ def test_a_layer_holding_another_layer_builds_masked():
 
 @pytest.mark.parametrize("name, keeps", [("mlp", True), ("depth", True), ("cnn", False),
                                          ("concat", False), ("flatten_first", True)])
-def test_which_masked_builds_keep_each_feature_in_place_under_other_maxima(name, keeps):
+def test_a_masked_build_has_a_narrow_form_unless_narrowing_would_move_features(name, keeps):
     """A flatten, concatenation or cell that a mask reaches places features by the widths'
-    maxima, so a narrower build of the same space would move them (the CPU trainer trains
-    a narrow member on a narrower build only where none does)."""
-    from jaxnas.nn._build import keeps_feature_places
-
+    maxima, so a narrower build of the space would move them: no narrow form there. Where
+    there is one, it holds every parameter's leading block, at half the open widths."""
     spaces = {**{n: make for n, (make, *_) in SPACES.items()},
               "flatten_first": lambda: {"model": seq(jn.Operation(jn.nn.Flatten),
                                                      dense(jn.Integer(2, 8)), relu(), dense(3))}}
     spec = jn.compile(spaces[name]())
-    module = spec.resolve(spec.sample(jax.random.key(0)), masked=True)["model"]
-    assert keeps_feature_places(module) is keeps
+    config = spec.sample(jax.random.key(0))
+    module = spec.resolve(config, masked=True)["model"]
+    narrow = module.narrowed()
+    assert (narrow is not None) is keeps
+    if narrow is None:
+        return
+    x = jnp.ones((1, 6))
+    full = jax.eval_shape(lambda: module.init(prng_key(0), x, config=config))
+    half = jax.eval_shape(lambda: narrow.init(prng_key(0), x, config=config))
+    assert jax.tree.structure(full) == jax.tree.structure(half)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(half)):
+        assert b.shape[:-2] == a.shape[:-2] or b.ndim == 1
+        assert all(-(-m // 2) <= n <= m for m, n in zip(a.shape, b.shape))
+    assert any(a.shape != b.shape for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(half)))
