@@ -92,8 +92,11 @@ class Built(nn.Module):
         `narrow_variables` (the leading blocks of `variables`) computes what this one
         does: a traced bool, from each masked layer's live masks on the input `x` (one row
         suffices). A layer in a block that `config`'s depth skips uses nothing."""
+        narrowed = self.narrowed()
+        if narrowed is None:
+            return jnp.zeros((), bool)
         wide = _masked_build.live_masks(self, variables, x, config)
-        narrow = _masked_build.live_masks(self.narrowed(), narrow_variables, x, config)
+        narrow = _masked_build.live_masks(narrowed, narrow_variables, x, config)
         if jax.tree.structure(wide) != jax.tree.structure(narrow):
             return jnp.zeros((), bool)
         fits = jnp.ones((), bool)

@@ -63,7 +63,7 @@ def _train(train: Train, full: SupervisedBucket, narrow: SupervisedBucket,
         # Without width tiers (`jaxnas.nn._tiers`): at half the widths they save nothing
         # measurable a step, and their branches cost compile time.
         with unbatched_widths(False):
-            trained = train(narrow, jax.tree.map(_leading_block, state, shapes), config, fidelity)
+            trained = train(narrow, small, config, fidelity)
         return jax.tree.map(_write_back, state, trained)
 
     return jax.lax.cond(fits, on_narrow, lambda s: train(full, s, config, fidelity), state)

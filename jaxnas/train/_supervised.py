@@ -8,7 +8,6 @@ them to the training loop of its fidelity (`_supervised_loops`).
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable, Mapping
 
 import flax.linen as nn
@@ -117,10 +116,11 @@ class SupervisedTask(BucketTask):
             max_epochs=self._max_epochs(spec, batch_size))
         if self.fidelity == "data_fraction":
             return data_fraction_task(bucket, self.epochs)
-        narrow = None
-        narrowed = getattr(module, "narrowed", None)  # a masked `jn.nn.Built`'s
-        if bucket.masked and narrowed is not None and narrowed() is not None:
-            narrow = dataclasses.replace(bucket, module=narrowed())
+        # A masked `jn.nn.Built` has a narrow form unless narrowing would move features.
+        narrowed = getattr(module, "narrowed", None) if bucket.masked else None
+        narrow_module = narrowed() if narrowed is not None else None
+        narrow = (None if narrow_module is None
+                  else dataclasses.replace(bucket, module=narrow_module))
         return (epochs_task if self.fidelity == "epochs" else steps_task)(bucket, narrow)
 
     def metrics(self, spec: SearchSpace) -> set[str]:
