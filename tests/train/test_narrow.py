@@ -37,6 +37,16 @@ def deep_space():
             "epochs": jn.IntegerFidelity(1, 9)}
 
 
+def batch_norm_space():
+    """A masked width with BatchNorm after it: its statistics (model state) are cut and
+    written back with the parameters."""
+    hidden = (jn.Operation(nn.Dense, args=(jn.Integer(4, 16),), kwargs={"use_bias": False}),
+              jn.Operation(nn.BatchNorm), relu())
+    return {"model": jn.Operation(jn.nn.Sequential, args=((*hidden, dense(CLASSES)),)),
+            "learning_rate": jn.Float(1e-2, 1e-1, log=True),
+            "epochs": jn.IntegerFidelity(1, 9)}
+
+
 def concat_space():
     """Two masked branches side by side: narrowing would move the second one's features
     (from column 16 to column 8), so no member may take it."""
@@ -108,3 +118,22 @@ def test_a_layout_that_narrowing_would_move_keeps_the_full_model(widths):
         np.testing.assert_allclose(one_out[name], full_out[name], atol=2e-5, err_msg=name)
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(full.params)):
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_batch_norm_statistics_of_a_narrow_member_train_as_on_the_full_model():
+    spec = jn.compile(batch_norm_space())
+    batch = configs(spec, [(5,), (8,), (12,)])
+    (one, one_out), (full, full_out) = train_both_ways(spec, batch)
+    for name in ("loss", "train_curve", "val_curve"):
+        np.testing.assert_allclose(one_out[name], full_out[name], atol=2e-5, err_msg=name)
+    for a, b in zip(jax.tree.leaves(one.model_state), jax.tree.leaves(full.model_state)):
+        np.testing.assert_allclose(a[:, :8], b[:, :8], atol=2e-5)  # the narrow block
+        np.testing.assert_allclose(a[2], b[2], atol=2e-5)  # the wide member: all of it
+    # The narrow members trained on the narrow model: their statistics past its 8 features
+    # were left alone (a variance of 1, as initialised), where the full model's running
+    # average decays the unused features' variance.
+    var = [v for path, v in jax.tree_util.tree_leaves_with_path(one.model_state)
+           if "var" in jax.tree_util.keystr(path)][0]
+    var_full = [v for path, v in jax.tree_util.tree_leaves_with_path(full.model_state)
+                if "var" in jax.tree_util.keystr(path)][0]
+    assert np.all(var[:2, 8:] == 1.0) and np.all(var_full[:2, 8:] < 1.0)
