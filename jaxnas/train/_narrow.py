@@ -21,7 +21,9 @@ shapes (each leaf's leading block) and written back into the full state afterwar
 lies outside the block is what the full training would also leave alone: zeros for
 features past a masked width (zero parameter, gradient and optimiser moments stay zero),
 and the parameters of blocks the member's depth skips, which its network never reads.
-Training is the same up to float rounding: the matrix products sum over other shapes.
+Training is the same up to float rounding (the matrix products sum over other shapes),
+except that a layer drawing random numbers per feature (dropout) draws them at the
+narrow shapes: other draws from the same distribution, the same for the same seed.
 """
 
 from __future__ import annotations
