@@ -198,6 +198,11 @@ class BucketEvaluator:
         except Exception as error:  # noqa: BLE001 - only a guess: the batch will tell
             logger.debug("jaxnas: compiling the prior's bucket ahead failed: %r", error)
 
+    @property
+    def warming(self) -> bool:
+        """Whether a training program is being compiled ahead (`warm_up`) and not done."""
+        return self._warming is not None and not self._warming.done()
+
     def _wait_for_warm_up(self) -> None:
         if self._warming is not None:
             self._warming.result()

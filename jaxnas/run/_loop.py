@@ -351,10 +351,14 @@ def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
 
     `start`: when the run began (`time.monotonic()`), for `max_seconds`.
     """
+    first = True
     while True:
         claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
         if stopped_by:
             return stopped_by
+        if first and getattr(evaluator, "warming", False):
+            worker.prepare_tell()  # while the first batch's program compiles
+        first = False
         batch = make_batch(spec, claimed, worker.key_ids(claimed))
         evaluator(batch, worker.trial_keys, worker.record)
         # The step is told by the next `next_batch`, in the transaction of the next ask.

@@ -167,6 +167,12 @@ class Worker:
             return self.tell(self.state, padded, losses, violations)
         return self.tell(self.state, padded, losses[:, 0])
 
+    def prepare_tell(self) -> None:
+        """Traces and compiles `tell` by calling it on a step that tells nothing (its
+        result is dropped): what the first real tell would do, done while the process
+        waits anyway, e.g. for the first batch's training program to compile."""
+        jax.block_until_ready(self._tell([], {}))
+
     def _tell_finished_steps(self) -> None:
         """Appends a `tell` for every asked step whose trials have all finished."""
         for step in self.store.untold_finished_steps():

@@ -103,6 +103,41 @@ def test_the_first_bucket_compiles_ahead_and_a_failing_guess_changes_nothing(tmp
     assert task.asked == 2  # the warm-up's failed call, then the first batch's
 
 
+def test_the_optimisers_tell_compiles_while_the_first_training_program_does(tmp_path):
+    # The first batch waits for its training program (compiled ahead in a background
+    # thread); the optimiser's `tell`, which the first result would otherwise wait for,
+    # is traced and compiled in that wait. The training program's trace here waits for
+    # tell's (up to 30 s): a run that traced tell only after the first batch would time out.
+    told = threading.Event()
+    waited = []
+
+    def listen(event, seconds, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration" and \
+                kwargs.get("fun_name") == "tell":
+            told.set()
+
+    class WaitsForTell(CountingTask):
+        def for_bucket(self, spec, config, masked=False):
+            inner = super().for_bucket(spec, config, masked)
+
+            def train(state, config, fidelity):
+                waited.append(told.wait(timeout=30))
+                return inner.train(state, config, fidelity)
+
+            return jn.Task(inner.init, train, inner.evaluate)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        result = jn.run(WaitsForTell(*data(), batch_size=16), space(), optimizer="priorband",
+                        root_directory=tmp_path, max_fidelity_spent=40, seed=0)
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is not None:
+            unregister(listen)
+    assert all(t["status"] == "success" for t in result.trials)
+    assert waited and all(waited), waited
+
+
 def test_a_pure_function_is_traced_once_ahead_of_the_first_batch(tmp_path):
     threads = []
 
