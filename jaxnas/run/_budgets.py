@@ -7,9 +7,8 @@ rule, in SQL, shared by the loop, the progress line and `python -m jaxnas status
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -74,19 +73,27 @@ def fraction_spent(budgets: Mapping[str, float], totals: Mapping[str, float],
     return max(used[name] / limit for name, limit in budgets.items())
 
 
+class Probe(NamedTuple):
+    """The optimiser `default_max_trials` traced, built with this space and capacity."""
+
+    spec: SearchSpace
+    max_trials: int
+    optimizer: _optimizers.Optimizer
+
+
 def default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int | None,
-                       kwargs: Mapping | None) -> int:
+                       kwargs: Mapping | None) -> tuple[int, Probe | None]:
     """`max_evaluations` plus one batch (an ask reserves a whole rung, even past the
-    budget), else `DEFAULT_MAX_TRIALS`.
+    budget), else `DEFAULT_MAX_TRIALS`; and the optimiser traced to learn the batch.
 
     The batch is read from the shape of an ask, traced. The optimiser traced is the one
-    the run builds next if its batch is the `batch_size` option (1 if not given): the
-    next `make_optimizer` for the same arguments returns it, and the run's first ask
-    reuses this trace. A guess that misses costs what it would have saved.
+    the run builds if its batch is the `batch_size` option (1 if not given): given to
+    `make_optimizer` as `probe`, it is returned when the run's space and capacity are
+    those it was built with, and the run's first ask reuses this trace. A guess that
+    misses costs what it would have saved.
     """
-    _probed.last = None
     if max_evaluations is None:
-        return DEFAULT_MAX_TRIALS
+        return DEFAULT_MAX_TRIALS, None
     given = (kwargs or {}).get("batch_size")
     guess = max_evaluations + (given if isinstance(given, int) and given > 0 else 1)
     try:
@@ -96,34 +103,24 @@ def default_max_trials(optimizer: Any, spec: SearchSpace, max_evaluations: int |
         opt = make_optimizer(optimizer, spec, built_with, kwargs)
     key = jax.random.key(0)
     proposals = jax.eval_shape(opt.ask, jax.eval_shape(opt.init, key), key)[1]
-    _probed.last = ((optimizer, spec, built_with, kwargs), opt)
-    return max_evaluations + int(proposals.trial_ids.shape[0])
-
-
-_probed = threading.local()  # `last`: ((name, spec, max_trials, kwargs), the Optimizer)
+    return (max_evaluations + int(proposals.trial_ids.shape[0]),
+            Probe(spec, built_with, opt))
 
 
 def make_optimizer(optimizer: Any, spec: SearchSpace, max_trials: int,
-                   kwargs: Mapping | None) -> _optimizers.Optimizer:
-    """The run's optimiser: an `Optimizer` value as it is, or a name with `max_trials`
-    (the one `default_max_trials` just traced, if built from the same arguments)."""
-    probed, _probed.last = getattr(_probed, "last", None), None
+                   kwargs: Mapping | None, probe: Probe | None = None) -> _optimizers.Optimizer:
+    """The run's optimiser: an `Optimizer` value as it is, or a name with `max_trials`.
+
+    `probe`: what `default_max_trials` returned for the same `optimizer` and `kwargs`; its
+    optimiser is returned when built with this `spec` and `max_trials`."""
     if isinstance(optimizer, _optimizers.Optimizer):
         if kwargs:
             raise ValueError("jn.run: optimizer_kwargs apply to a named optimizer only.")
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"jn.run: optimizer={optimizer!r} must be a name or an Optimizer.")
-    if probed is not None:
-        (name, probed_spec, probed_max_trials, probed_kwargs), built = probed
-        if (name == optimizer and probed_spec is spec and probed_max_trials == max_trials
-                and probed_kwargs is kwargs):
-            return built
-    return _build(optimizer, spec, max_trials, kwargs)
-
-
-def _build(optimizer: str, spec: SearchSpace, max_trials: int,
-           kwargs: Mapping | None) -> _optimizers.Optimizer:
+    if probe is not None and probe.spec is spec and probe.max_trials == max_trials:
+        return probe.optimizer
     kwargs = dict(kwargs or {})
     kwargs["max_trials"] = max_trials
     return _optimizers.get(optimizer, spec, **kwargs)

@@ -268,12 +268,14 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         # Infeasible trials take rows of the optimiser's table without counting as
         # evaluations: a constrained run gets twice the default room.
         room = 2 if evaluator.screen.active else 1
-        max_trials = claim_folder(store, spec, description, given or room * default_max_trials(
-            optimizer, spec, max_evaluations, optimizer_kwargs), given)
+        default, probe = ((None, None) if given else
+                          default_max_trials(optimizer, spec, max_evaluations, optimizer_kwargs))
+        max_trials = claim_folder(store, spec, description, given or room * default, given)
         evaluator.start(store)
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))
-        worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs),
+        worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs,
+                                       probe),
                         store, seed, checkpoint_every, parsed, WarmStart(initial),
                         heartbeat_timeout)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
@@ -351,14 +353,12 @@ def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
 
     `start`: when the run began (`time.monotonic()`), for `max_seconds`.
     """
-    first = True
+    if getattr(evaluator, "warming", False):
+        worker.prepare_tell()  # while the first batch's training program compiles
     while True:
         claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)
         if stopped_by:
             return stopped_by
-        if first and getattr(evaluator, "warming", False):
-            worker.prepare_tell()  # while the first batch's program compiles
-        first = False
         batch = make_batch(spec, claimed, worker.key_ids(claimed))
         evaluator(batch, worker.trial_keys, worker.record)
         # The step is told by the next `next_batch`, in the transaction of the next ask.

@@ -188,7 +188,7 @@ def simulate(optimizer: str | _optimizers.Optimizer, problem: Any, *,
         space = _compile(problem.space(prior=prior, confidence=confidence))
     if not isinstance(optimizer, _optimizers.Optimizer):
         max_trials = dict(optimizer_kwargs or {}).get("max_trials") or default_max_trials(
-            optimizer, space, max_evaluations, optimizer_kwargs)
+            optimizer, space, max_evaluations, optimizer_kwargs)[0]
         kwargs = {k: v for k, v in dict(optimizer_kwargs or {}).items() if k != "max_trials"}
         if optimizer == "nsga2":  # a problem has one objective
             kwargs.setdefault("n_objectives", 1)

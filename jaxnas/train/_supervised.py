@@ -117,8 +117,8 @@ class SupervisedTask(BucketTask):
         if self.fidelity == "data_fraction":
             return data_fraction_task(bucket, self.epochs)
         # A masked `jn.nn.Built` has a narrow form unless narrowing would move features.
-        narrowed = getattr(module, "narrowed", None) if bucket.masked else None
-        narrow_module = narrowed() if narrowed is not None else None
+        narrow_module = (module.narrowed() if bucket.masked and hasattr(module, "narrowed")
+                         else None)
         narrow = (None if narrow_module is None
                   else dataclasses.replace(bucket, module=narrow_module))
         return (epochs_task if self.fidelity == "epochs" else steps_task)(bucket, narrow)

@@ -138,6 +138,30 @@ def test_the_optimisers_tell_compiles_while_the_first_training_program_does(tmp_
     assert waited and all(waited), waited
 
 
+def test_a_run_with_max_evaluations_traces_its_optimisers_ask_once(tmp_path):
+    # The run learns its batch size from a traced ask of the optimiser it then builds:
+    # that optimiser is the run's (TPE asks one trial at a time), so its first ask reuses
+    # the trace. (JAX reports a reused trace too, in microseconds: a real one of TPE's
+    # ask takes a tenth of a second.)
+    asks = []
+
+    def listen(event, seconds, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration" and \
+                kwargs.get("fun_name") == "ask" and seconds > 1e-3:
+            asks.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        result = jn.run(lambda x: (x - 0.3) ** 2, {"x": jn.Float(0.0, 1.0)}, optimizer="tpe",
+                        root_directory=tmp_path, max_evaluations=6, progress=False)
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is not None:
+            unregister(listen)
+    assert len(result.trials) == 6
+    assert len(asks) == 1, asks
+
+
 def test_a_pure_function_is_traced_once_ahead_of_the_first_batch(tmp_path):
     threads = []
 
