@@ -33,6 +33,7 @@ from jaxnas.nn import BuildError
 from jaxnas.optimizers import has_priors
 from jaxnas.run._checkpoints import TrainingStates
 from jaxnas.run._constraints import Screen
+from jaxnas.run._kept_states import KEPT_BYTES, KeptStates
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
@@ -167,7 +168,9 @@ class BucketEvaluator:
         # signature -> trainer
         self.trainers = _per_task(_TRAINERS, task, spec, masked, devices)
         self.depth_open = _per_task(_DEPTH_OPEN, task, spec, masked)  # signature -> bool
-        self.states: dict[int, Any] = {}  # trial id -> trained state (one member)
+        # trial id -> trained state (one member), for promotions: the newest batches'
+        # (all of them until `start` gives a run folder to read dropped ones back from)
+        self.states = KeptStates(budget=None)
         self.saved: TrainingStates | None = None
         self._warming: concurrent.futures.Future | None = None
 
@@ -213,6 +216,7 @@ class BucketEvaluator:
         its parent's state in another process or after a restart."""
         if self.task.saves_states:
             self.saved = TrainingStates(store)
+            self.states.budget = KEPT_BYTES
 
     def close(self) -> None:
         """Waits for the training states still being written (and a warm-up)."""
@@ -273,8 +277,8 @@ class BucketEvaluator:
         start = time.monotonic()
         try:  # building the bucket's model (the task's `for_bucket`) may fail too
             trainer = self._trainer(signature, members)
-            self._load_missing_parents(parents, trainer, keys, members)
-            parent_states, has_parent = self._parent_states(parents)
+            restored = self._load_missing_parents(parents, trainer, keys, members)
+            parent_states, has_parent = self._parent_states(parents, restored)
             states, out = jax.block_until_ready(trainer(
                 keys, members, fidelities, parent_states, has_parent))
         except Exception as error:  # noqa: BLE001 - the bucket fails, the run goes on
@@ -285,11 +289,17 @@ class BucketEvaluator:
         seconds = (time.monotonic() - start) / len(rows)
         finished = [finish(t, _with(measures[j], _member(out, j)), self.objectives, seconds)
                     for j, t in enumerate(trials)]
-        for j, t in enumerate(trials):
-            self.states[t.trial_id] = jax.tree.map(lambda a, j=j: a[j], states)
         for parent in parents:
-            self.states.pop(parent, None)  # continued: its child's state replaces it
+            self.states.pop(parent)  # continued: its child's state replaces it
+        self.states.keep({t.trial_id: j for j, t in enumerate(trials)
+                          if self._continuable(t.fidelity)}, states)
         return self._save_states(finished, fidelities, states)
+
+    def _continuable(self, fidelity: float | None) -> bool:
+        """Whether a trial trained to `fidelity` may be promoted (continued) later: a
+        trial at the top fidelity, or in a space without one, never is."""
+        top = self.spec.fidelity.upper if self.spec.fidelity is not None else None
+        return top is not None and fidelity is not None and fidelity < top
 
     def _trainer(self, signature: tuple, members: Config) -> _train.BucketTrainer:
         """The bucket's trainer, made once per structure; any member stands for it."""
@@ -301,32 +311,34 @@ class BucketEvaluator:
         return self.trainers[signature]
 
     def _load_missing_parents(self, parents: list[int], trainer: _train.BucketTrainer,
-                              keys: np.ndarray, members: Config) -> None:
-        """Loads from the run folder the parent states this process does not hold."""
+                              keys: np.ndarray, members: Config) -> dict[int, Any]:
+        """The parent states this process does not hold (another process trained them, or
+        they were dropped from memory), read back from the run folder: trial id -> state."""
         missing = [p for p in parents if p >= 0 and p not in self.states]
         if self.saved is None or not missing:
-            return
+            return {}
         template = trainer.state_shapes(keys, members)  # the bucket shares one shape
-        for parent in missing:
-            restored = self.saved.load(parent, template)
-            if restored is not None:
-                self.states[parent] = restored
+        restored = {parent: self.saved.load(parent, template) for parent in missing}
+        logger.debug("jaxnas.run: read the states of trials %s back from the run folder",
+                     missing)
+        return {parent: state for parent, state in restored.items() if state is not None}
 
-    def _parent_states(self, parents: list[int]) -> tuple[Any, np.ndarray | None]:
+    def _parent_states(self, parents: list[int],
+                       restored: Mapping[int, Any]) -> tuple[Any, np.ndarray | None]:
         """The parents' states stacked (a stand-in where a member has none), and which
-        members have one; (None, None) when none has."""
-        has_parent = np.array([p in self.states for p in parents])
-        if not has_parent.any():
+        members have one; (None, None) when none has. `restored`: states read back."""
+        found = {p: restored[p] if p in restored else self.states[p] for p in parents
+                 if p in restored or p in self.states}
+        if not found:
             return None, None
-        template = next(self.states[p] for p in parents if p in self.states)
-        stacked = jax.tree.map(_stack, *[self.states.get(p, template) for p in parents])
-        return stacked, has_parent
+        template = next(iter(found.values()))
+        stacked = jax.tree.map(_stack, *[found.get(p, template) for p in parents])
+        return stacked, np.array([p in found for p in parents])
 
     def _save_states(self, finished: list[TrialRecord], fidelities: np.ndarray,
                      states: Any) -> list[TrialRecord]:
         """Saves the bucket's states if a member may be promoted; names them in its rows."""
-        top = self.spec.fidelity.upper if self.spec.fidelity is not None else None
-        if self.saved is None or top is None or not np.any(fidelities < top):
+        if self.saved is None or not any(self._continuable(f) for f in fidelities):
             return finished  # a trial at the maximum fidelity is never continued
         reference = self.saved.save([t.trial_id for t in finished], states)
         return [dataclasses.replace(t, state_ref=f"{reference}:{j}")

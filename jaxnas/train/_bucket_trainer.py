@@ -149,14 +149,15 @@ class BucketTrainer:
             has_parent = np.full(n, parents is not None)
         has_parent = np.asarray(has_parent, bool)
         size = self._size(n)
-        pieces = []
+        outputs = None  # host arrays of n rows, each call's members copied in once
         for start in range(0, n, size):
             rows = np.arange(start, min(start + size, n))
-            pieces.append(self._call(size, key_data[rows], _rows(configs, rows),
-                                     fidelities[rows], _rows(parents, rows), has_parent[rows]))
-        if len(pieces) == 1:
-            return pieces[0]
-        return jax.tree.map(lambda *parts: _concatenate(parts), *pieces)
+            out, layout = self._call(size, key_data[rows], _rows(configs, rows),
+                                     fidelities[rows], _rows(parents, rows), has_parent[rows])
+            if outputs is None:
+                outputs = jax.tree.map(lambda a: _host_empty(a, n), out)
+            jax.tree.map(lambda a, host: _copy_members(a, host, start, layout), out, outputs)
+        return jax.tree.map(_host_keys, out, outputs)
 
     def _size(self, n: int) -> int:
         """The rows of the call that trains a batch of `n` (its first, if several)."""
@@ -166,10 +167,10 @@ class BucketTrainer:
         return -(-pad_to_power_of_two(n, self.min_members) // devices) * devices
 
     def _call(self, size: int, key_data, configs, fidelities, parents, has_parent):
-        """One compiled call on at most `size` rows, padded to `size`; padding dropped."""
+        """One compiled call on at most `size` rows, padded to `size`: its outputs, on
+        the devices, and where its members sit in them."""
         rows, layout = self._arguments(size, key_data, configs, fidelities, parents, has_parent)
-        out = self._run(*rows, layout.counts)
-        return jax.tree.map(lambda a: _host_rows(a, layout.positions), out)
+        return self._run(*rows, layout.counts), layout
 
     def _arguments(self, size: int, key_data, configs, fidelities, parents, has_parent):
         """A call's arguments, padded to `size` rows and laid out on the devices."""
@@ -273,9 +274,9 @@ class _Layout:
         per_device = size // devices
         device, slot = np.divmod(np.arange(size), per_device)
         member = device + slot * devices  # the member each row would hold, in order
+        self.n, self.devices, self.per_device = n, devices, per_device
         self.real = member < n  # (size,) bool
         self.index = np.where(self.real, member, 0)  # (size,) the row each position copies
-        self.positions = np.argsort(np.where(self.real, member, size))[:n]  # member -> row
         self.counts = np.bincount(device[self.real], minlength=devices).astype(np.int32)
 
 
@@ -356,17 +357,34 @@ def _host(a: Any) -> Any:
     return a if _is_key(a) else np.asarray(a)
 
 
-def _host_rows(a: jax.Array, rows: np.ndarray) -> Any:
-    """Rows `rows` of a program output, on the host; typed keys stay keys."""
+def _host_empty(a: jax.Array, n: int) -> np.ndarray:
+    """An empty host array for `n` members of a program output (raw data for keys)."""
     if _is_key(a):
-        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(a))[rows],
-                                        impl=jax.random.key_impl(a))
-    return np.asarray(a)[rows]
+        a = jax.eval_shape(jax.random.key_data, a)
+    return np.empty((n, *a.shape[1:]), a.dtype)
+
+
+def _copy_members(a: jax.Array, host: np.ndarray, start: int, layout: _Layout) -> None:
+    """Copies the members of one call's output `a` into `host[start:]`, padding left out.
+
+    Each device's rows are read where the program wrote them (on a CPU a device buffer
+    is host memory: no copy before this one). Device `d` holds members `d, d + D, ...`
+    (`_Layout`), in its leading rows, so they fill a strided slice of `host`."""
+    if _is_key(a):
+        a = jax.random.key_data(a)
+    for shard in a.addressable_shards:
+        device = shard.index[0].indices(a.shape[0])[0] // layout.per_device
+        count = int(layout.counts[device])
+        if count:
+            host[start + device:start + layout.n:layout.devices] = np.asarray(shard.data)[:count]
 
 
 def _rows(tree: Any, rows: np.ndarray) -> Any:
     return None if tree is None else jax.tree.map(lambda a: _host(a)[rows], tree)
 
 
-def _concatenate(parts: tuple) -> Any:
-    return jnp.concatenate(parts) if _is_key(parts[0]) else np.concatenate(parts)
+def _host_keys(like: Any, host: np.ndarray) -> Any:
+    """`host` as `like` is: typed PRNG keys stay keys, other leaves numpy arrays."""
+    if _is_key(like):
+        return jax.random.wrap_key_data(host, impl=jax.random.key_impl(like))
+    return host

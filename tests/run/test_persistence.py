@@ -1,6 +1,7 @@
 """The run folder: resume after SIGKILL, several workers on one folder, reading a run back,
 and clear errors for folders that cannot be used."""
 
+import importlib
 import logging
 import os
 import signal
@@ -435,6 +436,34 @@ def test_promotions_continue_from_states_saved_by_an_earlier_process(tmp_path):
     promoted = [t for t in second.trials if t["parent_id"] >= 0]
     assert len(promoted) == 9
     assert all(t["extra"]["started_from"] == 1.0 for t in promoted)  # not from scratch
+
+
+def test_promotions_continue_states_that_the_process_dropped_from_memory(tmp_path, caplog,
+                                                                       monkeypatch):
+    """A run keeps only its newest trained states in memory (within a byte budget, here
+    none: only the newest batch); a promotion whose parent's state was dropped reads it
+    back from the run folder and continues it."""
+    space = {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 27)}
+
+    def run(root):
+        with caplog.at_level(logging.DEBUG, logger="jaxnas"):
+            caplog.clear()
+            result = jn.run(_counting_task(), space, optimizer="asha", root_directory=root,
+                            max_evaluations=60, progress=False)
+        return result.trials, "back from the run folder" in caplog.text
+
+    kept_trials, read_back = run(tmp_path / "kept")
+    assert not read_back  # the default budget holds all of this run's states
+    monkeypatch.setattr(importlib.import_module("jaxnas.run._evaluators"), "KEPT_BYTES", 0)
+    trials, read_back = run(tmp_path / "dropped")
+    assert read_back
+    by_id = {t["trial_id"]: t for t in trials}
+    promoted = [t for t in trials if t["parent_id"] >= 0]
+    # ASHA promotes from any earlier rung: some parents were trained batches before.
+    assert any(t["step"] - by_id[t["parent_id"]]["step"] > 1 for t in promoted)
+    assert all(t["extra"]["started_from"] == by_id[t["parent_id"]]["fidelity"]
+               for t in promoted)  # continued, not trained from scratch
+    assert _table(tmp_path / "dropped") == _table(tmp_path / "kept")
 
 
 def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on(

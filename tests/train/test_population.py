@@ -405,6 +405,13 @@ def test_members_spread_over_devices_train_as_on_one(setup):
     np.testing.assert_allclose(results["val_curve"], reference_results["val_curve"],
                                atol=1e-6)
     np.testing.assert_array_equal(results["epochs"], 4)
+    # More members than a call takes: each call's members, from both devices, land in
+    # their own rows (5 members, calls of 2: the last leaves the second device idle).
+    in_calls = BucketTrainer(bucket, devices=jax.devices()[:2], capacity=2)
+    states, results = in_calls(keys, configs, jnp.full(5, 4), parents=low,
+                               has_parent=has_parent)
+    assert _max_difference(states.params, reference.params) < 1e-6
+    np.testing.assert_allclose(results["loss"], reference_results["loss"], atol=1e-6)
     # Members land on both devices, in order: a batch of one leaves the second idle.
     alone, alone_results = spread(keys[3:4], member_batch(configs, 3), jnp.full(1, 4),
                                   parents=member_batch(low, 3))
