@@ -33,7 +33,7 @@ from jaxnas.nn import BuildError
 from jaxnas.optimizers import has_priors
 from jaxnas.run._checkpoints import TrainingStates
 from jaxnas.run._constraints import Screen
-from jaxnas.run._kept_states import KEPT_BYTES, KeptStates
+from jaxnas.run._kept_states import KeptStates, kept_bytes
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._records import TrialRecord
 from jaxnas.run._storage import RunStore
@@ -171,6 +171,7 @@ class BucketEvaluator:
         # trial id -> trained state (one member), for promotions: the newest batches'
         # (all of them until `start` gives a run folder to read dropped ones back from)
         self.states = KeptStates(budget=None)
+        self._kept_bytes = kept_bytes()  # a bad JAXNAS_STATES_IN_MEMORY fails here, early
         self.saved: TrainingStates | None = None
         self._warming: concurrent.futures.Future | None = None
 
@@ -216,7 +217,7 @@ class BucketEvaluator:
         its parent's state in another process or after a restart."""
         if self.task.saves_states:
             self.saved = TrainingStates(store)
-            self.states.budget = KEPT_BYTES
+            self.states.budget = self._kept_bytes
 
     def close(self) -> None:
         """Waits for the training states still being written (and a warm-up)."""

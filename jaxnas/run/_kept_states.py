@@ -5,8 +5,9 @@ leaf with a row per member. The evaluator keeps the rows of members that may be 
 (below the top fidelity) as views of those arrays, so nothing is copied; a batch's arrays
 live until every member kept from it is gone, so memory is counted, and freed, by batch.
 
-Only the newest batches are kept, up to `KEPT_BYTES`: a promotion of a state dropped
-here reads it back from the run folder (`TrainingStates`), as another process would.
+Only the newest batches are kept, up to `KEPT_BYTES` (`JAXNAS_STATES_IN_MEMORY`, in MiB,
+sets another budget): a promotion of a state dropped here reads it back from the run
+folder (`TrainingStates`), as another process would.
 Keeping every trial's state made a process grow with its run, by 700 MB in the
 quickstart's, and that costs time as well as memory: allocations that cannot reuse freed
 memory touch new pages, which on this project's 2-core VM cost about 30 us each (fresh
@@ -16,6 +17,7 @@ memory at 100-140 MB/s), and the quickstart's run took 2 s longer (13.5 s agains
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,27 @@ import jax
 # The quickstart's batches hold 10-50 MB (members padded to 256-wide layers, AdamW's two
 # moments): this is the last several of them, which its promotions read.
 KEPT_BYTES = 256 * 2**20
+ENVIRONMENT = "JAXNAS_STATES_IN_MEMORY"
+
+
+def kept_bytes() -> int:
+    """The budget in bytes: `JAXNAS_STATES_IN_MEMORY` (MiB) if set, else `KEPT_BYTES`.
+
+    Raises:
+        ValueError: the variable is not a non-negative integer.
+    """
+    value = os.environ.get(ENVIRONMENT)
+    if value is None:
+        return KEPT_BYTES
+    try:
+        mib = int(value)
+        if mib < 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"jaxnas: {ENVIRONMENT}={value!r} must be a non-negative integer "
+                         f"(MiB of trained states a run keeps in memory; 0 keeps only the "
+                         f"newest batch).") from None
+    return mib * 2**20
 
 
 class KeptStates:

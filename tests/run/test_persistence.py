@@ -1,7 +1,6 @@
 """The run folder: resume after SIGKILL, several workers on one folder, reading a run back,
 and clear errors for folders that cannot be used."""
 
-import importlib
 import logging
 import os
 import signal
@@ -454,7 +453,7 @@ def test_promotions_continue_states_that_the_process_dropped_from_memory(tmp_pat
 
     kept_trials, read_back = run(tmp_path / "kept")
     assert not read_back  # the default budget holds all of this run's states
-    monkeypatch.setattr(importlib.import_module("jaxnas.run._evaluators"), "KEPT_BYTES", 0)
+    monkeypatch.setenv("JAXNAS_STATES_IN_MEMORY", "0")
     trials, read_back = run(tmp_path / "dropped")
     assert read_back
     by_id = {t["trial_id"]: t for t in trials}
@@ -464,6 +463,11 @@ def test_promotions_continue_states_that_the_process_dropped_from_memory(tmp_pat
     assert all(t["extra"]["started_from"] == by_id[t["parent_id"]]["fidelity"]
                for t in promoted)  # continued, not trained from scratch
     assert _table(tmp_path / "dropped") == _table(tmp_path / "kept")
+    monkeypatch.setenv("JAXNAS_STATES_IN_MEMORY", "-1")
+    with pytest.raises(ValueError, match="JAXNAS_STATES_IN_MEMORY='-1' must be a "
+                                         "non-negative integer"):
+        run(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # refused before the run folder was made
 
 
 def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on(
