@@ -65,10 +65,10 @@ class KeptStates:
         self._batch_of: dict[int, int] = {}  # trial id -> its batch's number
         self._numbers = itertools.count()
 
-    def keep(self, rows: Mapping[int, int | None], states: Any) -> None:
-        """Keeps `states` (stacked, a row per member; or one member's, with the row None)
-        for the trials in `rows` (trial id -> row), then drops the oldest batches beyond
-        the budget, never this one."""
+    def keep(self, rows: Mapping[int, int], states: Any) -> None:
+        """Keeps the rows of `states` (stacked, a row per member) of the trials in `rows`
+        (trial id -> row), then drops the oldest batches beyond the budget, never this
+        one."""
         if not rows:
             return
         for trial_id in rows:
@@ -103,11 +103,11 @@ class KeptStates:
     def __getitem__(self, trial_id: int) -> Any:
         batch = self._batches[self._batch_of[trial_id]]
         row = batch.rows[trial_id]
-        return batch.states if row is None else jax.tree.map(lambda a: a[row], batch.states)
+        return jax.tree.map(lambda a: a[row], batch.states)
 
 
 class _Batch:
     """One `keep`'s states and the rows of the trials still kept from them."""
 
-    def __init__(self, states: Any, rows: dict[int, int | None], nbytes: int):
+    def __init__(self, states: Any, rows: dict[int, int], nbytes: int):
         self.states, self.rows, self.nbytes = states, rows, nbytes
