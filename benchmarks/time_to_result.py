@@ -24,7 +24,8 @@ Run from the repository root:
     python benchmarks/time_to_result.py --max-fidelity-spent 100 --seeds 0 1
     python benchmarks/time_to_result.py --example mnist1d        # the CNN example
 
-Prints a markdown table (wall times, the ratio jaxnas / NePS, trials, test accuracy) and
+Prints a markdown table (wall times, the ratio jaxnas / NePS, trials, test accuracy; each
+process's user and system CPU time go to the JSON and the progress lines) and
 writes `benchmarks/results/time_to_result.json` (`time_to_result_mnist1d.json` for the
 CNN; `--out`). The issue's target: cold at most half NePS's time, warm at most a quarter,
 with the same or better test accuracy.
@@ -42,6 +43,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,16 +97,22 @@ def parse(stdout: str) -> dict:
 
 
 def timed_process(command: list[str], env: dict[str, str]) -> dict:
-    """Runs `command` from the repository root; its wall time, exit and parsed result."""
+    """Runs `command` from the repository root; its wall time, CPU time (user and system:
+    a process's system time grows with the memory it touches for the first time, which
+    is slow on a VM), exit and parsed result."""
     print("$ " + " ".join(command), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the one child run since
     if done.returncode:
         raise RuntimeError(f"{command[1]} exited with {done.returncode}:\n"
                            f"{done.stdout}\n{done.stderr}")
-    result = {"wall_s": wall, **parse(done.stdout)}
-    print(f"  {wall:.1f} s; {result['trials']} trials, test accuracy "
+    result = {"wall_s": wall, "user_s": after.ru_utime - before.ru_utime,
+              "system_s": after.ru_stime - before.ru_stime, **parse(done.stdout)}
+    print(f"  {wall:.1f} s ({result['user_s']:.1f} s user, {result['system_s']:.1f} s "
+          f"system); {result['trials']} trials, test accuracy "
           f"{result['test_accuracy']:.4f}", flush=True)
     return result
 
