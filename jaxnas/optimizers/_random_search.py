@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +31,15 @@ class RandomSearchState(NamedTuple):
         best: `(k,)` int32, the rows of the best successful trials by loss and then row, -1
             past them, kept by `tell` for optimisers that read them (`complex_random_search`:
             `k = n_top`; 0 for the others).
+        model: what a model-based optimiser carries from ask to ask (`bayesian_optimization`:
+            its GP's last fitted hyperparameters, where the next fit starts); `()` for the
+            others.
     """
 
     trials: Trials
     overflow: jax.Array
     best: jax.Array
+    model: Any = ()
 
 
 def random_search(spec: SearchSpace, *, batch_size: int = 16, use_prior: bool = False,
@@ -124,25 +128,28 @@ def complex_random_search(spec: SearchSpace, *, batch_size: int = 16, n_top: int
 
 
 def _single_fidelity(spec: SearchSpace, propose, batch_size: int, max_trials: int,
-                     n_best: int = 0) -> Optimizer:
+                     n_best: int = 0, model: Any = ()) -> Optimizer:
     """Wraps `propose(state, key) -> (configs (B), sources (B))` into an `Optimizer` whose
-    state keeps the `n_best` best rows (`RandomSearchState.best`)."""
+    state keeps the `n_best` best rows (`RandomSearchState.best`). With a `model` (the
+    initial `RandomSearchState.model`), `propose` returns the next model third."""
     capacity = _base.capacity_for(max_trials, batch_size)
     fidelity = _base.max_fidelity(spec)
 
     def init(key: jax.Array) -> RandomSearchState:
         del key  # the empty state is deterministic
         return RandomSearchState(_base.empty_trials(spec, capacity), jnp.zeros((), bool),
-                                 jnp.full((min(n_best, capacity),), -1, jnp.int32))
+                                 jnp.full((min(n_best, capacity),), -1, jnp.int32), model)
 
     def ask(state: RandomSearchState, key: jax.Array) -> tuple[RandomSearchState, Proposals]:
         fits = state.trials.count + batch_size <= capacity
         if spec.constrained:  # a model's or a crossover's proposals, made feasible
             key, key_repair = jax.random.split(key)
-            configs, sources = propose(state, key)
+            configs, sources, *carried = propose(state, key)
             configs = _base.feasible_rows(spec, key_repair, configs)
         else:
-            configs, sources = propose(state, key)
+            configs, sources, *carried = propose(state, key)
+        if carried:
+            state = state._replace(model=carried[0])
         fidelities = jnp.full((batch_size,), fidelity, jnp.float32)
         valid = jnp.broadcast_to(fits, (batch_size,))
         trials, ids = _base.add_trials(state.trials, configs, fidelities, valid,

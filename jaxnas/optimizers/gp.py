@@ -33,7 +33,7 @@ import importlib
 import math
 import os
 import sys
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ MIN_NOISE = 1e-6  # Optuna's `DEFAULT_MINIMUM_NOISE_VAR`
 # the kernel scale and the data (the largest eigenvalue is at most rows x that entry).
 JITTER = 1e-6
 FALLBACK_JITTER = 1e-6
-_FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
+FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
 _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -217,19 +217,26 @@ def initial_params(dims: int) -> Params:
                   jnp.asarray(math.log(1e-2), jnp.float32))
 
 
-def fit(data: Data) -> Posterior:
-    """Standardises the targets, fits the hyperparameters, conditions on the rows."""
+def fit(data: Data, start: Params | None = None, steps: Any = FIT_STEPS) -> Posterior:
+    """Standardises the targets, fits the hyperparameters, conditions on the rows.
+
+    Args:
+        data: the rows.
+        start: where the fit starts (default: `initial_params`, Optuna's start).
+        steps: L-BFGS iterations (may be traced).
+    """
     n = jnp.maximum(jnp.sum(data.mask), 1).astype(jnp.float32)
     y = jnp.where(data.mask, data.targets, 0.0)
     y_mean = jnp.sum(y) / n
     y_var = jnp.sum(jnp.where(data.mask, (y - y_mean) ** 2, 0.0)) / n
     y_std = jnp.where(y_var > 1e-12, jnp.sqrt(y_var), 1.0)
     data = data._replace(targets=jnp.where(data.mask, (y - y_mean) / y_std, 0.0))
-    params = _maximise(data, initial_params(data.units.shape[-1]))
+    params = _maximise(data, initial_params(data.units.shape[-1]) if start is None else start,
+                       steps)
     return condition(Posterior(data, params, jnp.zeros(()), jnp.zeros(()), y_mean, y_std))
 
 
-def _maximise(data: Data, start: Params) -> Params:
+def _maximise(data: Data, start: Params, steps: Any) -> Params:
     """L-BFGS on the negative log posterior; the start where it ends non-finite."""
     objective = lambda p: negative_log_posterior(p, data)  # noqa: E731
     solver = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(
@@ -243,7 +250,7 @@ def _maximise(data: Data, start: Params) -> Params:
                                        value_fn=objective)
         return optax.apply_updates(params, updates), state
 
-    params, _ = jax.lax.fori_loop(0, _FIT_STEPS, step, (start, solver.init(start)))
+    params, _ = jax.lax.fori_loop(0, steps, step, (start, solver.init(start)))
     finite = jnp.isfinite(objective(params)) & jnp.all(jnp.isfinite(params.log_theta))
     params = jax.tree.map(lambda p: jnp.clip(p, -12.0, 12.0), params)
     return jax.tree.map(lambda p, s: jnp.where(finite, p, s), params, start)

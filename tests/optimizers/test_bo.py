@@ -173,6 +173,38 @@ def test_a_batch_holds_distinct_configurations_and_the_model_takes_over():
     assert len({tuple(np.round(row, 4)) for row in last}) == 4  # the believer spreads them
 
 
+def test_with_warm_starts_each_fit_starts_where_the_last_ended():
+    """The state carries the GP's fitted hyperparameters; with `warm_start_steps` the next
+    ask's few L-BFGS steps start from them (as Optuna's GPSampler does), by default every
+    fit starts afresh."""
+    spec = _conditional()
+    opt = optimizers.bayesian_optimization(spec, n_startup_trials=6, model_size=32,
+                                           max_trials=64, warm_start_steps=2)
+    ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
+    state = opt.init(jax.random.key(0))
+    params, fitted = state.model
+    assert not fitted
+    for key in jax.random.split(jax.random.key(1), 8):
+        state, proposals = ask(state, key)
+        state = tell(state, proposals.trial_ids, jax.vmap(_conditional_loss)(proposals.configs))
+    params, fitted = state.model
+    assert fitted
+    default = gp.initial_params(len(spec.paths))
+    assert not np.allclose(params.log_theta, default.log_theta)
+    # The same ask from another start: another fit, so other hyperparameters.
+    key = jax.random.key(2)
+    warm, proposals = ask(state, key)
+    cold, _ = ask(state._replace(model=(default, fitted)), key)
+    assert not np.allclose(warm.model[0].log_theta, cold.model[0].log_theta)
+    assert np.all(np.isfinite(jax.vmap(spec.to_unit)(proposals.configs)))
+    # By default the carried hyperparameters change nothing.
+    fresh = optimizers.bayesian_optimization(spec, n_startup_trials=6, model_size=32,
+                                             max_trials=64)
+    one, _ = jax.jit(fresh.ask)(state, key)
+    other, _ = jax.jit(fresh.ask)(state._replace(model=(default, fitted)), key)
+    np.testing.assert_array_equal(one.model[0].log_theta, other.model[0].log_theta)
+
+
 @functools.cache
 def _search(make, evaluations):
     spec = _conditional()
@@ -240,6 +272,7 @@ def test_a_space_without_numbers_is_refused_by_name():
     (dict(model_size=0), r"model_size=0 must be an integer >= 1"),
     (dict(prior_beta=-1.0), r"prior_beta=-1\.0 must be a finite number >= 0"),
     (dict(use_prior="yes"), r"use_prior='yes' must be True or False"),
+    (dict(warm_start_steps=0), r"warm_start_steps=0 must be an integer >= 1"),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
