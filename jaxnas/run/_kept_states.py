@@ -31,13 +31,14 @@ ENVIRONMENT = "JAXNAS_STATES_IN_MEMORY"
 
 
 def kept_bytes() -> int:
-    """The budget in bytes: `JAXNAS_STATES_IN_MEMORY` (MiB) if set, else `KEPT_BYTES`.
+    """The budget in bytes: `JAXNAS_STATES_IN_MEMORY` (MiB) if set and not empty, else
+    `KEPT_BYTES`.
 
     Raises:
         ValueError: the variable is not a non-negative integer.
     """
-    value = os.environ.get(ENVIRONMENT)
-    if value is None:
+    value = os.environ.get(ENVIRONMENT, "").strip()
+    if not value:  # unset or empty
         return KEPT_BYTES
     try:
         mib = int(value)

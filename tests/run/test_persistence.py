@@ -451,6 +451,7 @@ def test_promotions_continue_states_that_the_process_dropped_from_memory(tmp_pat
                             max_evaluations=60, progress=False)
         return result.trials, "back from the run folder" in caplog.text
 
+    monkeypatch.setenv("JAXNAS_STATES_IN_MEMORY", "")  # empty: the default
     kept_trials, read_back = run(tmp_path / "kept")
     assert not read_back  # the default budget holds all of this run's states
     monkeypatch.setenv("JAXNAS_STATES_IN_MEMORY", "0")
