@@ -383,6 +383,8 @@ def _carries_mask(plan: Any, carried: bool, moves: list | None = None) -> bool:
         return walk(fields.get("layers", ()), carried)
     if kind is _blocks.Residual:
         return carried and walk(fields["body"], carried)
+    # Lists, not generators, in `all` and `any`: every branch is walked, so that `moves`
+    # collects the flattens, concatenations and cells in all of them.
     if kind is _blocks.Add:
         return all([walk(b, carried) for b in fields.get("branches", ())])
     if kind in (_blocks.Concat, _blocks.Cell):  # a mask if any part has one

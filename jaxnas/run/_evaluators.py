@@ -455,6 +455,8 @@ class PlainEvaluator:
     def warm_up(self) -> None:
         """Nothing to compile ahead: the callable is the user's."""
 
+    warming = False  # nothing is ever compiled ahead (`BucketEvaluator.warming`)
+
     def close(self) -> None:
         """Nothing in flight."""
 

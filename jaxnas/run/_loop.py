@@ -353,7 +353,7 @@ def _loop(spec: SearchSpace, worker: Worker, evaluator: Any, store: RunStore,
 
     `start`: when the run began (`time.monotonic()`), for `max_seconds`.
     """
-    if getattr(evaluator, "warming", False):
+    if evaluator.warming:
         worker.prepare_tell()  # while the first batch's training program compiles
     while True:
         claimed, stopped_by = worker.next_batch(budgets, time.monotonic() - start)

@@ -10,6 +10,7 @@ that calls it.
 import os
 import subprocess
 import sys
+import contextlib
 import threading
 from collections import Counter
 from pathlib import Path
@@ -60,6 +61,18 @@ class CountingTask(jn.SupervisedTask):
             return inner.train(state, config, fidelity)
 
         return jn.Task(inner.init, train, inner.evaluate)
+
+
+@contextlib.contextmanager
+def _listening(listen):
+    """`listen` receives JAX's event durations (traces, compilations) inside the block."""
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is not None:
+            unregister(listen)
 
 
 def test_each_structure_is_traced_once_and_a_second_run_traces_nothing(tmp_path):
@@ -126,14 +139,9 @@ def test_the_optimisers_tell_compiles_while_the_first_training_program_does(tmp_
 
             return jn.Task(inner.init, train, inner.evaluate)
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with _listening(listen):
         result = jn.run(WaitsForTell(*data(), batch_size=16), space(), optimizer="priorband",
                         root_directory=tmp_path, max_fidelity_spent=40, seed=0)
-    finally:
-        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
-        if unregister is not None:
-            unregister(listen)
     assert all(t["status"] == "success" for t in result.trials)
     assert waited and all(waited), waited
 
@@ -150,14 +158,9 @@ def test_a_run_with_max_evaluations_traces_its_optimisers_ask_once(tmp_path):
                 kwargs.get("fun_name") == "ask" and seconds > 1e-3:
             asks.append(seconds)
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with _listening(listen):
         result = jn.run(lambda x: (x - 0.3) ** 2, {"x": jn.Float(0.0, 1.0)}, optimizer="tpe",
                         root_directory=tmp_path, max_evaluations=6, progress=False)
-    finally:
-        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
-        if unregister is not None:
-            unregister(listen)
     assert len(result.trials) == 6
     assert len(asks) == 1, asks
 
@@ -206,15 +209,10 @@ def test_host_helpers_compile_one_program_for_every_batch_size():
         if event == "/jax/core/compile/jaxpr_trace_duration":
             traces.append(event)
 
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with _listening(listen):
         for n in (1, 3, 17, 40):  # one padded size (64 rows), so one program
             rows = jax.tree.map(lambda a, n=n: a[:n], configs)
             assert len(spec.buckets(rows, masked=True)) == n
-    finally:
-        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
-        if unregister is not None:
-            unregister(listen)
     assert len(traces) == 1
 
 
