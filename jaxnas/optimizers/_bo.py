@@ -65,7 +65,7 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
             L-BFGS steps from Optuna's start). A number: after the first fit, each ask
             takes this many steps from where the last fit ended, as Optuna's `GPSampler`
             starts from its cached kernel parameters. On Hartmann-6 at 200 trials, 2
-            steps cut the overhead from 65 to 7 ms a trial; on development seeds 0-19
+            steps cut the overhead from 65 to 7-9 ms a trial; on development seeds 0-19
             the regret at 25 and 50 evaluations on Branin, Hartmann-6 and a mixed
             problem was not significantly different from the default's (P(warm beats
             default) 0.39-0.56), which is why it is not the default yet.
