@@ -44,7 +44,7 @@ _FAILED_KEY, _PENDING_KEY = 1e30, 2e30
 def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
                           n_startup_trials: int = 10, model_size: int = 128,
                           prior_beta: float = 10.0, use_prior: bool = True,
-                          warm_start_steps: int | None = None,
+                          refit_growth: float = 0.05,
                           max_trials: int = 1024) -> Optimizer:
     """GP-based Bayesian optimisation (log EI); PiBO when the space has priors.
 
@@ -61,19 +61,19 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
             is bounded by this, not by the run's length.
         prior_beta: PiBO's `beta`: the acquisition is weighted by `prior ** (beta / n)`.
         use_prior: Use the space's priors (PiBO and the start); False ignores them.
-        warm_start_steps: None: each ask fits the GP's hyperparameters afresh (`gp`'s 25
-            L-BFGS steps from Optuna's start). A number: after the first fit, each ask
-            takes this many steps from where the last fit ended, as Optuna's `GPSampler`
-            starts from its cached kernel parameters. On Hartmann-6 at 200 trials, 2
-            steps cut the overhead from 65 to 7-9 ms a trial; on development seeds 0-19
-            the regret at 25 and 50 evaluations on Branin, Hartmann-6 and a mixed
-            problem was not significantly different from the default's (P(warm beats
-            default) 0.39-0.56), which is why it is not the default yet.
+        refit_growth: The GP's hyperparameters are fitted again once the successful trials
+            have grown by this fraction since the last fit (by at least one); in between,
+            each ask conditions the GP on every trial with the last fit's hyperparameters.
+            0 fits at every ask, as Optuna's `GPSampler` does. Each fit starts where the
+            last one ended (as `GPSampler` does) and stops at the first L-BFGS iteration
+            that improves the objective by at most `gp.FIT_TOLERANCE` of it. At 200 trials
+            of Hartmann-6 this costs about 5 ms a trial, against 65 ms for fits of 25
+            iterations from Optuna's start at every ask (see `benchmarks/optimizers.py`).
         max_trials: Trials the state must hold (see `random_search`).
 
     Returns:
         An `Optimizer` whose state is a `RandomSearchState`; its `model` holds the GP's
-        last fitted hyperparameters and whether there was a fit.
+        last fitted hyperparameters and the successful trials at that fit (0: none yet).
 
     Raises:
         TypeError, ValueError: a bad argument (named with its value), or a space without a
@@ -86,9 +86,7 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
     model_size = _base.check_positive_int(owner, "model_size", model_size)
     prior_beta = _base.check_non_negative_float(owner, "prior_beta", prior_beta)
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
-    if warm_start_steps is not None:
-        warm_start_steps = _base.check_positive_int(owner, "warm_start_steps",
-                                                    warm_start_steps)
+    refit_growth = _base.check_non_negative_float(owner, "refit_growth", refit_growth)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)
     categorical = categorical_slots(owner, spec)
     with_prior = use_prior and _base.has_priors(spec)
@@ -96,29 +94,29 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
     start_source = Source.PRIOR if with_prior else Source.UNIFORM
     model = Model(spec, categorical, min(model_size, max_trials), batch_size,
                   prior_beta if with_prior else None)
-    # The GP's last fitted hyperparameters, and whether there was a fit. With warm starts
-    # the first fit takes `gp`'s full number of steps from Optuna's start, each later one
-    # `warm_start_steps` from where the last ended.
-    no_fit = (gp.initial_params(len(spec.paths)), jnp.zeros((), bool))
+    # The GP's last fitted hyperparameters (Optuna's start before the first fit) and the
+    # successful trials there were at that fit (0: no fit yet).
+    no_fit = (gp.initial_params(len(spec.paths)), jnp.zeros((), jnp.int32))
 
     def propose(state: RandomSearchState, key: jax.Array
                 ) -> tuple[Config, jax.Array, tuple[gp.Params, jax.Array]]:
         trials = state.trials
-        warm = jnp.sum(trials.status == Status.SUCCESS) >= n_startup_trials
+        successes = jnp.sum(trials.status == Status.SUCCESS).astype(jnp.int32)
+        warm = successes >= n_startup_trials
 
         def random(key):
             return (_base.map_rows(start, jax.random.split(key, batch_size)),
                     jnp.full((batch_size,), start_source, jnp.int32), state.model)
 
         def modelled(key):
-            params, fitted = state.model
-            if warm_start_steps is None:
-                start, steps = None, gp.FIT_STEPS
-            else:
-                start, steps = params, jnp.where(fitted, warm_start_steps, gp.FIT_STEPS)
-            configs, params = model.propose_from(trials, key, start, steps)
+            params, fitted_at = state.model
+            grown = successes - fitted_at >= jnp.maximum(
+                1, jnp.floor(refit_growth * fitted_at).astype(jnp.int32))
+            refit = (fitted_at == 0) | grown
+            configs, params = model.propose_from(trials, key, params,
+                                                 jnp.where(refit, gp.FIT_STEPS, 0))
             return (configs, jnp.full((batch_size,), Source.MODEL, jnp.int32),
-                    (params, jnp.ones((), bool)))
+                    (params, jnp.where(refit, successes, fitted_at)))
 
         return jax.lax.cond(warm, modelled, random, key)
 
@@ -153,11 +151,13 @@ class Model:
                 jax.vmap(lambda c: self.spec.active(c).array)(configs))
 
     def fit(self, trials: Trials, eligible: jax.Array, start: gp.Params | None = None,
-            steps: Any = gp.FIT_STEPS) -> tuple[gp.Posterior, Config, jax.Array]:
+            steps: Any = gp.FIT_STEPS, tolerance: Any = None
+            ) -> tuple[gp.Posterior, Config, jax.Array]:
         """The GP of the best `model_size` `eligible` trials (failed ones at the worst
         loss), pending ones added at their predicted mean, `batch` empty rows for the
-        batch's own believers; its fit starts at `start` (see `gp.fit`). Also the model
-        rows' configs and which of them succeeded."""
+        batch's own believers; its fit starts at `start`, takes at most `steps` iterations
+        and stops at `tolerance` (see `gp.fit`). Also the model rows' configs and which of
+        them succeeded."""
         success = eligible & (trials.status == Status.SUCCESS)
         keys = jnp.where(success, trials.losses,
                          jnp.where(trials.status == Status.FAILED, _FAILED_KEY,
@@ -174,11 +174,15 @@ class Model:
         configs = jax.tree.map(lambda c: c[rows], trials.configs)
         units, active = self.encode(configs)
         posterior = gp.fit(gp.Data(units, active, self.categorical, targets, told), start,
-                           steps)
-        believed, _ = gp.predict(posterior, units, active)
-        data = posterior.data
-        posterior = gp.condition(posterior._replace(data=data._replace(
-            targets=jnp.where(pending, believed, data.targets), mask=told | pending)))
+                           steps, tolerance)
+
+        def believe_pending(posterior):  # another factorisation: only where needed
+            believed, _ = gp.predict(posterior, units, active)
+            data = posterior.data
+            return gp.condition(posterior._replace(data=data._replace(
+                targets=jnp.where(pending, believed, data.targets), mask=told | pending)))
+
+        posterior = jax.lax.cond(jnp.any(pending), believe_pending, lambda p: p, posterior)
         return posterior, configs, success[rows] & told
 
     def propose(self, trials: Trials, key: jax.Array, eligible: jax.Array | None = None,
@@ -194,14 +198,15 @@ class Model:
     def propose_from(self, trials: Trials, key: jax.Array, start: gp.Params | None,
                      steps: Any) -> tuple[Config, gp.Params]:
         """`propose` over every trial with the GP's fit started at `start` (None: the
-        default), `steps` iterations; also the fitted hyperparameters."""
-        return self._propose(trials, key, None, None, 1.0, start, steps)
+        default), at most `steps` iterations that stop at `gp.FIT_TOLERANCE` (0: the GP
+        keeps `start`); also the fitted hyperparameters."""
+        return self._propose(trials, key, None, None, 1.0, start, steps, gp.FIT_TOLERANCE)
 
     def _propose(self, trials, key, eligible, count, prior_scale, start=None,
-                 steps=gp.FIT_STEPS) -> tuple[Config, gp.Params]:
+                 steps=gp.FIT_STEPS, tolerance=None) -> tuple[Config, gp.Params]:
         if eligible is None:
             eligible = jnp.ones(trials.status.shape, bool)
-        posterior, configs, succeeded = self.fit(trials, eligible, start, steps)
+        posterior, configs, succeeded = self.fit(trials, eligible, start, steps, tolerance)
         params = posterior.params
         best = jnp.min(jnp.where(succeeded, posterior.data.targets, jnp.inf))
         n_success = jnp.sum(eligible & (trials.status == Status.SUCCESS)).astype(jnp.float32)
@@ -213,20 +218,26 @@ class Model:
         proposals = jax.tree.map(lambda c: jnp.broadcast_to(c[start], (self.batch,
                                                                        *c.shape[1:])), configs)
 
+        trips = self.batch if count is None else jnp.minimum(count, self.batch)
+
         def one(row, carry):
             posterior, proposals = carry
             config = self._maximise(posterior, configs, succeeded, best, prior_power, keys[row])
-            units, active = self.encode(jax.tree.map(lambda a: a[None], config))
-            mean, _ = gp.predict(posterior, units, active)
-            data = posterior.data
-            at = first_free + row
-            posterior = gp.condition(posterior._replace(data=data._replace(
-                units=data.units.at[at].set(units[0]), active=data.active.at[at].set(active[0]),
-                targets=data.targets.at[at].set(mean[0]), mask=data.mask.at[at].set(True))))
             proposals = jax.tree.map(lambda p, c: p.at[row].set(c), proposals, config)
+
+            def believe(posterior):  # the next row's model: this one at its predicted mean
+                units, active = self.encode(jax.tree.map(lambda a: a[None], config))
+                mean, _ = gp.predict(posterior, units, active)
+                data = posterior.data
+                at = first_free + row
+                return gp.condition(posterior._replace(data=data._replace(
+                    units=data.units.at[at].set(units[0]),
+                    active=data.active.at[at].set(active[0]),
+                    targets=data.targets.at[at].set(mean[0]), mask=data.mask.at[at].set(True))))
+
+            posterior = jax.lax.cond(row + 1 < trips, believe, lambda p: p, posterior)
             return posterior, proposals
 
-        trips = self.batch if count is None else jnp.minimum(count, self.batch)
         return jax.lax.fori_loop(0, trips, one, (posterior, proposals))[1], params
 
     def _score(self, posterior, candidates: Config, best, prior_power) -> jax.Array:

@@ -173,36 +173,74 @@ def test_a_batch_holds_distinct_configurations_and_the_model_takes_over():
     assert len({tuple(np.round(row, 4)) for row in last}) == 4  # the believer spreads them
 
 
-def test_with_warm_starts_each_fit_starts_where_the_last_ended():
-    """The state carries the GP's fitted hyperparameters; with `warm_start_steps` the next
-    ask's few L-BFGS steps start from them (as Optuna's GPSampler does), by default every
-    fit starts afresh."""
+def test_a_fit_keeps_its_best_point_and_stops_once_an_iteration_gains_little():
+    data = _data(rows=40, masked=4)
+    full = gp.fit(data)  # every step
+    value = lambda p: float(gp.negative_log_posterior(p, full.data))  # noqa: E731
+    start = gp.initial_params(4)
+    assert value(full.params) < value(start)
+    # No steps: the start itself (its hyperparameters, conditioned on the rows).
+    kept = gp.fit(data, start=full.params, steps=0, tolerance=gp.FIT_TOLERANCE)
+    np.testing.assert_array_equal(kept.params.log_theta, full.params.log_theta)
+    # From the full fit's end, the first iteration gains nothing worth a second one, and
+    # whatever it does, the result is never worse than where it started. (Programs that
+    # differ only in their loop's stopping test round differently, hence the tolerances.)
+    again = gp.fit(data, start=full.params, tolerance=gp.FIT_TOLERANCE)
+    assert value(again.params) <= value(full.params)
+    one = gp.fit(data, start=full.params, steps=1)
+    np.testing.assert_allclose(again.params.log_theta, one.params.log_theta, atol=1e-3)
+    # From Optuna's start, a tolerance of 1% stops it after fewer iterations than the full
+    # fit, where a fit of that many iterations ends, short of the full fit's value by at
+    # most about the tolerance.
+    early = value(gp.fit(data, tolerance=0.01).params)
+    by_steps = [value(gp.fit(data, steps=k).params) for k in range(1, gp.FIT_STEPS + 1)]
+    same = [k for k, v in enumerate(by_steps, 1) if math.isclose(v, early, rel_tol=1e-5)]
+    assert same and same[0] < gp.FIT_STEPS, (early, by_steps)
+    assert value(full.params) < early <= value(full.params) + 0.02 * abs(value(full.params))
+
+
+def test_the_gp_is_refitted_as_the_trials_grow_and_each_fit_starts_where_the_last_ended():
+    """The state carries the last fit's hyperparameters and the successful trials there
+    were then; a fit happens once they grew by `refit_growth` (at least one), and starts
+    from the carried hyperparameters, as Optuna's GPSampler does."""
     spec = _conditional()
-    opt = optimizers.bayesian_optimization(spec, n_startup_trials=6, model_size=32,
-                                           max_trials=64, warm_start_steps=2)
-    ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
-    state = opt.init(jax.random.key(0))
-    params, fitted = state.model
-    assert not fitted
-    for key in jax.random.split(jax.random.key(1), 8):
-        state, proposals = ask(state, key)
-        state = tell(state, proposals.trial_ids, jax.vmap(_conditional_loss)(proposals.configs))
-    params, fitted = state.model
-    assert fitted
-    default = gp.initial_params(len(spec.paths))
-    assert not np.allclose(params.log_theta, default.log_theta)
-    # The same ask from another start: another fit, so other hyperparameters.
+
+    def run(refit_growth, asks=24):
+        opt = optimizers.bayesian_optimization(spec, n_startup_trials=4, model_size=32,
+                                               max_trials=64, refit_growth=refit_growth)
+        ask, tell = jax.jit(opt.ask), jax.jit(opt.tell)
+        state = opt.init(jax.random.key(0))
+        history = []
+        for key in jax.random.split(jax.random.key(1), asks):
+            successes = int(np.sum(np.asarray(state.trials.status) == optimizers.Status.SUCCESS))
+            state, proposals = ask(state, key)
+            history.append((successes, int(state.model[1]), np.asarray(state.model[0].log_theta)))
+            state = tell(state, proposals.trial_ids,
+                         jax.vmap(_conditional_loss)(proposals.configs))
+        return ask, state, history
+
+    _, _, history = run(0.25)
+    fitted_at = 0
+    for successes, carried, log_theta in history:
+        due = successes >= 4 and (fitted_at == 0 or
+                                  successes - fitted_at >= max(1, int(0.25 * fitted_at)))
+        assert carried == (successes if due else fitted_at), (successes, carried, fitted_at)
+        fitted_at = carried
+    refits = [i for i in range(1, len(history)) if history[i][1] != history[i - 1][1]]
+    assert 3 <= len(refits) < len(history) - 5, refits
+    for i in range(1, len(history)):  # between fits the hyperparameters stay
+        if i not in refits and history[i][1]:
+            np.testing.assert_array_equal(history[i][2], history[i - 1][2])
+    # 0: a fit at every ask once the model takes over.
+    _, _, every = run(0.0)
+    assert [c for s, c, _ in every if s >= 4] == [s for s, _, _ in every if s >= 4]
+    # A fit starts from the carried hyperparameters: another start, another result.
+    ask, state, _ = run(0.0, asks=8)
     key = jax.random.key(2)
-    warm, proposals = ask(state, key)
-    cold, _ = ask(state._replace(model=(default, fitted)), key)
+    warm, _ = ask(state, key)
+    other = state._replace(model=(gp.initial_params(len(spec.paths)), state.model[1]))
+    cold, _ = ask(other, key)
     assert not np.allclose(warm.model[0].log_theta, cold.model[0].log_theta)
-    assert np.all(np.isfinite(jax.vmap(spec.to_unit)(proposals.configs)))
-    # By default the carried hyperparameters change nothing.
-    fresh = optimizers.bayesian_optimization(spec, n_startup_trials=6, model_size=32,
-                                             max_trials=64)
-    one, _ = jax.jit(fresh.ask)(state, key)
-    other, _ = jax.jit(fresh.ask)(state._replace(model=(default, fitted)), key)
-    np.testing.assert_array_equal(one.model[0].log_theta, other.model[0].log_theta)
 
 
 @functools.cache
@@ -272,7 +310,7 @@ def test_a_space_without_numbers_is_refused_by_name():
     (dict(model_size=0), r"model_size=0 must be an integer >= 1"),
     (dict(prior_beta=-1.0), r"prior_beta=-1\.0 must be a finite number >= 0"),
     (dict(use_prior="yes"), r"use_prior='yes' must be True or False"),
-    (dict(warm_start_steps=0), r"warm_start_steps=0 must be an integer >= 1"),
+    (dict(refit_growth=-0.5), r"refit_growth=-0\.5 must be a finite number >= 0"),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
