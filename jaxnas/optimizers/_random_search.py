@@ -144,10 +144,9 @@ def _single_fidelity(spec: SearchSpace, propose, batch_size: int, max_trials: in
         fits = state.trials.count + batch_size <= capacity
         if spec.constrained:  # a model's or a crossover's proposals, made feasible
             key, key_repair = jax.random.split(key)
-            configs, sources, *carried = propose(state, key)
+        configs, sources, *carried = propose(state, key)
+        if spec.constrained:
             configs = _base.feasible_rows(spec, key_repair, configs)
-        else:
-            configs, sources, *carried = propose(state, key)
         if carried:
             state = state._replace(model=carried[0])
         fidelities = jnp.full((batch_size,), fidelity, jnp.float32)

@@ -7,10 +7,10 @@ are of traces of the task's `train`, which JAX makes exactly when it compiles a 
 that calls it.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
-import contextlib
 import threading
 from collections import Counter
 from pathlib import Path
