@@ -147,8 +147,9 @@ class Model:
 
     def encode(self, configs: Config) -> tuple[jax.Array, jax.Array]:
         """`(n, D)` unit values and used slots of a batch of configs."""
-        return (jax.vmap(self.spec.to_unit)(configs),
-                jax.vmap(lambda c: self.spec.active(c).array)(configs))
+        with gp.float64(False):
+            return (jax.vmap(self.spec.to_unit)(configs),
+                    jax.vmap(lambda c: self.spec.active(c).array)(configs))
 
     def fit(self, trials: Trials, eligible: jax.Array, start: gp.Params | None = None,
             steps: Any = gp.FIT_STEPS, tolerance: Any = None
@@ -204,8 +205,31 @@ class Model:
 
     def _propose(self, trials, key, eligible, count, prior_scale, start=None,
                  steps=gp.FIT_STEPS, tolerance=None) -> tuple[Config, gp.Params]:
+        """Traced in `gp.float64()` (`gp.call_in_float64`), the GP's arrays float64 from fit
+        to last prediction; the configs come back in the trial table's dtypes, the
+        hyperparameters float32."""
         if eligible is None:
             eligible = jnp.ones(trials.status.shape, bool)
+        if start is None:
+            start = gp.initial_params(len(self.spec.paths))
+
+        def propose(trials, key, eligible, count, prior_scale, start, steps):
+            configs, params = self._propose_float64(trials, key, eligible, count,
+                                                    prior_scale, start, steps, tolerance)
+            return (jax.tree.map(lambda c, t: c.astype(t.dtype), configs, trials.configs),
+                    jax.tree.map(lambda p: p.astype(jnp.float32), params))
+
+        if count is None:
+            return gp.call_in_float64(
+                lambda t, k, e, p, s0, n: propose(t, k, e, None, p, s0, n),
+                trials, key, eligible, jnp.asarray(prior_scale, jnp.float32), start,
+                jnp.asarray(steps, jnp.int32))
+        return gp.call_in_float64(propose, trials, key, eligible, count,
+                                  jnp.asarray(prior_scale, jnp.float32), start,
+                                  jnp.asarray(steps, jnp.int32))
+
+    def _propose_float64(self, trials, key, eligible, count, prior_scale, start, steps,
+                         tolerance) -> tuple[Config, gp.Params]:
         posterior, configs, succeeded = self.fit(trials, eligible, start, steps, tolerance)
         params = posterior.params
         best = jnp.min(jnp.where(succeeded, posterior.data.targets, jnp.inf))
@@ -214,7 +238,8 @@ class Model:
         prior_power = (self.prior_beta or 0.0) * prior_scale / jnp.maximum(n_success, 1.0)
         first_free = min(self.model_size, trials.status.shape[0])  # the believers' rows
         keys = jax.random.split(key, self.batch)
-        start = jnp.argmin(jnp.where(succeeded, posterior.data.targets, jnp.inf))
+        # The first best row (`argmin`, which float64 does not lower here; see gp.float64).
+        start = jax.lax.top_k(-jnp.where(succeeded, posterior.data.targets, jnp.inf), 1)[1][0]
         proposals = jax.tree.map(lambda c: jnp.broadcast_to(c[start], (self.batch,
                                                                        *c.shape[1:])), configs)
 
@@ -245,7 +270,9 @@ class Model:
         mean, std = gp.predict(posterior, units, active)
         score = gp.log_expected_improvement(mean, std, best)
         if self.prior_beta is not None:  # PiBO, Eq. (4), in logs
-            score = score + prior_power * jax.vmap(self.spec.log_prior)(candidates)
+            with gp.float64(False):
+                log_prior = jax.vmap(self.spec.log_prior)(candidates)
+            score = score + prior_power * log_prior
         return jnp.where(jnp.isfinite(score), score, -jnp.inf)
 
     def _maximise(self, posterior, configs, succeeded, best, prior_power, key) -> Config:
@@ -253,12 +280,13 @@ class Model:
         the best of those."""
         spec = self.spec
         key_uniform, key_prior, key_local, key_refine = jax.random.split(key, 4)
-        uniform = jax.vmap(spec.from_unit)(
-            jax.random.uniform(key_uniform, (_UNIFORM, len(spec.paths))))
-        pools = [uniform]
-        if self.prior_beta is not None:
-            pools.append(_base.map_rows(spec.sample_prior,
-                                        jax.random.split(key_prior, _PRIOR)))
+        with gp.float64(False):  # the space's functions trace as everywhere else
+            uniform = jax.vmap(spec.from_unit)(
+                jax.random.uniform(key_uniform, (_UNIFORM, len(spec.paths))))
+            pools = [uniform]
+            if self.prior_beta is not None:
+                pools.append(_base.map_rows(spec.sample_prior,
+                                            jax.random.split(key_prior, _PRIOR)))
         losses = jnp.where(succeeded, posterior.data.targets, jnp.inf)
         # A model smaller than _LOCAL_PARENTS rows (a run of a few evaluations): all of it.
         parents = jax.lax.top_k(-losses, min(_LOCAL_PARENTS, losses.shape[0]))[1]
@@ -292,4 +320,6 @@ class Model:
         n = jax.tree.leaves(parents)[0].shape[0]
         repeated = jax.tree.map(lambda c: jnp.repeat(c, per_parent, axis=0), parents)
         keys = jax.random.split(key, n * per_parent)
-        return jax.vmap(lambda k, c: self.spec.mutate(k, c, _MOVE_RATE, std))(keys, repeated)
+        with gp.float64(False):
+            return jax.vmap(lambda k, c: self.spec.mutate(k, c, _MOVE_RATE, std))(keys,
+                                                                                  repeated)
