@@ -23,16 +23,16 @@ Rasmussen & Williams, "Gaussian Processes for Machine Learning", 2006, Alg. 2.1 
 Cholesky solve and the marginal likelihood).
 
 Everything is float64 (as Optuna's), whatever the program around it: each public function
-traces in JAX's 64-bit mode (`float64()`, which a caller that keeps the model's arrays
-between calls, as `bayesian_optimization` does, enters once around all of them), and
-takes float32 inputs. In float32 a model fitted near an optimum is wrong where it matters:
-a posterior variance is the prior's minus the explained part, both about 1, so below about
-1e-6 it cancels to nothing, and the kernel matrix's condition number (1 / noise) leaves
-no digit of the variance near the observed rows (on Branin after 45 evaluations the
-posterior standard deviation at the incumbent's neighbours came out at its floor, and
-log EI never proposed there again; development seeds 0-39 at 50 evaluations: P(beats
-Optuna's GP) 0.29 in float32, 0.55 in float64). Solves go through the Cholesky factor
-(its inverse `W`, `K^-1 = W^T W`), never an explicit `K^-1`.
+traces in JAX's 64-bit mode (`float64()`) and takes float32 inputs; `bayesian_optimization`
+traces its whole proposal so (`call_in_float64`) and hands back float32. In float32 a
+model fitted near an optimum is wrong where it matters: a posterior variance is the
+prior's (the kernel scale, ~6) minus the explained part, so a variance of 1e-6 needs more
+digits than float32 has, and the kernel matrix's condition number (scale / noise, ~1e7)
+takes the rest (on Branin after 45 evaluations the posterior standard deviation at the
+incumbent's neighbours came out at its floor, and log EI never proposed there again;
+development seeds 0-39 at 50 evaluations: P(beats Optuna's GP) 0.29 in float32, 0.49 in
+float64). Solves go through the Cholesky factor (its inverse `W`, `K^-1 = W^T W`), never
+an explicit `K^-1`.
 
 No GP library is used: tinygp and GPJax fit the kernel, but neither masks rows of a
 fixed-size training set nor mixes Hamming and Matérn distances with activity masks without
@@ -71,11 +71,12 @@ _LOG_NOISE_FLOOR = -30.0
 FIT_STEPS = 25  # L-BFGS iterations (each a line search of a few likelihood evaluations)
 # `bayesian_optimization`'s fits stop at the first iteration that improves the objective by
 # at most this fraction of it: 0, the first that does not improve it. Optuna runs its
-# float64 fits to a gradient of 1e-2 (`gtol`); in float32 the objective is too rough near
-# its minimum for a gradient test (on a smooth function's 128 rows the gradient stayed
-# above 0.5 after 100 iterations, the value no longer falling), so the test is on the
-# value. A looser 1e-2 or 1e-3 saved a third to a half of a fit, but on development seeds
-# its regret on Branin at 25 evaluations was worse (P(beats 0) 0.33-0.40).
+# fits to a gradient of 1e-2 (`gtol`); in float32 (the model's arithmetic until
+# 2026-12-06) the objective was too rough near its minimum for a gradient test (on a
+# smooth function's 128 rows the gradient stayed above 0.5 after 100 iterations), so the
+# test is on the value. A looser 1e-2 or 1e-3 saved a third to a half of a fit, but on
+# development seeds its regret on Branin at 25 evaluations was worse (P(beats 0)
+# 0.33-0.40).
 FIT_TOLERANCE = 0.0
 _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
