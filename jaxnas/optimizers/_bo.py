@@ -67,8 +67,9 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
             0 fits at every ask, as Optuna's `GPSampler` does. Each fit starts where the
             last one ended (as `GPSampler` does) and stops at the first L-BFGS iteration
             that improves the objective by at most `gp.FIT_TOLERANCE` of it. At 200 trials
-            of Hartmann-6 this costs about 8 ms a trial, against 65 ms for fits of 25
-            iterations from Optuna's start at every ask (see `benchmarks/optimizers.py`).
+            of Hartmann-6 this cost about 8 ms a trial with the GP in float32, against 65
+            ms for fits of 25 iterations from Optuna's start at every ask; in float64
+            (since 2026-12-06) about 11.5 ms (see `benchmarks/optimizers.py`).
         max_trials: Trials the state must hold (see `random_search`).
 
     Returns:
