@@ -214,20 +214,17 @@ class Model:
         if start is None:
             start = gp.initial_params(len(self.spec.paths))
 
-        def propose(trials, key, eligible, count, prior_scale, start, steps):
-            configs, params = self._propose_float64(trials, key, eligible, count,
-                                                    prior_scale, start, steps, tolerance)
+        def propose(trials, key, eligible, prior_scale, start, steps, *count):
+            configs, params = self._propose_float64(trials, key, eligible,
+                                                    count[0] if count else None, prior_scale,
+                                                    start, steps, tolerance)
             return (jax.tree.map(lambda c, t: c.astype(t.dtype), configs, trials.configs),
                     jax.tree.map(lambda p: p.astype(jnp.float32), params))
 
-        if count is None:
-            return gp.call_in_float64(
-                lambda t, k, e, p, s0, n: propose(t, k, e, None, p, s0, n),
-                trials, key, eligible, jnp.asarray(prior_scale, jnp.float32), start,
-                jnp.asarray(steps, jnp.int32))
-        return gp.call_in_float64(propose, trials, key, eligible, count,
+        return gp.call_in_float64(propose, trials, key, eligible,
                                   jnp.asarray(prior_scale, jnp.float32), start,
-                                  jnp.asarray(steps, jnp.int32))
+                                  jnp.asarray(steps, jnp.int32),
+                                  *(() if count is None else (count,)))
 
     def _propose_float64(self, trials, key, eligible, count, prior_scale, start, steps,
                          tolerance) -> tuple[Config, gp.Params]:

@@ -107,10 +107,10 @@ def call_in_float64(fn, *args):
     `fn` is traced once here, its constants made arguments, and a `custom_vmap` rule
     evaluates that program vmapped inside the context instead.
     """
-    flat, _ = jax.tree.flatten(args)
+    flat, tree = jax.tree.flatten(args)
     with float64():
-        closed, shapes = jax.make_jaxpr(lambda *flat_args: fn(*jax.tree.unflatten(
-            jax.tree.structure(args), flat_args)), return_shape=True)(*flat)
+        closed, shapes = jax.make_jaxpr(lambda *flat: fn(*jax.tree.unflatten(tree, flat)),
+                                        return_shape=True)(*flat)
 
     def evaluate(consts, flat):
         return jax.core.eval_jaxpr(closed.jaxpr, consts, *flat)
