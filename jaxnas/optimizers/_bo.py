@@ -65,11 +65,11 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
             have grown by this fraction since the last fit (by at least one); in between,
             each ask conditions the GP on every trial with the last fit's hyperparameters.
             0 fits at every ask, as Optuna's `GPSampler` does. Each fit starts where the
-            last one ended (as `GPSampler` does) and stops at the first L-BFGS iteration
-            that improves the objective by at most `gp.FIT_TOLERANCE` of it. At 200 trials
-            of Hartmann-6 this cost about 8 ms a trial with the GP in float32, against 65
-            ms for fits of 25 iterations from Optuna's start at every ask; in float64
-            (since 2026-12-06) about 11.5 ms (see `benchmarks/optimizers.py`).
+            last one ended (as `GPSampler` does) and stops where the gradient's largest
+            entry is at most `gp.FIT_TOLERANCE` (Optuna's `gtol`), after at most
+            `gp.FIT_STEPS` L-BFGS iterations. At 200 trials of Hartmann-6 this costs about
+            9 ms a trial (see `benchmarks/optimizers.py`), against 65 ms for fits of 25
+            iterations from Optuna's start at every ask (in float32).
         max_trials: Trials the state must hold (see `random_search`).
 
     Returns:
@@ -200,8 +200,9 @@ class Model:
     def propose_from(self, trials: Trials, key: jax.Array, start: gp.Params | None,
                      steps: Any) -> tuple[Config, gp.Params]:
         """`propose` over every trial with the GP's fit started at `start` (None: the
-        default), at most `steps` iterations that stop at `gp.FIT_TOLERANCE` (0: the GP
-        keeps `start`); also the fitted hyperparameters."""
+        default), at most `steps` iterations that stop where the gradient is within
+        `gp.FIT_TOLERANCE` (0 steps: the GP keeps `start`); also the fitted
+        hyperparameters."""
         return self._propose(trials, key, None, None, 1.0, start, steps, gp.FIT_TOLERANCE)
 
     def _propose(self, trials, key, eligible, count, prior_scale, start=None,
