@@ -81,6 +81,7 @@ def bayesian_optimization(spec: SearchSpace, *, batch_size: int = 1,
             numeric slot (use `tpe` or `grid_search` there).
     """
     owner = "bayesian_optimization"
+    gp.check_supported(owner)
     spec = _base.check_space(owner, spec, needs_fidelity=False)
     batch_size = _base.check_positive_int(owner, "batch_size", batch_size)
     n_startup_trials = _base.check_positive_int(owner, "n_startup_trials", n_startup_trials)

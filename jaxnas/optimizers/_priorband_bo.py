@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnas.optimizers import _base
+from jaxnas.optimizers import _base, gp
 from jaxnas.optimizers._base import Optimizer, Source
 from jaxnas.optimizers._bo import Model, categorical_slots
 from jaxnas.optimizers._brackets import BracketState, Sampler, bracket_optimizer, full_schedule
@@ -58,6 +58,7 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
             fidelity or without a numeric slot.
     """
     owner = "priorband_bo"
+    gp.check_supported(owner)
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     ensemble = priorband_sampler(owner, spec, schedule, incumbent=True, prior=True,
                                  mutation_rate=mutation_rate, mutation_std=mutation_std,

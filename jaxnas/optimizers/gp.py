@@ -83,19 +83,33 @@ _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def check_supported(owner: str) -> None:
+    """Raises where the installed JAX or optax cannot run the model: it needs JAX's scoped
+    64-bit mode inside traced loops (`jax.enable_x64`, jax >= 0.8.0; with 0.5.3-0.7.2's
+    `jax.experimental.enable_x64` a fit's L-BFGS fails to lower) and `optax.lbfgs`
+    (optax >= 0.2.3)."""
+    if not hasattr(jax, "enable_x64"):
+        raise RuntimeError(f"{owner}: its Gaussian process needs jax >= 0.8.0 (JAX's scoped "
+                           f"64-bit mode, jax.enable_x64); this is jax {jax.__version__}. "
+                           f"Upgrade jax, or search with tpe.")
+    if not hasattr(optax, "lbfgs"):
+        raise RuntimeError(f"{owner}: its Gaussian process needs optax >= 0.2.3 "
+                           f"(optax.lbfgs); this is optax {optax.__version__}. Upgrade "
+                           f"optax, or search with tpe.")
+
+
 def float64(enabled: bool = True) -> contextlib.AbstractContextManager:
-    """The context the model traces in: JAX's 64-bit types on (`jax.enable_x64`) inside an
-    otherwise float32 program (`enabled=False`: off again, for code inside it that must
-    trace as everywhere else). Arrays it makes are float64 and must be used inside it (an
-    operation traced outside would take them for float32), so `bayesian_optimization`
-    traces its whole proposal in it and hands back float32.
+    """The context the model traces in: JAX's 64-bit types on (`jax.enable_x64`, jax >=
+    0.8.0: see `check_supported`) inside an otherwise float32 program (`enabled=False`: off
+    again, for code inside it that must trace as everywhere else). Arrays it makes are
+    float64 and must be used inside it (an operation traced outside would take them for
+    float32), so `bayesian_optimization` traces its whole proposal in it and hands back
+    float32.
 
     Inside it, avoid `argmin` / `argmax` of 64-bit arrays: their lowering (after the trace,
     outside the context) makes a 32-bit initial value and fails."""
-    if hasattr(jax, "enable_x64"):  # jax >= 0.8
-        return jax.enable_x64(enabled)
-    from jax.experimental import disable_x64, enable_x64  # noqa: PLC0415 - jax 0.5.3
-    return enable_x64() if enabled else disable_x64()
+    check_supported("jaxnas.optimizers.gp")
+    return jax.enable_x64(enabled)
 
 
 def call_in_float64(fn, *args):

@@ -375,3 +375,16 @@ def test_a_space_without_numbers_is_refused_by_name():
 def test_bad_arguments_name_the_parameter(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         optimizers.bayesian_optimization(_conditional(), **kwargs)
+
+
+@pytest.mark.parametrize("module, attribute, match", [
+    (jax, "enable_x64", r"bayesian_optimization: .* needs jax >= 0\.8\.0 .* this is jax"),
+    (optimizers.gp.optax, "lbfgs", r"bayesian_optimization: .* needs optax >= 0\.2\.3"),
+])
+def test_a_jax_or_optax_too_old_for_the_gp_is_refused_by_version(monkeypatch, module,
+                                                                  attribute, match):
+    """Below jax 0.8.0 (no scoped 64-bit mode) or optax 0.2.3 (no L-BFGS) the GP cannot
+    run: the optimiser refuses to be built, naming the version it needs."""
+    monkeypatch.delattr(module, attribute)
+    with pytest.raises(RuntimeError, match=match):
+        optimizers.bayesian_optimization(_conditional())
