@@ -15,6 +15,7 @@ two): `jax.tree` utilities, `jax.jit`, `jax.device_put` and checkpointing work o
 import inspect
 from collections.abc import Callable
 
+from jaxnas.optimizers import gp
 from jaxnas.optimizers._asha import ASHAState, asha, async_hyperband, async_priorband
 from jaxnas.optimizers._bo import bayesian_optimization
 from jaxnas.optimizers._base import (
@@ -95,7 +96,8 @@ _PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior"
 def auto_choice(spec: SearchSpace) -> str:
     """The optimiser `"auto"` stands for, as NePS chooses by the space: PriorBand with a
     fidelity and priors, Hyperband with a fidelity alone, Bayesian optimisation without a
-    fidelity (PiBO with priors), TPE for a space of categoricals only (no GP dimension).
+    fidelity (PiBO with priors), TPE for a space of categoricals only (no GP dimension)
+    or where the installed JAX or optax is too old for the GP (`gp.check_supported`).
 
     Args:
         spec: A compiled search space.
@@ -107,7 +109,7 @@ def auto_choice(spec: SearchSpace) -> str:
     if spec.fidelity is not None:
         return "priorband" if with_prior else "hyperband"
     numeric = any(not isinstance(spec.parameters()[p], Categorical) for p in spec.paths)
-    return "bayesian_optimization" if numeric else "tpe"
+    return "bayesian_optimization" if numeric and gp.supported() else "tpe"
 
 
 def ignores_priors(name: str, spec: SearchSpace, kwargs: dict | None = None) -> bool:

@@ -83,6 +83,11 @@ _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def supported() -> bool:
+    """Whether the installed JAX and optax can run the model (see `check_supported`)."""
+    return hasattr(jax, "enable_x64") and hasattr(optax, "lbfgs")
+
+
 def check_supported(owner: str) -> None:
     """Raises where the installed JAX or optax cannot run the model: it needs JAX's scoped
     64-bit mode inside traced loops (`jax.enable_x64`, jax >= 0.8.0; with 0.5.3-0.7.2's

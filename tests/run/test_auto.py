@@ -26,6 +26,15 @@ def test_auto_chooses_by_fidelity_priors_and_numbers(expected):
         expected, spec).ask.__qualname__
 
 
+def test_auto_takes_tpe_where_jax_is_too_old_for_the_gp(monkeypatch):
+    """Below jax 0.8.0 `bayesian_optimization` refuses to be built (its GP needs
+    `jax.enable_x64`); "auto" then takes TPE for a space without a fidelity."""
+    spec = jn.compile(SPACES["bayesian_optimization"])
+    monkeypatch.delattr(jn.optimizers.gp.jax, "enable_x64")
+    assert jn.optimizers.auto_choice(spec) == "tpe"
+    assert jn.optimizers.auto_choice(jn.compile(SPACES["priorband"])) == "priorband"
+
+
 def objective(x, epochs):
     return (x - 0.3) ** 2 + 1.0 / epochs
 
