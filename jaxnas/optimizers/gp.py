@@ -83,24 +83,31 @@ _LINE_SEARCH_STEPS = 8
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def supported() -> bool:
-    """Whether the installed JAX and optax can run the model (see `check_supported`)."""
-    return hasattr(jax, "enable_x64") and hasattr(optax, "lbfgs")
-
-
-def check_supported(owner: str) -> None:
-    """Raises where the installed JAX or optax cannot run the model: it needs JAX's scoped
+def _missing() -> str | None:
+    """What the installed JAX or optax lacks for the model (None: nothing): JAX's scoped
     64-bit mode inside traced loops (`jax.enable_x64`, jax >= 0.8.0; with 0.5.3-0.7.2's
     `jax.experimental.enable_x64` a fit's L-BFGS fails to lower) and `optax.lbfgs`
     (optax >= 0.2.3)."""
     if not hasattr(jax, "enable_x64"):
-        raise RuntimeError(f"{owner}: its Gaussian process needs jax >= 0.8.0 (JAX's scoped "
-                           f"64-bit mode, jax.enable_x64); this is jax {jax.__version__}. "
-                           f"Upgrade jax, or search with tpe.")
+        return (f"jax >= 0.8.0 (JAX's scoped 64-bit mode, jax.enable_x64); this is jax "
+                f"{jax.__version__}. Upgrade jax")
     if not hasattr(optax, "lbfgs"):
-        raise RuntimeError(f"{owner}: its Gaussian process needs optax >= 0.2.3 "
-                           f"(optax.lbfgs); this is optax {optax.__version__}. Upgrade "
-                           f"optax, or search with tpe.")
+        return f"optax >= 0.2.3 (optax.lbfgs); this is optax {optax.__version__}. Upgrade optax"
+    return None
+
+
+def supported() -> bool:
+    """Whether the installed JAX and optax can run the model (see `check_supported`)."""
+    return _missing() is None
+
+
+def check_supported(owner: str) -> None:
+    """Raises, naming the version needed, where the installed JAX or optax cannot run the
+    model (see `_missing`)."""
+    missing = _missing()
+    if missing is not None:
+        raise RuntimeError(f"{owner}: its Gaussian process needs {missing}, or search with "
+                           f"tpe.")
 
 
 def float64(enabled: bool = True) -> contextlib.AbstractContextManager:
