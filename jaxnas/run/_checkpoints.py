@@ -13,6 +13,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import os
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +98,10 @@ class TrainingStates:
     is reported, and the promotion trains from scratch to its fidelity instead.
 
     Writes run in one background thread, in order, so that they overlap the next batch's
-    training instead of holding up the run; Orbax itself is imported there, at the first
-    save, which is when a run first needs it. A process killed before a write finishes
+    training instead of holding up the run; on Linux that thread runs at the lowest CPU
+    priority (`background_priority`), so that it takes a core only when the training
+    leaves one idle. Orbax itself is imported there, at the first save, which is when a
+    run first needs it. A process killed before a write finishes
     leaves no folder (Orbax renames it into place when done), and the promotion falls back
     to training from scratch.
     """
@@ -107,7 +112,7 @@ class TrainingStates:
         self.cache: dict[str, dict] = {}
         self._checkpointer: Any = None  # made in the writer thread at its first save
         self._writer = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="jaxnas-training-states")
+            1, thread_name_prefix="jaxnas-training-states", initializer=background_priority)
         self._last: concurrent.futures.Future | None = None
 
     def finish(self) -> None:
@@ -157,6 +162,20 @@ class TrainingStates:
                            "restored (%s: %s); its promotion trains from scratch", trial_id,
                            name, type(error).__name__, error)
             return None
+
+
+def background_priority() -> None:
+    """Gives the calling thread the lowest CPU priority (nice 19), where that is a thread's
+    own (Linux; elsewhere `setpriority` would renice the whole process, so it is left
+    alone). The threads it starts later (Orbax's, TensorStore's) inherit it. On a machine
+    with few cores, writes at normal priority take CPU time from the training: the
+    quickstart ran about 0.3 s faster on 2 cores with its state writes at nice 19."""
+    if sys.platform != "linux":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:  # not permitted here: the writes keep the normal priority
+        pass
 
 
 def orbax_checkpoint() -> Any:

@@ -489,3 +489,23 @@ def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on
     assert all(t["status"] == "success" for t in second.trials)
     assert all(t["extra"]["started_from"] == 0.0 for t in promoted)  # from scratch
     assert "cannot be restored" in caplog.text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own CPU priority is Linux's")
+def test_training_states_are_written_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
+    """The writes of trained states take a core only when the training leaves one idle:
+    their thread runs at nice 19, and the thread that trains keeps its priority."""
+    import threading  # noqa: PLC0415
+
+    from jaxnas.run import _checkpoints, _storage  # noqa: PLC0415
+
+    seen = []
+    monkeypatch.setattr(_checkpoints.TrainingStates, "_write", lambda self, *args: seen.append(
+        os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with _storage.RunStore(tmp_path, create=True) as store:
+        states = _checkpoints.TrainingStates(store)
+        states.save([0, 1], {"w": np.zeros((2, 3), np.float32)})
+        states.close()
+    assert seen == [19]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
