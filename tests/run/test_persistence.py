@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -495,8 +496,6 @@ def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on
 def test_training_states_are_written_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
     """The writes of trained states take a core only when the training leaves one idle:
     their thread runs at nice 19, and the thread that trains keeps its priority."""
-    import threading  # noqa: PLC0415
-
     from jaxnas.run import _checkpoints, _storage  # noqa: PLC0415
 
     seen = []
