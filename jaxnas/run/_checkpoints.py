@@ -167,10 +167,10 @@ class TrainingStates:
 def background_priority() -> None:
     """Gives the calling thread the lowest CPU priority (nice 19), where that is a thread's
     own (Linux; elsewhere `setpriority` would renice the whole process, so it is left
-    alone). Threads it starts later inherit it (Orbax's, and TensorStore's when Orbax
-    is first used there). On a machine
-    with few cores, writes at normal priority take CPU time from the training: the
-    quickstart ran about 0.3 s faster on 2 cores with its state writes at nice 19."""
+    alone). Threads it starts later inherit it (Orbax's, and TensorStore's when Orbax is
+    first used there). On a machine with few cores, writes at normal priority take CPU
+    time from the training: the quickstart ran about 0.3 s faster on 2 cores with its
+    state writes at nice 19."""
     if sys.platform != "linux":
         return
     try:
