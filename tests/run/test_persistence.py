@@ -1,6 +1,7 @@
 """The run folder: resume after SIGKILL, several workers on one folder, reading a run back,
 and clear errors for folders that cannot be used."""
 
+import contextlib
 import logging
 import os
 import signal
@@ -493,18 +494,30 @@ def test_training_states_that_cannot_be_written_are_reported_and_the_run_goes_on
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's own CPU priority is Linux's")
-def test_training_states_are_written_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
+def test_training_states_are_written_at_the_lowest_cpu_priority(tmp_path):
     """The writes of trained states take a core only when the training leaves one idle:
-    their thread runs at nice 19, and the thread that trains keeps its priority."""
-    from jaxnas.run import _checkpoints, _storage  # noqa: PLC0415
+    the thread that writes them runs at nice 19 (watched from outside while the run goes
+    on), and the thread that trains keeps its priority."""
+    seen, done = set(), threading.Event()
 
-    seen = []
-    monkeypatch.setattr(_checkpoints.TrainingStates, "_write", lambda self, *args: seen.append(
-        os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    def watch():
+        while not done.is_set():
+            for thread in threading.enumerate():
+                if thread.name.startswith("jaxnas-training-states"):
+                    with contextlib.suppress(OSError):  # ended meanwhile
+                        seen.add(os.getpriority(os.PRIO_PROCESS, thread.native_id))
+            time.sleep(0.001)
+
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    with _storage.RunStore(tmp_path, create=True) as store:
-        states = _checkpoints.TrainingStates(store)
-        states.save([0, 1], {"w": np.zeros((2, 3), np.float32)})
-        states.close()
-    assert seen == [19]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        space = {"x": jn.Float(0.0, 1.0), "epochs": jn.IntegerFidelity(1, 27)}
+        result = jn.run(_counting_task(), space, optimizer="hyperband", root_directory=tmp_path,
+                        max_evaluations=30, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert any(t["state_ref"] for t in result.trials)  # states were written
+    assert seen == {19}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
