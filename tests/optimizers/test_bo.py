@@ -250,7 +250,9 @@ def test_a_fit_keeps_its_best_point_and_stops_once_its_gradient_is_small():
     # gradient is within it while the previous one's is not. (Programs that differ only
     # in their loop's test round differently, hence the relative tolerances.)
     early = gp.fit(data, tolerance=gp.FIT_TOLERANCE).params
-    by_steps = [gp.fit(data, steps=k).params for k in range(gp.FIT_STEPS + 1)]
+    with gp.float64():  # one program for every step count (a traced one)
+        fit_for = jax.jit(lambda steps: gp.fit(data, steps=steps).params)
+        by_steps = [fit_for(jnp.asarray(k, jnp.int32)) for k in range(gp.FIT_STEPS + 1)]
     same = [k for k, p in enumerate(by_steps)
             if math.isclose(value(p), value(early), rel_tol=1e-9)]
     assert same and 0 < same[0] < gp.FIT_STEPS, same
