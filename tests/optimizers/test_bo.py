@@ -379,14 +379,15 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
         optimizers.bayesian_optimization(_conditional(), **kwargs)
 
 
+@pytest.mark.parametrize("owner", ["bayesian_optimization", "priorband_bo"])
 @pytest.mark.parametrize("module, attribute, match", [
-    (jax, "enable_x64", r"bayesian_optimization: .* needs jax >= 0\.8\.0 .* this is jax"),
-    (optimizers.gp.optax, "lbfgs", r"bayesian_optimization: .* needs optax >= 0\.2\.3"),
+    (jax, "enable_x64", r".* needs jax >= 0\.8\.0 .* this is jax"),
+    (optimizers.gp.optax, "lbfgs", r".* needs optax >= 0\.2\.3"),
 ])
-def test_a_jax_or_optax_too_old_for_the_gp_is_refused_by_version(monkeypatch, module,
+def test_a_jax_or_optax_too_old_for_the_gp_is_refused_by_version(monkeypatch, owner, module,
                                                                   attribute, match):
     """Below jax 0.8.0 (no scoped 64-bit mode) or optax 0.2.3 (no L-BFGS) the GP cannot
-    run: the optimiser refuses to be built, naming the version it needs."""
+    run: either optimiser built on it refuses to be built, naming the version it needs."""
     monkeypatch.delattr(module, attribute)
-    with pytest.raises(RuntimeError, match=match):
-        optimizers.bayesian_optimization(_conditional())
+    with pytest.raises(RuntimeError, match=f"{owner}: {match}"):
+        getattr(optimizers, owner)(_conditional())
