@@ -54,6 +54,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -240,14 +241,31 @@ def _masked_parameters(layer: nn.Module, inputs: jax.Array, width: Width,
     width = _check_width("width", width, layer.max_features)
     in_width = _check_width("in_width", max_in if in_width is None else in_width, max_in,
                             mask_ok=True)
-    kernel = layer.param("kernel", _masked_kernel_init(layer.kernel_init),
-                         receptive_field + (max_in, layer.max_features), layer.param_dtype,
-                         in_width, width)
-    bias = (layer.param("bias", _masked_bias_init(layer.bias_init), (layer.max_features,),
-                        layer.param_dtype, width) if layer.use_bias else None)
+    kernel = _parameter(layer, "kernel", _masked_kernel_init(layer.kernel_init),
+                        receptive_field + (max_in, layer.max_features), in_width, width)
+    bias = (_parameter(layer, "bias", _masked_bias_init(layer.bias_init),
+                       (layer.max_features,), width) if layer.use_bias else None)
     inputs = jnp.where(active_mask(max_in, in_width), inputs, jnp.zeros((), inputs.dtype))
     inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=layer.dtype)
     return inputs, kernel, bias, width
+
+
+def _parameter(layer: nn.Module, name: str, init: Callable[..., jax.Array],
+               shape: tuple[int, ...], *widths: Any) -> jax.Array:
+    """`layer.param(name, init, shape, layer.param_dtype, *widths)`, except that an existing
+    parameter is read as it is and its shape checked against `shape`.
+
+    Linen's `param` checks an existing parameter's shape by tracing the initializer
+    (`jax.eval_shape`) at every call; a training program applies a masked model a dozen
+    times (steps, validation, the narrow model, ...), and those traces were a sixth of
+    tracing the quickstart's training program. The shape is known here without them."""
+    if not layer.has_variable("params", name):
+        return layer.param(name, init, shape, layer.param_dtype, *widths)
+    value = nn.meta.unbox(layer.get_variable("params", name))
+    if np.shape(value) != tuple(shape):
+        raise flax.errors.ScopeParamShapeError(name, layer.scope.path_text, np.shape(value),
+                                               tuple(shape))
+    return value
 
 
 def _counts(layer: nn.Module, width: Any, in_width: Any) -> tuple | None:

@@ -10,8 +10,10 @@ for another shape (observed: at most 2e-7 after 20 steps).
 """
 
 import functools
+import re
 
 import chex
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -332,3 +334,17 @@ def test_widths_known_at_trace_time_are_checked():
     with pytest.raises(ValueError, match="CIRCULAR"):
         MaskedConv(8, 3, padding="CIRCULAR").init(
             prng_key(0), jnp.ones((1, 4, 4, 2), jnp.float32), 8)
+
+
+@pytest.mark.parametrize("name,shape", [("kernel", (IN_FEATURES, HIDDEN_MAX + 1)),
+                                        ("bias", (HIDDEN_MAX - 1,))])
+def test_a_parameter_of_another_shape_is_refused_with_linen_s_error(name, shape):
+    """Applied to parameters of another shape than its maximum widths, a masked layer
+    raises Linen's `ScopeParamShapeError`, naming the parameter and both shapes."""
+    layer = MaskedDense(HIDDEN_MAX)
+    x = jnp.ones((2, IN_FEATURES))
+    params = layer.init(prng_key(0), x, width=8)["params"]
+    params = {**params, name: jnp.zeros(shape)}
+    with pytest.raises(flax.errors.ScopeParamShapeError,
+                       match=rf'"{name}".*received has shape {re.escape(str(shape))}'):
+        layer.apply({"params": params}, x, width=8)
