@@ -140,19 +140,24 @@ def holm(p_values: Sequence[float]) -> list[float]:
 # ----------------------------------------------------------------------- optimisers
 
 
-def compile_optimizer(optimizer: Any, zero_losses: Any) -> tuple[Any, Any, Any, float, Any]:
+def compile_optimizer(optimizer: Any, zero_losses: Any,
+                      name: str | None = None) -> tuple[Any, Any, Any, float, Any]:
     """A jaxnas optimiser's `init`, `ask(state, key, step)` (asking with
     `fold_in(key, step)`) and `tell`, jitted and compiled by one warm-up call each.
 
-    They are `jax.jit` functions, called as `jn.run` calls them: a call dispatches in C++,
-    where an ahead-of-time `Compiled` object's `__call__` flattens its arguments in Python
-    (about 0.1 ms more a call, counted as optimiser overhead before 2026-12-05). A later
-    call that would trace again (another shape or dtype) raises instead, so that no run's
-    time includes a compilation.
+    They are jitted as `jn.run` jits them (`jn.optimizers.jitted`: on a CPU, with the XLA
+    options `jn.run` compiles that optimiser with; until 2026-12-06 these benchmarks used
+    `jax.jit`'s defaults, whose programs ran up to 2-3x faster than `jn.run`'s did then),
+    and called as `jn.run` calls them: a call dispatches in C++, where an ahead-of-time
+    `Compiled` object's `__call__` flattens its arguments in Python (about 0.1 ms more a
+    call, counted as optimiser overhead before 2026-12-05). A later call that would trace
+    again (another shape or dtype) raises instead, so that no run's time includes a
+    compilation.
 
     Args:
         optimizer: a `jn.optimizers` `Optimizer`.
         zero_losses: `trial_ids -> losses` of the right shape for its `tell`.
+        name: the name `jn.optimizers.get` made it by (None: compiled as a user's own).
 
     Returns:
         `(init, ask, tell, seconds spent compiling, the warm-up ask's proposals)`.
@@ -163,7 +168,8 @@ def compile_optimizer(optimizer: Any, zero_losses: Any) -> tuple[Any, Any, Any, 
         return optimizer.ask(state, jax.random.fold_in(ask_key, step))
 
     start = time.perf_counter()
-    init, ask, tell = (jax.jit(_traced_once(f)) for f in (optimizer.init, ask, optimizer.tell))
+    init, ask, tell = jn.optimizers.jitted(jn.optimizers.Optimizer(
+        *(_traced_once(f) for f in (optimizer.init, ask, optimizer.tell))), name)
     state = init(key)
     state, proposals = ask(state, key, step)
     losses = zero_losses(proposals.trial_ids)

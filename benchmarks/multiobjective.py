@@ -277,7 +277,8 @@ class JaxnasDriver:
                        "max_trials": max_trials}
         optimizer = jn.optimizers.nsga2(spec, **self.kwargs)
         self.init, self.ask, self.tell, self.compile_s, proposals = compile_optimizer(
-            optimizer, lambda ids: jnp.zeros((ids.shape[0], N_OBJECTIVES), jnp.float32))
+            optimizer, lambda ids: jnp.zeros((ids.shape[0], N_OBJECTIVES), jnp.float32),
+            "nsga2")
 
         start = time.perf_counter()
         self.evaluate = jax.jit(batch_objectives(problem)).lower(proposals.configs).compile()

@@ -208,7 +208,8 @@ class JaxnasDriver:
         self.kwargs = {"n_objectives": N_OBJECTIVES, "eta": ETA, "max_trials": max_trials}
         optimizer = jn.optimizers.get("hyperband", spec, **self.kwargs)
         self.init, self.ask, self.tell, self.compile_s, proposals = compile_optimizer(
-            optimizer, lambda ids: jnp.zeros((ids.shape[0], N_OBJECTIVES), jnp.float32))
+            optimizer, lambda ids: jnp.zeros((ids.shape[0], N_OBJECTIVES), jnp.float32),
+            "hyperband")
         start = time.perf_counter()
         self.evaluate = jax.jit(jax.vmap(mf_zdt1)).lower(
             proposals.configs, proposals.fidelities).compile()

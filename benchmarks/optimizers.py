@@ -306,7 +306,7 @@ class JaxnasDriver:
     def __init__(self, problem: Any, spec: jn.SearchSpace, name: str, max_trials: int):
         optimizer, self.kwargs = make_optimizer(name, spec, max_trials)
         self.init, self.ask, self.tell, self.compile_s, proposals = compile_optimizer(
-            optimizer, lambda ids: jnp.zeros(ids.shape, jnp.float32))
+            optimizer, lambda ids: jnp.zeros(ids.shape, jnp.float32), name)
 
         def evaluate_batch(configs: Any, fidelities: jax.Array) -> jax.Array:
             # Full fidelity: no noise, so one fixed key serves every evaluation.

@@ -139,15 +139,18 @@ class JaxnasDriver:
     evaluated too and dropped) -> tell (jitted) -> account the valid rows' fidelity.
     """
 
-    def __init__(self, problem: problems.Problem, optimizer: optimizers.Optimizer):
+    def __init__(self, problem: problems.Problem, optimizer: optimizers.Optimizer,
+                 name: str | None = None):
         start = time.perf_counter()
-        self.init = jax.jit(optimizer.init).lower(jax.random.key(0)).compile()
+        # Jitted as jn.run jits optimiser `name` (its XLA options on a CPU).
+        init, ask, tell = optimizers.jitted(optimizer, name)
+        self.init = init.lower(jax.random.key(0)).compile()
         state = self.init(jax.random.key(0))
-        self.ask = jax.jit(optimizer.ask).lower(state, jax.random.key(0)).compile()
+        self.ask = ask.lower(state, jax.random.key(0)).compile()
         state, proposals = self.ask(state, jax.random.key(0))
         batch = proposals.trial_ids.shape[0]
         losses = jnp.zeros((batch,), jnp.float32)
-        self.tell = jax.jit(optimizer.tell).lower(state, proposals.trial_ids, losses).compile()
+        self.tell = tell.lower(state, proposals.trial_ids, losses).compile()
 
         def evaluate_batch(configs: Any, fidelities: jax.Array, noise_key: jax.Array,
                            first: jax.Array) -> jax.Array:
@@ -288,7 +291,9 @@ def run_problem(dim: int, settings: Mapping[str, Any], seeds: Sequence[int],
 
     def run_jaxnas(name: str, prior: str | None) -> list[Run]:
         spec = jn.compile(problem.space(prior=prior, confidence=CONFIDENCE))
-        driver = JaxnasDriver(problem, jaxnas_optimizer(name, spec))
+        get_name = {PRIORBAND: JAXNAS_PRIORBAND, HYPERBAND: "hyperband"}.get(name,
+                                                                      "random_search")
+        driver = JaxnasDriver(problem, jaxnas_optimizer(name, spec), get_name)
         compile_s[f"{name} / {prior or NO_PRIOR}"] = driver.compile_s
         return [driver.run(seed, budget_units) for seed in seeds]
 

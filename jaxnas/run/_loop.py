@@ -277,7 +277,8 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs,
                                        probe),
                         store, seed, checkpoint_every, parsed, WarmStart(initial),
-                        heartbeat_timeout)
+                        heartbeat_timeout,
+                        name=optimizer if isinstance(optimizer, str) else None)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         trials = store.all_trials()

@@ -51,6 +51,8 @@ class Worker:
             samples of the asks (and of their replays).
         heartbeat_timeout: seconds this worker may be silent (its heartbeat thread
             stopped, hung or cut off) before its trials are given to other workers.
+        name: the name `jn.optimizers.get` made the optimiser by (None: the user's own),
+            which says how its programs compile (`jn.optimizers.jitted`).
 
     Call `close` when done: it stops the heartbeat and frees the worker's trials.
     """
@@ -58,7 +60,7 @@ class Worker:
     def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
                  checkpoint_every: int, objectives: Objectives,
                  warm_start: WarmStart | None = None,
-                 heartbeat_timeout: float = DEFAULT_TIMEOUT):
+                 heartbeat_timeout: float = DEFAULT_TIMEOUT, name: str | None = None):
         self.store = store
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.warm_start = warm_start or WarmStart([])
@@ -68,13 +70,13 @@ class Worker:
         # a trial that broke a bound (it ranks below every feasible one).
         self.vector = _optimizers.takes_objective_vectors(optimizer)
         self.key = jax.random.key(seed)
-        self.ask = jit_with(optimizer.ask, HELPER_OPTIONS)
-        self.tell = jit_with(optimizer.tell, HELPER_OPTIONS)
+        # Compiled as `jn.optimizers.jitted` says for the optimiser's name.
+        init, self.ask, self.tell = _optimizers.jitted(optimizer, name)
         self.trial_keys = _key_maker(jax.random.fold_in(self.key, 1))
         self.root_of: dict[int, int] = {}  # trial id -> its first ancestor (its key)
         init_key = jax.random.fold_in(self.key, 0)
         # One compile beats op-by-op dispatch.
-        self.state = jit_with(optimizer.init, HELPER_OPTIONS)(init_key)
+        self.state = init(init_key)
         # Traced through the jitted ask, whose first call then reuses this trace.
         proposals = self.ask.trace(self.state, init_key).out_info[1]
         self.batch_size = proposals.trial_ids.shape[0]

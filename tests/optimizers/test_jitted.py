@@ -1,0 +1,53 @@
+"""`jn.optimizers.jitted`: an optimiser's programs compiled as `jn.run` compiles them.
+
+The suite's XLA_FLAGS set an optimisation level, which jaxnas defers to, so the compiler
+options themselves only reach XLA in a process without them: a subprocess here. A name
+that is not an option of this XLA, or a value it refuses, fails there at the first call.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+import jaxnas as jn
+from jaxnas import optimizers
+
+spec = jn.compile({"x": jn.Float(-2.0, 2.0), "y": jn.Float(1e-3, 1.0, log=True)})
+out = {}
+for name in ("tpe", "random_search"):  # a model's options and a host helper's
+    start = {"n_startup_trials": 3} if name == "tpe" else {}
+    opt = optimizers.get(name, spec, batch_size=1, max_trials=16, **start)
+    rows = []
+    for init, ask, tell in (optimizers.jitted(opt, name),
+                            [jax.jit(f) for f in opt]):  # XLA's own options
+        state = init(jax.random.key(0))
+        xs = []
+        for step in range(6):  # past the start: the model proposes
+            state, p = ask(state, jax.random.key(step))
+            x = np.asarray(p.configs["x"])
+            state = tell(state, p.trial_ids, jnp.asarray((x - 0.5) ** 2, jnp.float32))
+            xs += x.tolist()
+        rows.append(xs)
+    out[name] = rows
+print(json.dumps(out))
+"""
+
+
+def test_jn_run_s_compiler_options_compile_and_propose_what_xla_s_own_do():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, (ours, xla_default) in out.items():
+        assert len(ours) == 6
+        np.testing.assert_allclose(ours, xla_default, rtol=1e-5, err_msg=name)
+
