@@ -40,6 +40,13 @@ class SlotKinds:
                             1 if isinstance(parameters[p], Integer) else 0
                             for p in spec.paths], int))
 
+    @classmethod
+    def of(cls, kind: np.ndarray) -> SlotKinds:
+        """Kinds given as an array: 0 float, 1 integer, 2 categorical per column."""
+        kinds = object.__new__(cls)
+        kinds._set(np.asarray(kind, int))
+        return kinds
+
     def _set(self, kind: np.ndarray) -> None:
         self.kind = kind
         self.floats, self.integers, self.categoricals = (np.flatnonzero(kind == k)
@@ -48,9 +55,7 @@ class SlotKinds:
 
     def columns(self, cols: np.ndarray) -> SlotKinds:
         """The kinds of slots `cols` alone, numbered from 0 in that order."""
-        subset = object.__new__(SlotKinds)
-        subset._set(self.kind[np.asarray(cols)])
-        return subset
+        return SlotKinds.of(self.kind[np.asarray(cols)])
 
 
 class Observations:
@@ -95,6 +100,25 @@ class Observations:
             subset.active = jnp.ones_like(subset.active)
         elif used is not None:
             subset.active = subset.active & jnp.asarray(used)[:, None]
+        return subset
+
+
+    def gathered(self, cols: jax.Array, valid: jax.Array, kinds: SlotKinds, *,
+                 used: bool | jax.Array = True) -> Observations:
+        """The observations of slots `cols` (traced indices, `(G,)`), as `columns` gives
+        them, for a padded layout of slots whose kinds are static (`kinds`, the kind of
+        each position) while the slots are not: the positions where `valid` is False are
+        padding, used by no row. `used`: True, every row uses the valid slots; a `(C,)`
+        bool array, only those rows do (and only where they use the slot themselves)."""
+        subset = object.__new__(Observations)
+        subset.kinds = kinds
+        subset.categorical = jnp.asarray(kinds.is_categorical)
+        for name in ("units", "active", "lower", "upper", "choices", "ranks"):
+            setattr(subset, name, jnp.take(getattr(self, name), cols, axis=1))
+        if used is True:
+            subset.active = jnp.broadcast_to(valid, subset.active.shape)
+        else:
+            subset.active = subset.active & jnp.asarray(used)[:, None] & valid
         return subset
 
 

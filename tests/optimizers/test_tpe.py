@@ -462,3 +462,18 @@ def test_a_groups_trials_among_the_best_overall_are_good_ones():
     proposed = _conditional_ask(_FORTY_A, lambda values: np.where(values["b"] == 0, a_loss,
                                                                   5.0), xa=xa)
     assert np.mean(np.abs(proposed - 0.8) < 0.05) > 0.25, proposed
+
+
+def test_a_conditional_space_s_groups_share_one_program():
+    """The groups of slots of a conditional space are one group's program vmapped over
+    them, not a program each: `mf_mixed`'s four groups lower to less than twice what one
+    group of six floats does (a program per group lowered to 3.7 times as much, and
+    compiled four times as long)."""
+    def lowered_lines(spec):
+        opt = optimizers.tpe(spec, max_trials=64)
+        state = opt.init(jax.random.key(0))
+        return len(jax.jit(opt.ask).lower(state, jax.random.key(1)).as_text().splitlines())
+
+    mixed = jn.compile(problems.mf_mixed().space())
+    one_group = jn.compile(problems.mf_hartmann(6).space())
+    assert lowered_lines(mixed) < 2 * lowered_lines(one_group)
