@@ -247,28 +247,31 @@ class ParzenEstimator:
         """
         means, sigmas, own = self._kernel()  # (C, D)
         kinds = self.observed.kinds
-        per_slot = jnp.zeros((x.units.shape[0], *means.shape), jnp.float32)  # (count, C, D)
         normaliser = _log_mass(-means / sigmas, (1.0 - means) / sigmas) + jnp.log(sigmas)
+        parts = []  # (columns, (count, C, len(columns))) of each kind present
         cols = kinds.floats
         if cols.size:
             z = (x.units[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
-            per_slot = per_slot.at[..., cols].set(
-                -0.5 * z * z - _LOG_SQRT_2PI - normaliser[None, :, cols])
+            parts.append((cols, -0.5 * z * z - _LOG_SQRT_2PI - normaliser[None, :, cols]))
         cols = kinds.integers
         if cols.size:
             lower = (x.lower[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
             upper = (x.upper[:, None, cols] - means[None, :, cols]) / sigmas[None, :, cols]
-            per_slot = per_slot.at[..., cols].set(
-                _log_mass(lower, upper) - normaliser[None, :, cols] + jnp.log(
-                    sigmas[None, :, cols]))
+            parts.append((cols, _log_mass(lower, upper) - normaliser[None, :, cols]
+                          + jnp.log(sigmas[None, :, cols])))
         cols = kinds.categoricals
         if cols.size:
             same = x.ranks[:, None, cols] == self.observed.ranks[None, :, cols]
             choices = x.choices[:, None, cols]
             own_choice = jnp.log((self.spread + same) / (self.spread * choices + 1.0))
-            per_slot = per_slot.at[..., cols].set(
-                jnp.where(own[None, :, cols], own_choice, -jnp.log(choices)))
-        members = jnp.sum(jnp.where(x.active[:, None], per_slot, 0.0), axis=-1)
+            parts.append((cols, jnp.where(own[None, :, cols], own_choice, -jnp.log(choices))))
+        # Each kind's terms summed over its own slots: assembled into one (count, C, D)
+        # array first, every element of XLA's fused loop evaluated every kind's formula
+        # (an integer's bin mass is the costly one).
+        members = sum(jnp.sum(jnp.where(x.active[:, None, cols], values, 0.0), axis=-1)
+                      for cols, values in parts)
+        if not parts:
+            members = jnp.zeros((x.units.shape[0], means.shape[0]), jnp.float32)
         if prior_log_density is None:
             prior_log_density = _uninformative_log_density(x)
         components = jnp.concatenate([members, prior_log_density[:, None]], axis=-1)
