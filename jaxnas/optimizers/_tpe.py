@@ -162,9 +162,8 @@ def _grouped_batch(spec: SearchSpace, kinds: SlotKinds, groups: list[np.ndarray]
     the group, as Optuna's `group=True` does (good trials: see the module docstring).
 
     One group's program, vmapped over the groups (`_GroupLayout`), not one program per
-    group: a conditional space's ask then compiles and runs about what a space of one
-    group does (`jn.problems.mf_mixed`'s four groups compiled in 5.3 s at level 0, and
-    each ask ran some 470 small operations more)."""
+    group: `jn.problems.mf_mixed`'s four groups made an ask that compiled in 5.3 s at
+    level 0, and make one that compiles in 1.5 s, with the same proposals."""
     if len(groups) == 1:
         return _model_batch(spec, kinds, with_prior, trials, key, batch, n_candidates,
                             prior_weight)
@@ -263,7 +262,7 @@ def _group_batch(spec: SearchSpace, kinds: SlotKinds, cols: jax.Array, valid: ja
     full = jnp.zeros((units.shape[0], dropped + 1), jnp.float32).at[
         :, jnp.where(valid, cols, dropped)].set(units)[:, :dropped]
     x = Observations(spec, observed.kinds, jax.vmap(spec.from_unit)(full))
-    x = x.gathered(cols, valid, kinds)  # every candidate uses the group's slots
+    x = x.gathered(cols, valid, kinds, used=True)  # every candidate uses the group's slots
     score = good.log_density(x, None) - bad.log_density(x, None)  # (count,)
     best = jnp.argmax(score.reshape(batch, n_candidates), axis=-1)
     return x.units[jnp.arange(batch) * n_candidates + best]

@@ -91,25 +91,14 @@ class Observations:
         group of slots); a `(C,)` bool array counts only those rows as using them (the
         trials that use a group)."""
         cols = np.asarray(cols)
-        subset = object.__new__(Observations)
-        subset.kinds = self.kinds.columns(cols)
-        subset.categorical = self.categorical[cols]
-        for name in ("units", "active", "lower", "upper", "choices", "ranks"):
-            setattr(subset, name, getattr(self, name)[:, cols])
-        if used is True:
-            subset.active = jnp.ones_like(subset.active)
-        elif used is not None:
-            subset.active = subset.active & jnp.asarray(used)[:, None]
-        return subset
-
+        return self.gathered(cols, np.ones(cols.shape, bool), self.kinds.columns(cols),
+                             used=used)
 
     def gathered(self, cols: jax.Array, valid: jax.Array, kinds: SlotKinds, *,
-                 used: bool | jax.Array = True) -> Observations:
-        """The observations of slots `cols` (traced indices, `(G,)`), as `columns` gives
-        them, for a padded layout of slots whose kinds are static (`kinds`, the kind of
-        each position) while the slots are not: the positions where `valid` is False are
-        padding, used by no row. `used`: True, every row uses the valid slots; a `(C,)`
-        bool array, only those rows do (and only where they use the slot themselves)."""
+                 used: bool | jax.Array | None = None) -> Observations:
+        """`columns` for slots that may be traced (`cols`, `(G,)`, e.g. under a `vmap`
+        over groups of slots) laid out with static kinds (`kinds`, one per position);
+        positions where `valid` is False are padding, which no row uses."""
         subset = object.__new__(Observations)
         subset.kinds = kinds
         subset.categorical = jnp.asarray(kinds.is_categorical)
@@ -117,6 +106,8 @@ class Observations:
             setattr(subset, name, jnp.take(getattr(self, name), cols, axis=1))
         if used is True:
             subset.active = jnp.broadcast_to(valid, subset.active.shape)
+        elif used is None:
+            subset.active = subset.active & valid
         else:
             subset.active = subset.active & jnp.asarray(used)[:, None] & valid
         return subset
