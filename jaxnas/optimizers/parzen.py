@@ -9,6 +9,7 @@ Optuna 5's `_ParzenEstimator` and where they differ, are in `jaxnas/optimizers/_
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -259,10 +260,9 @@ class ParzenEstimator:
         # Each kind's terms summed over its own slots: assembled into one (count, C, D)
         # array first, every element of XLA's fused loop evaluated every kind's formula
         # (an integer's bin mass is the costly one).
-        members = sum(jnp.sum(jnp.where(x.active[:, None, cols], values, 0.0), axis=-1)
-                      for cols, values in parts)
-        if not parts:
-            members = jnp.zeros((x.units.shape[0], means.shape[0]), jnp.float32)
+        members = functools.reduce(jnp.add, [
+            jnp.sum(jnp.where(x.active[:, None, cols], values, 0.0), axis=-1)
+            for cols, values in parts])
         if prior_log_density is None:
             prior_log_density = _uninformative_log_density(x)
         components = jnp.concatenate([members, prior_log_density[:, None]], axis=-1)
