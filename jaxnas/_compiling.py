@@ -35,8 +35,8 @@ An `XLA_FLAGS` that sets a level of its own wins, and other backends keep XLA's 
 What no option changes: XLA:CPU runs a program of more than 8 operations that are not one
 chain, some on buffers over 512 bytes, on its intra-op thread pool; on a 2-core machine
 the handoffs cost 70-90 us a call (a jitted identity on 10 arrays of 256 floats takes
-90 us, on 9 of them 20 us). An optimiser's `tell` that copies its dozen state arrays pays that whatever it
-computes; XLA's thresholds are compiled in, not options.
+90 us, on 9 of them 20 us). An optimiser's `tell` that copies its dozen state arrays
+pays that whatever it computes; XLA's thresholds are compiled in, not options.
 """
 
 from __future__ import annotations
