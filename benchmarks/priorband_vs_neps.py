@@ -195,13 +195,16 @@ class JaxnasDriver:
         return Run(fidelities, losses, time.perf_counter() - start, objective_s)
 
 
-def jaxnas_optimizer(name: str, spec: jn.SearchSpace) -> optimizers.Optimizer:
-    """The jaxnas optimiser called `name` (see OPTIMIZERS) on `spec`."""
+def jaxnas_optimizer(name: str, spec: jn.SearchSpace) -> tuple[optimizers.Optimizer, str]:
+    """The jaxnas optimiser of row `name` (see OPTIMIZERS) on `spec`, and the name
+    `optimizers.get` knows it by (which says how `jn.run` compiles it)."""
     if name == PRIORBAND:
-        return optimizers.get(JAXNAS_PRIORBAND, spec, eta=ETA, max_trials=MAX_TRIALS)
+        return (optimizers.get(JAXNAS_PRIORBAND, spec, eta=ETA, max_trials=MAX_TRIALS),
+                JAXNAS_PRIORBAND)
     if name == HYPERBAND:
-        return optimizers.hyperband(spec, eta=ETA, max_trials=MAX_TRIALS)
-    return optimizers.random_search(spec, batch_size=RANDOM_SEARCH_BATCH, max_trials=MAX_TRIALS)
+        return optimizers.hyperband(spec, eta=ETA, max_trials=MAX_TRIALS), "hyperband"
+    return (optimizers.random_search(spec, batch_size=RANDOM_SEARCH_BATCH,
+                                     max_trials=MAX_TRIALS), "random_search")
 
 
 # ------------------------------------------------------------------------- NePS side
@@ -291,9 +294,7 @@ def run_problem(dim: int, settings: Mapping[str, Any], seeds: Sequence[int],
 
     def run_jaxnas(name: str, prior: str | None) -> list[Run]:
         spec = jn.compile(problem.space(prior=prior, confidence=CONFIDENCE))
-        get_name = {PRIORBAND: JAXNAS_PRIORBAND, HYPERBAND: "hyperband"}.get(name,
-                                                                      "random_search")
-        driver = JaxnasDriver(problem, jaxnas_optimizer(name, spec), get_name)
+        driver = JaxnasDriver(problem, *jaxnas_optimizer(name, spec))
         compile_s[f"{name} / {prior or NO_PRIOR}"] = driver.compile_s
         return [driver.run(seed, budget_units) for seed in seeds]
 
