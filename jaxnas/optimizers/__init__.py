@@ -132,7 +132,8 @@ def jitted(optimizer: Optimizer, name: str | None = None) -> Optimizer:
     On a CPU, jaxnas compiles an optimiser's programs with its own XLA options (see
     `jaxnas/_compiling.py`): those of `tpe` and `bayesian_optimization`, which model every
     trial and are asked once per trial, at LLVM level 1 (their steps run about twice as
-    fast as at level 0, for a compile about 1.4 times as long); every other optimiser's,
+    fast as at level 0, for a compile about 1.4 times as long) and with only the matrix
+    products among XLA's library (YNNPACK) fusions; every other optimiser's,
     asked a few dozen times in a run, at level 0, where they compile fastest. Time an
     optimiser through this to time what `jn.run` runs. Elsewhere, or with an optimisation
     level in `XLA_FLAGS`, it is `jax.jit`.
