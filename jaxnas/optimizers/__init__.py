@@ -117,8 +117,10 @@ def ignores_priors(name: str, spec: SearchSpace, kwargs: dict | None = None) -> 
     """Whether optimiser `name` with `kwargs` would ignore priors that `spec` has."""
     if name not in _PRIOR_SWITCH or not has_priors(spec):
         return False
-    switch = _PRIOR_SWITCH[name]
-    return switch is None or not (kwargs or {}).get(switch, False)
+    switch, kwargs = _PRIOR_SWITCH[name], kwargs or {}
+    if name in ("successive_halving", "hyperband") and kwargs.get("sample_prior_first"):
+        return False  # their first trial is the prior's mode
+    return switch is None or not kwargs.get(switch, False)
 
 
 # Optimisers that fit or score a model at every ask, one ask per trial: their programs

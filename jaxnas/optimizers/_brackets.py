@@ -96,6 +96,7 @@ class BracketState(NamedTuple):
 
 def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
                        use_prior: bool = False, bracket_sizes: str = "hpbandster",
+                       sample_prior_first: bool | str = False,
                        batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Successive halving (Jamieson & Talwalkar, 2016), repeated bracket after bracket.
 
@@ -110,6 +111,10 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
         use_prior: Sample new configurations from the prior instead of uniformly.
         bracket_sizes: `"hpbandster"` or `"paper"`, the rule that sizes the bracket when
             `early_stopping_rate > 0` (see `hyperband`).
+        sample_prior_first: False, True (the first sample is the prior's mode,
+            `SearchSpace.prior_mode`) or `"highest_fidelity"` (the prior's mode is
+            evaluated first at the highest fidelity, outside the brackets), as NePS's
+            option of that name; needs a space with priors.
         batch_size: Proposals per ask; defaults to the largest rung, so that each ask
             returns a whole rung.
         max_trials: Trials the state must hold; its capacity is this (or one batch, if
@@ -132,12 +137,14 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
                                   brackets=(s_max - early_stopping_rate,),
                                   bracket_sizes=bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
-    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
+                             sample_prior_first=check_sample_prior_first(
+                                 owner, spec, sample_prior_first))
 
 
 def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
-              bracket_sizes: str = "hpbandster", batch_size: int | None = None,
-              max_trials: int = 1024) -> Optimizer:
+              bracket_sizes: str = "hpbandster", sample_prior_first: bool | str = False,
+              batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Hyperband (Li et al., JMLR 2018): successive halving over every early-stopping rate.
 
     Rungs are `max_fidelity / eta**i` down to the minimum fidelity (integer fidelities
@@ -152,6 +159,7 @@ def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
         eta: The reduction factor (>= 2).
         use_prior: Sample new configurations from the prior instead of uniformly.
         bracket_sizes: `"hpbandster"` (HpBandSter's and NePS's sizes) or `"paper"`.
+        sample_prior_first: False, True or `"highest_fidelity"` (see `successive_halving`).
         batch_size: Proposals per ask; defaults to the largest rung.
         max_trials: Trials the state must hold (see `successive_halving`).
 
@@ -164,7 +172,9 @@ def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
     owner = "hyperband"
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
-    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials)
+    return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
+                             sample_prior_first=check_sample_prior_first(
+                                 owner, spec, sample_prior_first))
 
 
 def full_schedule(owner: str, spec: SearchSpace, eta: int,
@@ -190,8 +200,24 @@ def plain_sampler(spec: SearchSpace, use_prior: bool) -> Sampler:
     return sampler
 
 
+# `sample_prior_first`'s values, as NePS names them.
+PRIOR_FIRST = (False, True, "highest_fidelity")
+
+
+def check_sample_prior_first(owner: str, spec: SearchSpace, value: bool | str) -> bool | str:
+    """Returns `value` or raises: one of `PRIOR_FIRST`, and a space with priors if set."""
+    if not any(value is v or (isinstance(v, str) and value == v) for v in PRIOR_FIRST):
+        raise ValueError(f"{owner}: sample_prior_first={value!r} must be False, True or "
+                         f"'highest_fidelity'.")
+    if value is not False and not _base.has_priors(spec):
+        raise ValueError(f"{owner}: sample_prior_first={value!r} needs a space with priors; "
+                         f"no parameter of this one has a prior.")
+    return value
+
+
 def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler: Sampler,
-                      batch_size: int | None, max_trials: int, leaders: int = 0) -> Optimizer:
+                      batch_size: int | None, max_trials: int, leaders: int = 0,
+                      sample_prior_first: bool | str = False) -> Optimizer:
     """The shared ask/tell loop over a bracket schedule (see the module docstring).
 
     Args:
@@ -204,6 +230,14 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
         max_trials: Trials the state must hold.
         leaders: How many of each rung's best trials `BracketState.leaders` keeps (at most
             the capacity); 0 for samplers that do not read them.
+        sample_prior_first: Whether the run's first trial is the prior's mode
+            (`SearchSpace.prior_mode`, or a prior draw where that breaks a constraint):
+            True makes it the first sample of the first bracket, at its lowest fidelity;
+            `"highest_fidelity"` evaluates it at the highest fidelity on its own, before
+            and outside every bracket, as NePS's `sample_prior_first` does. That trial
+            counts among the top rung's results (`rung_successes`, `leaders`) and in
+            `spent`, so PriorBand's incumbent and evidence read it (NePS's hides it from
+            its sampler); no bracket waits for it or promotes it.
 
     Returns:
         An `Optimizer` whose state is a `BracketState`.
@@ -231,7 +265,33 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
             spent=jnp.zeros((), jnp.float32), overflow=jnp.zeros((), bool),
         )
 
+    def mode(key: jax.Array) -> Config:
+        """The prior's mode; a prior draw where it breaks the space's constraints."""
+        config = spec.prior_mode()
+        if not spec.constrained:
+            return config
+        ok = spec.feasible(config)
+        return jax.tree.map(lambda m, d: jnp.where(ok, m, d), config, spec.sample_prior(key))
+
     def ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
+        if sample_prior_first == "highest_fidelity":
+            return jax.lax.cond(state.trials.count == 0, prior_ask, bracket_ask, state, key)
+        return bracket_ask(state, key)
+
+    def prior_ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
+        """The first ask of `sample_prior_first="highest_fidelity"`: the prior's mode at
+        the top rung, in no bracket instance (`capacity` stands for none)."""
+        configs = jax.tree.map(lambda c: jnp.broadcast_to(c, (batch, *c.shape)), mode(key))
+        valid = jnp.arange(batch) == 0
+        fidelities = jnp.full((batch,), tables.fidelities[tables.top_rung])
+        trials, ids = _base.add_trials(
+            state.trials, configs, fidelities, valid, sources=Source.PRIOR,
+            rungs=tables.top_rung, brackets=capacity, parent_ids=-1)
+        parent_ids = jnp.full((batch,), -1, jnp.int32)
+        return (state._replace(trials=trials),
+                Proposals(configs, fidelities, ids, valid, parent_ids))
+
+    def bracket_ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
         plan = _plan(state, tables)
         n = jnp.minimum(batch, plan.target - plan.asked)
         fits = plan.any_work & (state.trials.count + n <= capacity)
@@ -240,7 +300,15 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
         base_rung = jnp.asarray(tables.base_rungs)[plan.bracket % tables.n_brackets]
         is_sample = plan.rung == base_rung
         parents = _best_unpromoted(state, plan, is_sample, batch)  # (B,)
-        configs, sources = sampler(state, key, base_rung, batch)
+        if sample_prior_first is True:  # the first sample of the run is the prior's mode
+            key, key_mode = jax.random.split(key)
+            configs, sources = sampler(state, key, base_rung, batch)
+            first = (jnp.arange(batch) == 0) & (state.trials.count == 0)
+            configs = jax.tree.map(lambda c, m: jnp.where(
+                first.reshape(-1, *([1] * (c.ndim - 1))), m, c), configs, mode(key_mode))
+            sources = jnp.where(first, Source.PRIOR, sources)
+        else:
+            configs, sources = sampler(state, key, base_rung, batch)
         # Both always hold; they make the table's in-place writes below depend on the
         # `lax.cond`s that read the same columns (in `_best_unpromoted` and the sampler),
         # so XLA orders the writes after them instead of copying those columns

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status
 from jaxnas.optimizers._brackets import (BracketState, Sampler, bracket_optimizer,
+                                         check_sample_prior_first,
                                          full_schedule, plain_sampler)
 from jaxnas.optimizers._incumbent import IncumbentSelection, check_incumbent_selection
 from jaxnas.optimizers._schedule import Schedule
@@ -59,7 +60,8 @@ from jaxnas.space import Config, SearchSpace
 def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior: bool = True,
               mutation_rate: float = 0.5, mutation_std: float = 0.25,
               incumbent_selection: str = "any_fidelity", bracket_sizes: str = "hpbandster",
-              batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
+              sample_prior_first: bool | str = False, batch_size: int | None = None,
+              max_trials: int = 1024) -> Optimizer:
     """PriorBand: Hyperband whose new configurations mix uniform, prior and incumbent samples.
 
     Args:
@@ -76,6 +78,10 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
             loss at the highest rung with a result); see the module docstring.
         bracket_sizes: `"hpbandster"` (HpBandSter's and NePS's bracket sizes) or `"paper"`
             (the Hyperband paper's); see `hyperband`.
+        sample_prior_first: False, True (the run's first sample is the prior's mode,
+            `SearchSpace.prior_mode`) or `"highest_fidelity"` (the prior's mode is
+            evaluated first at the highest fidelity, outside the brackets; its result
+            counts for the incumbent and the evidence), as NePS's option of that name.
         batch_size: Proposals per ask; defaults to the largest rung.
         max_trials: Trials the state must hold (see `successive_halving`).
 
@@ -103,7 +109,9 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
                                 incumbent_selection=incumbent_selection)
     # Only the incumbent share reads the leaders; without it this is Hyperband's state.
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
-                             leaders=TOP_K_ROWS if prior and incumbent else 0)
+                             leaders=TOP_K_ROWS if prior and incumbent else 0,
+                             sample_prior_first=check_sample_prior_first(
+                                 owner, spec, sample_prior_first))
 
 
 def priorband_sampler(owner: str, spec: SearchSpace, schedule: Schedule, *, incumbent: bool,

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from jaxnas.optimizers import _base, gp
 from jaxnas.optimizers._base import Optimizer, Source
 from jaxnas.optimizers._bo import Model, categorical_slots
-from jaxnas.optimizers._brackets import BracketState, Sampler, bracket_optimizer, full_schedule
+from jaxnas.optimizers._brackets import (BracketState, Sampler, bracket_optimizer,
+                                         check_sample_prior_first, full_schedule)
 from jaxnas.optimizers._incumbent import check_incumbent_selection
 from jaxnas.optimizers._priorband import TOP_K_ROWS, incumbent_share, priorband_sampler
 from jaxnas.optimizers._schedule import Schedule
@@ -34,7 +35,8 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
                  model_size: int = 64, prior_beta: float = 10.0,
                  mutation_rate: float = 0.5, mutation_std: float = 0.25,
                  incumbent_selection: str = "any_fidelity", bracket_sizes: str = "hpbandster",
-                 batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
+                 sample_prior_first: bool | str = False, batch_size: int | None = None,
+                 max_trials: int = 1024) -> Optimizer:
     """PriorBand with model-based sampling (the paper's PriorBand+BO).
 
     Args:
@@ -45,7 +47,8 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
             uniform draws.
         model_size: The most results the GP is fitted to (the best of the rung).
         prior_beta: PiBO's `beta` for the acquisition (0: the prior does not weigh it).
-        mutation_rate, mutation_std, incumbent_selection, bracket_sizes: as `priorband`.
+        mutation_rate, mutation_std, incumbent_selection, bracket_sizes,
+            sample_prior_first: as `priorband`.
         batch_size: Proposals per ask; defaults to the largest rung.
         max_trials: Trials the state must hold (see `successive_halving`).
 
@@ -72,7 +75,8 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
     sampler = _model_sampler(spec, ensemble, categorical, schedule, selection,
                              min_model_points, model_size, beta)
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
-                             leaders=TOP_K_ROWS)
+                             leaders=TOP_K_ROWS, sample_prior_first=check_sample_prior_first(
+                                 owner, spec, sample_prior_first))
 
 
 def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, schedule: Schedule,

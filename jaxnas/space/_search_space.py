@@ -281,6 +281,18 @@ class SearchSpace:
         indices = categorical_draw(u[n_numeric:], self._prior.categorical_logits)
         return self._packing.pack(self._numeric.from_unit(u_numeric), indices)
 
+    def prior_mode(self) -> Config:
+        """The prior's most likely configuration: each number at its prior (the middle of
+        its range in the unit encoding where it has none), each categorical at its prior
+        choice (its first feasible choice where it has none), as NePS's
+        `sample_prior_first` takes it. It may break the space's constraints (`feasible`
+        says)."""
+        numeric = self._numeric.from_unit(jnp.asarray(self._prior.numeric_mean))
+        logits = self._prior.categorical_logits
+        indices = (jnp.argmax(jnp.asarray(logits), axis=-1).astype(jnp.int32)
+                   if logits.shape[0] else jnp.zeros((0,), jnp.int32))
+        return self._packing.pack(numeric, indices)
+
     def log_prior(self, config: Config, centre: Config | None = None) -> jax.Array:
         """Log density of `config` under the prior, summed over active slots (float32).
 
