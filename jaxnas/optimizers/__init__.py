@@ -94,6 +94,10 @@ _PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior"
                  "grid_search": None}
 
 
+# Optimisers of `_PRIOR_SWITCH` whose `sample_prior_first` uses the prior too.
+_PRIOR_FIRST = ("successive_halving", "hyperband", "asha", "async_hyperband")
+
+
 def auto_choice(spec: SearchSpace) -> str:
     """The optimiser `"auto"` stands for, as NePS chooses by the space: PriorBand with a
     fidelity and priors, Hyperband with a fidelity alone, Bayesian optimisation without a
@@ -118,7 +122,7 @@ def ignores_priors(name: str, spec: SearchSpace, kwargs: dict | None = None) -> 
     if name not in _PRIOR_SWITCH or not has_priors(spec):
         return False
     switch, kwargs = _PRIOR_SWITCH[name], kwargs or {}
-    if name in ("successive_halving", "hyperband") and kwargs.get("sample_prior_first"):
+    if name in _PRIOR_FIRST and kwargs.get("sample_prior_first"):
         return False  # their first trial is the prior's mode
     return switch is None or not kwargs.get(switch, False)
 

@@ -49,7 +49,9 @@ import numpy as np
 
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Proposals, Source, Status, Trials
-from jaxnas.optimizers._brackets import ACTIVE_WINDOW, Sampler, full_schedule, plain_sampler
+from jaxnas.optimizers._brackets import (ACTIVE_WINDOW, Sampler, check_sample_prior_first,
+                                         full_schedule, mode_at_top, mode_first,
+                                         plain_sampler)
 from jaxnas.optimizers._priorband import TOP_K_ROWS, priorband_sampler
 from jaxnas.optimizers._schedule import (Schedule, check_early_stopping_rate, check_eta,
                                          rung_fidelities)
@@ -73,8 +75,8 @@ class ASHAState(NamedTuple):
 
 
 def asha(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
-         use_prior: bool = False, batch_size: int | None = None,
-         max_trials: int = 1024) -> Optimizer:
+         use_prior: bool = False, sample_prior_first: bool | str = False,
+         batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Asynchronous successive halving (Li et al., MLSys 2020, Algorithm 2).
 
     Each ask fills `batch_size` rows: promotions first (a trial ranked within the top
@@ -88,6 +90,10 @@ def asha(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
         early_stopping_rate: Skip this many of the lowest rungs (new configurations start
             at rung `early_stopping_rate`).
         use_prior: Sample new configurations from the prior instead of uniformly.
+        sample_prior_first: False, True (the run's first sample is the prior's mode,
+            `SearchSpace.prior_mode`) or `"highest_fidelity"` (the prior's mode is
+            evaluated first, alone, at the highest fidelity), as NePS's option of that
+            name; needs a space with priors.
         batch_size: Proposals per ask; defaults to `eta`. A rung promotes once it holds
             `eta` results, so an ask of `eta` new configurations gives the base rung its
             first promotion as soon as sequential ASHA would (after `eta` results), while
@@ -119,12 +125,13 @@ def asha(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     return _asynchronous(owner, spec, eta, fidelities, (base_rung,), (1.0,),
                          plain_sampler(spec, use_prior), batch_size, max_trials,
-                         bracket_ids=False)
+                         bracket_ids=False, sample_prior_first=check_sample_prior_first(
+                             owner, spec, sample_prior_first))
 
 
 def async_hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
-                    bracket_sizes: str = "hpbandster", batch_size: int | None = None,
-                    max_trials: int = 1024) -> Optimizer:
+                    bracket_sizes: str = "hpbandster", sample_prior_first: bool | str = False,
+                    batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Asynchronous Hyperband: ASHA in every Hyperband bracket at once (Li et al., MLSys
     2020, Section 3.3; NePS's `async_hb`).
 
@@ -137,6 +144,8 @@ def async_hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
         eta: Promote the best `1 / eta` of each rung; rungs are `max / eta**i`.
         use_prior: Sample new configurations from the prior instead of uniformly.
         bracket_sizes: `"hpbandster"` or `"paper"`: the bracket weights (see `hyperband`).
+        sample_prior_first: False, True or `"highest_fidelity"` (see `asha`); the prior's
+            trial at the highest fidelity is in no bracket.
         batch_size: Proposals per ask; defaults to `eta` (see `asha`).
         max_trials: Trials the state must hold (see `asha`).
 
@@ -149,14 +158,15 @@ def async_hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     return _asynchronous(owner, spec, schedule.eta, schedule.fidelities,
                          *_bracket_weights(schedule), plain_sampler(spec, use_prior),
-                         batch_size, max_trials)
+                         batch_size, max_trials, sample_prior_first=check_sample_prior_first(
+                             owner, spec, sample_prior_first))
 
 
 def async_priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True,
                     prior: bool = True, mutation_rate: float = 0.5,
                     mutation_std: float = 0.25, incumbent_selection: str = "any_fidelity",
-                    bracket_sizes: str = "hpbandster", batch_size: int | None = None,
-                    max_trials: int = 1024) -> Optimizer:
+                    bracket_sizes: str = "hpbandster", sample_prior_first: bool | str = False,
+                    batch_size: int | None = None, max_trials: int = 1024) -> Optimizer:
     """Asynchronous PriorBand: `async_hyperband` whose new configurations PriorBand samples
     (uniform, prior or around the incumbent; Mallik et al., NeurIPS 2023), from the
     results in the table when it asks. The arguments are `priorband`'s and
@@ -173,7 +183,9 @@ def async_priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True,
                                 incumbent_selection=incumbent_selection)
     return _asynchronous(owner, spec, schedule.eta, schedule.fidelities,
                          *_bracket_weights(schedule), sampler, batch_size, max_trials,
-                         summaries=prior and incumbent)
+                         summaries=prior and incumbent,
+                         sample_prior_first=check_sample_prior_first(owner, spec,
+                                                                     sample_prior_first))
 
 
 def _bracket_weights(schedule: Schedule) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -187,7 +199,8 @@ def _bracket_weights(schedule: Schedule) -> tuple[tuple[int, ...], tuple[float, 
 def _asynchronous(owner: str, spec: SearchSpace, eta: int, fidelities: Sequence[float],
                   base_rungs: tuple[int, ...], weights: tuple[float, ...], sampler: Sampler,
                   batch_size: int | None, max_trials: int, *, bracket_ids: bool = True,
-                  summaries: bool = False) -> Optimizer:
+                  summaries: bool = False, sample_prior_first: bool | str = False
+                  ) -> Optimizer:
     """The ask/tell of ASHA over `len(base_rungs)` brackets (see the module docstring).
 
     Args:
@@ -197,6 +210,8 @@ def _asynchronous(owner: str, spec: SearchSpace, eta: int, fidelities: Sequence[
             summaries when `summaries`, else no state).
         bracket_ids: record each trial's bracket in `Trials.brackets` (-1 if False: one
             bracket, `asha`).
+        sample_prior_first: as `asha`'s; with `"highest_fidelity"` the prior's trial is
+            in bracket `len(base_rungs)`, which is none (-1 without `bracket_ids`).
     """
     fidelities = np.asarray(fidelities, np.float32)  # (n_rungs,)
     batch = _base.check_positive_int(owner, "batch_size", eta if batch_size is None
@@ -219,6 +234,16 @@ def _asynchronous(owner: str, spec: SearchSpace, eta: int, fidelities: Sequence[
                          jnp.zeros((), bool))
 
     def ask(state: ASHAState, key: jax.Array) -> tuple[ASHAState, Proposals]:
+        if sample_prior_first == "highest_fidelity":
+            return jax.lax.cond(state.trials.count == 0, prior_ask, asha_ask, state, key)
+        return asha_ask(state, key)
+
+    def prior_ask(state: ASHAState, key: jax.Array) -> tuple[ASHAState, Proposals]:
+        trials, proposals = mode_at_top(spec, state.trials, key, batch, n_rungs - 1,
+                                        fidelities[-1], len(base_rungs) if bracket_ids else -1)
+        return state._replace(trials=trials), proposals
+
+    def asha_ask(state: ASHAState, key: jax.Array) -> tuple[ASHAState, Proposals]:
         parents, parent_rungs, summary = _promotions(
             state, promoting, promoting_brackets, eta, batch,
             n_rungs if summaries else 0, fidelities)
@@ -246,6 +271,9 @@ def _asynchronous(owner: str, spec: SearchSpace, eta: int, fidelities: Sequence[
             new, new_sources = sampler(None, key_sample, new_rung[0], batch)
         else:
             new, new_sources = sampler(None, key_sample, new_rung, batch)
+        if sample_prior_first is True:  # the run's first sample is the prior's mode
+            key_mode = jax.random.fold_in(key, 1)
+            new, new_sources = mode_first(spec, new, new_sources, trials.count == 0, key_mode)
         old = jax.tree.map(lambda column: column[jnp.maximum(parents, 0)], trials.configs)
         configs = _base.select_rows(promotion.astype(jnp.int32), (new, old))
         rungs = jnp.where(promotion, parent_rungs + 1, new_rung).astype(jnp.int32)

@@ -215,6 +215,38 @@ def check_sample_prior_first(owner: str, spec: SearchSpace, value: bool | str) -
     return value
 
 
+def _prior_mode(spec: SearchSpace, key: jax.Array) -> Config:
+    """The prior's mode; a prior draw where it breaks the space's constraints."""
+    config = spec.prior_mode()
+    if not spec.constrained:
+        return config
+    ok = spec.feasible(config)
+    return jax.tree.map(lambda m, d: jnp.where(ok, m, d), config, spec.sample_prior(key))
+
+
+def mode_first(spec: SearchSpace, configs: Config, sources: jax.Array, first: jax.Array,
+               key: jax.Array) -> tuple[Config, jax.Array]:
+    """`sample_prior_first=True`: row 0 of new samples `configs` is the prior's mode where
+    `first` (the run's first ask)."""
+    row = (jnp.arange(sources.shape[0]) == 0) & first
+    configs = jax.tree.map(lambda c, m: jnp.where(row.reshape(-1, *([1] * (c.ndim - 1))), m, c),
+                           configs, _prior_mode(spec, key))
+    return configs, jnp.where(row, Source.PRIOR, sources).astype(jnp.int32)
+
+
+def mode_at_top(spec: SearchSpace, trials: Trials, key: jax.Array, batch: int, top_rung: int,
+                fidelity: float, bracket: int) -> tuple[Trials, Proposals]:
+    """`sample_prior_first="highest_fidelity"`'s first ask: the prior's mode alone, at
+    the top rung's `fidelity`, its trial in bracket `bracket` (one that none is)."""
+    configs = jax.tree.map(lambda c: jnp.broadcast_to(c, (batch, *c.shape)),
+                           _prior_mode(spec, key))
+    valid = jnp.arange(batch) == 0
+    fidelities = jnp.full((batch,), fidelity, jnp.float32)
+    trials, ids = _base.add_trials(trials, configs, fidelities, valid, sources=Source.PRIOR,
+                                   rungs=top_rung, brackets=bracket, parent_ids=-1)
+    return trials, Proposals(configs, fidelities, ids, valid, jnp.full((batch,), -1, jnp.int32))
+
+
 def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler: Sampler,
                       batch_size: int | None, max_trials: int, leaders: int = 0,
                       sample_prior_first: bool | str = False) -> Optimizer:
@@ -265,31 +297,16 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
             spent=jnp.zeros((), jnp.float32), overflow=jnp.zeros((), bool),
         )
 
-    def mode(key: jax.Array) -> Config:
-        """The prior's mode; a prior draw where it breaks the space's constraints."""
-        config = spec.prior_mode()
-        if not spec.constrained:
-            return config
-        ok = spec.feasible(config)
-        return jax.tree.map(lambda m, d: jnp.where(ok, m, d), config, spec.sample_prior(key))
-
     def ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
         if sample_prior_first == "highest_fidelity":
             return jax.lax.cond(state.trials.count == 0, prior_ask, bracket_ask, state, key)
         return bracket_ask(state, key)
 
     def prior_ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
-        """The first ask of `sample_prior_first="highest_fidelity"`: the prior's mode at
-        the top rung, in no bracket instance (`capacity` stands for none)."""
-        configs = jax.tree.map(lambda c: jnp.broadcast_to(c, (batch, *c.shape)), mode(key))
-        valid = jnp.arange(batch) == 0
-        fidelities = jnp.full((batch,), tables.fidelities[tables.top_rung])
-        trials, ids = _base.add_trials(
-            state.trials, configs, fidelities, valid, sources=Source.PRIOR,
-            rungs=tables.top_rung, brackets=capacity, parent_ids=-1)
-        parent_ids = jnp.full((batch,), -1, jnp.int32)
-        return (state._replace(trials=trials),
-                Proposals(configs, fidelities, ids, valid, parent_ids))
+        # In no bracket instance: `capacity` stands for none.
+        trials, proposals = mode_at_top(spec, state.trials, key, batch, tables.top_rung,
+                                        tables.fidelities[tables.top_rung], capacity)
+        return state._replace(trials=trials), proposals
 
     def bracket_ask(state: BracketState, key: jax.Array) -> tuple[BracketState, Proposals]:
         plan = _plan(state, tables)
@@ -302,11 +319,8 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
         parents = _best_unpromoted(state, plan, is_sample, batch)  # (B,)
         if sample_prior_first is True:  # the first sample of the run is the prior's mode
             key, key_mode = jax.random.split(key)
-            configs, sources = sampler(state, key, base_rung, batch)
-            first = (jnp.arange(batch) == 0) & (state.trials.count == 0)
-            configs = jax.tree.map(lambda c, m: jnp.where(
-                first.reshape(-1, *([1] * (c.ndim - 1))), m, c), configs, mode(key_mode))
-            sources = jnp.where(first, Source.PRIOR, sources)
+            configs, sources = mode_first(spec, *sampler(state, key, base_rung, batch),
+                                          state.trials.count == 0, key_mode)
         else:
             configs, sources = sampler(state, key, base_rung, batch)
         # Both always hold; they make the table's in-place writes below depend on the

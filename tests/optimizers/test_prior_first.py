@@ -61,6 +61,29 @@ def test_highest_fidelity_evaluates_the_prior_s_mode_first_outside_the_brackets(
     assert int(state.rung_successes[-1]) == 1 + 2
 
 
+@pytest.mark.parametrize("name", ["asha", "async_hyperband", "async_priorband"])
+def test_asynchronous_optimisers_evaluate_the_prior_s_mode_first_too(name):
+    opt, ask, tell = jitted(name, "mixed27", batch_size=4, max_trials=200,
+                            sample_prior_first="highest_fidelity")
+    state, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 12)
+    assert np.asarray(history[0].valid).sum() == 1
+    assert float(history[0].fidelities[0]) == 27.0 and _values(history[0], 0) == pytest.approx(MODE)
+    later = [(p.fidelities[p.valid], p.parent_ids[p.valid]) for p in map(jax.device_get,
+                                                                         history[1:])]
+    assert all(np.asarray(p.valid).sum() == 4 for p in history[1:])
+    assert 0 not in np.concatenate([parents for _, parents in later])
+    assert 1.0 in np.concatenate([fidelities for fidelities, _ in later])  # then as usual
+
+
+@pytest.mark.parametrize("name", ["asha", "async_hyperband", "async_priorband"])
+def test_true_makes_the_prior_s_mode_the_first_asynchronous_sample(name):
+    opt, ask, tell = jitted(name, "mixed27", batch_size=4, max_trials=200,
+                            sample_prior_first=True)
+    _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 2)
+    assert _values(history[0], 0) == pytest.approx(MODE)
+    assert _values(history[1], 3) != pytest.approx(MODE)
+
+
 def test_true_makes_the_prior_s_mode_the_first_sample_of_the_first_bracket():
     opt, ask, tell = jitted("priorband", "mixed27", max_trials=200, sample_prior_first=True)
     state, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 7)
