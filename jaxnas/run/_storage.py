@@ -520,8 +520,8 @@ class RunStore:
 
     def asked_ids(self, step: int) -> list[int]:
         """The trial ids of step `step`'s ask, in the order it recorded them."""
-        row = self._db.execute("SELECT trial_ids FROM events WHERE kind = 'ask' AND step = ?",
-                               (step,)).fetchone()
+        row = self._db.execute("SELECT trial_ids FROM events WHERE kind IN ('ask', 'reissue') "
+                               "AND step = ?", (step,)).fetchone()
         if row is None:
             raise RuntimeError(f"no ask event for step {step} in {str(self.root)!r}")
         return json.loads(row[0])
@@ -530,10 +530,17 @@ class RunStore:
         return int(self._db.execute("SELECT COALESCE(MAX(step), 0) FROM events "
                                     "WHERE kind = 'ask'").fetchone()[0])
 
+    def next_reissue_step(self) -> int:
+        """The step number of the next `reissue` event: -1, -2, ..., so that the asks'
+        own numbers, which their PRNG keys are folded from, are those of a run that
+        needed none."""
+        return min(int(self._db.execute("SELECT COALESCE(MIN(step), 0) FROM events "
+                                        "WHERE kind = 'reissue'").fetchone()[0]), 0) - 1
+
     def untold_finished_steps(self) -> list[int]:
         """Asked steps whose trials have all finished but that have no `tell` event."""
         rows = self._db.execute(
-            "SELECT e.step FROM events e WHERE e.kind = 'ask' AND NOT EXISTS "
+            "SELECT e.step FROM events e WHERE e.kind IN ('ask', 'reissue') AND NOT EXISTS "
             "(SELECT 1 FROM events t WHERE t.kind = 'tell' AND t.step = e.step) AND NOT EXISTS "
             "(SELECT 1 FROM trials x WHERE x.step = e.step AND x.status NOT IN "
             "('success', 'failed', 'infeasible')) ORDER BY e.step").fetchall()

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from jaxnas import optimizers as _optimizers
+from jaxnas.optimizers import Proposals
 from jaxnas._compiling import HELPER_OPTIONS, jit_with
 from jaxnas._shapes import HELPER_MIN_ROWS, pad_to_power_of_two
 from jaxnas.run._budgets import exhausted
@@ -116,13 +117,17 @@ class Worker:
             asked = [i for _, kind, _, ids in chunk if kind == "ask" for i in ids]
             imported = self.store.imported_ids(asked) if asked else set()
             told = {i for _, kind, _, ids in chunk if kind == "tell" for i in ids}
-            needed = sorted(told | imported)
+            reissued = {i for _, kind, _, ids in chunk if kind == "reissue" for i in ids}
+            needed = sorted(told | imported | reissued)
             rows = self.store.trials_by_id(needed) if needed else {}
             for seq, kind, step, ids in chunk:
                 if kind == "ask":
                     self.state = self._replay_ask(step, ids, imported & set(ids), rows)
-                else:
+                elif kind == "tell":
                     self.state = self._tell(ids, rows)
+                else:  # "reissue": trials the state holds already (see `_reissue`)
+                    for trial_id in ids:
+                        self._note_parent(trial_id, rows[trial_id].parent_id)
                 self.seq = seq
 
     def _replay_ask(self, step: int, ids: list[int], imported: set[int],
@@ -205,6 +210,9 @@ class Worker:
                 stopped_by = exhausted(budgets, totals, seconds)
                 if stopped_by:
                     return [], stopped_by
+                reissued = self._reissue(budgets, totals)
+                if reissued:
+                    return reissued, ""
                 trials, stopped_by = self._ask(budgets, totals)
                 if trials or stopped_by:
                     return trials, stopped_by
@@ -256,6 +264,41 @@ class Worker:
                                     for r, row in placed.items()])
         self.checkpoint()
         return [by_row[r] for r in rows.tolist() if r not in placed], ""
+
+    def _reissue(self, budgets: dict, totals: dict) -> list[TrialRecord]:
+        """Records and claims the trials the state asked that the run never recorded, as
+        a new step (inside a transaction).
+
+        An ask whose rows pass `max_evaluations` records only those within it; the state
+        holds the rest as pending, and no result would ever come for them. A run continued
+        with a larger budget evaluates them first, so that it is the run made at once
+        (the same trials, configurations and keys). Their step's event is a `reissue`,
+        numbered below 0 so that later asks keep their numbers (their keys); replaying it
+        changes no state.
+        """
+        table = getattr(self.state, "trials", None)  # a user's optimiser may keep none
+        if not isinstance(table, _optimizers.Trials):
+            return []
+        count = int(table.count)
+        pending = np.flatnonzero(np.asarray(table.status)[:count] == _optimizers.Status.PENDING)
+        if pending.size == 0:
+            return []
+        known = self.store.trials_by_id(pending.tolist())
+        rows = np.asarray([i for i in pending.tolist() if i not in known], np.int64)
+        if "max_evaluations" in budgets:
+            rows = rows[:max(budgets["max_evaluations"] - totals["evaluations"], 0)]
+        if rows.size == 0:
+            return []
+        step = self.store.next_reissue_step()
+        host = jax.device_get(table)
+        trials = _proposed(Proposals(host.configs, host.fidelities, np.arange(count),
+                                     np.ones(count, bool), host.parent_ids), rows, step,
+                           self.name)
+        self.seq = self.store.append_event("reissue", step, [t.trial_id for t in trials])
+        for t in trials:
+            self._note_parent(t.trial_id, t.parent_id)
+        self.store.add_trials(trials, worker=self.name)
+        return trials
 
     def _place_imports(self, proposals: Any, rows: np.ndarray,
                        taken: set[int]) -> dict[int, dict]:

@@ -53,7 +53,7 @@ def _start(root, *args, storage=None) -> subprocess.Popen:
 
 
 def _events(root, storage=None) -> tuple[list, list]:
-    """The steps of the run's `ask` and `tell` events."""
+    """The steps of the run's `ask` (and `reissue`) and `tell` events."""
     query = "SELECT step, kind FROM events"
     if storage is None:
         with sqlite3.connect(Path(root) / "trials.sqlite") as db:
@@ -63,7 +63,8 @@ def _events(root, storage=None) -> tuple[list, list]:
 
         with psycopg.connect(storage) as db:
             rows = db.execute(query).fetchall()
-    return ([(s,) for s, k in rows if k == "ask"], [(s,) for s, k in rows if k == "tell"])
+    return ([(s,) for s, k in rows if k in ("ask", "reissue")],
+            [(s,) for s, k in rows if k == "tell"])
 
 
 def _in_process(root, evaluations, **kwargs):
@@ -524,3 +525,26 @@ def test_training_states_are_written_at_the_lowest_cpu_priority(tmp_path):
     assert any(t["state_ref"] for t in result.trials)  # states were written
     assert last and set(last.values()) == {19}, last
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_a_run_continued_with_a_larger_budget_is_the_run_made_at_once(tmp_path, storage,
+                                                                       request):
+    """`max_evaluations` 5 stops inside PriorBand's first rung of 27: continued to 40, the
+    run first evaluates the rest of that rung, so that the bracket promotes from it and
+    every later ask is the one a run of 40 makes."""
+    # The run made at once in a database of its own.
+    other = storage and request.getfixturevalue("postgres_server").database()
+
+    def run(root, evaluations, where):
+        return jn.run(_worker.objective(0.0), _worker.space(), optimizer="priorband",
+                      optimizer_kwargs={"max_trials": 64}, root_directory=root,
+                      max_evaluations=evaluations, progress=False, storage=where)
+
+    first = run(tmp_path / "parts", 5, storage)
+    assert len(first.trials) == 5
+    continued = run(tmp_path / "parts", 40, storage)
+    whole = run(tmp_path / "whole", 40, other)
+    same = ("trial_id", "parent_id", "config", "fidelity", "status", "loss")
+    assert ([[t[k] for k in same] for t in continued.trials]
+            == [[t[k] for k in same] for t in whole.trials])
+    assert any(t["parent_id"] >= 0 for t in continued.trials)  # the first rung promoted
