@@ -84,6 +84,9 @@ class Worker:
         self.checkpoints = OptimizerCheckpoints(store.checkpoints_directory, self.state)
         self.checkpoint_every = checkpoint_every
         self.seq, self.saved_seq = 0, 0
+        # Whether the state may hold asked rows the run never recorded (`_reissue`): looked
+        # at once, since a checkpoint may hold them, then after each ask that has some.
+        self.may_hold_unrecorded = True
         with store.transaction():
             restored = self.checkpoints.restore(store.last_event())
             if restored is not None:
@@ -141,6 +144,7 @@ class Worker:
                                           [stored[i].config for i in sorted(imported)])
         valid = np.asarray(proposals.valid)
         proposed = np.asarray(proposals.trial_ids)[valid].tolist()
+        self.may_hold_unrecorded |= len(ids) < len(proposed)
         if not set(ids) <= set(proposed):
             raise RuntimeError(
                 f"jn.run: replaying step {step} of the run in {str(self.store.root)!r} "
@@ -245,7 +249,9 @@ class Worker:
         if "max_evaluations" in budgets:  # the run's own trials, up to the budget
             room = budgets["max_evaluations"] - totals["evaluations"]
             own = np.cumsum([r not in placed for r in rows.tolist()])
-            rows = rows[own <= room]
+            cut = own > room
+            rows = rows[~cut]
+            self.may_hold_unrecorded |= bool(cut.any())
             kept = set(rows.tolist())
             placed = {r: row for r, row in placed.items() if r in kept}
         if placed:
@@ -277,7 +283,7 @@ class Worker:
         changes no state.
         """
         table = getattr(self.state, "trials", None)  # a user's optimiser may keep none
-        if not isinstance(table, _optimizers.Trials):
+        if not self.may_hold_unrecorded or not isinstance(table, _optimizers.Trials):
             return []
         count = int(table.count)
         pending = np.flatnonzero(np.asarray(table.status)[:count] == _optimizers.Status.PENDING)
@@ -285,6 +291,7 @@ class Worker:
             return []
         known = self.store.trials_by_id(pending.tolist())
         rows = np.asarray([i for i in pending.tolist() if i not in known], np.int64)
+        self.may_hold_unrecorded = rows.size > 0
         if "max_evaluations" in budgets:
             rows = rows[:max(budgets["max_evaluations"] - totals["evaluations"], 0)]
         if rows.size == 0:
