@@ -39,12 +39,10 @@ def test_the_prior_mode_is_each_parameter_s_prior_or_the_middle_of_its_range():
     assert int(values["norm"]) == 0
 
 
-@pytest.mark.parametrize("name", ["hyperband", "priorband", "priorband_bo"])
+@pytest.mark.parametrize("name", ["hyperband", "priorband"])
 def test_highest_fidelity_evaluates_the_prior_s_mode_first_outside_the_brackets(name):
-    kwargs = dict(max_trials=200, sample_prior_first="highest_fidelity")
-    if name == "priorband_bo":
-        kwargs.update(min_model_points=4, model_size=16)
-    opt, ask, tell = jitted(name, "mixed27", **kwargs)
+    opt, ask, tell = jitted(name, "mixed27", max_trials=200,
+                            sample_prior_first="highest_fidelity")
     state, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 8)
     first = history[0]
     assert np.asarray(first.valid).sum() == 1 and int(first.trial_ids[0]) == 0
@@ -82,6 +80,18 @@ def test_true_makes_the_prior_s_mode_the_first_asynchronous_sample(name):
     _, history = drive(ask, tell, opt.init(jax.random.key(0)), jax.random.key(1), 2)
     assert _values(history[0], 0) == pytest.approx(MODE)
     assert _values(history[1], 3) != pytest.approx(MODE)
+
+
+def test_priorband_bo_takes_the_option_too():
+    """Its first ask, run op by op (`disable_jit`: the `lax.cond` runs only the branch
+    taken, so the GP's is never compiled)."""
+    opt = optimizers.priorband_bo(space("mixed27"), max_trials=200, min_model_points=4,
+                                  model_size=16, sample_prior_first="highest_fidelity")
+    with jax.disable_jit():
+        state, first = opt.ask(opt.init(jax.random.key(0)), jax.random.key(1))
+    assert np.asarray(first.valid).sum() == 1 and float(first.fidelities[0]) == 27.0
+    assert _values(first, 0) == pytest.approx(MODE)
+    assert int(state.trials.count) == 1 and int(state.trials.sources[0]) == Source.PRIOR
 
 
 def test_true_makes_the_prior_s_mode_the_first_sample_of_the_first_bracket():
