@@ -287,9 +287,7 @@ class Worker:
             return []
         count = int(table.count)
         pending = np.flatnonzero(np.asarray(table.status)[:count] == _optimizers.Status.PENDING)
-        if pending.size == 0:
-            return []
-        known = self.store.trials_by_id(pending.tolist())
+        known = self.store.trials_by_id(pending.tolist()) if pending.size else {}
         rows = np.asarray([i for i in pending.tolist() if i not in known], np.int64)
         self.may_hold_unrecorded = rows.size > 0
         if "max_evaluations" in budgets:
