@@ -85,17 +85,16 @@ def takes_objective_vectors(optimizer: Optimizer) -> bool:
         return False
 
 
-# Optimisers that ignore the space's priors unless this argument is True (None: always).
-_PRIOR_SWITCH = {"random_search": "use_prior", "successive_halving": "use_prior",
-                 "hyperband": "use_prior", "asha": "use_prior",
-                 "async_hyperband": "use_prior",
-                 "regularized_evolution": "use_prior",
-                 "nsga2": "use_prior",
-                 "grid_search": None}
-
-
-# Optimisers of `_PRIOR_SWITCH` whose `sample_prior_first` uses the prior too.
-_PRIOR_FIRST = ("successive_halving", "hyperband", "asha", "async_hyperband")
+# Optimisers that ignore the space's priors unless one of these arguments is set (none:
+# always); `sample_prior_first` makes the first trial the prior's mode.
+_PRIOR_SWITCH = {"random_search": ("use_prior",),
+                 "successive_halving": ("use_prior", "sample_prior_first"),
+                 "hyperband": ("use_prior", "sample_prior_first"),
+                 "asha": ("use_prior", "sample_prior_first"),
+                 "async_hyperband": ("use_prior", "sample_prior_first"),
+                 "regularized_evolution": ("use_prior",),
+                 "nsga2": ("use_prior",),
+                 "grid_search": ()}
 
 
 def auto_choice(spec: SearchSpace) -> str:
@@ -121,10 +120,7 @@ def ignores_priors(name: str, spec: SearchSpace, kwargs: dict | None = None) -> 
     """Whether optimiser `name` with `kwargs` would ignore priors that `spec` has."""
     if name not in _PRIOR_SWITCH or not has_priors(spec):
         return False
-    switch, kwargs = _PRIOR_SWITCH[name], kwargs or {}
-    if name in _PRIOR_FIRST and kwargs.get("sample_prior_first"):
-        return False  # their first trial is the prior's mode
-    return switch is None or not kwargs.get(switch, False)
+    return not any((kwargs or {}).get(switch, False) for switch in _PRIOR_SWITCH[name])
 
 
 # Optimisers that fit or score a model at every ask, one ask per trial: their programs

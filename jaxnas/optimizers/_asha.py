@@ -125,8 +125,7 @@ def asha(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: int = 0,
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     return _asynchronous(owner, spec, eta, fidelities, (base_rung,), (1.0,),
                          plain_sampler(spec, use_prior), batch_size, max_trials,
-                         bracket_ids=False, sample_prior_first=check_sample_prior_first(
-                             owner, spec, sample_prior_first))
+                         bracket_ids=False, sample_prior_first=sample_prior_first)
 
 
 def async_hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
@@ -158,8 +157,7 @@ def async_hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
     use_prior = _base.check_bool(owner, "use_prior", use_prior)
     return _asynchronous(owner, spec, schedule.eta, schedule.fidelities,
                          *_bracket_weights(schedule), plain_sampler(spec, use_prior),
-                         batch_size, max_trials, sample_prior_first=check_sample_prior_first(
-                             owner, spec, sample_prior_first))
+                         batch_size, max_trials, sample_prior_first=sample_prior_first)
 
 
 def async_priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True,
@@ -184,8 +182,7 @@ def async_priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True,
     return _asynchronous(owner, spec, schedule.eta, schedule.fidelities,
                          *_bracket_weights(schedule), sampler, batch_size, max_trials,
                          summaries=prior and incumbent,
-                         sample_prior_first=check_sample_prior_first(owner, spec,
-                                                                     sample_prior_first))
+                         sample_prior_first=sample_prior_first)
 
 
 def _bracket_weights(schedule: Schedule) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -214,6 +211,7 @@ def _asynchronous(owner: str, spec: SearchSpace, eta: int, fidelities: Sequence[
             in bracket `len(base_rungs)`, which is none (-1 without `bracket_ids`).
     """
     fidelities = np.asarray(fidelities, np.float32)  # (n_rungs,)
+    sample_prior_first = check_sample_prior_first(owner, spec, sample_prior_first)
     batch = _base.check_positive_int(owner, "batch_size", eta if batch_size is None
                                      else batch_size)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)

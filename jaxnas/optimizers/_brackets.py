@@ -138,8 +138,7 @@ def successive_halving(spec: SearchSpace, *, eta: int = 3, early_stopping_rate: 
                                   bracket_sizes=bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
-                             sample_prior_first=check_sample_prior_first(
-                                 owner, spec, sample_prior_first))
+                             sample_prior_first=sample_prior_first)
 
 
 def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
@@ -173,8 +172,7 @@ def hyperband(spec: SearchSpace, *, eta: int = 3, use_prior: bool = False,
     schedule = full_schedule(owner, spec, eta, bracket_sizes)
     sampler = plain_sampler(spec, _base.check_bool(owner, "use_prior", use_prior))
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
-                             sample_prior_first=check_sample_prior_first(
-                                 owner, spec, sample_prior_first))
+                             sample_prior_first=sample_prior_first)
 
 
 def full_schedule(owner: str, spec: SearchSpace, eta: int,
@@ -274,6 +272,7 @@ def bracket_optimizer(owner: str, spec: SearchSpace, schedule: Schedule, sampler
     Returns:
         An `Optimizer` whose state is a `BracketState`.
     """
+    sample_prior_first = check_sample_prior_first(owner, spec, sample_prior_first)
     batch = schedule.largest_rung if batch_size is None else batch_size
     batch = _base.check_positive_int(owner, "batch_size", batch)
     max_trials = _base.check_positive_int(owner, "max_trials", max_trials)

@@ -50,7 +50,6 @@ import jax.numpy as jnp
 from jaxnas.optimizers import _base
 from jaxnas.optimizers._base import Optimizer, Source, Status
 from jaxnas.optimizers._brackets import (BracketState, Sampler, bracket_optimizer,
-                                         check_sample_prior_first,
                                          full_schedule, plain_sampler)
 from jaxnas.optimizers._incumbent import IncumbentSelection, check_incumbent_selection
 from jaxnas.optimizers._schedule import Schedule
@@ -110,8 +109,7 @@ def priorband(spec: SearchSpace, *, eta: int = 3, incumbent: bool = True, prior:
     # Only the incumbent share reads the leaders; without it this is Hyperband's state.
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
                              leaders=TOP_K_ROWS if prior and incumbent else 0,
-                             sample_prior_first=check_sample_prior_first(
-                                 owner, spec, sample_prior_first))
+                             sample_prior_first=sample_prior_first)
 
 
 def priorband_sampler(owner: str, spec: SearchSpace, schedule: Schedule, *, incumbent: bool,

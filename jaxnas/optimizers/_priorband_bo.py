@@ -23,8 +23,7 @@ import jax.numpy as jnp
 from jaxnas.optimizers import _base, gp
 from jaxnas.optimizers._base import Optimizer, Source
 from jaxnas.optimizers._bo import Model, categorical_slots
-from jaxnas.optimizers._brackets import (BracketState, Sampler, bracket_optimizer,
-                                         check_sample_prior_first, full_schedule)
+from jaxnas.optimizers._brackets import BracketState, Sampler, bracket_optimizer, full_schedule
 from jaxnas.optimizers._incumbent import check_incumbent_selection
 from jaxnas.optimizers._priorband import TOP_K_ROWS, incumbent_share, priorband_sampler
 from jaxnas.optimizers._schedule import Schedule
@@ -75,8 +74,7 @@ def priorband_bo(spec: SearchSpace, *, eta: int = 3, min_model_points: int = 10,
     sampler = _model_sampler(spec, ensemble, categorical, schedule, selection,
                              min_model_points, model_size, beta)
     return bracket_optimizer(owner, spec, schedule, sampler, batch_size, max_trials,
-                             leaders=TOP_K_ROWS, sample_prior_first=check_sample_prior_first(
-                                 owner, spec, sample_prior_first))
+                             leaders=TOP_K_ROWS, sample_prior_first=sample_prior_first)
 
 
 def _model_sampler(spec: SearchSpace, ensemble: Sampler, categorical, schedule: Schedule,
