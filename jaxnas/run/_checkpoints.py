@@ -60,14 +60,18 @@ class OptimizerCheckpoints:
             return
         self.manager.save(seq, args=orbax_checkpoint().args.StandardSave(_to_storable(state)))
 
-    def restore(self, last_event: int) -> tuple[Any, int] | None:
-        """The newest good checkpoint no newer than event `last_event`: (state, seq)."""
+    def restore(self, last_event: int, after: int = 0) -> tuple[Any, int] | None:
+        """The newest good checkpoint no newer than event `last_event`: (state, seq).
+        Those up to event `after` are of a smaller state (the run's capacity grew since)
+        and are not read."""
         if not _has_steps(self.directory):
             return None  # a new run: no need to import Orbax yet
         self.manager.reload()
         for seq in sorted(self.manager.all_steps(), reverse=True):
             if seq > last_event:
                 continue  # a checkpoint of events that never committed
+            if seq <= after:
+                break  # older ones are of a smaller state too
             try:
                 item = self.manager.restore(seq, args=orbax_checkpoint().args.StandardRestore(
                     _to_storable(self.template)))

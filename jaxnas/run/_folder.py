@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxnas import optimizers as _optimizers
 from jaxnas.run._pickling import dumps
@@ -54,13 +54,25 @@ def remove_other_run(root: Path, description: dict, storage: str | None = None) 
     delete_run(root, storage)
 
 
+class Claim(NamedTuple):
+    """What `claim_folder` found: the optimiser's capacity, and up to which event the
+    run's asks were made with a smaller one (0: none were)."""
+
+    max_trials: int
+    grown_after: int
+
+
 def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
-                 max_trials: int, given_max_trials: int | None) -> int:
+                 max_trials: int, given_max_trials: int | None) -> Claim:
     """Writes a new run's metadata, or checks that the folder's run is this one.
 
-    Returns:
-        The optimiser's capacity (`max_trials`): a continued run keeps the one it started
-        with, since its state has that shape; an explicit different one is an error.
+    A continued run keeps the capacity (`max_trials`) it started with unless this call
+    needs more (a larger `max_evaluations`, or a larger `max_trials` given): then the
+    capacity grows, and the events up to now are replayed into an optimiser of the new
+    size instead of restored from a checkpoint (`Claim.grown_after`). The optimisers' asks
+    do not depend on the capacity (tests/optimizers/test_capacity.py), so the replay
+    proposes the same trials, which `Worker` checks. A given `max_trials` below the stored one is
+    an error: a state cannot shrink below the trials it holds.
 
     Raises:
         ValueError: the folder holds a different run (the message says what differs).
@@ -69,17 +81,25 @@ def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
         stored = store.get_meta("run")
         if stored is None:
             store.set_meta(_new_run_meta(spec, description, max_trials))
-            return int(max_trials)
+            return Claim(int(max_trials), 0)
         stored_max_trials = int(store.get_meta("max_trials"))
-    differences = _differences(json.loads(stored), description)
-    if given_max_trials is not None and given_max_trials != stored_max_trials:
-        differences.append(f"max_trials was {stored_max_trials}, now {given_max_trials}")
-    if differences:
-        raise ValueError(
-            f"jn.run: root_directory={str(store.root)!r} ({store.where}) holds a different "
-            f"run, so it cannot be continued: {'; '.join(differences)}. Use a new "
-            f"root_directory, or pass overwrite=True to delete that run.")
-    return stored_max_trials
+        grown_after = int(store.get_meta("max_trials_grown_after") or 0)
+        differences = _differences(json.loads(stored), description)
+        if given_max_trials is not None and given_max_trials < stored_max_trials:
+            differences.append(f"max_trials was {stored_max_trials}, now {given_max_trials} "
+                               f"(a continued run's max_trials may grow, not shrink)")
+        if differences:
+            raise ValueError(
+                f"jn.run: root_directory={str(store.root)!r} ({store.where}) holds a "
+                f"different run, so it cannot be continued: {'; '.join(differences)}. Use "
+                f"a new root_directory, or pass overwrite=True to delete that run.")
+        if max_trials <= stored_max_trials:
+            return Claim(stored_max_trials, grown_after)
+        grown_after = store.last_event()
+        store.set_meta({"max_trials": int(max_trials), "max_trials_grown_after": grown_after})
+    logger.info("jaxnas.run: the continued run's capacity grows from %d to %d trials; its "
+                "%d events are replayed", stored_max_trials, max_trials, grown_after)
+    return Claim(int(max_trials), grown_after)
 
 
 def _new_run_meta(spec: SearchSpace, description: dict, max_trials: int) -> dict:

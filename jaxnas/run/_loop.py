@@ -179,7 +179,10 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             every structure apart.
         optimizer_kwargs: keyword arguments for a named optimiser. `max_trials` (the
             state's capacity) defaults to `max_evaluations` plus one batch, else 1024; a
-            continued run keeps the capacity it started with.
+            continued run keeps the capacity it started with unless it needs more (a
+            larger `max_evaluations` or `max_trials`): then the capacity grows and the
+            run so far is replayed into the larger state, which asks what it would have
+            asked had the run been made at once.
         progress: show a progress line (default: when stderr is a terminal).
         overwrite: delete a run already in `root_directory` that was started with another
             space, optimiser or seed, and start afresh (otherwise that is an error).
@@ -270,15 +273,16 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         room = 2 if evaluator.screen.active else 1
         default, probe = ((None, None) if given else
                           default_max_trials(optimizer, spec, max_evaluations, optimizer_kwargs))
-        max_trials = claim_folder(store, spec, description, given or room * default, given)
+        claim = claim_folder(store, spec, description, given or room * default, given)
         evaluator.start(store)
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))
-        worker = Worker(make_optimizer(optimizer, constrained, max_trials, optimizer_kwargs,
-                                       probe),
+        worker = Worker(make_optimizer(optimizer, constrained, claim.max_trials,
+                                       optimizer_kwargs, probe),
                         store, seed, checkpoint_every, parsed, WarmStart(initial),
                         heartbeat_timeout,
-                        name=optimizer if isinstance(optimizer, str) else None)
+                        name=optimizer if isinstance(optimizer, str) else None,
+                        grown_after=claim.grown_after)
         stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
         worker.checkpoint(force=True)
         trials = store.all_trials()

@@ -61,7 +61,8 @@ class Worker:
     def __init__(self, optimizer: _optimizers.Optimizer, store: RunStore, seed: int,
                  checkpoint_every: int, objectives: Objectives,
                  warm_start: WarmStart | None = None,
-                 heartbeat_timeout: float = DEFAULT_TIMEOUT, name: str | None = None):
+                 heartbeat_timeout: float = DEFAULT_TIMEOUT, name: str | None = None,
+                 grown_after: int = 0):
         self.store = store
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.warm_start = warm_start or WarmStart([])
@@ -88,7 +89,9 @@ class Worker:
         # at once, since a checkpoint may hold them, then after each ask that has some.
         self.may_hold_unrecorded = True
         with store.transaction():
-            restored = self.checkpoints.restore(store.last_event())
+            # Checkpoints up to event `grown_after` hold a smaller state (the run's
+            # capacity grew since, `claim_folder`): those events are replayed instead.
+            restored = self.checkpoints.restore(store.last_event(), after=grown_after)
             if restored is not None:
                 self.state, self.seq = restored
                 self.saved_seq = self.seq
