@@ -49,8 +49,8 @@ _DONE = {"success", "COMPLETE", "TrialState.COMPLETE"}
 def import_trials(root: str | Path, rows: Any, *, storage: str | None = None) -> int:
     """Adds finished trials from elsewhere to the run in `root` (`jn.import_trials`).
 
-    The run must exist (`jn.run` started it, with an optimiser capacity, `optimizer_kwargs`
-    `max_trials`, that leaves room for the imported trials); its next asks place them
+    The run must exist (`jn.run` started it; its next `jn.run` gives the optimiser room for
+    the imports beside its own evaluations, see `claim_folder`); its next asks place them
     (see the module docstring), and `jn.run` on the folder then learns from them. An
     import waits for a new sample at its fidelity: single-fidelity optimisers start every
     configuration at the highest, Hyperband and PriorBand start brackets at every rung, but
@@ -69,14 +69,11 @@ def import_trials(root: str | Path, rows: Any, *, storage: str | None = None) ->
         FileNotFoundError: no run in `root`, or no such file or folder to import.
         ValueError: a column that is neither a decision, a result nor a known column; a
             value outside its decision's range or choices; a missing or non-finite
-            objective; a fidelity outside the space's; more trials than the run has room
-            for. Nothing is written then.
+            objective; a fidelity outside the space's. Nothing is written then.
     """
     root = Path(root)
     with RunStore(root, create=False, storage=storage) as store:
         description = store.get_meta("run")
-        capacity = int(store.get_meta("max_trials") or 0)
-        held = len(store.all_trials()) + len(store.waiting_imports())
     spec = load_space(root, storage=storage)
     objectives = Objectives.parse(json.loads(description or "{}").get("objectives"))
     records = _records(rows)
@@ -85,12 +82,8 @@ def import_trials(root: str | Path, rows: Any, *, storage: str | None = None) ->
         row = _checked(f"jn.import_trials: row {i}", record, spec, objectives)
         if row is not None:
             checked.append(row)
-    if held + len(checked) > capacity:
-        raise ValueError(
-            f"jn.import_trials: the run in {str(root)!r} was started with room for "
-            f"max_trials={capacity} trials and holds {held} (waiting imports included), so "
-            f"{len(checked)} more do not fit. Start the run with optimizer_kwargs="
-            f"{{'max_trials': ...}} large enough for its own trials and the imported ones.")
+    # No room is needed now: the run's next `jn.run` sizes its optimiser for its own
+    # evaluations plus every import, growing the state if it must (`claim_folder`).
     with RunStore(root, create=True, storage=storage) as store:  # an older run's `imports`
         store.add_imports(checked)
     return len(checked)

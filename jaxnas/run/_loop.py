@@ -273,7 +273,9 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         room = 2 if evaluator.screen.active else 1
         default, probe = ((None, None) if given else
                           default_max_trials(optimizer, spec, max_evaluations, optimizer_kwargs))
-        claim = claim_folder(store, spec, description, given or room * default, given)
+        # Imported trials take rows of the table without counting as evaluations.
+        needed = given or room * default + store.import_count()
+        claim = claim_folder(store, spec, description, needed, given)
         evaluator.start(store)
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))

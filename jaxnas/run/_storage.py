@@ -480,6 +480,12 @@ class RunStore:
                  "loss": math.nan if loss is None else loss, "objectives": json.loads(o),
                  "extra": json.loads(e)} for i, c, f, loss, o, e in rows.fetchall()]
 
+    def import_count(self) -> int:
+        """How many trials were imported into the run, placed or waiting."""
+        if not self._has_imports():
+            return 0
+        return int(self._db.execute("SELECT COUNT(*) FROM imports").fetchone()[0])
+
     def place_imports(self, placed: dict[int, int]) -> None:
         """Records which trial took each import (`{import_id: trial_id}`; inside the
         ask's transaction)."""
