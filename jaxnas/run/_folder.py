@@ -67,7 +67,8 @@ def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
     """Writes a new run's metadata, or checks that the folder's run is this one.
 
     A continued run keeps the capacity (`max_trials`) it started with unless this call
-    needs more (a larger `max_evaluations`, or a larger `max_trials` given): then the
+    needs more (a larger `max_evaluations`, a larger `max_trials` given, imports, or a
+    run that filled the state it chose, which asks for twice the room): then the
     capacity grows, and the events up to now are replayed into an optimiser of the new
     size instead of restored from a checkpoint (`Claim.grown_after`). The optimisers' asks
     do not depend on the capacity (tests/optimizers/test_capacity.py), so the replay
@@ -97,8 +98,8 @@ def claim_folder(store: RunStore, spec: SearchSpace, description: dict,
             return Claim(stored_max_trials, grown_after)
         grown_after = store.last_event()
         store.set_meta({"max_trials": int(max_trials), "max_trials_grown_after": grown_after})
-    logger.info("jaxnas.run: the continued run's capacity grows from %d to %d trials; its "
-                "%d events are replayed", stored_max_trials, max_trials, grown_after)
+    logger.info("jaxnas.run: the optimiser's capacity grows from %d to %d trials; the run's "
+                "%d events so far are replayed", stored_max_trials, max_trials, grown_after)
     return Claim(int(max_trials), grown_after)
 
 

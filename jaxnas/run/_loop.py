@@ -32,7 +32,7 @@ from jaxnas.run import _compilation_cache as persistent_cache
 from jaxnas.run._budgets import (check_budgets, check_checkpoint_every, default_max_trials,
                                  make_optimizer)
 from jaxnas.run._evaluators import make_batch, make_evaluator
-from jaxnas.run._folder import claim_folder, describe_run, remove_other_run
+from jaxnas.run._folder import Claim, claim_folder, describe_run, remove_other_run
 from jaxnas.run._heartbeat import DEFAULT_TIMEOUT, check_timeout
 from jaxnas.run._objectives import Objectives
 from jaxnas.run._progress import Progress
@@ -40,7 +40,7 @@ from jaxnas.run._records import INCUMBENT, TrialRecord, best_trial, pareto_trial
 from jaxnas.run._report import summarise
 from jaxnas.run._storage import RunStore, check_shared_folder, storage_of
 from jaxnas.run._warm_start import WarmStart, check_initial_configs
-from jaxnas.run._worker import Worker
+from jaxnas.run._worker import STATE_FULL, Worker
 from jaxnas.space import SearchSpace, compile as _compile
 
 logger = logging.getLogger("jaxnas")
@@ -178,11 +178,13 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
             (`jn.nn.Repeat`) into one bucket (True); `"widths"`: in widths only; False:
             every structure apart.
         optimizer_kwargs: keyword arguments for a named optimiser. `max_trials` (the
-            state's capacity) defaults to `max_evaluations` plus one batch, else 1024; a
-            continued run keeps the capacity it started with unless it needs more (a
-            larger `max_evaluations` or `max_trials`): then the capacity grows and the
-            run so far is replayed into the larger state, which asks what it would have
-            asked had the run been made at once.
+            state's capacity) defaults to `max_evaluations` plus one batch and the
+            imported trials, else 1024. A run that fills the capacity jaxnas chose grows
+            it (twice the room), and a continued run that needs more (a larger
+            `max_evaluations` or `max_trials`) grows it too: the run so far is replayed
+            into the larger state, which asks what it would have asked had it been that
+            large from the start. A `max_trials` given is kept: the run stops when it is
+            full.
         progress: show a progress line (default: when stderr is a terminal).
         overwrite: delete a run already in `root_directory` that was started with another
             space, optimiser or seed, and start afresh (otherwise that is an error).
@@ -279,13 +281,29 @@ def run(evaluate: Any, space: Any, *, optimizer: str | _optimizers.Optimizer = "
         evaluator.start(store)
         # The optimiser samples and mutates within the constraints on the config.
         constrained = spec.constrain(tuple(evaluator.screen.predicates))
-        worker = Worker(make_optimizer(optimizer, constrained, claim.max_trials,
-                                       optimizer_kwargs, probe),
-                        store, seed, checkpoint_every, parsed, WarmStart(initial),
-                        heartbeat_timeout,
-                        name=optimizer if isinstance(optimizer, str) else None,
-                        grown_after=claim.grown_after)
-        stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
+
+        def new_worker(claim: Claim, probe: Any = None) -> Worker:
+            return Worker(make_optimizer(optimizer, constrained, claim.max_trials,
+                                         optimizer_kwargs, probe),
+                          store, seed, checkpoint_every, parsed, WarmStart(initial),
+                          heartbeat_timeout,
+                          name=optimizer if isinstance(optimizer, str) else None,
+                          grown_after=claim.grown_after)
+
+        worker = new_worker(claim, probe)
+        while True:
+            stopped_by = _loop(spec, worker, evaluator, store, budgets, progress_line, start)
+            if stopped_by != STATE_FULL or given or not isinstance(optimizer, str):
+                break
+            # A named optimiser in the capacity jaxnas chose, out of room with budget left
+            # (a run without `max_evaluations`, or one whose rows go to infeasible trials):
+            # twice the room, the run so far replayed into it, and on.
+            claim = claim_folder(store, spec, description, 2 * claim.max_trials, None)
+            worker.close()
+            worker = None  # (if the next one fails to start, `finally` has none to close)
+            worker = new_worker(claim)
+        if stopped_by == STATE_FULL:
+            logger.warning("jaxnas.run: %s", worker.full)
         worker.checkpoint(force=True)
         trials = store.all_trials()
     finally:

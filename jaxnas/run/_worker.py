@@ -34,6 +34,9 @@ from jaxnas.run._storage import RunStore
 from jaxnas.run._warm_start import WarmStart, substitute
 
 logger = logging.getLogger("jaxnas")
+
+# `next_batch`'s reason to stop when the optimiser's state has no room for an ask.
+STATE_FULL = "the optimiser's capacity (optimizer_kwargs max_trials)"
 # Events replayed per read of the rows they refer to: an `IN (...)` list of at most a few
 # thousand ids, well within SQLite's limit on a statement's parameters.
 _EVENTS_READ_AT_ONCE = 256
@@ -88,6 +91,7 @@ class Worker:
         # Whether the state may hold asked rows the run never recorded (`_reissue`): looked
         # at once, since a checkpoint may hold them, then after each ask that has some.
         self.may_hold_unrecorded = True
+        self.full = ""  # why the last ask found the state full
         with store.transaction():
             # Checkpoints up to event `grown_after` hold a smaller state (the run's
             # capacity grew since, `claim_folder`): those events are replayed instead.
@@ -241,8 +245,8 @@ class Worker:
         try:
             _optimizers.check(state)
         except ValueError as full:
-            logger.warning("jaxnas.run: %s", full)
-            return [], "the optimiser's capacity (optimizer_kwargs max_trials)"
+            self.full = str(full)  # `jn.run` grows the state, or stops and says so
+            return [], STATE_FULL
         state, proposals, taken = self.warm_start.apply(self.state, state, proposals)
         proposals = jax.device_get(proposals)
         rows = np.flatnonzero(np.asarray(proposals.valid))

@@ -161,12 +161,38 @@ def test_a_run_continued_past_its_capacity_grows_it_and_is_the_run_made_at_once(
     assert len(_tpe(tmp_path / "parts", 12, storage).trials) == 12
     with caplog.at_level(logging.INFO, logger="jaxnas"):
         continued = _tpe(tmp_path / "parts", 30, storage)
-    assert "capacity grows from 13 to 31 trials" in caplog.text
+    assert "capacity grows from 13 to 31 trials; the run's 24 events so far are replayed" in caplog.text
     assert "cannot be restored" not in caplog.text  # the smaller state's are not read
     whole = _tpe(tmp_path / "whole", 30, other)
     assert continued.stopped_by == "max_evaluations"
     assert _table(tmp_path / "parts", storage) == _table(tmp_path / "whole", other)
     assert len(whole.trials) == 30
+
+
+def test_a_run_that_fills_the_state_it_chose_grows_it_and_goes_on(tmp_path, caplog):
+    """Without `max_evaluations` a state holds 1024 trials: a run of 1100 by cost grows it
+    (twice the room, the run so far replayed) and is the run made in the larger one; with
+    the capacity given, the run stops there and says so."""
+    def run(root, **kwargs):
+        def evaluate(x, kind):
+            return {"loss": (x - 0.5) ** 2 + {"a": 0.0, "b": 0.3}[kind], "cost": 1.0}
+
+        return jn.run(evaluate, {"x": jn.Float(-2.0, 2.0),
+                                 "kind": jn.Categorical(("a", "b"))},
+                      optimizer="random_search", root_directory=root, max_cost=1100,
+                      progress=False, **kwargs)
+
+    with caplog.at_level(logging.INFO, logger="jaxnas"):
+        grown = run(tmp_path / "grown", optimizer_kwargs={"batch_size": 100})
+    assert "capacity grows from 1024 to 2048 trials" in caplog.text
+    assert grown.stopped_by == "max_cost" and len(grown.trials) == 1100
+    run(tmp_path / "large", optimizer_kwargs={"batch_size": 100, "max_trials": 2048})
+    assert _table(tmp_path / "grown") == _table(tmp_path / "large")
+    with caplog.at_level(logging.WARNING, logger="jaxnas"):
+        pinned = run(tmp_path / "pinned", optimizer_kwargs={"batch_size": 100,
+                                                            "max_trials": 1024})
+    assert pinned.stopped_by == "the optimiser's capacity (optimizer_kwargs max_trials)"
+    assert len(pinned.trials) < 1100 and "optimizer state is full" in caplog.text
 
 
 def test_a_grown_run_resumes_from_its_new_checkpoints_and_max_trials_cannot_shrink(
