@@ -161,7 +161,8 @@ def test_a_run_continued_past_its_capacity_grows_it_and_is_the_run_made_at_once(
     assert len(_tpe(tmp_path / "parts", 12, storage).trials) == 12
     with caplog.at_level(logging.INFO, logger="jaxnas"):
         continued = _tpe(tmp_path / "parts", 30, storage)
-    assert "capacity grows from 13 to 31 trials; the run's 24 events so far are replayed" in caplog.text
+    assert ("capacity grows from 13 to 31 trials; the run's 24 events so far are replayed"
+            in caplog.text)
     assert "cannot be restored" not in caplog.text  # the smaller state's are not read
     whole = _tpe(tmp_path / "whole", 30, other)
     assert continued.stopped_by == "max_evaluations"
