@@ -144,12 +144,12 @@ def test_four_workers_share_one_run(tmp_path, storage):
     assert len(again.trials) == evaluations
 
 
-def _tpe(root, evaluations, storage=None, **kwargs):
+def _small_run(root, evaluations, storage=None, optimizer="tpe", **kwargs):
     def evaluate(x, kind):
         return (x - 0.5) ** 2 + {"a": 0.0, "b": 0.3}[kind]
 
     return jn.run(evaluate, {"x": jn.Float(-2.0, 2.0), "kind": jn.Categorical(("a", "b"))},
-                  optimizer="tpe", root_directory=root, max_evaluations=evaluations,
+                  optimizer=optimizer, root_directory=root, max_evaluations=evaluations,
                   progress=False, storage=storage, **kwargs)
 
 
@@ -158,13 +158,13 @@ def test_a_run_continued_past_its_capacity_grows_it_and_is_the_run_made_at_once(
     """12 evaluations make a state of 13 trials; continued to 30, the run grows it to 31,
     replays its 12 trials into the larger state, and goes on as a run of 30 would."""
     other = storage and request.getfixturevalue("postgres_server").database()
-    assert len(_tpe(tmp_path / "parts", 12, storage).trials) == 12
+    assert len(_small_run(tmp_path / "parts", 12, storage).trials) == 12
     with caplog.at_level(logging.INFO, logger="jaxnas"):
-        continued = _tpe(tmp_path / "parts", 30, storage)
+        continued = _small_run(tmp_path / "parts", 30, storage)
     assert ("capacity grows from 13 to 31 trials; the run's 24 events so far are replayed"
             in caplog.text)
     assert "cannot be restored" not in caplog.text  # the smaller state's are not read
-    whole = _tpe(tmp_path / "whole", 30, other)
+    whole = _small_run(tmp_path / "whole", 30, other)
     assert continued.stopped_by == "max_evaluations"
     assert _table(tmp_path / "parts", storage) == _table(tmp_path / "whole", other)
     assert len(whole.trials) == 30
@@ -198,17 +198,20 @@ def test_a_run_that_fills_the_state_it_chose_grows_it_and_goes_on(tmp_path, capl
 
 def test_a_grown_run_resumes_from_its_new_checkpoints_and_max_trials_cannot_shrink(
         tmp_path, caplog):
-    _tpe(tmp_path, 12)
-    _tpe(tmp_path, 20, optimizer_kwargs={"max_trials": 40})  # a larger capacity, given
+    def go(evaluations, **kwargs):
+        return _small_run(tmp_path, evaluations, **kwargs)
+
+    go(12)
+    go(20, optimizer_kwargs={"max_trials": 40})  # a larger capacity, given
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="jaxnas"):
-        resumed = _tpe(tmp_path, 36)  # fits in 40: no growth, no replay from the start
+        resumed = go(36)  # fits in 40: the newest checkpoint, no replay from the start
     assert "grows" not in caplog.text and "cannot be restored" not in caplog.text
     assert len(resumed.trials) == 36
     with pytest.raises(ValueError, match=r"holds a different run.*max_trials was 40, now 16 "
                                          r"\(a continued run's max_trials may grow, not "
                                          r"shrink\)"):
-        _tpe(tmp_path, 36, optimizer_kwargs={"max_trials": 16})
+        go(36, optimizer_kwargs={"max_trials": 16})
 
 
 def test_resuming_restores_the_newest_good_checkpoint(tmp_path, caplog):

@@ -210,6 +210,7 @@ def _hand_derivation(spec):
 
 def test_an_edited_production_keeps_the_rest_of_the_tree():
     spec = jn.compile(grammar_like(), max_nodes=BUDGET)
+    carry_over = jax.jit(spec.carry_over)  # one compile, not five op-by-op calls
     # As `_hand_derivation`, but S#2 -> S, which takes S#5 -> O O O.
     parent = _hand_derivation(spec).replace({"S#2": 2, "S#5": 4})
     before = spec.resolve(parent, build=False)["S"].args
@@ -217,19 +218,19 @@ def test_an_edited_production_keeps_the_rest_of_the_tree():
     # over, S#2 keeps its own subtree.
     edited = parent.replace({"S#1": 1})
     assert _render(spec.resolve(edited, build=False)["S"].args[1]) != _render(before[1])
-    carried = spec.resolve(spec.carry_over(parent, edited, jax.random.key(0)),
+    carried = spec.resolve(carry_over(parent, edited, jax.random.key(0)),
                            build=False)["S"].args
     assert _render(carried[0]) == "(Sequential (ReLUConvBN))"
     assert _render(carried[1:]) == _render(before[1:])
     # S#3 now refers to a new S: it grows afresh, and everything else stays.
     edited = parent.replace({"S#3": 2})
     for seed in range(3):
-        tree = spec.resolve(spec.carry_over(parent, edited, jax.random.key(seed)),
+        tree = spec.resolve(carry_over(parent, edited, jax.random.key(seed)),
                             build=False)["S"].args
         assert _render(tree[0].args[0]).startswith("(Sequential (Sequential")
         assert _render(tree[0].args[1:]) == _render(before[0].args[1:])
         assert _render(tree[1:]) == _render(before[1:])
-    assert spec.carry_over(parent, parent, jax.random.key(0)).items() == parent.items()
+    assert carry_over(parent, parent, jax.random.key(0)).items() == parent.items()
 
 
 def test_mutation_without_changes_is_the_parent_and_with_changes_stays_feasible():
