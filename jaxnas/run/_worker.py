@@ -124,7 +124,8 @@ class Worker:
             chunk = events[start:start + _EVENTS_READ_AT_ONCE]
             # What the events refer to, read in two queries rather than two an event:
             # the trials that took imports, and the rows of those and of the told trials.
-            asked = [i for _, kind, _, ids in chunk if kind == "ask" for i in ids]
+            asked = [i for _, kind, _, ids in chunk if kind in ("ask", "reissue")
+                     for i in ids]
             imported = self.store.imported_ids(asked) if asked else set()
             told = {i for _, kind, _, ids in chunk if kind == "tell" for i in ids}
             reissued = {i for _, kind, _, ids in chunk if kind == "reissue" for i in ids}
@@ -138,6 +139,11 @@ class Worker:
                 else:  # "reissue": trials the state holds already (see `_reissue`)
                     for trial_id in ids:
                         self._note_parent(trial_id, rows[trial_id].parent_id)
+                    took = sorted(imported & set(ids))  # ... some with imports' configs
+                    if took:
+                        self.state, _ = substitute(
+                            self.state, _table_proposals(self.state.trials), took,
+                            [rows[i].config for i in took])
                 self.seq = seq
 
     def _replay_ask(self, step: int, ids: list[int], imported: set[int],
@@ -287,7 +293,11 @@ class Worker:
         with a larger budget evaluates them first, so that it is the run made at once
         (the same trials, configurations and keys). Their step's event is a `reissue`,
         numbered below 0 so that later asks keep their numbers (their keys); replaying it
-        changes no state.
+        changes no state, except where imports waiting since took some of its rows (as
+        they take a new ask's): their configs are written in again.
+
+        Returns:
+            The trials to evaluate (those that took no import).
         """
         table = getattr(self.state, "trials", None)  # a user's optimiser may keep none
         if not self.may_hold_unrecorded or not isinstance(table, _optimizers.Trials):
@@ -297,20 +307,36 @@ class Worker:
         known = self.store.trials_by_id(pending.tolist()) if pending.size else {}
         rows = np.asarray([i for i in pending.tolist() if i not in known], np.int64)
         self.may_hold_unrecorded = rows.size > 0
-        if "max_evaluations" in budgets:
-            rows = rows[:max(budgets["max_evaluations"] - totals["evaluations"], 0)]
         if rows.size == 0:
             return []
+        proposals = _table_proposals(table)
+        # Imports waiting since take these rows as they would a new ask's (they are new
+        # samples the run never recorded); the replay of the event does the same.
+        placed = self._place_imports(proposals, rows, set())
+        if "max_evaluations" in budgets:  # the run's own trials, up to the budget
+            room = budgets["max_evaluations"] - totals["evaluations"]
+            rows = rows[np.cumsum([r not in placed for r in rows.tolist()]) <= room]
+            kept = set(rows.tolist())
+            placed = {r: row for r, row in placed.items() if r in kept}
+        if rows.size == 0:
+            return []
+        state = self.state
+        if placed:
+            state, proposals = substitute(state, proposals, list(placed),
+                                          [row["config"] for row in placed.values()])
         step = self.store.next_reissue_step()
-        host = jax.device_get(table)
-        trials = _proposed(Proposals(host.configs, host.fidelities, np.arange(count),
-                                     np.ones(count, bool), host.parent_ids), rows, step,
-                           self.name)
+        trials = _proposed(proposals, rows, step, self.name)
         self.seq = self.store.append_event("reissue", step, [t.trial_id for t in trials])
+        self.state = state
         for t in trials:
             self._note_parent(t.trial_id, t.parent_id)
         self.store.add_trials(trials, worker=self.name)
-        return trials
+        by_row = dict(zip(rows.tolist(), trials))
+        self.store.place_imports({row["import_id"]: by_row[r].trial_id
+                                  for r, row in placed.items()})
+        self.store.record_finished([self._imported(by_row[r], row)
+                                    for r, row in placed.items()])
+        return [by_row[r] for r in rows.tolist() if r not in placed]
 
     def _place_imports(self, proposals: Any, rows: np.ndarray,
                        taken: set[int]) -> dict[int, dict]:
@@ -386,6 +412,14 @@ def _same_level(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _table_proposals(table: _optimizers.Trials) -> Proposals:
+    """The state's trial table as proposals on the host, a row per trial id."""
+    host = jax.device_get(table)
+    count = int(host.count)
+    return Proposals(host.configs, host.fidelities, np.arange(count), np.ones(count, bool),
+                     host.parent_ids)
 
 
 def _proposed(proposals: Any, rows: np.ndarray, step: int, worker: str) -> list[TrialRecord]:

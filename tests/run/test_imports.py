@@ -3,6 +3,7 @@ Optuna study join a run, which learns from them and counts only its own work."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import numpy as np
@@ -112,19 +113,29 @@ def test_bad_rows_are_refused_and_change_nothing(tmp_path, rows, match):
         assert db.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
 
 
-def test_more_imports_than_the_state_holds_are_taken_and_the_next_run_makes_room(tmp_path):
-    """A run of 2 evaluations holds 3 trials; 20 imports and 12 more evaluations later it
-    holds all 32, none lost to a full state."""
-    def go(evaluations):
-        return jn.run(loss, space(), optimizer="tpe", root_directory=tmp_path,
-                      max_evaluations=evaluations, progress=False)
+@pytest.mark.parametrize("options", [{}, {"batch_size": 16, "max_trials": 128}])
+def test_more_imports_than_the_state_holds_are_taken_and_the_next_run_makes_room(tmp_path,
+                                                                                 options):
+    """TPE after 2 evaluations holds 3 trials, or, asking 16 at a time, 14 it never
+    recorded; 20 imports and 12 more evaluations later the run holds all 34, none lost to
+    a full state (the unrecorded samples take imports first, as new samples would). A
+    replay of the whole log then holds what the run held: it goes on alike."""
+    def go(root, evaluations):
+        return jn.run(loss, space(), optimizer="tpe", root_directory=root,
+                      max_evaluations=evaluations, progress=False, optimizer_kwargs=options)
 
-    go(2)
+    go(tmp_path / "run", 2)
     rows = [{"x": i / 20, "kind": "b", "n": 3, "loss": loss(i / 20, "b", 3)} for i in range(20)]
-    assert jn.import_trials(tmp_path, rows) == 20
-    trials = go(14).trials
+    assert jn.import_trials(tmp_path / "run", rows) == 20
+    trials = go(tmp_path / "run", 14).trials
     assert len(own(trials)) == 14 and len(trials) == 34
     assert all(t["status"] == "success" for t in trials)
+    if "max_trials" in options:  # (no growth below: the run reads its newest checkpoint)
+        shutil.copytree(tmp_path / "run", tmp_path / "replayed")
+        shutil.rmtree(tmp_path / "replayed" / "checkpoints")
+        table = [[(t["config"], t["loss"]) for t in go(tmp_path / where, 50).trials]
+                 for where in ("run", "replayed")]
+        assert table[0] == table[1]
 
 
 def test_a_folder_without_a_run_is_refused(tmp_path):
