@@ -258,31 +258,10 @@ class Worker:
         rows = np.flatnonzero(np.asarray(proposals.valid))
         if rows.size == 0:
             return [], "the optimiser has nothing more to propose"
-        placed = self._place_imports(proposals, rows, set(taken))
-        if "max_evaluations" in budgets:  # the run's own trials, up to the budget
-            room = budgets["max_evaluations"] - totals["evaluations"]
-            own = np.cumsum([r not in placed for r in rows.tolist()])
-            cut = own > room
-            rows = rows[~cut]
-            self.may_hold_unrecorded |= bool(cut.any())
-            kept = set(rows.tolist())
-            placed = {r: row for r, row in placed.items() if r in kept}
-        if placed:
-            state, proposals = substitute(state, proposals, list(placed),
-                                          [row["config"] for row in placed.values()])
-        trials = _proposed(proposals, rows, step, self.name)
-        self.seq = self.store.append_event("ask", step, [t.trial_id for t in trials])
-        self.state = state
-        for t in trials:
-            self._note_parent(t.trial_id, t.parent_id)
-        self.store.add_trials(trials, worker=self.name)
-        by_row = dict(zip(rows.tolist(), trials))
-        self.store.place_imports({row["import_id"]: by_row[r].trial_id
-                                  for r, row in placed.items()})
-        self.store.record_finished([self._imported(by_row[r], row)
-                                    for r, row in placed.items()])
+        trials = self._record(proposals, state, rows, set(taken), "ask", step, budgets,
+                              totals)
         self.checkpoint()
-        return [by_row[r] for r in rows.tolist() if r not in placed], ""
+        return trials, ""
 
     def _reissue(self, budgets: dict, totals: dict) -> list[TrialRecord]:
         """Records and claims the trials the state asked that the run never recorded, as
@@ -309,24 +288,34 @@ class Worker:
         self.may_hold_unrecorded = rows.size > 0
         if rows.size == 0:
             return []
-        proposals = _table_proposals(table)
         # Imports waiting since take these rows as they would a new ask's (they are new
         # samples the run never recorded); the replay of the event does the same.
-        placed = self._place_imports(proposals, rows, set())
+        return self._record(_table_proposals(table), self.state, rows, set(), "reissue",
+                            self.store.next_reissue_step(), budgets, totals)
+
+    def _record(self, proposals: Any, state: Any, rows: np.ndarray, taken: set[int],
+                kind: str, step: int, budgets: dict, totals: dict) -> list[TrialRecord]:
+        """Records proposal rows `rows` as step `step`'s trials under a `kind` event and
+        claims them, `state` becoming the worker's: waiting imports take the new samples
+        at their fidelity (not the rows in `taken`) and finish at once; the run's own
+        rows are kept up to `max_evaluations`, the rest stay in the state, unrecorded.
+
+        Returns:
+            The trials to evaluate (those that took no import).
+        """
+        placed = self._place_imports(proposals, rows, taken)
         if "max_evaluations" in budgets:  # the run's own trials, up to the budget
             room = budgets["max_evaluations"] - totals["evaluations"]
-            rows = rows[np.cumsum([r not in placed for r in rows.tolist()]) <= room]
+            cut = np.cumsum([r not in placed for r in rows.tolist()]) > room
+            rows = rows[~cut]
+            self.may_hold_unrecorded |= bool(cut.any())
             kept = set(rows.tolist())
             placed = {r: row for r, row in placed.items() if r in kept}
-        if rows.size == 0:
-            return []
-        state = self.state
         if placed:
             state, proposals = substitute(state, proposals, list(placed),
                                           [row["config"] for row in placed.values()])
-        step = self.store.next_reissue_step()
         trials = _proposed(proposals, rows, step, self.name)
-        self.seq = self.store.append_event("reissue", step, [t.trial_id for t in trials])
+        self.seq = self.store.append_event(kind, step, [t.trial_id for t in trials])
         self.state = state
         for t in trials:
             self._note_parent(t.trial_id, t.parent_id)
