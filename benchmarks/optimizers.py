@@ -66,6 +66,9 @@ one warm-up call of each, is timed apart: "excl. compile" leaves it out, "incl. 
 adds it to one run (a fresh process pays it once per problem, optimiser and capacity; a
 persistent compilation cache, if JAX has one set, is recorded in the JSON). Optuna runs a
 short warm-up study per sampler first, so that its lazy imports (torch) are not counted.
+Next to each jaxnas figure, its floor: the same loop over the same state with an ask and
+a tell that compute nothing (`doing_nothing`), the least any optimiser with that state
+costs a trial here; `peer / floor` bounds the ratio that any could reach.
 Target: jaxnas TPE's and GP's overhead per trial at least 10x below Optuna's TPE's and
 GP's at 200 trials. The programs are compiled with XLA's default options (as in
 `priorband_vs_neps.py`); `jn.run` compiles an optimiser's programs at LLVM level 0 (faster
@@ -303,8 +306,11 @@ class JaxnasDriver:
     `objective_compile_s`: the problem's batch evaluation).
     """
 
-    def __init__(self, problem: Any, spec: jn.SearchSpace, name: str, max_trials: int):
+    def __init__(self, problem: Any, spec: jn.SearchSpace, name: str, max_trials: int,
+                 floor: bool = False):
         optimizer, self.kwargs = make_optimizer(name, spec, max_trials)
+        if floor:
+            optimizer = doing_nothing(optimizer)
         self.init, self.ask, self.tell, self.compile_s, proposals = compile_optimizer(
             optimizer, lambda ids: jnp.zeros(ids.shape, jnp.float32), name)
 
@@ -342,6 +348,27 @@ class JaxnasDriver:
             losses.extend(host_losses[valid].tolist())
         jax.block_until_ready(state)
         return Run(losses, time.perf_counter() - start, objective_s, stopped_early)
+
+
+def doing_nothing(optimizer: optimizers.Optimizer) -> optimizers.Optimizer:
+    """`optimizer`'s state and proposals, nothing computed: the ask hands back the first
+    ask's proposals again and marks their rows pending, the tell writes the losses. Run by
+    `JaxnasDriver`, it is the floor of any optimiser's overhead with that state: two
+    programs over it a trial, and their transfers."""
+    key = jax.random.key(0)
+    _, first = jax.jit(optimizer.ask)(optimizer.init(key), key)
+
+    def ask(state: Any, key: jax.Array) -> tuple[Any, Any]:
+        trials = state.trials
+        pending = trials.status.at[first.trial_ids].set(optimizers.Status.PENDING)
+        return state._replace(trials=trials._replace(status=pending)), first
+
+    def tell(state: Any, trial_ids: jax.Array, losses: jax.Array) -> Any:
+        trials = state.trials
+        return state._replace(trials=trials._replace(
+            losses=trials.losses.at[trial_ids].set(losses)))
+
+    return optimizers.Optimizer(optimizer.init, ask, tell)
 
 
 # ------------------------------------------------------------------------ Optuna side
@@ -560,16 +587,22 @@ class Bench:
         self.optimum = {name: p.optimum for name, p in self.problems.items()}
         self._optuna: dict[str, OptunaDriver] = {}
         self._warm_peers: set[str] = set()
-        self._jaxnas: dict[tuple[str, str, int], JaxnasDriver] = {}
+        self._jaxnas: dict[tuple[str, str, int, bool], JaxnasDriver] = {}
         self.compile_s: dict[str, dict[str, float]] = {name: {} for name in problem_names}
         self.kwargs: dict[str, dict[str, dict]] = {name: {} for name in problem_names}
 
-    def jaxnas(self, problem: str, name: str, max_trials: int) -> JaxnasDriver:
-        """The driver of `name` on `problem` for runs of up to `max_trials` (built once)."""
-        key = (problem, name, max_trials)
+    def jaxnas(self, problem: str, name: str, max_trials: int,
+               floor: bool = False) -> JaxnasDriver:
+        """The driver of `name` on `problem` for runs of up to `max_trials` (built once);
+        with `floor`, of `doing_nothing(name)`."""
+        key = (problem, name, max_trials, floor)
         if key in self._jaxnas:
             return self._jaxnas[key]
-        driver = JaxnasDriver(self.problems[problem], self.specs[problem], name, max_trials)
+        driver = JaxnasDriver(self.problems[problem], self.specs[problem], name, max_trials,
+                              floor)
+        if floor:
+            self._jaxnas[key] = driver
+            return driver
         self.compile_s[problem][f"{name} (max_trials {max_trials})"] = driver.compile_s
         self.kwargs[problem][f"{name} (max_trials {max_trials})"] = driver.kwargs
         self.log(f"{problem}: compiled jaxnas {name} {driver.kwargs} in "
@@ -656,8 +689,10 @@ def overhead_runs(bench: Bench, pairs: Sequence[tuple[Comparison, Availability, 
                         peer_runs.append(bench.optuna(problem).run(comparison.theirs, seed,
                                                                    trials))
                     source = "dedicated runs"
+                floor = bench.jaxnas(problem, ours.runs, trials, floor=True)
+                floor_runs = [floor.run(seed, trials) for seed in seeds]
                 rows.append({"source": source, **overhead_row(
-                    trials, driver.compile_s, jaxnas_runs, peer_runs)})
+                    trials, driver.compile_s, jaxnas_runs, peer_runs, floor_runs)})
                 bench.log(f"{problem}: overhead of {ours.label} and {comparison.theirs} at "
                           f"{trials} trials ({source})")
             out[problem][comparison.name] = {"ours": ours.label, "theirs": comparison.theirs,
@@ -665,15 +700,19 @@ def overhead_runs(bench: Bench, pairs: Sequence[tuple[Comparison, Availability, 
     return out
 
 
-def overhead_row(trials: int, compile_s: float, ours: Sequence[Run],
-                 theirs: Sequence[Run]) -> dict:
-    """Overhead per trial of both sides (per repetition), compile added or not, ratios."""
+def overhead_row(trials: int, compile_s: float, ours: Sequence[Run], theirs: Sequence[Run],
+                 floor: Sequence[Run]) -> dict:
+    """Overhead per trial of both sides (per repetition), compile added or not, ratios;
+    and of `doing_nothing` over our state (the floor), with Optuna's ratio to it."""
     def per_trial_ms(runs: Sequence[Run], extra_s: float = 0.0) -> list[float]:
         return [1e3 * (run.overhead_s + extra_s) / run.trials for run in runs]
 
     ours_ms, theirs_ms = per_trial_ms(ours), per_trial_ms(theirs)
     ours_with_compile = per_trial_ms(ours, compile_s)
+    floor_ms = per_trial_ms(floor)
     return {"trials": trials, "repetitions": len(ours),
+            "floor_ms_per_trial": floor_ms, "floor_repetitions": len(floor),
+            "ratio_to_floor": float(np.median(theirs_ms) / np.median(floor_ms)),
             "ours_ms_per_trial": ours_ms, "ours_ms_per_trial_incl_compile": ours_with_compile,
             "theirs_ms_per_trial": theirs_ms, "ours_compile_s": compile_s,
             "ours_objective_ms_per_trial": [1e3 * r.objective_s / r.trials for r in ours],
@@ -894,7 +933,8 @@ def print_overhead(overhead: Mapping[str, Any]) -> None:
     if not overhead["problems"]:
         return
     header = ["problem", "jaxnas", "peer", "trials", "runs", "jaxnas excl. compile",
-              "jaxnas incl. compile", "peer", "ratio excl.", "ratio incl."]
+              "jaxnas incl. compile", "peer", "ratio excl.", "ratio incl.", "floor",
+              "peer / floor"]
     print("\n| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for problem, entry in overhead["problems"].items():
@@ -906,8 +946,13 @@ def print_overhead(overhead: Mapping[str, Any]) -> None:
                          f"{np.median(row['ours_ms_per_trial_incl_compile']):.3f}",
                          f"{np.median(row['theirs_ms_per_trial']):.3f}",
                          f"{row['ratio_excl_compile']:.1f}x",
-                         f"{row['ratio_incl_compile']:.2f}x"]
+                         f"{row['ratio_incl_compile']:.2f}x",
+                         f"{np.median(row['floor_ms_per_trial']):.3f}",
+                         f"{row['ratio_to_floor']:.1f}x"]
                 print("| " + " | ".join(cells) + " |")
+    print("\nfloor: an ask and a tell over the same state that compute nothing "
+          "(`doing_nothing`), run as jaxnas's are; no optimiser with that state runs a "
+          "trial in less, so `peer / floor` bounds the ratio any could reach here.")
     peers = {"tpe": ("tpe", "Optuna TPE"), "bo": ("bayesian_optimization", "Optuna GP")}
     for name, target in (overhead["target"] or {}).items():
         ours, theirs = peers[name]
