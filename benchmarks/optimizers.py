@@ -70,9 +70,8 @@ Next to each jaxnas figure, its floor: the same loop over the same state with an
 a tell that compute nothing (`doing_nothing`), the least any optimiser with that state
 costs a trial here; `peer / floor` bounds the ratio that any could reach.
 Target: jaxnas TPE's and GP's overhead per trial at least 10x below Optuna's TPE's and
-GP's at 200 trials. The programs are compiled with XLA's default options (as in
-`priorband_vs_neps.py`); `jn.run` compiles an optimiser's programs at LLVM level 0 (faster
-to compile, slower to run).
+GP's at 200 trials. The programs are compiled as `jn.run` compiles them
+(`jn.optimizers.jitted`, through `_common.compile_optimizer`).
 
 Run it from the repository root:
     python benchmarks/optimizers.py                 # 20 development seeds: 16 min on 2
